@@ -1,0 +1,136 @@
+//! The AWS client factory: the standard credential chain (environment, profile, web identity for
+//! GitHub OIDC, container and instance roles), a region from flag, environment or config, and an
+//! endpoint from `--endpoint-url` or `AWS_ENDPOINT_URL` (how tests reach moto).
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use crate::exit;
+
+/// AWS flags shared by every tool that calls AWS.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AwsArgs {
+    /// AWS region (default: AWS_REGION, the profile, then `defaults.region` in deploy.toml).
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+    /// Send AWS API calls to this endpoint instead of AWS (e.g. a local moto server).
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Named profile from ~/.aws/config.
+    #[arg(long, env = "AWS_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+/// Loads the SDK config. `fallback_region` is the config file's region, used when neither the
+/// flag nor the environment nor the profile gives one.
+pub async fn sdk_config(
+    args: &AwsArgs,
+    fallback_region: Option<&str>,
+) -> anyhow::Result<SdkConfig> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(r) = &args.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(url) = &args.endpoint_url {
+        crate::config::validate_url(url)
+            .map_err(|e| exit::usage(format!("--endpoint-url: {e}: {url:?}")))?;
+        loader = loader.endpoint_url(url.clone());
+    }
+    if let Some(p) = &args.profile {
+        loader = loader.profile_name(p);
+    }
+    let mut conf = loader.load().await;
+    if conf.region().is_none() {
+        match fallback_region {
+            Some(r) => {
+                conf = conf
+                    .into_builder()
+                    .region(Region::new(r.to_owned()))
+                    .build();
+            }
+            None => {
+                return Err(exit::usage(
+                    "no AWS region: pass --region, set AWS_REGION, or set defaults.region in deploy.toml",
+                ));
+            }
+        }
+    }
+    Ok(conf)
+}
+
+/// An AWS SDK error as one line with its sources (the SDK's own `Display` says only "service
+/// error"), classified as a dependency failure (exit 3).
+pub fn error(context: &str, e: &(dyn std::error::Error + 'static)) -> anyhow::Error {
+    exit::dependency(format!("{context}: {}", crate::http::error_chain(e)))
+}
+
+/// An ECS client.
+#[cfg(feature = "ecs")]
+pub fn ecs(conf: &SdkConfig) -> aws_sdk_ecs::Client {
+    aws_sdk_ecs::Client::new(conf)
+}
+
+/// A CloudWatch client.
+#[cfg(feature = "cloudwatch")]
+pub fn cloudwatch(conf: &SdkConfig) -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(conf)
+}
+
+/// An ECR client.
+#[cfg(feature = "ecr")]
+pub fn ecr(conf: &SdkConfig) -> aws_sdk_ecr::Client {
+    aws_sdk_ecr::Client::new(conf)
+}
+
+/// Registry credentials from ECR's GetAuthorizationToken, kept in memory only.
+#[cfg(feature = "ecr")]
+#[derive(Debug, Clone)]
+pub struct RegistryLogin {
+    /// Always `AWS` on ECR.
+    pub username: String,
+    /// The registry password: masked and redacted.
+    pub password: crate::secret::Secret,
+    /// `https://<account>.dkr.ecr.<region>.amazonaws.com`.
+    pub proxy_endpoint: Option<String>,
+    /// When the token expires, as ECR reports it. moto reports 2015 for every token, so callers
+    /// must not refuse a token for an expiry in the past; they log it and retry a 401 once.
+    pub expires_at: Option<std::time::SystemTime>,
+}
+
+/// Gets registry credentials for the account's registry.
+#[cfg(feature = "ecr")]
+pub async fn ecr_login(client: &aws_sdk_ecr::Client) -> anyhow::Result<RegistryLogin> {
+    use base64::Engine;
+    let out = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| error("couldn't get an ECR authorization token", &e))?;
+    let data = out
+        .authorization_data()
+        .first()
+        .ok_or_else(|| exit::dependency("ECR returned no authorization data"))?;
+    let token = data
+        .authorization_token()
+        .ok_or_else(|| exit::dependency("ECR returned an empty authorization token"))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| exit::dependency("ECR authorization token is not base64"))?;
+    let decoded = String::from_utf8(decoded)
+        .map_err(|_| exit::dependency("ECR authorization token is not UTF-8"))?;
+    let (user, pass) = decoded
+        .split_once(':')
+        .ok_or_else(|| exit::dependency("ECR authorization token is not user:password"))?;
+    let password = crate::secret::Secret::new(pass);
+    crate::secret::register(token);
+    let expires_at = data.expires_at().and_then(|t| {
+        u64::try_from(t.secs())
+            .ok()
+            .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+    });
+    Ok(RegistryLogin {
+        username: user.to_owned(),
+        password,
+        proxy_endpoint: data.proxy_endpoint().map(str::to_owned),
+        expires_at,
+    })
+}

@@ -1,0 +1,278 @@
+//! The CLI glue every tool shares: the common flags, argument parsing that never exits the
+//! process, logging to stderr, config loading, and writing one report to every sink (terminal,
+//! JSON, job summary, step outputs, annotations, JUnit, report file).
+
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, ConfigError};
+use crate::exit::{self, Exit};
+use crate::gha::{Actions, Level, Location};
+use crate::render;
+use crate::report::{Report, Status};
+use crate::secret::redact;
+
+/// `--format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// A readable report on stderr.
+    #[default]
+    Human,
+    /// The JSON report on stdout (the human report still goes to stderr).
+    Json,
+}
+
+/// Output flags shared by every tool.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OutputArgs {
+    /// Output format of stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human, env = "DEPLOY_FORMAT")]
+    pub format: Format,
+    /// Also write the report as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write the JSON report to FILE (in Actions, default: under RUNNER_TEMP).
+    #[arg(long, value_name = "FILE", env = "DEPLOY_REPORT")]
+    pub report: Option<PathBuf>,
+}
+
+/// Target flags shared by every tool.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CommonArgs {
+    /// Config file (default: deploy.toml in the current directory, if present).
+    #[arg(long, env = "DEPLOY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Environment from the config file (staging, production...).
+    #[arg(short = 'e', long, env = "DEPLOY_ENVIRONMENT", value_name = "NAME")]
+    pub environment: Option<String>,
+    /// Base URL of the service (overrides the environment's base_url).
+    #[arg(long, env = "DEPLOY_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+impl CommonArgs {
+    /// Reads the config named by `--config`/`DEPLOY_CONFIG`, or `deploy.toml` in the current
+    /// directory when it exists. `None`: no config at all.
+    pub fn load_config(&self) -> Result<Option<Config>, ConfigError> {
+        Config::discover(self.config.as_deref(), Path::new("."))
+    }
+}
+
+/// Parses the arguments without ever exiting the process: `--help`/`--version` print and give 0,
+/// bad arguments print clap's message and give 2.
+pub fn parse<A: clap::Parser>() -> Result<A, Exit> {
+    A::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            Exit::Usage
+        } else {
+            Exit::Passed
+        }
+    })
+}
+
+/// Logs go to stderr; `DEPLOY_LOG` (or `RUST_LOG`) sets the filter, default `info` for our crates.
+pub fn init_logging() {
+    let filter = std::env::var("DEPLOY_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn,deploy_core=info".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(use_colour())
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+fn use_colour() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+/// Runs a tool's body: sets up logging, awaits it, and turns an error into its exit code with one
+/// redacted line on stderr (and an error annotation inside Actions).
+pub async fn run<F>(body: F) -> std::process::ExitCode
+where
+    F: Future<Output = anyhow::Result<Exit>>,
+{
+    init_logging();
+    let exit = match body.await {
+        Ok(e) => e,
+        Err(err) => {
+            let code = exit::classify(&err);
+            let line = redact(&format!("{err:#}"));
+            let _ = writeln!(std::io::stderr(), "error: {line}");
+            let mut gha = Actions::from_env();
+            let _ = gha.annotate(Level::Error, &line, &Location::default());
+            code
+        }
+    };
+    exit.into()
+}
+
+/// Completes when the process gets SIGINT or SIGTERM (GitHub cancels jobs with them).
+pub async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+/// Writes `report` everywhere it belongs and returns its outcome:
+/// the human report on stderr; JSON on stdout with `--format json`; the JUnit file; the JSON report
+/// file; and inside Actions the masks, one error annotation per failed check, the step outputs
+/// (`outcome`, `exit-code`, `report`, and the report's own outputs) and the job summary.
+pub fn emit(report: &Report, out: &OutputArgs) -> anyhow::Result<Exit> {
+    let mut gha = Actions::from_env();
+    emit_to(
+        report,
+        out,
+        &mut gha,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+        use_colour(),
+    )
+}
+
+/// [`emit`] with explicit sinks (tests).
+pub fn emit_to<W: Write>(
+    report: &Report,
+    out: &OutputArgs,
+    gha: &mut Actions<W>,
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+    colour: bool,
+) -> anyhow::Result<Exit> {
+    gha.mask_registered()?;
+    render::human::render(report, colour, stderr)?;
+    if out.format == Format::Json {
+        stdout.write_all(render::json(report).as_bytes())?;
+        stdout.flush()?;
+    }
+    if let Some(path) = &out.junit {
+        std::fs::write(path, render::junit::render(report)).map_err(|e| {
+            exit::usage(format!("couldn't write JUnit file {}: {e}", path.display()))
+        })?;
+    }
+    let report_path = out.report.clone().or_else(|| {
+        gha.enabled().then(|| {
+            let dir =
+                std::env::var_os("RUNNER_TEMP").map_or_else(std::env::temp_dir, PathBuf::from);
+            dir.join(format!(
+                "deploy-action-{}-{}.json",
+                report.tool,
+                std::process::id()
+            ))
+        })
+    });
+    if let Some(path) = &report_path {
+        std::fs::write(path, render::json(report)).map_err(|e| {
+            exit::usage(format!(
+                "couldn't write report file {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    if gha.enabled() {
+        for c in &report.checks {
+            if matches!(c.status, Status::Failed | Status::Error) {
+                let msg = format!(
+                    "{}: {}",
+                    c.name,
+                    c.reason.as_deref().unwrap_or("did not pass")
+                );
+                gha.annotate(
+                    if c.status == Status::Failed {
+                        Level::Error
+                    } else {
+                        Level::Warning
+                    },
+                    &msg,
+                    &Location {
+                        title: Some(report.tool.clone()),
+                        ..Location::default()
+                    },
+                )?;
+            }
+        }
+        gha.flush_suppressed()?;
+        gha.set_output("outcome", &report.outcome.to_string())?;
+        gha.set_output("exit-code", &report.exit_code.to_string())?;
+        if let Some(p) = &report_path {
+            gha.set_output("report", &p.display().to_string())?;
+        }
+        for (k, v) in &report.outputs {
+            gha.set_output(k, v)?;
+        }
+        gha.append_summary(&render::markdown::render(report))?;
+    }
+    Ok(report.outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Check;
+    use std::time::Duration;
+
+    #[test]
+    fn emit_writes_every_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gha = Actions::with_writer(
+            true,
+            Vec::new(),
+            Some(dir.path().join("out")),
+            Some(dir.path().join("summary")),
+        );
+        let mut r = Report::new("smoke-test", "0.1.0", "staging");
+        r.push(Check::new("home", Status::Passed));
+        r.push(Check::new("api", Status::Failed).reason("HTTP 503"));
+        r.output("failed", 1);
+        r.finish(Duration::from_millis(3));
+        let args = OutputArgs {
+            format: Format::Json,
+            junit: Some(dir.path().join("junit.xml")),
+            report: Some(dir.path().join("report.json")),
+        };
+        let (mut so, mut se) = (Vec::new(), Vec::new());
+        let exit = emit_to(&r, &args, &mut gha, &mut so, &mut se, false).unwrap();
+        assert_eq!(exit, Exit::Failed);
+        let json: serde_json::Value = serde_json::from_slice(&so).unwrap();
+        assert_eq!(json["checks"][1]["reason"], "HTTP 503");
+        assert!(String::from_utf8(se).unwrap().contains("✘ api"));
+        let outputs = std::fs::read_to_string(dir.path().join("out")).unwrap();
+        assert!(outputs.contains("outcome<<") && outputs.contains("\nfailed\n"));
+        assert!(outputs.contains("failed<<"));
+        let summary = std::fs::read_to_string(dir.path().join("summary")).unwrap();
+        assert!(summary.starts_with("### ❌ smoke-test"));
+        assert!(
+            std::fs::read_to_string(dir.path().join("junit.xml"))
+                .unwrap()
+                .contains("failures=\"1\"")
+        );
+        assert!(dir.path().join("report.json").is_file());
+        let cmds = String::from_utf8(gha.into_writer()).unwrap();
+        assert!(cmds.contains("::error title=smoke-test::api: HTTP 503"));
+    }
+}

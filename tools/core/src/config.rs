@@ -1,0 +1,891 @@
+//! `deploy.toml`: the one config file every tool reads. Environments, images, health and smoke
+//! checks, metrics and alarm filters. `${VAR}` reads the environment, and a value read that way is
+//! a secret (registered for redaction and masking). Unknown keys, wrong types, bad values and
+//! missing variables are errors naming the file, line, column and key.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::secret;
+
+/// The file read when neither `--config` nor `DEPLOY_CONFIG` names one.
+pub const DEFAULT_FILE: &str = "deploy.toml";
+
+/// What can go wrong reading the config. All of these are usage errors (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("couldn't read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the schema.
+    #[error("{path}:{line}:{column}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Dotted key path (`environments.staging.base_url`), or `(document)`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A named environment is not in the file.
+    #[error("{path}: no environment named {name:?} (defined: {known})")]
+    UnknownEnvironment {
+        /// The file.
+        path: String,
+        /// The name asked for.
+        name: String,
+        /// The names defined, comma-separated.
+        known: String,
+    },
+}
+
+/// A string value from the config, after `${VAR}` expansion. When any part came from the
+/// environment it is a secret: `Display`/`Debug` print `***` and the value is registered for
+/// redaction. Use [`Text::expose`] where the value is sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Text {
+    value: String,
+    secret: bool,
+}
+
+impl Text {
+    /// A literal (not secret) value.
+    pub fn literal(value: impl Into<String>) -> Self {
+        Text {
+            value: value.into(),
+            secret: false,
+        }
+    }
+
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    /// Whether any part came from the environment.
+    pub fn is_secret(&self) -> bool {
+        self.secret
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.secret {
+            f.write_str("***")
+        } else {
+            f.write_str(&self.value)
+        }
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.secret {
+            f.write_str("Text(***)")
+        } else {
+            write!(f, "Text({:?})", self.value)
+        }
+    }
+}
+
+type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
+thread_local! {
+    /// The variable lookup used while one document is parsed (tests pass their own).
+    static LOOKUP: RefCell<Option<Lookup>> = const { RefCell::new(None) };
+}
+
+fn lookup_var(name: &str) -> Option<String> {
+    LOOKUP.with(|l| match &*l.borrow() {
+        Some(f) => f(name),
+        None => std::env::var(name).ok(),
+    })
+}
+
+/// Expands `${VAR}` (and `$$` for a literal `$`). Returns the value and whether a variable was used.
+pub fn expand(
+    raw: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(String, bool), String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut used = false;
+    let mut rest = raw;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {raw:?}"))?;
+            let name = &tail[..end];
+            if name.is_empty()
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || name.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return Err(format!(
+                    "invalid variable name {name:?} (use ${{NAME}} with letters, digits and _)"
+                ));
+            }
+            let value =
+                lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            out.push_str(&value);
+            used = true;
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok((out, used))
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        let (value, secret) = expand(&raw, lookup_var).map_err(serde::de::Error::custom)?;
+        if secret {
+            secret::register(&value);
+        }
+        Ok(Text { value, secret })
+    }
+}
+
+/// An absolute http(s) URL (after expansion).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlText(pub Text);
+
+impl UrlText {
+    /// The URL without a trailing slash, ready to join paths to.
+    pub fn base(&self) -> &str {
+        self.0.expose().trim_end_matches('/')
+    }
+}
+
+impl fmt::Display for UrlText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Checks that `s` is an absolute http or https URL with a host.
+pub fn validate_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "URL scheme must be http or https, not {}",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("URL has no host".into());
+    }
+    Ok(url)
+}
+
+impl<'de> Deserialize<'de> for UrlText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = Text::deserialize(d)?;
+        validate_url(t.expose()).map_err(|e| {
+            let shown = if t.is_secret() { "***" } else { t.expose() };
+            serde::de::Error::custom(format!("{e}: {shown:?}"))
+        })?;
+        Ok(UrlText(t))
+    }
+}
+
+/// A duration written as `300s`, `5m`, `1m 30s`, `250ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write e.g. \"300s\" or \"5m\""
+            ))
+        })
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Settings shared by every environment.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Environments by name (`staging`, `production`).
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
+    /// Images by name (`control-center`) to their ECR repositories and tag rules.
+    #[serde(default)]
+    pub images: BTreeMap<String, Image>,
+    /// What `health-check` polls.
+    #[serde(default)]
+    pub health: Health,
+    /// What `smoke-test` runs.
+    #[serde(default)]
+    pub smoke: Smoke,
+    /// Where the Availability metric goes.
+    #[serde(default)]
+    pub metrics: Metrics,
+    /// Which CloudWatch alarms gate a deployment (per-environment lists override).
+    #[serde(default)]
+    pub alarms: Alarms,
+    /// Where this config came from (set by the loader).
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// Settings shared by every environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// AWS region (else the standard chain: `AWS_REGION`, profile).
+    pub region: Option<String>,
+    /// The branch syncs and PR checks compare with.
+    pub base_branch: Option<String>,
+}
+
+/// One deployment target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Where the service answers (ALB DNS or domain).
+    pub base_url: Option<UrlText>,
+    /// ECS cluster name.
+    pub cluster: Option<Text>,
+    /// ECS services in the cluster.
+    #[serde(default)]
+    pub services: Vec<Text>,
+    /// Protected environments (production) need `--confirm <name>` for mutating tools.
+    #[serde(default)]
+    pub protected: bool,
+    /// AWS region for this environment.
+    pub region: Option<String>,
+    /// ALB dimension value (`app/name/id`) for the 5xx gate.
+    pub load_balancer: Option<Text>,
+    /// Alarm filter for this environment (replaces the top-level one).
+    pub alarms: Option<Alarms>,
+}
+
+/// ECR tag mutability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Mutability {
+    /// Tags never move.
+    Immutable,
+    /// Tags may move.
+    Mutable,
+}
+
+/// One image and where it goes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// ECR repository name (`afu9/control-center`).
+    pub repository: Text,
+    /// Where the built image is: an OCI layout dir, an OCI/docker-archive tarball, `docker:NAME`.
+    pub source: Option<Text>,
+    /// Tag templates: `{version}`, `{sha}`, `{sha7}`, `{env}` and literals.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Tags that may move to a new digest on mutable repositories (e.g. `{env}`).
+    #[serde(default)]
+    pub moving_tags: Vec<String>,
+    /// Mutability when `--create-repo` creates the repository.
+    pub mutability: Option<Mutability>,
+    /// Scan on push when `--create-repo` creates the repository.
+    #[serde(default)]
+    pub scan_on_push: bool,
+}
+
+/// `[health]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Deadline for the whole wait.
+    pub wait: Option<Dur>,
+    /// Delay between polling rounds (backoff starts here).
+    pub interval: Option<Dur>,
+    /// Passes in a row each check needs.
+    pub success_threshold: Option<u32>,
+    /// Delay before the first poll.
+    pub stabilize: Option<Dur>,
+    /// JSON field of the health body that carries the deployed commit.
+    pub version_field: Option<String>,
+    /// The checks.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+/// `[smoke]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    /// Checks run at once.
+    pub concurrency: Option<usize>,
+    /// Deadline of the whole suite.
+    pub timeout: Option<Dur>,
+    /// The checks.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+/// Accepted HTTP statuses: codes (`200`), classes (`"2xx"`) or ranges (`"200-204"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSet(pub Vec<(u16, u16)>);
+
+impl Default for StatusSet {
+    fn default() -> Self {
+        StatusSet(vec![(200, 299)])
+    }
+}
+
+impl StatusSet {
+    /// Whether `code` is accepted.
+    pub fn accepts(&self, code: u16) -> bool {
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code))
+    }
+
+    fn parse_one(s: &str) -> Result<(u16, u16), String> {
+        let s = s.trim();
+        let code = |t: &str| -> Result<u16, String> {
+            t.parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| format!("invalid HTTP status {t:?}"))
+        };
+        if let Some(class) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
+            let d = code(&format!("{class}00"))?;
+            return Ok((d, d + 99));
+        }
+        if let Some((a, b)) = s.split_once('-') {
+            let (a, b) = (code(a)?, code(b)?);
+            if a > b {
+                return Err(format!("empty status range {s:?}"));
+            }
+            return Ok((a, b));
+        }
+        let c = code(s)?;
+        Ok((c, c))
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum One {
+            Code(u16),
+            Text(String),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Many {
+            One(One),
+            List(Vec<One>),
+        }
+        let items = match Many::deserialize(d)? {
+            Many::One(o) => vec![o],
+            Many::List(v) => v,
+        };
+        if items.is_empty() {
+            return Err(serde::de::Error::custom("status list is empty"));
+        }
+        items
+            .into_iter()
+            .map(|o| match o {
+                One::Code(c) => StatusSet::parse_one(&c.to_string()),
+                One::Text(t) => StatusSet::parse_one(&t),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(StatusSet)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One HTTP check (health or smoke).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawCheck")]
+pub struct CheckSpec {
+    /// Name in reports.
+    pub name: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path joined to the environment's base URL, or a full URL.
+    pub target: CheckTarget,
+    /// Request headers (values may be secrets).
+    pub headers: BTreeMap<String, Text>,
+    /// Request body.
+    pub body: Option<Text>,
+    /// Accepted statuses.
+    pub status: StatusSet,
+    /// jq expressions over the JSON body; each must be true.
+    pub assert: Vec<String>,
+    /// Slowest acceptable response.
+    pub max_latency: Option<Duration>,
+    /// Per-request timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// Where a check sends its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckTarget {
+    /// Joined to the base URL.
+    Path(String),
+    /// A full URL.
+    Url(UrlText),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    name: String,
+    #[serde(default)]
+    method: Option<String>,
+    path: Option<String>,
+    url: Option<UrlText>,
+    #[serde(default)]
+    headers: BTreeMap<String, Text>,
+    body: Option<Text>,
+    #[serde(default)]
+    status: StatusSet,
+    #[serde(default)]
+    assert: Vec<String>,
+    max_latency: Option<Dur>,
+    timeout: Option<Dur>,
+}
+
+impl TryFrom<RawCheck> for CheckSpec {
+    type Error = String;
+    fn try_from(r: RawCheck) -> Result<Self, String> {
+        let target = match (r.path, r.url) {
+            (Some(p), None) => {
+                if !p.starts_with('/') {
+                    return Err(format!(
+                        "check {:?}: path must start with '/', got {p:?}",
+                        r.name
+                    ));
+                }
+                CheckTarget::Path(p)
+            }
+            (None, Some(u)) => CheckTarget::Url(u),
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "check {:?}: give either path or url, not both",
+                    r.name
+                ));
+            }
+            (None, None) => return Err(format!("check {:?}: needs a path or a url", r.name)),
+        };
+        let method = r
+            .method
+            .unwrap_or_else(|| "GET".into())
+            .to_ascii_uppercase();
+        if !matches!(
+            method.as_str(),
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS"
+        ) {
+            return Err(format!("check {:?}: unsupported method {method:?}", r.name));
+        }
+        for h in r.headers.keys() {
+            if h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            {
+                return Err(format!("check {:?}: invalid header name {h:?}", r.name));
+            }
+        }
+        Ok(CheckSpec {
+            name: r.name,
+            method,
+            target,
+            headers: r.headers,
+            body: r.body,
+            status: r.status,
+            assert: r.assert,
+            max_latency: r.max_latency.map(|d| d.0),
+            timeout: r.timeout.map(|d| d.0),
+        })
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// CloudWatch namespace of the Availability metric.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            namespace: default_namespace(),
+        }
+    }
+}
+
+fn default_namespace() -> String {
+    "AFU9/Factory".into()
+}
+
+/// Which CloudWatch alarms gate a deployment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alarms {
+    /// Exact alarm names.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Alarm-name prefix.
+    pub prefix: Option<String>,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(offset, |i| offset - i - 1) + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Parses `text`, read from `path` (for messages), reading `${VAR}` from the process environment.
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        Self::parse_with(text, path, |k| std::env::var(k).ok())
+    }
+
+    /// Parses with an explicit variable lookup.
+    pub fn parse_with(
+        text: &str,
+        path: &str,
+        lookup: impl Fn(&str) -> Option<String> + 'static,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+            let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                key,
+                message,
+            }
+        };
+        let de = toml::de::Deserializer::parse(text)
+            .map_err(|e| invalid(e.span(), "(document)".into(), e.message().to_owned()))?;
+        LOOKUP.with(|l| *l.borrow_mut() = Some(Box::new(lookup)));
+        let result: Result<Config, _> = serde_path_to_error::deserialize(de);
+        LOOKUP.with(|l| *l.borrow_mut() = None);
+        let mut cfg = result.map_err(|e| {
+            let key = match e.path().to_string() {
+                k if k == "." || k.is_empty() => "(document)".to_owned(),
+                k => k,
+            };
+            let inner = e.into_inner();
+            invalid(inner.span(), key, inner.message().trim().to_owned())
+        })?;
+        cfg.source = path.to_owned();
+        Ok(cfg)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Finds the config: `explicit` (from `--config` or `DEPLOY_CONFIG`) must exist; otherwise
+    /// `deploy.toml` in `dir` is read if present, and `None` means "use the embedded default".
+    pub fn discover(explicit: Option<&Path>, dir: &Path) -> Result<Option<Config>, ConfigError> {
+        match explicit {
+            Some(p) => Self::load(p).map(Some),
+            None => {
+                let p = dir.join(DEFAULT_FILE);
+                if p.is_file() {
+                    Self::load(&p).map(Some)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    /// The environment named `name`.
+    pub fn environment(&self, name: &str) -> Result<&Environment, ConfigError> {
+        self.environments
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownEnvironment {
+                path: self.source.clone(),
+                name: name.to_owned(),
+                known: if self.environments.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.environments
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            })
+    }
+}
+
+/// The Control Center contract's own health checks (runbook 4.1), used when there is no config.
+pub const EMBEDDED_HEALTH: &str = r#"
+[[health.checks]]
+name = "Control Center health"
+path = "/api/health"
+status = 200
+
+[[health.checks]]
+name = "Control Center readiness"
+path = "/api/ready"
+status = 200
+assert = [".ready == true"]
+
+[[health.checks]]
+name = "MCP servers"
+path = "/api/mcp/health"
+status = 200
+assert = ['.status == "healthy"']
+"#;
+
+/// The Control Center contract's own smoke tests (runbook 4.2), used when there is no config.
+pub const EMBEDDED_SMOKE: &str = r#"
+[[smoke.checks]]
+name = "Homepage"
+path = "/"
+status = "2xx"
+
+[[smoke.checks]]
+name = "API health"
+path = "/api/health"
+assert = ['.status == "ok"']
+
+[[smoke.checks]]
+name = "API readiness"
+path = "/api/ready"
+assert = [".ready == true"]
+
+[[smoke.checks]]
+name = "MCP servers"
+path = "/api/mcp/health"
+assert = ['.status == "healthy"']
+
+[[smoke.checks]]
+name = "Workflow API"
+path = "/api/workflows"
+headers = { Authorization = "Bearer ${API_TOKEN}" }
+assert = [".workflows != null"]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'static {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse_with(text, "deploy.toml", env(&[]))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../../../deploy.example.toml");
+        let cfg = Config::parse_with(
+            text,
+            "deploy.example.toml",
+            env(&[("API_TOKEN", "tok-example-123")]),
+        )
+        .unwrap();
+        let staging = cfg.environment("staging").unwrap();
+        assert_eq!(staging.cluster.as_ref().unwrap().expose(), "afu9-staging");
+        assert_eq!(staging.services.len(), 4);
+        assert!(cfg.environment("production").unwrap().protected);
+        assert_eq!(cfg.images.len(), 4);
+        assert_eq!(cfg.health.checks.len(), 3);
+        assert_eq!(cfg.smoke.checks.len(), 5);
+        assert_eq!(cfg.metrics.namespace, "AFU9/Factory");
+        let workflow = cfg
+            .smoke
+            .checks
+            .iter()
+            .find(|c| c.name == "Workflow API")
+            .unwrap();
+        let auth = &workflow.headers["Authorization"];
+        assert!(auth.is_secret());
+        assert_eq!(auth.expose(), "Bearer tok-example-123");
+        assert_eq!(format!("{auth}"), "***");
+        assert_eq!(format!("{auth:?}"), "Text(***)");
+    }
+
+    #[test]
+    fn embedded_defaults_parse() {
+        let h = Config::parse_with(EMBEDDED_HEALTH, "<embedded>", env(&[])).unwrap();
+        assert_eq!(h.health.checks.len(), 3);
+        let s = Config::parse_with(
+            EMBEDDED_SMOKE,
+            "<embedded>",
+            env(&[("API_TOKEN", "t0ken-xyz")]),
+        )
+        .unwrap();
+        assert_eq!(s.smoke.checks.len(), 5);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err("[environments.staging]\nbase_url = \"https://s.example\"\nclustr = \"x\"\n");
+        assert!(
+            e.starts_with("deploy.toml:3:1: environments.staging.clustr: unknown field `clustr`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = err("[environments.staging]\nprotected = \"yes\"\n");
+        assert!(
+            e.starts_with("deploy.toml:2:13: environments.staging.protected:"),
+            "{e}"
+        );
+        assert!(e.contains("bool"), "{e}");
+    }
+
+    #[test]
+    fn missing_variable_names_the_variable_and_key() {
+        let e = err("[environments.staging]\ncluster = \"${CLUSTER_NAME}\"\n");
+        assert!(
+            e.starts_with("deploy.toml:2:11: environments.staging.cluster:"),
+            "{e}"
+        );
+        assert!(
+            e.contains("environment variable CLUSTER_NAME is not set"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_url_and_bad_duration_and_bad_status() {
+        let e = err("[environments.s]\nbase_url = \"ftp://x\"\n");
+        assert!(
+            e.contains("environments.s.base_url") && e.contains("http or https"),
+            "{e}"
+        );
+        let e = err("[health]\nwait = \"soon\"\n");
+        assert!(
+            e.contains("health.wait") && e.contains("invalid duration"),
+            "{e}"
+        );
+        let e = err("[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nstatus = \"700\"\n");
+        assert!(
+            e.contains("smoke.checks[0].status") && e.contains("invalid HTTP status"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn check_needs_exactly_one_target() {
+        let e = err("[[smoke.checks]]\nname = \"a\"\n");
+        assert!(
+            e.contains("smoke.checks[0]") && e.contains("needs a path or a url"),
+            "{e}"
+        );
+        let e = err("[[smoke.checks]]\nname = \"a\"\npath = \"x\"\n");
+        assert!(e.contains("must start with '/'"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let e = err("[environments\n");
+        assert!(e.starts_with("deploy.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn expansion_rules() {
+        let look = env(&[("A", "1"), ("B", "two")]);
+        assert_eq!(
+            expand("x${A}y${B}", &look).unwrap(),
+            ("x1ytwo".into(), true)
+        );
+        assert_eq!(
+            expand("cost $$5 $x", &look).unwrap(),
+            ("cost $5 $x".into(), false)
+        );
+        assert!(expand("${A", &look).unwrap_err().contains("unclosed"));
+        assert!(
+            expand("${1A}", &look)
+                .unwrap_err()
+                .contains("invalid variable name")
+        );
+        assert!(
+            expand("${NOPE}", &look)
+                .unwrap_err()
+                .contains("NOPE is not set")
+        );
+    }
+
+    #[test]
+    fn secret_urls_are_not_echoed_in_errors() {
+        let e = Config::parse_with(
+            "[environments.s]\nbase_url = \"${URL}\"\n",
+            "deploy.toml",
+            env(&[("URL", "not-a-url-secret-value")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("not-a-url-secret-value"), "{e}");
+    }
+
+    #[test]
+    fn status_sets() {
+        let s = StatusSet(vec![
+            StatusSet::parse_one("2xx").unwrap(),
+            StatusSet::parse_one("404").unwrap(),
+        ]);
+        assert!(s.accepts(204) && s.accepts(404) && !s.accepts(301));
+        assert_eq!(StatusSet::parse_one("200-204").unwrap(), (200, 204));
+    }
+
+    #[test]
+    fn unknown_environment_lists_the_known_ones() {
+        let cfg = Config::parse_with("[environments.staging]\n", "deploy.toml", env(&[])).unwrap();
+        let e = cfg.environment("prod").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "deploy.toml: no environment named \"prod\" (defined: staging)"
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! deploy-core: what the five deploy-action tools share.
+//!
+//! Layering (arrows point down): [`cli`] (flags, config loading, sinks) and the renderers sit on
+//! [`report`], [`gha`], [`config`], [`http`], [`retry`], [`secret`] and [`exit`]. AWS and GitHub
+//! clients are behind the `aws`/`ecs`/`ecr`/`cloudwatch` and `github` features, so a tool compiles
+//! only the SDKs it calls.
+
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod gha;
+pub mod http;
+pub mod render;
+pub mod report;
+pub mod retry;
+pub mod secret;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "github")]
+pub mod github;
+
+pub use exit::Exit;
+pub use report::{Check, Report, Status};
+
+#[cfg(feature = "cloudwatch")]
+pub use aws_sdk_cloudwatch;
+#[cfg(feature = "ecr")]
+pub use aws_sdk_ecr;
+/// Re-exported SDKs, so tools and tests use the exact versions core was built with.
+#[cfg(feature = "ecs")]
+pub use aws_sdk_ecs;
+#[cfg(feature = "github")]
+pub use octocrab;

@@ -1,0 +1,116 @@
+//! The Markdown job summary: a heading with the outcome, a table of checks, the outputs and the
+//! audit trail.
+
+use std::fmt::Write;
+
+use crate::exit::Exit;
+use crate::report::Report;
+use crate::secret::redact;
+
+use super::short_duration;
+
+/// Escapes text for a Markdown table cell.
+pub fn cell(s: &str) -> String {
+    redact(s)
+        .replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('\r', "")
+        .replace('\n', "<br>")
+}
+
+/// The report as a job-summary section.
+pub fn render(report: &Report) -> String {
+    let mut md = String::new();
+    let icon = match report.outcome {
+        Exit::Passed => "✅",
+        Exit::Failed => "❌",
+        _ => "⚠️",
+    };
+    let dry = if report.dry_run { " (dry run)" } else { "" };
+    let _ = writeln!(
+        md,
+        "### {icon} {}{dry}: {}\n",
+        report.tool,
+        cell(&report.summary)
+    );
+    let _ = writeln!(
+        md,
+        "Target: `{}` · {} · {}\n",
+        cell(&report.target).replace('`', "'"),
+        short_duration(report.duration_ms),
+        report.started_at
+    );
+    if let Some(err) = &report.error {
+        let _ = writeln!(md, "> **Error:** {}\n", cell(err));
+    }
+    if !report.checks.is_empty() {
+        md.push_str("| | Check | Duration | Attempts | Details |\n|---|---|---|---|---|\n");
+        for c in &report.checks {
+            let mut details = c.reason.as_deref().map(cell).unwrap_or_default();
+            for (k, v) in &c.details {
+                if !details.is_empty() {
+                    details.push_str("<br>");
+                }
+                let _ = write!(details, "{}: {}", cell(k), cell(v));
+            }
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                c.status.mark(),
+                cell(&c.name),
+                short_duration(c.duration_ms),
+                c.attempts,
+                details
+            );
+        }
+        md.push('\n');
+    }
+    if !report.outputs.is_empty() {
+        md.push_str("<details><summary>Outputs</summary>\n\n| Output | Value |\n|---|---|\n");
+        for (k, v) in &report.outputs {
+            let _ = writeln!(md, "| `{}` | {} |", cell(k), cell(v));
+        }
+        md.push_str("\n</details>\n\n");
+    }
+    if !report.audit.is_empty() {
+        md.push_str("<details><summary>Audit trail</summary>\n\n| Time | Outcome | Action | Target | Detail |\n|---|---|---|---|---|\n");
+        for e in &report.audit {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                e.at,
+                cell(&e.outcome),
+                cell(&e.action),
+                cell(&e.target),
+                cell(e.detail.as_deref().unwrap_or(""))
+            );
+        }
+        md.push_str("\n</details>\n");
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Check, Status};
+    use std::time::Duration;
+
+    #[test]
+    fn summary_snapshot() {
+        let mut r = Report::new("smoke-test", "0.1.0", "staging https://s.example");
+        r.started_at = "2026-11-28T12:00:00Z".into();
+        r.push(Check::new("homepage", Status::Passed).took(Duration::from_millis(42)));
+        r.push(
+            Check::new("workflow api", Status::Failed)
+                .reason("status 401 | expected 200")
+                .took(Duration::from_millis(1300))
+                .attempts(2),
+        );
+        r.output("failed", 1);
+        r.audit("ecs:UpdateService", "afu9-staging/web", "planned", None);
+        r.audit[0].at = "2026-11-28T12:00:01Z".into();
+        r.finish(Duration::from_millis(1400));
+        insta::assert_snapshot!(render(&r));
+    }
+}

@@ -1,0 +1,281 @@
+//! The one report model every tool produces. It is the contract between the binaries, the
+//! composite action and the job summary: renderers (terminal, JSON, Markdown, JUnit) only read it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::exit::Exit;
+
+/// The result of one check (an HTTP check, an ECS service, a merge test...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// It held.
+    Passed,
+    /// It ran and did not hold.
+    Failed,
+    /// It could not run (a dependency failed).
+    Error,
+    /// Not run (dry run, not selected, interrupted before it started).
+    Skipped,
+}
+
+impl Status {
+    /// A one-character mark for terminals and summaries.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Status::Passed => "✔",
+            Status::Failed => "✘",
+            Status::Error => "!",
+            Status::Skipped => "-",
+        }
+    }
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    /// Human name, unique within the report.
+    pub name: String,
+    /// How it ended.
+    pub status: Status,
+    /// Time spent on it in total, all attempts.
+    pub duration_ms: u64,
+    /// Attempts made (1 for a one-shot check).
+    pub attempts: u32,
+    /// Why it failed, or what it saw last: one line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Extra facts shown under the check (e.g. each MCP server's status), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<(String, String)>,
+}
+
+impl Check {
+    /// A check with the given status, one attempt, no time.
+    pub fn new(name: impl Into<String>, status: Status) -> Self {
+        Check {
+            name: name.into(),
+            status,
+            duration_ms: 0,
+            attempts: 1,
+            reason: None,
+            details: Vec::new(),
+        }
+    }
+
+    /// Sets the reason.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Sets the duration.
+    pub fn took(mut self, d: Duration) -> Self {
+        self.duration_ms = d.as_millis() as u64;
+        self
+    }
+
+    /// Sets the attempt count.
+    pub fn attempts(mut self, n: u32) -> Self {
+        self.attempts = n;
+        self
+    }
+
+    /// Adds a detail line.
+    pub fn detail(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.details.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// One mutating call, planned or made: the audit trail the runbook asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// RFC 3339 UTC time.
+    pub at: String,
+    /// What was done, e.g. `ecs:UpdateService`, `git:update-ref`, `registry:PUT manifest`.
+    pub action: String,
+    /// What it was done to.
+    pub target: String,
+    /// `planned` (dry run), `done` or `failed`.
+    pub outcome: String,
+    /// Anything else worth keeping (old and new values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Everything one tool run found and did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Which tool produced it.
+    pub tool: String,
+    /// The tool's version.
+    pub version: String,
+    /// What it ran against: an environment, a base URL, a branch, a repository.
+    pub target: String,
+    /// RFC 3339 UTC start time.
+    pub started_at: String,
+    /// Wall time of the run.
+    pub duration_ms: u64,
+    /// The run's outcome.
+    pub outcome: Exit,
+    /// The process exit code (`outcome` as a number).
+    pub exit_code: u8,
+    /// One line: what happened.
+    pub summary: String,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// The checks, in the order they were defined.
+    pub checks: Vec<Check>,
+    /// Named results, also written as step outputs (`ahead`, `healthy`, `digest`...).
+    pub outputs: BTreeMap<String, String>,
+    /// Every mutating call, planned or made.
+    pub audit: Vec<AuditEvent>,
+    /// The error that ended the run early, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// An empty report for `tool` against `target`, started now.
+    pub fn new(tool: &str, version: &str, target: impl Into<String>) -> Self {
+        Report {
+            tool: tool.to_owned(),
+            version: version.to_owned(),
+            target: target.into(),
+            started_at: now_rfc3339(),
+            duration_ms: 0,
+            outcome: Exit::Passed,
+            exit_code: 0,
+            summary: String::new(),
+            dry_run: false,
+            checks: Vec::new(),
+            outputs: BTreeMap::new(),
+            audit: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Adds a check.
+    pub fn push(&mut self, check: Check) {
+        self.checks.push(check);
+    }
+
+    /// Sets an output.
+    pub fn output(&mut self, name: &str, value: impl ToString) {
+        self.outputs.insert(name.to_owned(), value.to_string());
+    }
+
+    /// Records a mutating call.
+    pub fn audit(&mut self, action: &str, target: &str, outcome: &str, detail: Option<String>) {
+        self.audit.push(AuditEvent {
+            at: now_rfc3339(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: outcome.to_owned(),
+            detail,
+        });
+    }
+
+    /// Counts of checks by status: (passed, failed, error, skipped).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let n = |s| self.checks.iter().filter(|c| c.status == s).count();
+        (
+            n(Status::Passed),
+            n(Status::Failed),
+            n(Status::Error),
+            n(Status::Skipped),
+        )
+    }
+
+    /// Sets the outcome from the checks (any error: 3, any failure: 1) unless an outcome worse than
+    /// that was already set, fills in the summary if empty, and stamps the duration.
+    pub fn finish(&mut self, took: Duration) {
+        let (passed, failed, errors, skipped) = self.counts();
+        let from_checks = if errors > 0 {
+            Exit::Dependency
+        } else if failed > 0 {
+            Exit::Failed
+        } else {
+            Exit::Passed
+        };
+        self.outcome = self.outcome.worst(from_checks);
+        self.exit_code = self.outcome.code();
+        self.duration_ms = took.as_millis() as u64;
+        if self.summary.is_empty() {
+            let total = self.checks.len();
+            self.summary = match self.outcome {
+                Exit::Passed => format!("{passed} of {total} checks passed"),
+                _ if total > 0 => format!(
+                    "{} of {total} checks did not pass ({failed} failed, {errors} errors, {skipped} skipped)",
+                    failed + errors
+                ),
+                _ => self
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| self.outcome.to_string()),
+            };
+        }
+    }
+
+    /// Marks the run as ended by an error.
+    pub fn fail_with(&mut self, exit: Exit, error: impl Into<String>) {
+        self.outcome = self.outcome.worst(exit);
+        self.error = Some(error.into());
+    }
+}
+
+/// Now, as RFC 3339 UTC with seconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_follows_the_checks() {
+        let mut r = Report::new("health-check", "0.1.0", "staging");
+        r.push(Check::new("a", Status::Passed));
+        r.push(Check::new("b", Status::Failed).reason("HTTP 503"));
+        r.finish(Duration::from_millis(1200));
+        assert_eq!(r.outcome, Exit::Failed);
+        assert_eq!(r.exit_code, 1);
+        assert_eq!(
+            r.summary,
+            "1 of 2 checks did not pass (1 failed, 0 errors, 0 skipped)"
+        );
+        assert_eq!(r.duration_ms, 1200);
+    }
+
+    #[test]
+    fn an_earlier_usage_error_is_kept() {
+        let mut r = Report::new("t", "0", "x");
+        r.fail_with(Exit::Usage, "bad config");
+        r.push(Check::new("a", Status::Passed));
+        r.finish(Duration::ZERO);
+        assert_eq!(r.exit_code, 2);
+    }
+
+    #[test]
+    fn json_shape_is_stable() {
+        let mut r = Report::new("smoke-test", "0.1.0", "https://x");
+        r.started_at = "2026-01-01T00:00:00Z".into();
+        r.push(Check::new("home", Status::Passed).took(Duration::from_millis(5)));
+        r.output("passed", 1);
+        r.finish(Duration::from_millis(7));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["tool"], "smoke-test");
+        assert_eq!(v["outcome"], "passed");
+        assert_eq!(v["exit_code"], 0);
+        assert_eq!(v["checks"][0]["status"], "passed");
+        assert_eq!(v["checks"][0]["duration_ms"], 5);
+        assert_eq!(v["outputs"]["passed"], "1");
+        let back: Report = serde_json::from_value(v).unwrap();
+        assert_eq!(back.checks.len(), 1);
+    }
+}
