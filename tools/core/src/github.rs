@@ -161,6 +161,11 @@ impl GithubClient {
         })
     }
 
+    /// The underlying octocrab client, for calls this module does not wrap.
+    pub fn octocrab(&self) -> &Octocrab {
+        &self.octo
+    }
+
     async fn post(
         &self,
         call: &str,

@@ -24,6 +24,8 @@ pub mod github;
 pub use exit::Exit;
 pub use report::{Check, Report, Status};
 
+#[cfg(feature = "aws")]
+pub use aws_config;
 #[cfg(feature = "cloudwatch")]
 pub use aws_sdk_cloudwatch;
 #[cfg(feature = "ecr")]

@@ -1,0 +1,65 @@
+//! Where the rig's stand-ins are (set by `scripts/test.sh` from `scripts/rig.sh env`). A missing
+//! one fails the test with a message saying how to start it: never a skip.
+
+use std::path::PathBuf;
+
+/// The value of a `DEPLOY_TEST_*` variable, or a panic naming it.
+pub fn var(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: the stand-ins are not running. Run the tests through scripts/test.sh \
+             (or `eval \"$(scripts/rig.sh env)\"` after `scripts/rig.sh install && scripts/rig.sh up`)"
+        ),
+    }
+}
+
+/// moto's URL.
+pub fn moto_url() -> String {
+    var("DEPLOY_TEST_MOTO_URL")
+}
+
+/// The registry's URL.
+pub fn registry_url() -> String {
+    var("DEPLOY_TEST_REGISTRY_URL")
+}
+
+/// Prism's URL.
+pub fn prism_url() -> String {
+    var("DEPLOY_TEST_PRISM_URL")
+}
+
+/// The `act` binary.
+pub fn act() -> PathBuf {
+    PathBuf::from(var("DEPLOY_TEST_ACT"))
+}
+
+/// The `zizmor` binary.
+pub fn zizmor() -> PathBuf {
+    PathBuf::from(var("DEPLOY_TEST_ZIZMOR"))
+}
+
+/// The directory holding this workspace's built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// A workspace binary by name.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.is_file(), "binary {} is not built", p.display());
+    p
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}

@@ -1,0 +1,250 @@
+//! The stand-in service: speaks the Control Center contract the runbook checks (`/api/health`,
+//! `/api/ready`, `/api/mcp/health`, `/api/workflows` behind a bearer token, `/`), and can be told
+//! at run time (`POST /__standin/behaviour`) to be slow, flaky, not ready, to have MCP servers
+//! down, to report another `commitSha`, or to send bad bodies (not JSON, huge, endless redirect).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// What the service does; every field can be changed at run time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Behaviour {
+    /// `commitSha` in `/api/health`.
+    pub commit_sha: String,
+    /// The bearer token `/api/workflows` accepts.
+    pub token: String,
+    /// Delay before every contract response, in milliseconds.
+    pub delay_ms: u64,
+    /// `/api/ready` answers 200 `ready: true` (else 503 `ready: false`).
+    pub ready: bool,
+    /// MCP servers reported down by `/api/mcp/health`.
+    pub mcp_down: Vec<String>,
+    /// The next N contract requests answer 503 (flaky: "fail N times, then pass").
+    pub fail_next: u32,
+    /// `Retry-After` seconds sent with those 503s.
+    pub retry_after: Option<u64>,
+    /// `normal`, `not-json`, `huge` (2 MiB) or `redirect-loop`, for every `/api/*` path.
+    pub body: String,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            commit_sha: "22cdb6a41c42366ad165a0fb4c96282304f6f7ae".into(),
+            token: "standin-token".into(),
+            delay_ms: 0,
+            ready: true,
+            mcp_down: Vec::new(),
+            fail_next: 0,
+            retry_after: None,
+            body: "normal".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    behaviour: Behaviour,
+    hits: BTreeMap<String, u64>,
+}
+
+/// Shared state of one stand-in.
+#[derive(Clone, Debug, Default)]
+pub struct Shared(Arc<Mutex<Inner>>);
+
+impl Shared {
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// Replaces the behaviour.
+    pub fn set(&self, b: Behaviour) {
+        self.with(|i| i.behaviour = b);
+    }
+
+    /// Requests served per path.
+    pub fn hits(&self) -> BTreeMap<String, u64> {
+        self.with(|i| i.hits.clone())
+    }
+}
+
+const MCP_SERVERS: [&str; 3] = ["mcp-github", "mcp-deploy", "mcp-observability"];
+
+/// The router (tests may mount it themselves).
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route(
+            "/__standin/behaviour",
+            post(set_behaviour).get(get_behaviour),
+        )
+        .route("/__standin/hits", get(get_hits))
+        .fallback(contract)
+        .with_state(shared)
+}
+
+async fn set_behaviour(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
+    match serde_json::from_slice::<Behaviour>(&body) {
+        Ok(b) => {
+            s.set(b);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("bad behaviour: {e}\n")).into_response(),
+    }
+}
+
+async fn get_behaviour(State(s): State<Shared>) -> Response {
+    axum::Json(s.with(|i| i.behaviour.clone())).into_response()
+}
+
+async fn get_hits(State(s): State<Shared>) -> Response {
+    axum::Json(s.hits()).into_response()
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+async fn contract(State(s): State<Shared>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let headers: HeaderMap = req.headers().clone();
+    let (b, fail) = s.with(|i| {
+        *i.hits.entry(path.clone()).or_default() += 1;
+        let fail = i.behaviour.fail_next > 0;
+        if fail {
+            i.behaviour.fail_next -= 1;
+        }
+        (i.behaviour.clone(), fail)
+    });
+    if b.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(b.delay_ms)).await;
+    }
+    if fail {
+        let mut r = json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "service unavailable (stand-in told to fail)"}),
+        );
+        if let Some(secs) = b.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        return r;
+    }
+    if path.starts_with("/api/") {
+        match b.body.as_str() {
+            "not-json" => {
+                return (StatusCode::OK, "<html>this is not JSON</html>").into_response();
+            }
+            "huge" => {
+                let filler = "x".repeat(2 * 1024 * 1024);
+                return json_response(StatusCode::OK, json!({"status": "ok", "filler": filler}));
+            }
+            "redirect-loop" => {
+                return (StatusCode::FOUND, [(header::LOCATION, path.clone())]).into_response();
+            }
+            _ => {}
+        }
+    }
+    match path.as_str() {
+        "/" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<!doctype html><title>AFU-9 Control Center</title><h1>Control Center</h1>",
+        )
+            .into_response(),
+        "/api/health" => json_response(
+            StatusCode::OK,
+            json!({"status": "ok", "service": "control-center", "commitSha": b.commit_sha}),
+        ),
+        "/api/ready" => {
+            let db = if b.ready { "ok" } else { "error" };
+            let status = if b.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(
+                status,
+                json!({"ready": b.ready, "checks": {"database": db, "github": "ok", "mcp": "ok"}}),
+            )
+        }
+        "/api/mcp/health" => {
+            let servers: serde_json::Map<String, serde_json::Value> = MCP_SERVERS
+                .iter()
+                .map(|n| {
+                    let st = if b.mcp_down.iter().any(|d| d == n) {
+                        "unhealthy"
+                    } else {
+                        "healthy"
+                    };
+                    ((*n).to_owned(), json!({"status": st}))
+                })
+                .collect();
+            let overall = if b.mcp_down.is_empty() {
+                "healthy"
+            } else {
+                "degraded"
+            };
+            json_response(
+                StatusCode::OK,
+                json!({"status": overall, "servers": servers}),
+            )
+        }
+        "/api/workflows" => {
+            let expected = format!("Bearer {}", b.token);
+            let ok = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == expected);
+            if ok {
+                json_response(
+                    StatusCode::OK,
+                    json!({"workflows": [{"id": "wf-1", "name": "deploy", "status": "idle"}]}),
+                )
+            } else {
+                json_response(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}))
+            }
+        }
+        _ => json_response(StatusCode::NOT_FOUND, json!({"error": "not found"})),
+    }
+}
+
+/// A running stand-in.
+pub struct StandIn {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// Its state, to change behaviour or read hits directly.
+    pub shared: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StandIn {
+    /// Starts one on an ephemeral loopback port.
+    pub async fn start(b: Behaviour) -> std::io::Result<StandIn> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let shared = Shared::default();
+        shared.set(b);
+        let app = router(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(StandIn { url, shared, task })
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,267 @@
+//! Wiring tests: each stand-in of the rig is really reached through the core's own factories.
+//! moto (ECS, ECR), the registry (with moto's ECR token), Prism (GitHub's API description) and
+//! act (a composite action writing a multi-line output). A stand-in that is not running fails.
+
+use std::process::Command;
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use base64::Engine;
+use deploy_action_e2e::rig;
+use deploy_core::aws::{self, AwsArgs};
+use deploy_core::github::{CommitReport, Conclusion, GithubArgs, GithubClient, Published};
+use deploy_core::http::{HttpClient, HttpOptions};
+use deploy_core::secret::Secret;
+
+async fn moto_config() -> deploy_core::aws_config::SdkConfig {
+    let args = AwsArgs {
+        region: Some("eu-central-1".into()),
+        endpoint_url: Some(rig::moto_url()),
+        profile: None,
+    };
+    aws::sdk_config(&args, None)
+        .await
+        .unwrap()
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "wiring",
+        )))
+        .build()
+}
+
+#[tokio::test]
+async fn aws_factory_reaches_moto_for_ecs() {
+    let conf = moto_config().await;
+    let ecs = aws::ecs(&conf);
+    let name = format!("wiring-{}", fastrand_suffix());
+    ecs.create_cluster()
+        .cluster_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let arns = ecs.list_clusters().send().await.unwrap();
+    assert!(
+        arns.cluster_arns()
+            .iter()
+            .any(|a| a.ends_with(&format!("cluster/{name}"))),
+        "{:?}",
+        arns.cluster_arns()
+    );
+}
+
+#[tokio::test]
+async fn ecr_token_from_moto_is_accepted_by_the_registry() {
+    let conf = moto_config().await;
+    let login = aws::ecr_login(&aws::ecr(&conf)).await.unwrap();
+    assert_eq!(login.username, "AWS");
+    assert_eq!(format!("{:?}", login.password), "***");
+    let http = HttpClient::new("wiring", HttpOptions::default()).unwrap();
+    let url = format!("{}/v2/", rig::registry_url());
+    let basic = |user: &str, pass: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    };
+    let ok = http
+        .send(
+            "GET",
+            &url,
+            &[(
+                "Authorization".into(),
+                basic(&login.username, login.password.expose()),
+            )],
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "registry refused moto's token");
+    let anonymous = http.send("GET", &url, &[], None, None).await.unwrap();
+    assert_eq!(anonymous.status, 401);
+    let wrong = http
+        .send(
+            "GET",
+            &url,
+            &[("Authorization".into(), basic("AWS", "not-the-token"))],
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(wrong.status, 401, "registry must refuse a wrong password");
+}
+
+fn github() -> GithubClient {
+    GithubClient::new(&GithubArgs {
+        github_token: Some(Secret::new("ghs_wiringtoken1234567890")),
+        github_api_url: rig::prism_url(),
+        repository: Some("afu9/control-center".into()),
+    })
+    .unwrap()
+}
+
+fn report() -> CommitReport {
+    CommitReport {
+        name: "sync-check".into(),
+        head_sha: "22cdb6a41c42366ad165a0fb4c96282304f6f7ae".into(),
+        conclusion: Conclusion::Success,
+        title: "up to date with main".into(),
+        summary: "0 behind, 3 ahead, no conflicts".into(),
+        details_url: None,
+    }
+}
+
+#[tokio::test]
+async fn github_factory_creates_a_check_run_prism_validates() {
+    let gh = github();
+    let id = gh.create_check_run(&report()).await.unwrap();
+    assert!(id > 0, "prism answers with the spec's example check run");
+    assert_eq!(
+        gh.publish(&report()).await.unwrap(),
+        Published::CheckRun(id)
+    );
+    gh.create_status(&report()).await.unwrap();
+}
+
+#[tokio::test]
+async fn prism_rejects_a_malformed_check_run() {
+    let gh = github();
+    let err = gh
+        .octocrab()
+        .post::<_, serde_json::Value>(
+            "/repos/afu9/control-center/check-runs",
+            Some(&serde_json::json!({ "name": "sync-check" })),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        deploy_core::octocrab::Error::GitHub { source, .. } => {
+            assert_eq!(source.status_code.as_u16(), 422, "{}", source.message);
+        }
+        other => panic!("expected a 422 from prism, got {other:?}"),
+    }
+}
+
+fn fastrand_suffix() -> String {
+    format!(
+        "{:08x}",
+        std::process::id()
+            ^ (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos())
+    )
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let st = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .status()
+        .unwrap();
+    assert!(st.success(), "git {args:?}");
+}
+
+/// A git repository holding `files`, with an `origin` remote, as act wants.
+pub fn act_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(
+        dir.path(),
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://github.com/afu9/act-test.git",
+        ],
+    );
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "test"]);
+    dir
+}
+
+const PROBE_ACTION: &str = r#"name: probe
+description: writes one output through deploy-core
+inputs:
+  value:
+    description: the value
+    required: true
+outputs:
+  message:
+    description: what the probe wrote
+    value: ${{ steps.write.outputs.message }}
+runs:
+  using: composite
+  steps:
+    - id: write
+      shell: bash
+      env:
+        PROBE_VALUE: ${{ inputs.value }}
+      run: '"$PROBE_BIN"'
+"#;
+
+const PROBE_WORKFLOW: &str = r#"name: probe
+on: push
+jobs:
+  probe:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - id: probe
+        uses: ./probe
+        with:
+          value: |-
+            line one
+            EOF
+            ghadelimiter_x = 100% "quoted" $HOME
+            last line
+      - shell: bash
+        env:
+          GOT: ${{ steps.probe.outputs.message }}
+        run: printf '%s' "$GOT" > "$OUT_FILE"
+"#;
+
+#[test]
+fn act_runs_a_composite_action_whose_multi_line_output_survives() {
+    let repo = act_repo(&[
+        ("probe/action.yml", PROBE_ACTION),
+        (".github/workflows/probe.yml", PROBE_WORKFLOW),
+    ]);
+    let out_file = repo.path().join("got.txt");
+    let output = Command::new(rig::act())
+        .current_dir(repo.path())
+        .args([
+            "push",
+            "-P",
+            "ubuntu-latest=-self-hosted",
+            "-W",
+            ".github/workflows/probe.yml",
+        ])
+        .arg("--env")
+        .arg(format!("PROBE_BIN={}", rig::bin("gha-probe").display()))
+        .arg("--env")
+        .arg(format!("OUT_FILE={}", out_file.display()))
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "act failed:\n{log}");
+    let got = std::fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(
+        got,
+        "line one\nEOF\nghadelimiter_x = 100% \"quoted\" $HOME\nlast line"
+    );
+}
