@@ -91,12 +91,16 @@ install_apt() {
         return 0
     fi
     command -v apt-get >/dev/null || die "apt-get not found; cannot install: $missing"
-    [[ $(id -u) -eq 0 ]] || die "must run as root to apt-get install: $missing"
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || die "must run as root (or have sudo) to apt-get install: $missing"
+        sudo=(sudo -n DEBIAN_FRONTEND=noninteractive)
+    fi
     log "apt: installing $(tr '\n' ' ' <<<"$missing")"
     export DEBIAN_FRONTEND=noninteractive
-    retry 5 10 apt-get -o DPkg::Lock::Timeout=60 update -qq >&2 ||
+    retry 5 10 "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=60 update -qq >&2 ||
         die "apt-get update failed 5 times"
-    retry 5 10 apt-get -o DPkg::Lock::Timeout=60 install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >&2 ||
+    retry 5 10 "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=60 install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >&2 ||
         die "apt-get install failed 5 times: ${APT_PACKAGES[*]}"
     missing="$(apt_missing)"
     [[ -z "$missing" ]] || die "apt packages still missing after install: $missing"

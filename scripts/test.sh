@@ -72,4 +72,4 @@ if ((${#examples[@]} == 0)); then
     printf 'test.sh: no workflow files under workflows-examples/ to lint\n' >&2
     exit 1
 fi
-phase zizmor "$DEPLOY_TEST_ZIZMOR" --offline --strict-collection action.yml .github "${examples[@]}"
+phase zizmor "$DEPLOY_TEST_ZIZMOR" --offline --strict-collection --config zizmor.yml action.yml .github "${examples[@]}"

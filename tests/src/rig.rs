@@ -2,6 +2,7 @@
 //! one fails the test with a message saying how to start it: never a skip.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 /// The value of a `DEPLOY_TEST_*` variable, or a panic naming it.
 pub fn var(name: &str) -> String {
@@ -62,4 +63,41 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("workspace root")
         .to_path_buf()
+}
+
+/// Runs git in `dir` with a fixed identity; panics when it fails.
+pub fn git(dir: &std::path::Path, args: &[&str]) {
+    let st = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .status()
+        .unwrap();
+    assert!(st.success(), "git {args:?}");
+}
+
+/// A git repository holding `files`, with an `origin` remote, as act wants.
+pub fn act_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(
+        dir.path(),
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://github.com/afu9/act-test.git",
+        ],
+    );
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "test"]);
+    dir
 }

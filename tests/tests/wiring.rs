@@ -7,7 +7,7 @@ use std::process::Command;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use base64::Engine;
-use deploy_action_e2e::rig;
+use deploy_action_e2e::rig::{self, act_repo};
 use deploy_core::aws::{self, AwsArgs};
 use deploy_core::github::{CommitReport, Conclusion, GithubArgs, GithubClient, Published};
 use deploy_core::http::{HttpClient, HttpOptions};
@@ -152,42 +152,6 @@ fn fastrand_suffix() -> String {
                 .unwrap()
                 .subsec_nanos())
     )
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let st = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
-
-/// A git repository holding `files`, with an `origin` remote, as act wants.
-pub fn act_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, text) in files {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(
-        dir.path(),
-        &[
-            "remote",
-            "add",
-            "origin",
-            "https://github.com/afu9/act-test.git",
-        ],
-    );
-    git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-qm", "test"]);
-    dir
 }
 
 const PROBE_ACTION: &str = r#"name: probe
