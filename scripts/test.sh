@@ -60,7 +60,15 @@ else
     printf 'test.sh: SKIP_LINT=1: skipping cargo fmt and clippy\n' >&2
 fi
 
-phase test cargo test --workspace "$@"
+run_tests() {
+    cargo test --workspace "$@" 2>&1 | tee "$test_log"
+}
+test_log="$(mktemp)"
+phase test run_tests "$@"
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "cargo test: %d passed, %d failed\n", p, f }' "$test_log" >&2
+rm -f "$test_log"
 
 # Any zizmor finding exits non-zero (11-14 by severity): the run fails.
 # zizmor treats a plain directory as a repository root and only looks under its

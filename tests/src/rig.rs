@@ -101,3 +101,54 @@ pub fn act_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
     git(dir.path(), &["commit", "-qm", "test"]);
     dir
 }
+
+/// A command running workspace binary `name` with the ambient CI environment scrubbed
+/// (`GITHUB_*`, `RUNNER_*`, `ACTIONS_*`, `AWS_*`, `DEPLOY_*`, `CI`), in a fresh temp directory so
+/// no stray deploy.toml is picked up.
+pub fn tool(name: &str, cwd: &std::path::Path) -> Command {
+    let mut cmd = Command::new(bin(name));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if ["GITHUB_", "RUNNER_", "ACTIONS_", "AWS_", "DEPLOY_"]
+            .iter()
+            .any(|p| k.starts_with(p))
+            || k == "CI"
+            || k == "API_TOKEN"
+        {
+            cmd.env_remove(k.as_ref());
+        }
+    }
+    cmd.env("NO_COLOR", "1").current_dir(cwd);
+    cmd
+}
+
+/// What a finished command did.
+#[derive(Debug)]
+pub struct Ran {
+    /// Exit code.
+    pub code: i32,
+    /// stdout.
+    pub stdout: String,
+    /// stderr.
+    pub stderr: String,
+}
+
+impl Ran {
+    /// stdout and stderr together, for leak checks.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs a command to completion (in a blocking task, so an in-process stand-in keeps serving).
+pub async fn run(mut cmd: Command) -> Ran {
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

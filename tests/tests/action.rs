@@ -2,6 +2,8 @@
 //! tool through the environment, the tool's outputs come back as the action's outputs, the job
 //! fails when the tool fails, and the bearer token never shows in the log.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use deploy_action_e2e::rig::{self, act_repo};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
 

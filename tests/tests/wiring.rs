@@ -2,6 +2,8 @@
 //! moto (ECS, ECR), the registry (with moto's ECR token), Prism (GitHub's API description) and
 //! act (a composite action writing a multi-line output). A stand-in that is not running fails.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use std::process::Command;
 
 use aws_credential_types::Credentials;

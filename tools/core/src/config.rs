@@ -145,6 +145,9 @@ pub fn expand(
             }
             let value =
                 lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            // The variable's own value is a secret too, not only the text it is part of
+            // (`Bearer ${API_TOKEN}`): the runner must mask the bare token wherever it shows.
+            secret::register(&value);
             out.push_str(&value);
             used = true;
             rest = &tail[end + 1..];

@@ -1,0 +1,234 @@
+//! The contracts every binary keeps, checked on the real executables: `--help`, `--version`,
+//! exit 2 on bad arguments, config errors naming file, line and key, and the exit codes of a
+//! run against the stand-in service.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use deploy_action_e2e::rig::{self, run, tool};
+use deploy_action_e2e::standin::{Behaviour, StandIn};
+
+const TOOLS: [&str; 5] = [
+    "sync-check",
+    "ecr-push",
+    "health-check",
+    "smoke-test",
+    "rollback",
+];
+
+#[tokio::test]
+async fn every_tool_answers_help_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in TOOLS {
+        let mut c = tool(name, dir.path());
+        c.arg("--version");
+        let r = run(c).await;
+        assert_eq!(r.code, 0, "{name} --version: {r:?}");
+        assert_eq!(
+            r.stdout.trim(),
+            format!("{name} {}", env!("CARGO_PKG_VERSION"))
+        );
+
+        let mut c = tool(name, dir.path());
+        c.arg("--help");
+        let r = run(c).await;
+        assert_eq!(r.code, 0, "{name} --help: {r:?}");
+        for flag in [
+            "--config",
+            "--environment",
+            "--base-url",
+            "--format",
+            "--junit",
+        ] {
+            assert!(
+                r.stdout.contains(flag),
+                "{name} --help lacks {flag}:\n{}",
+                r.stdout
+            );
+        }
+        insta::assert_snapshot!(format!("help-{name}"), r.stdout);
+    }
+}
+
+#[tokio::test]
+async fn bad_arguments_exit_2_with_clap_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in TOOLS {
+        let mut c = tool(name, dir.path());
+        c.arg("--no-such-flag");
+        let r = run(c).await;
+        assert_eq!(r.code, 2, "{name}: {r:?}");
+        assert!(
+            r.stderr.contains("unexpected argument '--no-such-flag'"),
+            "{}",
+            r.stderr
+        );
+        let mut c = tool(name, dir.path());
+        c.args(["--format", "yaml"]);
+        assert_eq!(run(c).await.code, 2, "{name} --format yaml");
+    }
+}
+
+#[tokio::test]
+async fn config_errors_exit_2_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "[environments.staging]\nbase_url = \"https://s.example\"\nprotected = \"yes\"\n",
+    )
+    .unwrap();
+    let r = run(tool("health-check", dir.path())).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("deploy.toml:3:13: environments.staging.protected: invalid type"),
+        "{}",
+        r.stderr
+    );
+
+    let mut c = tool("smoke-test", dir.path());
+    c.args(["--config", "missing.toml"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("couldn't read config file missing.toml"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test]
+async fn missing_variable_in_config_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tool("smoke-test", dir.path());
+    c.args(["--base-url", "http://127.0.0.1:1"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("environment variable API_TOKEN is not set"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test]
+async fn unknown_environment_lists_the_defined_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "[environments.staging]\n[[health.checks]]\nname = \"h\"\npath = \"/api/health\"\n",
+    )
+    .unwrap();
+    let mut c = tool("health-check", dir.path());
+    c.args(["-e", "prod"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("no environment named \"prod\" (defined: staging)"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test]
+async fn health_check_embedded_default_passes_and_fails_with_the_service() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tool("health-check", dir.path());
+    c.args(["--base-url", &s.url, "--format", "json"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["outcome"], "passed");
+    assert_eq!(report["checks"].as_array().unwrap().len(), 3);
+
+    s.shared.set(Behaviour {
+        ready: false,
+        ..Behaviour::default()
+    });
+    let mut c = tool("health-check", dir.path());
+    c.args(["--base-url", &s.url]);
+    let r = run(c).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("✘ Control Center readiness"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("status 503 not accepted"), "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn unreachable_service_fails_the_check_not_the_tool() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tool("health-check", dir.path());
+    c.args(["--base-url", &url]);
+    let r = run(c).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("couldn't connect to"), "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn smoke_test_never_prints_the_bearer_token() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let report = dir.path().join("report.json");
+    let summary = dir.path().join("summary.md");
+    let outputs = dir.path().join("outputs");
+    let secret = "tok-never-print-me-31337";
+    let mut c = tool("smoke-test", dir.path());
+    c.args(["--base-url", &s.url, "--format", "json"])
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--report")
+        .arg(&report)
+        .env("API_TOKEN", secret)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", &outputs);
+    let r = run(c).await;
+    // The stand-in expects another token: the Workflow API check fails with 401.
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("::add-mask::"),
+        "masks first:\n{}",
+        r.stdout
+    );
+    // Masks carry the secret by design (the runner needs it): everything else must not.
+    assert!(
+        r.stdout.contains(&format!("::add-mask::{secret}\n")),
+        "{}",
+        r.stdout
+    );
+    let mut everything: String = r
+        .all()
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for f in [&junit, &report, &summary, &outputs] {
+        everything.push_str(&std::fs::read_to_string(f).unwrap());
+    }
+    assert!(everything.contains("status 401"), "{everything}");
+    assert!(!everything.contains(secret), "token leaked:\n{everything}");
+}
+
+#[test]
+fn workspace_root_has_the_documented_layout() {
+    let root = rig::workspace_root();
+    for p in [
+        "action.yml",
+        "deploy.example.toml",
+        "README.md",
+        ".ci/run",
+        ".github/workflows/ci.yml",
+        "workflows-examples",
+    ] {
+        assert!(root.join(p).exists(), "{p} is missing");
+    }
+}
