@@ -40,12 +40,16 @@ on_exit() {
         printf '\ntest.sh timings:\n' >&2
         printf '  %s\n' "${PHASES[@]}" >&2
     fi
+    # The suite's closing line ("cargo test: N passed, N failed") comes last.
+    if [[ -s "${RESULT_FILE:-}" ]]; then cat "$RESULT_FILE"; fi
+    rm -f "${RESULT_FILE:-}"
     if ((rc != 0)); then
         printf 'test.sh: FAILED%s (exit %d)\n' "${CURRENT_PHASE:+ in phase [$CURRENT_PHASE]}" "$rc" >&2
     fi
     exit "$rc"
 }
 trap on_exit EXIT
+RESULT_FILE="$(mktemp)"
 
 phase install bash "$RIG" install
 phase rig-up bash "$RIG" up
@@ -67,7 +71,8 @@ test_log="$(mktemp)"
 phase test run_tests "$@"
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "cargo test: %d passed, %d failed\n", p, f }' "$test_log" >&2
+     END { printf "cargo test: %d passed, %d failed\n", p, f }' "$test_log" >"$RESULT_FILE"
+cat "$RESULT_FILE" >&2
 rm -f "$test_log"
 
 # Any zizmor finding exits non-zero (11-14 by severity): the run fails.

@@ -152,3 +152,48 @@ pub async fn run(mut cmd: Command) -> Ran {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// An SDK config aimed at moto with fixed test credentials, for setting up and reading back
+/// AWS state from tests.
+pub async fn moto_sdk() -> deploy_core::aws_config::SdkConfig {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let args = deploy_core::aws::AwsArgs {
+        region: Some("eu-central-1".into()),
+        endpoint_url: Some(moto_url()),
+        profile: None,
+    };
+    deploy_core::aws::sdk_config(&args, None)
+        .await
+        .unwrap()
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "rig",
+        )))
+        .build()
+}
+
+/// Points a tool at moto the standard way: `AWS_ENDPOINT_URL`, region and test credentials.
+pub fn aws_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("AWS_ENDPOINT_URL", moto_url())
+        .env("AWS_REGION", "eu-central-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+/// A name unique to this test run, for AWS resources in the shared moto.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{:x}-{:x}-{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -56,6 +56,8 @@ impl Default for Behaviour {
 struct Inner {
     behaviour: Behaviour,
     hits: BTreeMap<String, u64>,
+    in_flight: u32,
+    peak_in_flight: u32,
 }
 
 /// Shared state of one stand-in.
@@ -71,6 +73,11 @@ impl Shared {
     /// Replaces the behaviour.
     pub fn set(&self, b: Behaviour) {
         self.with(|i| i.behaviour = b);
+    }
+
+    /// The most requests that were in progress at once.
+    pub fn peak_in_flight(&self) -> u32 {
+        self.with(|i| i.peak_in_flight)
     }
 
     /// Requests served per path.
@@ -120,6 +127,8 @@ async fn contract(State(s): State<Shared>, req: Request) -> Response {
     let headers: HeaderMap = req.headers().clone();
     let (b, fail) = s.with(|i| {
         *i.hits.entry(path.clone()).or_default() += 1;
+        i.in_flight += 1;
+        i.peak_in_flight = i.peak_in_flight.max(i.in_flight);
         let fail = i.behaviour.fail_next > 0;
         if fail {
             i.behaviour.fail_next -= 1;
@@ -129,6 +138,7 @@ async fn contract(State(s): State<Shared>, req: Request) -> Response {
     if b.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(b.delay_ms)).await;
     }
+    s.with(|i| i.in_flight -= 1);
     if fail {
         let mut r = json_response(
             StatusCode::SERVICE_UNAVAILABLE,

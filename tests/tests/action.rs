@@ -23,6 +23,8 @@ jobs:
           base-url: ${{ env.STANDIN_URL }}
           bin-dir: ${{ env.BIN_DIR }}
           github-token: ""
+          args: |
+            --retry-for=1s
       - if: always()
         shell: bash
         env:

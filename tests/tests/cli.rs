@@ -148,7 +148,7 @@ async fn health_check_embedded_default_passes_and_fails_with_the_service() {
         ..Behaviour::default()
     });
     let mut c = tool("health-check", dir.path());
-    c.args(["--base-url", &s.url]);
+    c.args(["--base-url", &s.url, "--wait", "1s", "--interval", "200ms"]);
     let r = run(c).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
@@ -156,7 +156,11 @@ async fn health_check_embedded_default_passes_and_fails_with_the_service() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("status 503 not accepted"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("status 503, expected 200"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[tokio::test]
@@ -166,7 +170,7 @@ async fn unreachable_service_fails_the_check_not_the_tool() {
     drop(listener);
     let dir = tempfile::tempdir().unwrap();
     let mut c = tool("health-check", dir.path());
-    c.args(["--base-url", &url]);
+    c.args(["--base-url", &url, "--wait", "1s", "--interval", "200ms"]);
     let r = run(c).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("couldn't connect to"), "{}", r.stderr);

@@ -6,34 +6,16 @@
 
 use std::process::Command;
 
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use base64::Engine;
 use deploy_action_e2e::rig::{self, act_repo};
-use deploy_core::aws::{self, AwsArgs};
+use deploy_core::aws;
 use deploy_core::github::{CommitReport, Conclusion, GithubArgs, GithubClient, Published};
 use deploy_core::http::{HttpClient, HttpOptions};
 use deploy_core::secret::Secret;
 
-async fn moto_config() -> deploy_core::aws_config::SdkConfig {
-    let args = AwsArgs {
-        region: Some("eu-central-1".into()),
-        endpoint_url: Some(rig::moto_url()),
-        profile: None,
-    };
-    aws::sdk_config(&args, None)
-        .await
-        .unwrap()
-        .into_builder()
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "test", "test", None, None, "wiring",
-        )))
-        .build()
-}
-
 #[tokio::test]
 async fn aws_factory_reaches_moto_for_ecs() {
-    let conf = moto_config().await;
+    let conf = rig::moto_sdk().await;
     let ecs = aws::ecs(&conf);
     let name = format!("wiring-{}", fastrand_suffix());
     ecs.create_cluster()
@@ -53,7 +35,7 @@ async fn aws_factory_reaches_moto_for_ecs() {
 
 #[tokio::test]
 async fn ecr_token_from_moto_is_accepted_by_the_registry() {
-    let conf = moto_config().await;
+    let conf = rig::moto_sdk().await;
     let login = aws::ecr_login(&aws::ecr(&conf)).await.unwrap();
     assert_eq!(login.username, "AWS");
     assert_eq!(format!("{:?}", login.password), "***");

@@ -1,12 +1,121 @@
-//! The check engine's first stage: send one check's request and judge its status and latency.
-//! JSON assertions (`assert = [...]`) are reported as not evaluated yet; deadline polling and
-//! assertions come with the health-check/smoke-test issue.
+//! The check engine, shared by health-check, smoke-test and rollback's verification: one HTTP
+//! check is a request plus expectations (status set, latency, headers, jq assertions over the JSON
+//! body, the deployed version). [`attempt`] runs it once and says whether it passed, and if not,
+//! whether waiting can help (503, connection refused) or not (401, TLS failure), with the
+//! server's `Retry-After`. The waiting itself (deadline, backoff, streaks) is up to the tool.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::{CheckSpec, CheckTarget};
-use crate::http::HttpClient;
-use crate::report::{Check, Status};
+use serde_json::Value;
+
+use crate::config::{CheckSpec, CheckTarget, StatusSet};
+use crate::exit;
+use crate::http::{HttpClient, HttpError, Response};
+use crate::jq::Program;
+
+/// Characters of a body shown in a failure reason.
+pub const EXCERPT_CHARS: usize = 160;
+
+/// A compiled assertion.
+#[derive(Debug, Clone)]
+pub struct Assertion {
+    /// The expression as written.
+    pub expr: String,
+    program: Arc<Program>,
+    /// The left side of a top-level comparison (`.ready` of `.ready == true`), to say what it saw.
+    lhs: Option<(String, Arc<Program>)>,
+}
+
+impl Assertion {
+    /// Compiles `expr`.
+    pub fn compile(expr: &str) -> Result<Assertion, String> {
+        let program = Arc::new(Program::compile(expr)?);
+        let lhs = ["==", "!=", ">=", "<=", " > ", " < "]
+            .iter()
+            .filter_map(|op| expr.find(op).map(|i| expr[..i].trim()))
+            .find(|l| !l.is_empty())
+            .and_then(|l| {
+                Program::compile(l)
+                    .ok()
+                    .map(|p| (l.to_owned(), Arc::new(p)))
+            });
+        Ok(Assertion {
+            expr: expr.to_owned(),
+            program,
+            lhs,
+        })
+    }
+
+    /// `Ok(())` when true; otherwise what failed and what it saw.
+    pub fn check(&self, body: &Value) -> Result<(), String> {
+        match self.program.truthy(body) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let saw = match &self.lhs {
+                    Some((l, p)) => format!("`{l}` is {}", shown(p.run(body))),
+                    None => format!("it gave {}", shown(self.program.run(body))),
+                };
+                Err(format!("assertion `{}` failed: {saw}", self.expr))
+            }
+            Err(e) => Err(format!("assertion `{}` failed: {e}", self.expr)),
+        }
+    }
+}
+
+fn shown(outputs: Result<Vec<Value>, String>) -> String {
+    let text = match outputs {
+        Ok(v) if v.is_empty() => "empty (no output)".to_owned(),
+        Ok(v) => v
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => e,
+    };
+    let text = crate::secret::redact(&text);
+    if text.chars().count() > 80 {
+        format!("{}…", text.chars().take(80).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// What the tool's waiting policy says about statuses and versions.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Statuses that mean "not yet": retried.
+    pub retry_statuses: StatusSet,
+    /// Retry 401/403 (normally a wrong token: fatal).
+    pub retry_unauthorized: bool,
+    /// `(field, sha)`: a body carrying `field` must report `sha` (prefix match either way).
+    pub expect_version: Option<(String, String)>,
+    /// Request timeout when a check sets none.
+    pub request_timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            retry_statuses: StatusSet::default_retry(),
+            retry_unauthorized: false,
+            expect_version: None,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A check ready to run: URL resolved, headers and body in hand, assertions compiled.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The check as configured.
+    pub spec: CheckSpec,
+    /// The full URL.
+    pub url: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    assertions: Vec<Assertion>,
+}
 
 /// Joins a check's path to `base_url`, or returns its full URL.
 pub fn resolve_url(spec: &CheckSpec, base_url: Option<&str>) -> Result<String, String> {
@@ -23,112 +132,541 @@ pub fn resolve_url(spec: &CheckSpec, base_url: Option<&str>) -> Result<String, S
     }
 }
 
-/// Runs one check once.
-pub async fn run_once(client: &HttpClient, spec: &CheckSpec, url: &str) -> Check {
-    let start = Instant::now();
-    let headers: Vec<(String, String)> = spec
-        .headers
+/// Resolves URLs and compiles assertions; any problem is a usage error naming the check.
+pub fn prepare(specs: &[CheckSpec], base_url: Option<&str>) -> anyhow::Result<Vec<Prepared>> {
+    specs
         .iter()
-        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
-        .collect();
-    let body = spec.body.as_ref().map(|b| b.expose().as_bytes().to_vec());
-    let mut check = match client
-        .send(&spec.method, url, &headers, body, spec.timeout)
-        .await
-    {
-        Err(e) => Check::new(&spec.name, Status::Failed).reason(client.with_limit(e).to_string()),
-        Ok(resp) => {
-            if !spec.status.accepts(resp.status) {
-                Check::new(&spec.name, Status::Failed).reason(format!(
-                    "status {} not accepted; body: {}",
-                    resp.status,
-                    resp.excerpt(120)
-                ))
-            } else if let Some(max) = spec.max_latency.filter(|m| resp.latency > *m) {
-                Check::new(&spec.name, Status::Failed).reason(format!(
-                    "took {} ms, more than the allowed {} ms",
-                    resp.latency.as_millis(),
-                    max.as_millis()
-                ))
-            } else {
-                Check::new(&spec.name, Status::Passed).reason(format!("status {}", resp.status))
-            }
-        }
-    };
-    if !spec.assert.is_empty() {
-        check = check.detail(
-            "assertions",
-            format!("not evaluated yet: {}", spec.assert.join("; ")),
-        );
-    }
-    check.took(start.elapsed())
+        .map(|spec| {
+            let url = resolve_url(spec, base_url).map_err(exit::usage)?;
+            let assertions = spec
+                .assert
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    Assertion::compile(a).map_err(|e| {
+                        exit::usage(format!("check {:?}: assert[{i}]: {e}", spec.name))
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok(Prepared {
+                url,
+                headers: spec
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                    .collect(),
+                body: spec.body.as_ref().map(|b| b.expose().as_bytes().to_vec()),
+                assertions,
+                spec: spec.clone(),
+            })
+        })
+        .collect()
 }
 
-/// Runs a suite of checks once, concurrently, and emits the report: the checks come from the
-/// config file's section chosen by `pick`, or from `embedded` (the Control Center contract) when
-/// there is no config file. Returns the outcome.
-pub async fn run_suite(
-    tool: &str,
-    common: &crate::cli::CommonArgs,
-    pick: fn(&crate::config::Config) -> &[CheckSpec],
-    embedded: &str,
-) -> anyhow::Result<crate::Exit> {
-    use crate::config::Config;
-    use crate::exit;
-    let started = Instant::now();
-    let cfg = match common.load_config()? {
-        Some(c) => c,
-        None => Config::parse(embedded, "<embedded Control Center default>")?,
-    };
-    let env = common
-        .environment
-        .as_deref()
-        .map(|n| cfg.environment(n))
-        .transpose()?;
-    let base_url = match (&common.base_url, env.and_then(|e| e.base_url.as_ref())) {
-        (Some(u), _) => {
-            crate::config::validate_url(u).map_err(|e| exit::usage(format!("--base-url: {e}")))?;
-            Some(u.trim_end_matches('/').to_owned())
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every expectation held.
+    Pass,
+    /// Not (yet): waiting may help.
+    Retry {
+        /// What failed.
+        reason: String,
+        /// The server's `Retry-After`.
+        after: Option<Duration>,
+    },
+    /// Failed in a way waiting will not fix.
+    Fatal {
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// Whether it passed.
+    pub fn passed(&self) -> bool {
+        matches!(self, Verdict::Pass)
+    }
+
+    /// The failure reason, if any.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Pass => None,
+            Verdict::Retry { reason, .. } | Verdict::Fatal { reason } => Some(reason),
         }
-        (None, Some(u)) => Some(u.base().to_owned()),
-        (None, None) => None,
+    }
+}
+
+/// One attempt's result.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The HTTP status, when there was a response.
+    pub status: Option<u16>,
+    /// Time to the complete response.
+    pub latency: Duration,
+    /// Facts for the report: each MCP server's status, the version seen.
+    pub details: Vec<(String, String)>,
+    /// The version field's value, when the body carried it.
+    pub version: Option<String>,
+}
+
+/// The report line of a check after `attempts` attempts taking `took`, ending with `last`.
+pub fn report_check(
+    name: &str,
+    attempts: u32,
+    took: Duration,
+    last: Option<&Attempt>,
+) -> crate::Check {
+    use crate::report::{Check, Status};
+    let Some(last) = last else {
+        return Check::new(name, Status::Skipped)
+            .reason("not run")
+            .attempts(attempts);
     };
-    let specs = pick(&cfg).to_vec();
-    if specs.is_empty() {
-        return Err(exit::usage(format!(
-            "{}: no checks configured for {tool}",
-            cfg.source
-        )));
+    let mut c = match &last.verdict {
+        Verdict::Pass => Check::new(name, Status::Passed).reason(match last.status {
+            Some(s) => format!("status {s}"),
+            None => "passed".to_owned(),
+        }),
+        Verdict::Retry { reason, .. } | Verdict::Fatal { reason } => {
+            Check::new(name, Status::Failed).reason(reason.clone())
+        }
     }
-    let urls = specs
-        .iter()
-        .map(|s| resolve_url(s, base_url.as_deref()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(exit::usage)?;
-    let client = HttpClient::new(tool, crate::http::HttpOptions::default())?;
-    let mut set = tokio::task::JoinSet::new();
-    for (i, (spec, url)) in specs.into_iter().zip(urls).enumerate() {
-        let client = client.clone();
-        set.spawn(async move { (i, run_once(&client, &spec, &url).await) });
+    .attempts(attempts)
+    .took(took);
+    if last.status.is_some() {
+        c = c.latency(last.latency);
     }
-    let mut results = Vec::new();
-    while let Some(r) = set.join_next().await {
-        results.push(r?);
+    for (k, v) in &last.details {
+        c = c.detail(k.clone(), v.clone());
     }
-    results.sort_by_key(|(i, _)| *i);
-    let target = match (&common.environment, &base_url) {
-        (Some(e), Some(u)) => format!("{e} {u}"),
-        (None, Some(u)) => u.clone(),
-        (Some(e), None) => e.clone(),
-        (None, None) => "(no base URL)".to_owned(),
+    c
+}
+
+/// Looks up a dotted path (`commitSha`, `build.sha`) in a JSON value.
+pub fn field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.trim_start_matches('.')
+        .split('.')
+        .try_fold(v, |cur, key| cur.get(key))
+}
+
+/// Whether two commit ids name the same commit: equal, or one a prefix (7+ chars) of the other.
+pub fn same_commit(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim().to_ascii_lowercase(), b.trim().to_ascii_lowercase());
+    a == b || (a.len().min(b.len()) >= 7 && (a.starts_with(&b) || b.starts_with(&a)))
+}
+
+fn http_verdict(e: &HttpError) -> Verdict {
+    let reason = e.to_string();
+    match e {
+        HttpError::Invalid { .. }
+        | HttpError::Tls { .. }
+        | HttpError::BodyTooLarge { .. }
+        | HttpError::Redirects { .. } => Verdict::Fatal { reason },
+        HttpError::Dns { .. }
+        | HttpError::Connect { .. }
+        | HttpError::Timeout { .. }
+        | HttpError::Io { .. } => Verdict::Retry {
+            reason,
+            after: None,
+        },
+    }
+}
+
+/// Runs a prepared check once. `timeout_cap` bounds the request (the time left to a deadline).
+pub async fn attempt(
+    client: &HttpClient,
+    check: &Prepared,
+    policy: &Policy,
+    timeout_cap: Option<Duration>,
+) -> Attempt {
+    let mut timeout = check.spec.timeout.unwrap_or(policy.request_timeout);
+    if let Some(cap) = timeout_cap {
+        timeout = timeout.min(cap.max(Duration::from_millis(100)));
+    }
+    let sent = client
+        .send(
+            &check.spec.method,
+            &check.url,
+            &check.headers,
+            check.body.clone(),
+            Some(timeout),
+        )
+        .await;
+    match sent {
+        Err(e) => Attempt {
+            verdict: http_verdict(&client.with_limit(e)),
+            status: None,
+            latency: Duration::ZERO,
+            details: Vec::new(),
+            version: None,
+        },
+        Ok(resp) => judge(check, policy, &resp),
+    }
+}
+
+/// Judges a response against a check's expectations.
+pub fn judge(check: &Prepared, policy: &Policy, resp: &Response) -> Attempt {
+    let mut out = Attempt {
+        verdict: Verdict::Pass,
+        status: Some(resp.status),
+        latency: resp.latency,
+        details: Vec::new(),
+        version: None,
     };
-    let mut report = crate::Report::new(tool, env!("CARGO_PKG_VERSION"), target);
-    for (_, c) in results {
-        report.push(c);
+    let json = resp.json().ok();
+    if let Some(servers) = json
+        .as_ref()
+        .and_then(|j| j.get("servers"))
+        .and_then(Value::as_object)
+    {
+        for (name, v) in servers {
+            let st = v
+                .get("status")
+                .and_then(Value::as_str)
+                .or_else(|| v.as_str())
+                .unwrap_or("unknown");
+            out.details.push((name.clone(), st.to_owned()));
+        }
     }
-    let (passed, failed, ..) = report.counts();
-    report.output("passed", passed);
-    report.output("failed", failed);
-    report.finish(started.elapsed());
-    crate::cli::emit(&report, &common.output)
+    if let (Some((field_name, _)), Some(j)) = (&policy.expect_version, &json) {
+        out.version = field(j, field_name).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+    }
+    out.verdict = verdict(check, policy, resp, json.as_ref(), out.version.as_deref());
+    out
+}
+
+fn verdict(
+    check: &Prepared,
+    policy: &Policy,
+    resp: &Response,
+    json: Option<&Value>,
+    version: Option<&str>,
+) -> Verdict {
+    let excerpt = || resp.excerpt(EXCERPT_CHARS);
+    let code = resp.status;
+    if !check.spec.status.accepts(code) {
+        let reason = format!(
+            "status {code}, expected {}; body: {}",
+            statuses(&check.spec.status),
+            excerpt()
+        );
+        if policy.retry_statuses.accepts(code) {
+            let after = resp
+                .header("retry-after")
+                .and_then(crate::retry::parse_retry_after);
+            return Verdict::Retry { reason, after };
+        }
+        if matches!(code, 401 | 403) {
+            let reason = format!("{reason} (check the credentials)");
+            return if policy.retry_unauthorized {
+                Verdict::Retry {
+                    reason,
+                    after: None,
+                }
+            } else {
+                Verdict::Fatal { reason }
+            };
+        }
+        return Verdict::Fatal { reason };
+    }
+    if let Some(max) = check.spec.max_latency.filter(|m| resp.latency > *m) {
+        return Verdict::Retry {
+            reason: format!(
+                "took {} ms, more than the allowed {} ms",
+                resp.latency.as_millis(),
+                max.as_millis()
+            ),
+            after: None,
+        };
+    }
+    for (name, want) in &check.spec.expect_headers {
+        match resp.header(name) {
+            None => {
+                return Verdict::Retry {
+                    reason: format!("header {name} is missing"),
+                    after: None,
+                };
+            }
+            Some(got) if !got.contains(want.as_str()) => {
+                return Verdict::Retry {
+                    reason: format!("header {name} is {got:?}, expected it to contain {want:?}"),
+                    after: None,
+                };
+            }
+            Some(_) => {}
+        }
+    }
+    if !check.assertions.is_empty() {
+        let Some(body) = json else {
+            return Verdict::Retry {
+                reason: format!("body is not JSON: {}", excerpt()),
+                after: None,
+            };
+        };
+        for a in &check.assertions {
+            if let Err(reason) = a.check(body) {
+                return Verdict::Retry {
+                    reason: format!("{reason}; body: {}", excerpt()),
+                    after: None,
+                };
+            }
+        }
+    }
+    if let Some((field_name, want)) = &policy.expect_version {
+        if let Some(got) = version {
+            if !same_commit(got, want) {
+                return Verdict::Retry {
+                    reason: format!(
+                        "{field_name} is {got}, expected {want}: traffic still reaches tasks of another version"
+                    ),
+                    after: None,
+                };
+            }
+        }
+    }
+    Verdict::Pass
+}
+
+/// A status set as people write it: `200`, `2xx`, `200-204`.
+pub fn statuses(s: &StatusSet) -> String {
+    s.0.iter()
+        .map(|(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else if lo % 100 == 0 && hi - lo == 99 {
+                format!("{}xx", lo / 100)
+            } else {
+                format!("{lo}-{hi}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use reqwest::header::HeaderMap;
+
+    fn prepared(toml: &str) -> Prepared {
+        let cfg = Config::parse_with(toml, "t.toml", |_| None).unwrap();
+        prepare(&cfg.smoke.checks, Some("http://x"))
+            .unwrap()
+            .remove(0)
+    }
+
+    fn resp(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+            latency: Duration::from_millis(5),
+            url: "http://x/".into(),
+        }
+    }
+
+    const READY: &str =
+        "[[smoke.checks]]\nname = \"r\"\npath = \"/api/ready\"\nassert = [\".ready == true\"]\n";
+
+    #[test]
+    fn passing_assertion() {
+        let a = judge(
+            &prepared(READY),
+            &Policy::default(),
+            &resp(200, r#"{"ready":true}"#),
+        );
+        assert_eq!(a.verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn failed_assertion_says_what_it_saw() {
+        let a = judge(
+            &prepared(READY),
+            &Policy::default(),
+            &resp(200, r#"{"ready":false}"#),
+        );
+        let r = a.verdict.reason().unwrap();
+        assert!(
+            r.starts_with(
+                "assertion `.ready == true` failed: `.ready` is false; body: {\"ready\":false}"
+            ),
+            "{r}"
+        );
+        assert!(matches!(a.verdict, Verdict::Retry { .. }));
+    }
+
+    #[test]
+    fn not_json_is_retried_with_an_excerpt() {
+        let a = judge(
+            &prepared(READY),
+            &Policy::default(),
+            &resp(200, "<html>maintenance</html>"),
+        );
+        assert_eq!(
+            a.verdict.reason(),
+            Some("body is not JSON: <html>maintenance</html>")
+        );
+    }
+
+    #[test]
+    fn statuses_are_retried_or_fatal() {
+        let p = prepared(READY);
+        let mut r = resp(503, "{}");
+        r.headers.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(
+            judge(&p, &Policy::default(), &r).verdict,
+            Verdict::Retry {
+                reason: "status 503, expected 2xx; body: {}".into(),
+                after: Some(Duration::from_secs(3))
+            }
+        );
+        assert!(matches!(
+            judge(&p, &Policy::default(), &resp(401, "{}")).verdict,
+            Verdict::Fatal { .. }
+        ));
+        let lenient = Policy {
+            retry_unauthorized: true,
+            ..Policy::default()
+        };
+        assert!(matches!(
+            judge(&p, &lenient, &resp(401, "{}")).verdict,
+            Verdict::Retry { .. }
+        ));
+        assert!(matches!(
+            judge(&p, &Policy::default(), &resp(404, "{}")).verdict,
+            Verdict::Fatal { .. }
+        ));
+        let warmup = Policy {
+            retry_statuses: StatusSet(vec![(404, 404), (502, 504)]),
+            ..Policy::default()
+        };
+        assert!(matches!(
+            judge(&p, &warmup, &resp(404, "{}")).verdict,
+            Verdict::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn mcp_servers_become_details() {
+        let p = prepared(
+            "[[smoke.checks]]\nname = \"m\"\npath = \"/api/mcp/health\"\nassert = ['.status == \"healthy\"']\n",
+        );
+        let a = judge(
+            &p,
+            &Policy::default(),
+            &resp(
+                200,
+                r#"{"status":"degraded","servers":{"mcp-github":{"status":"unhealthy"},"mcp-deploy":"healthy"}}"#,
+            ),
+        );
+        assert_eq!(
+            a.details,
+            vec![
+                ("mcp-deploy".to_owned(), "healthy".to_owned()),
+                ("mcp-github".to_owned(), "unhealthy".to_owned())
+            ]
+        );
+        assert!(
+            a.verdict
+                .reason()
+                .unwrap()
+                .contains("`.status` is \"degraded\"")
+        );
+    }
+
+    #[test]
+    fn expected_version_must_match() {
+        let p = prepared("[[smoke.checks]]\nname = \"h\"\npath = \"/api/health\"\n");
+        let policy = Policy {
+            expect_version: Some(("commitSha".into(), "22cdb6a".into())),
+            ..Policy::default()
+        };
+        let a = judge(
+            &p,
+            &policy,
+            &resp(
+                200,
+                r#"{"commitSha":"22cdb6a41c42366ad165a0fb4c96282304f6f7ae"}"#,
+            ),
+        );
+        assert_eq!(a.verdict, Verdict::Pass);
+        assert_eq!(
+            a.version.as_deref(),
+            Some("22cdb6a41c42366ad165a0fb4c96282304f6f7ae")
+        );
+        let a = judge(&p, &policy, &resp(200, r#"{"commitSha":"0000000aaaa"}"#));
+        assert!(
+            a.verdict
+                .reason()
+                .unwrap()
+                .contains("traffic still reaches tasks of another version")
+        );
+    }
+
+    #[test]
+    fn headers_and_latency() {
+        let p = prepared(
+            "[[smoke.checks]]\nname = \"h\"\npath = \"/\"\nmax_latency = \"1ms\"\nexpect_headers = { \"Content-Type\" = \"json\" }\n",
+        );
+        let a = judge(&p, &Policy::default(), &resp(200, "{}"));
+        assert!(
+            a.verdict
+                .reason()
+                .unwrap()
+                .contains("took 5 ms, more than the allowed 1 ms")
+        );
+        let p = prepared(
+            "[[smoke.checks]]\nname = \"h\"\npath = \"/\"\nexpect_headers = { \"Content-Type\" = \"json\" }\n",
+        );
+        let mut r = resp(200, "{}");
+        assert_eq!(
+            judge(&p, &Policy::default(), &r).verdict.reason(),
+            Some("header content-type is missing")
+        );
+        r.headers
+            .insert("content-type", "application/json".parse().unwrap());
+        assert_eq!(judge(&p, &Policy::default(), &r).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn bad_assertion_is_a_usage_error_naming_the_check() {
+        let cfg = Config::parse_with(
+            "[[smoke.checks]]\nname = \"x\"\npath = \"/\"\nassert = [\".a | (\"]\n",
+            "t.toml",
+            |_| None,
+        )
+        .unwrap();
+        let e = prepare(&cfg.smoke.checks, Some("http://x")).unwrap_err();
+        assert_eq!(exit::classify(&e), exit::Exit::Usage);
+        assert!(
+            e.to_string()
+                .starts_with("check \"x\": assert[0]: invalid jq expression"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn commit_prefixes() {
+        assert!(same_commit(
+            "22CDB6A",
+            "22cdb6a41c42366ad165a0fb4c96282304f6f7ae"
+        ));
+        assert!(!same_commit("22cd", "22cdb6a41c"));
+        assert!(!same_commit("22cdb6b", "22cdb6a41c"));
+    }
+
+    #[test]
+    fn status_sets_read_well() {
+        assert_eq!(
+            statuses(&StatusSet(vec![(200, 299), (404, 404), (500, 502)])),
+            "2xx, 404, 500-502"
+        );
+    }
 }

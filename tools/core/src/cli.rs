@@ -62,6 +62,74 @@ impl CommonArgs {
     }
 }
 
+/// What a run is aimed at: the config (a file, or an embedded default), the environment and the
+/// base URL after flags override the file.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The config.
+    pub config: Config,
+    /// The environment's name, if one was chosen.
+    pub environment: Option<String>,
+    /// The base URL (flag, else the environment's), without a trailing slash.
+    pub base_url: Option<String>,
+}
+
+impl Resolved {
+    /// The chosen environment's settings.
+    pub fn env(&self) -> Option<&crate::config::Environment> {
+        self.environment
+            .as_deref()
+            .and_then(|n| self.config.environments.get(n))
+    }
+
+    /// A label for reports: `staging https://...`.
+    pub fn label(&self) -> String {
+        match (&self.environment, &self.base_url) {
+            (Some(e), Some(u)) => format!("{e} {u}"),
+            (None, Some(u)) => u.clone(),
+            (Some(e), None) => e.clone(),
+            (None, None) => "(no base URL)".to_owned(),
+        }
+    }
+}
+
+impl CommonArgs {
+    /// Loads the config (or parses `embedded` when there is no file), checks the environment
+    /// exists, and settles the base URL.
+    pub fn resolve(&self, embedded: &str) -> anyhow::Result<Resolved> {
+        let config = match self.load_config()? {
+            Some(c) => c,
+            None => Config::parse(embedded, "<embedded Control Center default>")?,
+        };
+        let env_url = match &self.environment {
+            Some(n) => config
+                .environment(n)?
+                .base_url
+                .as_ref()
+                .map(|u| u.base().to_owned()),
+            None => None,
+        };
+        let base_url = match &self.base_url {
+            Some(u) => {
+                crate::config::validate_url(u)
+                    .map_err(|e| exit::usage(format!("--base-url: {e}: {u:?}")))?;
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            None => env_url,
+        };
+        Ok(Resolved {
+            config,
+            environment: self.environment.clone(),
+            base_url,
+        })
+    }
+}
+
+/// Parses a duration flag: `300s`, `5m`, `1m 30s`, `250ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 300s, 5m, 250ms)"))
+}
+
 /// Parses the arguments without ever exiting the process: `--help`/`--version` print and give 0,
 /// bad arguments print clap's message and give 2.
 pub fn parse<A: clap::Parser>() -> Result<A, Exit> {

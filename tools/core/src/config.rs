@@ -334,8 +334,18 @@ pub struct Health {
     pub success_threshold: Option<u32>,
     /// Delay before the first poll.
     pub stabilize: Option<Dur>,
-    /// JSON field of the health body that carries the deployed commit.
+    /// JSON field of the health body that carries the deployed commit (dotted path).
     pub version_field: Option<String>,
+    /// Statuses retried during warm-up (default 408, 429, 502, 503, 504; add 404 here).
+    pub retry_on: Option<StatusSet>,
+    /// Per-request timeout (default 10s).
+    pub request_timeout: Option<Dur>,
+    /// After success, keep watching alarms this long.
+    pub bake: Option<Dur>,
+    /// Largest acceptable ALB `HTTPCode_Target_5XX_Count` sum over `alb_5xx_window`.
+    pub alb_5xx_threshold: Option<u64>,
+    /// Window of the ALB 5xx gate (default 5m).
+    pub alb_5xx_window: Option<Dur>,
     /// The checks.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
@@ -349,6 +359,10 @@ pub struct Smoke {
     pub concurrency: Option<usize>,
     /// Deadline of the whole suite.
     pub timeout: Option<Dur>,
+    /// Default retry window of each check (default 10s).
+    pub retry_for: Option<Dur>,
+    /// Statuses retried within a check's window (default 408, 429, 502, 503, 504).
+    pub retry_on: Option<StatusSet>,
     /// The checks.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
@@ -370,7 +384,13 @@ impl StatusSet {
         self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code))
     }
 
-    fn parse_one(s: &str) -> Result<(u16, u16), String> {
+    /// The statuses retried during warm-up unless configured: 408, 429, 502, 503, 504.
+    pub fn default_retry() -> Self {
+        StatusSet(vec![(408, 408), (429, 429), (502, 504)])
+    }
+
+    /// Parses `200`, `"2xx"` or `"200-204"`.
+    pub fn parse_one(s: &str) -> Result<(u16, u16), String> {
         let s = s.trim();
         let code = |t: &str| -> Result<u16, String> {
             t.parse::<u16>()
@@ -449,6 +469,10 @@ pub struct CheckSpec {
     pub max_latency: Option<Duration>,
     /// Per-request timeout.
     pub timeout: Option<Duration>,
+    /// Response headers that must be present: name -> text the value must contain (`""`: present).
+    pub expect_headers: BTreeMap<String, String>,
+    /// smoke-test: how long this check may be retried until it passes (within the suite deadline).
+    pub retry_for: Option<Duration>,
 }
 
 /// Where a check sends its request.
@@ -477,6 +501,9 @@ struct RawCheck {
     assert: Vec<String>,
     max_latency: Option<Dur>,
     timeout: Option<Dur>,
+    #[serde(default)]
+    expect_headers: BTreeMap<String, String>,
+    retry_for: Option<Dur>,
 }
 
 impl TryFrom<RawCheck> for CheckSpec {
@@ -530,6 +557,12 @@ impl TryFrom<RawCheck> for CheckSpec {
             assert: r.assert,
             max_latency: r.max_latency.map(|d| d.0),
             timeout: r.timeout.map(|d| d.0),
+            expect_headers: r
+                .expect_headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+            retry_for: r.retry_for.map(|d| d.0),
         })
     }
 }

@@ -301,6 +301,10 @@ fn classify(e: &reqwest::Error, url: &str, start: Instant) -> HttpError {
         || lower.contains("tls")
         || lower.contains("handshake")
         || lower.contains("invalid peer")
+        || lower.contains("corrupt message")
+        || lower.contains("received fatal alert")
+        // An https connect error past the TCP connect is the TLS layer.
+        || (e.is_connect() && url.starts_with("https://") && !lower.contains("tcp connect error"))
     {
         HttpError::Tls {
             url,

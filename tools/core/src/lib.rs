@@ -7,10 +7,14 @@
 
 pub mod checks;
 pub mod cli;
+#[cfg(feature = "cloudwatch")]
+pub mod cloudwatch;
 pub mod config;
+pub mod ecs;
 pub mod exit;
 pub mod gha;
 pub mod http;
+pub mod jq;
 pub mod render;
 pub mod report;
 pub mod retry;

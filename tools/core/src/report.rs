@@ -45,6 +45,9 @@ pub struct Check {
     pub duration_ms: u64,
     /// Attempts made (1 for a one-shot check).
     pub attempts: u32,
+    /// Latency of the last response, for HTTP checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
     /// Why it failed, or what it saw last: one line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -61,6 +64,7 @@ impl Check {
             status,
             duration_ms: 0,
             attempts: 1,
+            latency_ms: None,
             reason: None,
             details: Vec::new(),
         }
@@ -81,6 +85,12 @@ impl Check {
     /// Sets the attempt count.
     pub fn attempts(mut self, n: u32) -> Self {
         self.attempts = n;
+        self
+    }
+
+    /// Sets the last response's latency.
+    pub fn latency(mut self, d: Duration) -> Self {
+        self.latency_ms = Some(d.as_millis() as u64);
         self
     }
 

@@ -1,9 +1,17 @@
-//! `smoke-test`: runs the `[smoke]` suite of deploy.toml, or the Control Center contract's own
-//! five smoke tests (runbook 4.2) when there is no config file.
+//! `smoke-test`: runs a declarative suite of HTTP checks in parallel (bounded), each with its own
+//! retry-until-pass window inside the suite deadline. The suite is `[smoke]` of deploy.toml, a
+//! `--suite` file, or the Control Center contract's own five smoke tests (runbook 4.2).
 
-use deploy_core::Exit;
-use deploy_core::cli::CommonArgs;
-use deploy_core::config::EMBEDDED_SMOKE;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deploy_core::checks::{self, Attempt, Policy, Prepared, Verdict};
+use deploy_core::cli::{CommonArgs, parse_duration};
+use deploy_core::config::{Config, EMBEDDED_SMOKE, StatusSet};
+use deploy_core::http::{HttpClient, HttpOptions};
+use deploy_core::retry::{Backoff, Deadline};
+use deploy_core::{Check, Exit, Report, Status, exit};
 
 /// Run a declarative suite of HTTP checks in parallel.
 #[derive(Debug, clap::Parser)]
@@ -12,15 +20,172 @@ pub struct Args {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: CommonArgs,
+    /// Suite file (TOML with [smoke] and [[smoke.checks]]) instead of deploy.toml's [smoke].
+    #[arg(long, value_name = "FILE")]
+    pub suite: Option<PathBuf>,
+    /// Checks run at once (default: smoke.concurrency, else 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: Option<u32>,
+    /// Deadline of the whole suite (default: smoke.timeout, else 60s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// How long each check may be retried until it passes; 0s for one attempt (default:
+    /// smoke.retry_for, else 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_for: Option<Duration>,
+    /// Statuses retried within a check's window, replacing the default 408,429,502-504.
+    #[arg(long, value_name = "STATUS,...", value_delimiter = ',')]
+    pub retry_on: Vec<String>,
+    /// Retry 401/403 too (normally a wrong token fails at once).
+    #[arg(long)]
+    pub retry_unauthorized: bool,
+    /// Per-request timeout when a check sets none.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub request_timeout: Duration,
+}
+
+/// Parses `--retry-on` values (`404`, `5xx`, `500-504`).
+pub fn status_list(items: &[String]) -> anyhow::Result<Option<StatusSet>> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    items
+        .iter()
+        .map(|s| StatusSet::parse_one(s).map_err(|e| exit::usage(format!("--retry-on: {e}"))))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map(|v| Some(StatusSet(v)))
 }
 
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    deploy_core::checks::run_suite(
-        "smoke-test",
-        &args.common,
-        |c| &c.smoke.checks,
-        EMBEDDED_SMOKE,
-    )
-    .await
+    let started = Instant::now();
+    let resolved = args.common.resolve(EMBEDDED_SMOKE)?;
+    let label = resolved.label();
+    let suite = match &args.suite {
+        Some(p) => Config::load(p)?.smoke,
+        None => resolved.config.smoke,
+    };
+    if suite.checks.is_empty() {
+        let source = args.suite.as_ref().map_or_else(
+            || resolved.config.source.clone(),
+            |p| p.display().to_string(),
+        );
+        return Err(exit::usage(format!("{source}: no [[smoke.checks]] to run")));
+    }
+    let prepared = checks::prepare(&suite.checks, resolved.base_url.as_deref())?;
+    let policy = Arc::new(Policy {
+        retry_statuses: status_list(&args.retry_on)?
+            .or(suite.retry_on.clone())
+            .unwrap_or_else(StatusSet::default_retry),
+        retry_unauthorized: args.retry_unauthorized,
+        expect_version: None,
+        request_timeout: args.request_timeout,
+    });
+    let concurrency = args
+        .concurrency
+        .map(|c| c as usize)
+        .or(suite.concurrency)
+        .unwrap_or(8)
+        .max(1);
+    let deadline = Deadline::after(
+        args.timeout
+            .or(suite.timeout.map(|d| d.0))
+            .unwrap_or(Duration::from_secs(60)),
+    );
+    let default_window = args
+        .retry_for
+        .or(suite.retry_for.map(|d| d.0))
+        .unwrap_or(Duration::from_secs(10));
+    let client = HttpClient::new("smoke-test", HttpOptions::default())?;
+
+    let mut report = Report::new("smoke-test", env!("CARGO_PKG_VERSION"), label);
+    let names: Vec<String> = prepared.iter().map(|p| p.spec.name.clone()).collect();
+    let mut results: Vec<Option<Check>> = vec![None; prepared.len()];
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, check) in prepared.into_iter().enumerate() {
+        let (client, policy, semaphore) = (client.clone(), policy.clone(), semaphore.clone());
+        let window = check.spec.retry_for.unwrap_or(default_window);
+        set.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            (
+                i,
+                run_check(&client, &check, &policy, deadline, window).await,
+            )
+        });
+    }
+    let interrupted = tokio::select! {
+        () = async {
+            while let Some(joined) = set.join_next().await {
+                if let Ok((i, c)) = joined {
+                    results[i] = Some(c);
+                }
+            }
+        } => None,
+        signal = deploy_core::cli::interrupted() => Some(signal),
+    };
+    set.abort_all();
+    for (i, r) in results.into_iter().enumerate() {
+        report.push(r.unwrap_or_else(|| {
+            Check::new(&names[i], Status::Skipped).reason(match interrupted {
+                Some(s) => format!("not finished: interrupted by {s}"),
+                None => "not finished".to_owned(),
+            })
+        }));
+    }
+    let (passed, failed, errors, skipped) = report.counts();
+    report.output("passed", passed);
+    report.output("failed", failed + errors);
+    report.output("skipped", skipped);
+    if let Some(s) = interrupted {
+        report.fail_with(Exit::Failed, format!("interrupted by {s}: partial report"));
+    }
+    report.finish(started.elapsed());
+    if report.outcome == Exit::Failed && interrupted.is_none() {
+        report.summary = format!(
+            "{} of {} smoke checks failed",
+            failed + errors,
+            report.checks.len()
+        );
+    }
+    deploy_core::cli::emit(&report, &args.common.output)
+}
+
+/// One check: attempts until it passes, fails for good, or its window (within the suite
+/// deadline) closes.
+async fn run_check(
+    client: &HttpClient,
+    check: &Prepared,
+    policy: &Policy,
+    suite: Deadline,
+    window: Duration,
+) -> Check {
+    let start = Instant::now();
+    let own = Deadline::after(window.min(suite.remaining()));
+    let backoff = Backoff {
+        initial: Duration::from_millis(250),
+        max: Duration::from_secs(2),
+        ..Backoff::default()
+    };
+    let mut attempts = 0u32;
+    let mut last: Option<Attempt>;
+    loop {
+        let a = checks::attempt(client, check, policy, Some(suite.remaining())).await;
+        attempts += 1;
+        let wait = match &a.verdict {
+            Verdict::Retry { after, .. } => {
+                backoff.delay(attempts - 1).max(after.unwrap_or_default())
+            }
+            Verdict::Pass | Verdict::Fatal { .. } => Duration::ZERO,
+        };
+        let again = matches!(a.verdict, Verdict::Retry { .. })
+            && own.remaining() > wait
+            && suite.remaining() > wait;
+        last = Some(a);
+        if !again {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+    }
+    checks::report_check(&check.spec.name, attempts, start.elapsed(), last.as_ref())
 }

@@ -44,7 +44,9 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(md, "> **Error:** {}\n", cell(err));
     }
     if !report.checks.is_empty() {
-        md.push_str("| | Check | Duration | Attempts | Details |\n|---|---|---|---|---|\n");
+        md.push_str(
+            "| | Check | Latency | Duration | Attempts | Details |\n|---|---|---|---|---|---|\n",
+        );
         for c in &report.checks {
             let mut details = c.reason.as_deref().map(cell).unwrap_or_default();
             for (k, v) in &c.details {
@@ -55,9 +57,10 @@ pub fn render(report: &Report) -> String {
             }
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 c.status.mark(),
                 cell(&c.name),
+                c.latency_ms.map_or_else(|| "–".to_owned(), short_duration),
                 short_duration(c.duration_ms),
                 c.attempts,
                 details
@@ -105,6 +108,7 @@ mod tests {
             Check::new("workflow api", Status::Failed)
                 .reason("status 401 | expected 200")
                 .took(Duration::from_millis(1300))
+                .latency(Duration::from_millis(120))
                 .attempts(2),
         );
         r.output("failed", 1);

@@ -1,0 +1,776 @@
+//! health-check end to end: the real binary against the stand-in service (deadlines, retries,
+//! faults, versions, MCP detail, SIGTERM) and against moto (ECS rollout, alarms, ALB 5xx,
+//! the Availability metric).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::time::{Duration, Instant};
+
+use deploy_action_e2e::rig::{self, Ran, aws_env, run, tool, unique};
+use deploy_action_e2e::standin::{Behaviour, StandIn};
+use deploy_core::aws_sdk_cloudwatch as cw;
+use serde_json::Value;
+
+async fn health(dir: &std::path::Path, args: &[&str]) -> (Ran, Value, Duration) {
+    let mut c = tool("health-check", dir);
+    c.args(args).args(["--format", "json"]);
+    let start = Instant::now();
+    let r = run(c).await;
+    let took = start.elapsed();
+    let report = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    (r, report, took)
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
+}
+
+fn reason(report: &Value, name: &str) -> String {
+    check(report, name)["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+const READY: &str = "Control Center readiness";
+
+#[tokio::test]
+async fn healthy_service_needs_the_threshold_of_passes_in_a_row() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (r, report, _) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--success-threshold",
+            "3",
+            "--interval",
+            "50ms",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(report["outputs"]["healthy"], "true");
+    assert_eq!(report["outputs"]["attempts"], "3");
+    assert_eq!(check(&report, READY)["attempts"], 3);
+    assert_eq!(s.shared.hits()["/api/health"], 3);
+    assert!(report["outputs"]["duration-seconds"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn never_ready_respects_the_deadline_within_one_interval() {
+    let s = StandIn::start(Behaviour {
+        ready: false,
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (r, report, took) = health(
+        dir.path(),
+        &["--base-url", &s.url, "--wait", "2s", "--interval", "500ms"],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(
+        took < Duration::from_millis(2500 + 700),
+        "deadline overrun: {took:?}"
+    );
+    let why = reason(&report, READY);
+    assert!(why.starts_with("status 503, expected 200"), "{why}");
+    assert!(why.contains("deadline of 2s passed after"), "{why}");
+    assert!(
+        report["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("not healthy within 2s")
+    );
+    assert_eq!(report["outputs"]["healthy"], "false");
+}
+
+#[tokio::test]
+async fn flaky_service_passes_after_failures() {
+    // Three checks a round: six failures are two failed rounds.
+    let s = StandIn::start(Behaviour {
+        fail_next: 6,
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (r, report, _) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--interval",
+            "100ms",
+            "--success-threshold",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(check(&report, READY)["attempts"], 4);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let s = StandIn::start(Behaviour {
+        fail_next: 3,
+        retry_after: Some(2),
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _, took) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--interval",
+            "100ms",
+            "--success-threshold",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "Retry-After: 2 ignored: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn mcp_servers_are_listed_and_a_down_one_named() {
+    let s = StandIn::start(Behaviour {
+        mcp_down: vec!["mcp-github".into()],
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.md");
+    let mut c = tool("health-check", dir.path());
+    c.args(["--base-url", &s.url, "--wait", "1s", "--interval", "200ms"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary);
+    let r = run(c).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("mcp-github: unhealthy"), "{}", r.stderr);
+    assert!(r.stderr.contains("mcp-deploy: healthy"), "{}", r.stderr);
+    let md = std::fs::read_to_string(summary).unwrap();
+    assert!(md.contains("mcp-github: unhealthy"), "{md}");
+    assert!(
+        md.contains("`.status` is \\\"degraded\\\"") || md.contains("`.status` is \"degraded\""),
+        "{md}"
+    );
+}
+
+#[tokio::test]
+async fn expected_version_must_be_served() {
+    let sha = "22cdb6a41c42366ad165a0fb4c96282304f6f7ae";
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (r, report, _) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--interval",
+            "50ms",
+            "--expect-version",
+            &sha[..7],
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(report["outputs"]["deployed-version"], sha);
+    assert_eq!(check(&report, "Deployed version")["status"], "passed");
+
+    let (r, report, _) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--wait",
+            "1s",
+            "--interval",
+            "100ms",
+            "--expect-version",
+            "0123456789abcdef",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let why = reason(&report, "Control Center health");
+    assert!(
+        why.starts_with(
+            "commitSha is 22cdb6a41c42366ad165a0fb4c96282304f6f7ae, expected 0123456789abcdef"
+        ),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn faults_are_reported_for_what_they_are() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fast = ["--wait", "1s", "--interval", "200ms"];
+
+    // Not JSON: retried until the deadline, with an excerpt.
+    s.shared.set(Behaviour {
+        body: "not-json".into(),
+        ..Behaviour::default()
+    });
+    let (r, report, _) = health(
+        dir.path(),
+        &[&["--base-url", &s.url][..], &fast[..]].concat(),
+    )
+    .await;
+    assert_eq!(r.code, 1);
+    assert!(
+        reason(&report, READY).starts_with("body is not JSON: <html>this is not JSON</html>"),
+        "{report:#}"
+    );
+
+    // A body over the cap fails at once.
+    s.shared.set(Behaviour {
+        body: "huge".into(),
+        ..Behaviour::default()
+    });
+    let (r, report, _) = health(
+        dir.path(),
+        &[&["--base-url", &s.url][..], &fast[..]].concat(),
+    )
+    .await;
+    assert_eq!(r.code, 1);
+    assert!(
+        reason(&report, READY).contains("is larger than 1048576 bytes"),
+        "{report:#}"
+    );
+    assert_eq!(check(&report, READY)["attempts"], 1);
+
+    // An endless redirect fails at once.
+    s.shared.set(Behaviour {
+        body: "redirect-loop".into(),
+        ..Behaviour::default()
+    });
+    let (r, report, _) = health(
+        dir.path(),
+        &[&["--base-url", &s.url][..], &fast[..]].concat(),
+    )
+    .await;
+    assert_eq!(r.code, 1);
+    assert!(
+        reason(&report, READY).starts_with("too many redirects"),
+        "{report:#}"
+    );
+
+    // A slow service times out per request, inside the deadline.
+    s.shared.set(Behaviour {
+        delay_ms: 3000,
+        ..Behaviour::default()
+    });
+    let (r, report, took) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--wait",
+            "1s",
+            "--interval",
+            "100ms",
+            "--request-timeout",
+            "300ms",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1);
+    assert!(
+        reason(&report, READY).starts_with("timed out after"),
+        "{report:#}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // TLS against a plain-HTTP port: a TLS failure, not retried.
+    s.shared.set(Behaviour::default());
+    let https = s.url.replace("http://", "https://");
+    let (r, report, _) = health(
+        dir.path(),
+        &[&["--base-url", &https][..], &fast[..]].concat(),
+    )
+    .await;
+    assert_eq!(r.code, 1);
+    assert!(
+        reason(&report, READY).starts_with("TLS failure"),
+        "{report:#}"
+    );
+    assert_eq!(check(&report, READY)["attempts"], 1);
+}
+
+#[tokio::test]
+async fn unresolvable_host_is_a_dns_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, report, took) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            "http://no-such-host.invalid",
+            "--wait",
+            "1s",
+            "--interval",
+            "200ms",
+            "--request-timeout",
+            "500ms",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let why = reason(&report, READY);
+    assert!(
+        why.starts_with("couldn't resolve host") || why.starts_with("timed out"),
+        "{why}"
+    );
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+#[tokio::test]
+async fn sigterm_mid_wait_gives_a_partial_report() {
+    let s = StandIn::start(Behaviour {
+        ready: false,
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tool("health-check", dir.path());
+    c.args([
+        "--base-url",
+        &s.url,
+        "--wait",
+        "60s",
+        "--interval",
+        "200ms",
+        "--format",
+        "json",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "did not stop promptly"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["error"],
+        "interrupted by SIGTERM while waiting: partial report"
+    );
+    assert!(check(&report, READY)["attempts"].as_u64().unwrap() >= 2);
+    assert_eq!(check(&report, READY)["status"], "failed");
+}
+
+#[tokio::test]
+async fn unauthorized_is_not_retried_unless_asked() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "[[health.checks]]\nname = \"workflows\"\npath = \"/api/workflows\"\nheaders = { Authorization = \"Bearer ${API_TOKEN}\" }\n",
+    )
+    .unwrap();
+    let mut c = tool("health-check", dir.path());
+    c.args(["--base-url", &s.url, "--wait", "5s", "--format", "json"])
+        .env("API_TOKEN", "wrong-token-123");
+    let start = Instant::now();
+    let r = run(c).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        reason(&report, "workflows").contains("status 401, expected 2xx"),
+        "{report:#}"
+    );
+    assert!(
+        !r.all()
+            .replace("::add-mask::wrong-token-123", "")
+            .contains("wrong-token-123")
+    );
+
+    let mut c = tool("health-check", dir.path());
+    c.args([
+        "--base-url",
+        &s.url,
+        "--wait",
+        "1s",
+        "--interval",
+        "200ms",
+        "--retry-unauthorized",
+        "--format",
+        "json",
+    ])
+    .env("API_TOKEN", "wrong-token-123");
+    let r = run(c).await;
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        check(&report, "workflows")["attempts"].as_u64().unwrap() >= 2,
+        "{report:#}"
+    );
+}
+
+// ---- ECS and CloudWatch, against moto -------------------------------------------------------
+
+async fn ecs_service(cluster: &str, service: &str) {
+    use deploy_core::aws_sdk_ecs::types::ContainerDefinition;
+    let ecs = deploy_core::aws::ecs(&rig::moto_sdk().await);
+    ecs.create_cluster()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .unwrap();
+    for image in ["nginx:1", "nginx:2"] {
+        ecs.register_task_definition()
+            .family(service)
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("web")
+                    .image(image)
+                    .memory(128)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    ecs.create_service()
+        .cluster(cluster)
+        .service_name(service)
+        .task_definition(format!("{service}:1"))
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn health_aws(dir: &std::path::Path, args: &[&str]) -> (Ran, Value) {
+    let mut c = tool("health-check", dir);
+    aws_env(&mut c).args(args).args(["--format", "json"]);
+    let r = run(c).await;
+    let report = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    (r, report)
+}
+
+#[tokio::test]
+async fn ecs_rollout_of_the_expected_task_definition_passes() {
+    let (cluster, service) = (unique("afu9"), unique("web"));
+    ecs_service(&cluster, &service).await;
+    let dir = tempfile::tempdir().unwrap();
+    let td = format!("{service}:1");
+    let (r, report) = health_aws(
+        dir.path(),
+        &[
+            "--ecs",
+            "--cluster",
+            &cluster,
+            "--service",
+            &service,
+            "--expect-task-definition",
+            &td,
+            "--interval",
+            "50ms",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let c = check(&report, &format!("ECS service {service}"));
+    assert_eq!(c["status"], "passed");
+    assert_eq!(c["details"][0][1], format!("{td} COMPLETED"));
+}
+
+#[tokio::test]
+async fn ecs_primary_on_another_task_definition_is_a_failure_not_stable() {
+    // moto keeps the first deployment PRIMARY after UpdateService: exactly what a completed
+    // circuit-breaker rollback looks like to DescribeServices.
+    let (cluster, service) = (unique("afu9"), unique("web"));
+    ecs_service(&cluster, &service).await;
+    let ecs = deploy_core::aws::ecs(&rig::moto_sdk().await);
+    ecs.update_service()
+        .cluster(&cluster)
+        .service(&service)
+        .task_definition(format!("{service}:2"))
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tool("health-check", dir.path());
+    aws_env(&mut c).args([
+        "--ecs",
+        "--cluster",
+        &cluster,
+        "--service",
+        &service,
+        "--expect-task-definition",
+        "other-service=web:1",
+    ]);
+    let r = run(c).await;
+    assert_eq!(
+        r.code, 2,
+        "a service name that is not verified is a usage error: {r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("names service \"other-service\", which is not verified"),
+        "{}",
+        r.stderr
+    );
+    let (r, report) = health_aws(
+        dir.path(),
+        &[
+            "--ecs",
+            "--cluster",
+            &cluster,
+            "--service",
+            &service,
+            "--expect-task-definition",
+            &format!("{service}={service}:2"),
+            "--wait",
+            "5s",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let why = reason(&report, &format!("ECS service {service}"));
+    assert!(
+        why.starts_with(&format!(
+            "PRIMARY deployment runs {service}:1, not the expected {service}:2"
+        )),
+        "{why}"
+    );
+    assert_eq!(
+        check(&report, &format!("ECS service {service}"))["attempts"],
+        1,
+        "fatal at once"
+    );
+}
+
+#[tokio::test]
+async fn ecs_missing_service_is_named() {
+    let (cluster, service) = (unique("afu9"), unique("web"));
+    ecs_service(&cluster, &service).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (r, report) = health_aws(
+        dir.path(),
+        &[
+            "--ecs",
+            "--cluster",
+            &cluster,
+            "--service",
+            "nope",
+            "--wait",
+            "2s",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        reason(&report, "ECS service nope"),
+        format!("service nope not found in cluster {cluster} (MISSING)")
+    );
+}
+
+async fn alarm(name: &str, state: cw::types::StateValue) {
+    let client = deploy_core::aws::cloudwatch(&rig::moto_sdk().await);
+    client
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(cw::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(cw::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    client
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(state)
+        .state_reason("Threshold Crossed: 1 datapoint [12.0] was greater than the threshold (5.0)")
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_alarm_in_alarm_fails_the_wait() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let prefix = format!("{}-", unique("afu9-staging"));
+    alarm(&format!("{prefix}cpu"), cw::types::StateValue::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (r, report) = health_aws(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--alarm-prefix",
+            &prefix,
+            "--interval",
+            "50ms",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(check(&report, "CloudWatch alarms")["status"], "passed");
+
+    alarm(&format!("{prefix}5xx"), cw::types::StateValue::Alarm).await;
+    let (r, report) = health_aws(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--alarm-prefix",
+            &prefix,
+            "--interval",
+            "50ms",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        reason(&report, "CloudWatch alarms"),
+        format!("1 alarm(s) in ALARM: {prefix}5xx")
+    );
+}
+
+#[tokio::test]
+async fn alb_5xx_gate_and_availability_metric() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let lb = format!("app/{}/0123456789", unique("alb"));
+    let client = deploy_core::aws::cloudwatch(&rig::moto_sdk().await);
+    client
+        .put_metric_data()
+        .namespace("AWS/ApplicationELB")
+        .metric_data(
+            cw::types::MetricDatum::builder()
+                .metric_name("HTTPCode_Target_5XX_Count")
+                .dimensions(
+                    cw::types::Dimension::builder()
+                        .name("LoadBalancer")
+                        .value(&lb)
+                        .build(),
+                )
+                .value(7.0)
+                .timestamp(cw::primitives::DateTime::from(std::time::SystemTime::now()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let namespace = unique("Test/Factory");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        format!("[environments.staging]\nbase_url = \"{}\"\nload_balancer = \"{lb}\"\n\n[[health.checks]]\nname = \"health\"\npath = \"/api/health\"\n", s.url),
+    )
+    .unwrap();
+    let (r, report) = health_aws(
+        dir.path(),
+        &[
+            "-e",
+            "staging",
+            "--alb-5xx-threshold",
+            "10",
+            "--emit-metric",
+            "--metric-namespace",
+            &namespace,
+            "--interval",
+            "50ms",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        reason(&report, "ALB 5xx (last 5m)"),
+        "7 target 5xx responses, threshold 10"
+    );
+    assert_eq!(report["outputs"]["availability"], "1");
+    assert_eq!(report["audit"][0]["action"], "cloudwatch:PutMetricData");
+
+    let (r, report) = health_aws(
+        dir.path(),
+        &[
+            "-e",
+            "staging",
+            "--alb-5xx-threshold",
+            "5",
+            "--emit-metric",
+            "--metric-namespace",
+            &namespace,
+            "--interval",
+            "50ms",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(reason(&report, "ALB 5xx (last 5m)").starts_with(&format!(
+        "7 target 5xx responses on {lb}, more than the threshold 5"
+    )));
+    assert_eq!(report["outputs"]["availability"], "0");
+
+    // Read the KPI back: one 1 and one 0 for Environment=staging.
+    let end = std::time::SystemTime::now() + Duration::from_secs(60);
+    let stats = client
+        .get_metric_statistics()
+        .namespace(&namespace)
+        .metric_name("Availability")
+        .dimensions(
+            cw::types::Dimension::builder()
+                .name("Environment")
+                .value("staging")
+                .build(),
+        )
+        .start_time(cw::primitives::DateTime::from(
+            end - Duration::from_secs(600),
+        ))
+        .end_time(cw::primitives::DateTime::from(end))
+        .period(60)
+        .statistics(cw::types::Statistic::Sum)
+        .statistics(cw::types::Statistic::SampleCount)
+        .send()
+        .await
+        .unwrap();
+    let count: f64 = stats
+        .datapoints()
+        .iter()
+        .filter_map(|d| d.sample_count())
+        .sum();
+    let sum: f64 = stats.datapoints().iter().filter_map(|d| d.sum()).sum();
+    assert_eq!((count, sum), (2.0, 1.0), "{stats:?}");
+}

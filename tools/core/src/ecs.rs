@@ -1,0 +1,420 @@
+//! ECS rollout logic, shared by health-check `--ecs` and rollback: read services' deployments
+//! (`DescribeServices`) into plain snapshots, and decide whether a rollout is COMPLETED, still in
+//! progress, or FAILED. A deployment that ended FAILED, or a PRIMARY deployment that is not the
+//! expected task definition (the circuit breaker rolled back), is a failure, never "stable".
+//! The decision is a pure function over snapshots, tested with fixtures shaped like real ECS
+//! responses (moto keeps one static deployment and cannot show a rollout or a rollback).
+
+use serde::{Deserialize, Serialize};
+
+/// One deployment of a service, as `DescribeServices` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Deployment {
+    /// `ecs-svc/...`
+    pub id: String,
+    /// `PRIMARY`, `ACTIVE` or `INACTIVE`.
+    pub status: String,
+    /// Task definition ARN.
+    pub task_definition: String,
+    /// Tasks wanted.
+    pub desired_count: i32,
+    /// Tasks running.
+    pub running_count: i32,
+    /// Tasks pending.
+    pub pending_count: i32,
+    /// Tasks that failed to start.
+    pub failed_tasks: i32,
+    /// `COMPLETED`, `IN_PROGRESS` or `FAILED` (absent without the rolling-update controller).
+    pub rollout_state: Option<String>,
+    /// ECS's words on the rollout state.
+    pub rollout_state_reason: Option<String>,
+}
+
+/// A service event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Event {
+    /// When (RFC 3339 or as ECS printed it).
+    pub created_at: Option<String>,
+    /// The message.
+    pub message: String,
+}
+
+/// A service, as `DescribeServices` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Service {
+    /// Name.
+    pub service_name: String,
+    /// `ACTIVE`, `DRAINING`, `INACTIVE`.
+    pub status: String,
+    /// Tasks wanted.
+    pub desired_count: i32,
+    /// Tasks running.
+    pub running_count: i32,
+    /// Tasks pending.
+    pub pending_count: i32,
+    /// The service's task definition.
+    pub task_definition: Option<String>,
+    /// Deployments, PRIMARY first as ECS lists them.
+    pub deployments: Vec<Deployment>,
+    /// Newest events first.
+    pub events: Vec<Event>,
+}
+
+/// What a service's rollout looks like now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// PRIMARY completed, all tasks running, one deployment left.
+    Completed,
+    /// Not done yet; why.
+    InProgress(String),
+    /// Failed for good; why.
+    Failed(String),
+}
+
+/// `family:revision` of a task definition ARN or name (`arn:...:task-definition/web:3` -> `web:3`).
+pub fn family_revision(td: &str) -> &str {
+    td.rsplit_once("task-definition/").map_or(td, |(_, r)| r)
+}
+
+/// Whether task definition `actual` is `expected` (ARN, `family:rev`, or a bare family = any rev).
+pub fn td_matches(actual: &str, expected: &str) -> bool {
+    let (a, e) = (family_revision(actual), family_revision(expected));
+    a == e || (!e.contains(':') && a.split(':').next() == Some(e))
+}
+
+/// Decides the rollout state of `svc`, optionally against the task definition it must run.
+pub fn judge(svc: &Service, expected_td: Option<&str>) -> Rollout {
+    if svc.status != "ACTIVE" {
+        return Rollout::Failed(format!("service is {}", svc.status));
+    }
+    let Some(primary) = svc.deployments.iter().find(|d| d.status == "PRIMARY") else {
+        return Rollout::InProgress("no PRIMARY deployment yet".into());
+    };
+    let state = primary.rollout_state.as_deref();
+    let primary_td = family_revision(&primary.task_definition);
+    if let Some(expected) = expected_td {
+        if !td_matches(&primary.task_definition, expected) {
+            let expected = family_revision(expected);
+            if let Some(failed) = svc.deployments.iter().find(|d| {
+                td_matches(&d.task_definition, expected)
+                    && d.rollout_state.as_deref() == Some("FAILED")
+            }) {
+                return Rollout::Failed(format!(
+                    "deployment {} of {expected} FAILED ({}); ECS rolled back to {primary_td} (circuit breaker)",
+                    failed.id,
+                    failed
+                        .rollout_state_reason
+                        .as_deref()
+                        .unwrap_or("no reason given")
+                ));
+            }
+            return Rollout::Failed(format!(
+                "PRIMARY deployment runs {primary_td}, not the expected {expected}: the new deployment was rolled back or replaced"
+            ));
+        }
+    }
+    if state == Some("FAILED") {
+        return Rollout::Failed(format!(
+            "deployment {} of {primary_td} FAILED: {}",
+            primary.id,
+            primary
+                .rollout_state_reason
+                .as_deref()
+                .unwrap_or("no reason given")
+        ));
+    }
+    let counts = format!(
+        "{} of {} tasks running, {} pending",
+        svc.running_count, svc.desired_count, svc.pending_count
+    );
+    if state == Some("IN_PROGRESS") {
+        return Rollout::InProgress(format!(
+            "rollout of {primary_td} in progress: {} of {} new tasks running, {} pending, {} failed to start",
+            primary.running_count,
+            primary.desired_count,
+            primary.pending_count,
+            primary.failed_tasks
+        ));
+    }
+    if svc.deployments.len() > 1 {
+        return Rollout::InProgress(format!(
+            "{} deployments still active (old tasks draining): {counts}",
+            svc.deployments.len()
+        ));
+    }
+    if svc.running_count != svc.desired_count
+        || svc.pending_count > 0
+        || primary.running_count != primary.desired_count
+    {
+        return Rollout::InProgress(counts);
+    }
+    Rollout::Completed
+}
+
+#[cfg(feature = "ecs")]
+mod fetch {
+    use super::{Deployment, Event, Service};
+    use aws_sdk_ecs::types;
+
+    fn time(t: Option<&aws_sdk_ecs::primitives::DateTime>) -> Option<String> {
+        t.and_then(|t| {
+            t.fmt(aws_sdk_ecs::primitives::DateTimeFormat::DateTime)
+                .ok()
+        })
+    }
+
+    impl From<&types::Service> for Service {
+        fn from(s: &types::Service) -> Self {
+            Service {
+                service_name: s.service_name().unwrap_or_default().to_owned(),
+                status: s.status().unwrap_or_default().to_owned(),
+                desired_count: s.desired_count(),
+                running_count: s.running_count(),
+                pending_count: s.pending_count(),
+                task_definition: s.task_definition().map(str::to_owned),
+                deployments: s
+                    .deployments()
+                    .iter()
+                    .map(|d| Deployment {
+                        id: d.id().unwrap_or_default().to_owned(),
+                        status: d.status().unwrap_or_default().to_owned(),
+                        task_definition: d.task_definition().unwrap_or_default().to_owned(),
+                        desired_count: d.desired_count(),
+                        running_count: d.running_count(),
+                        pending_count: d.pending_count(),
+                        failed_tasks: d.failed_tasks(),
+                        rollout_state: d.rollout_state().map(|r| r.as_str().to_owned()),
+                        rollout_state_reason: d.rollout_state_reason().map(str::to_owned),
+                    })
+                    .collect(),
+                events: s
+                    .events()
+                    .iter()
+                    .map(|e| Event {
+                        created_at: time(e.created_at()),
+                        message: e.message().unwrap_or_default().to_owned(),
+                    })
+                    .collect(),
+            }
+        }
+    }
+
+    /// Describes `services` of `cluster` (in batches of 10). A service ECS does not know comes back
+    /// as `Err(reason)` (`MISSING`).
+    pub async fn describe(
+        client: &aws_sdk_ecs::Client,
+        cluster: &str,
+        services: &[String],
+    ) -> anyhow::Result<Vec<Result<Service, String>>> {
+        let mut out = Vec::with_capacity(services.len());
+        for chunk in services.chunks(10) {
+            let resp = client
+                .describe_services()
+                .cluster(cluster)
+                .set_services(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| {
+                    crate::aws::error(
+                        &format!(
+                            "couldn't describe services {} in cluster {cluster}",
+                            chunk.join(", ")
+                        ),
+                        &e,
+                    )
+                })?;
+            for name in chunk {
+                let found = resp
+                    .services()
+                    .iter()
+                    .find(|s| s.service_name() == Some(name.as_str()));
+                out.push(match found {
+                    Some(s) => Ok(Service::from(s)),
+                    None => {
+                        let reason = resp
+                            .failures()
+                            .iter()
+                            .find(|f| f.arn().is_some_and(|a| a.ends_with(&format!("/{name}"))))
+                            .and_then(|f| f.reason())
+                            .unwrap_or("not returned");
+                        Err(format!(
+                            "service {name} not found in cluster {cluster} ({reason})"
+                        ))
+                    }
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Why the service's most recently stopped tasks stopped (at most `limit`): the stop reason and
+    /// each container's exit code and reason.
+    pub async fn stopped_tasks(
+        client: &aws_sdk_ecs::Client,
+        cluster: &str,
+        service: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        let list = client
+            .list_tasks()
+            .cluster(cluster)
+            .service_name(service)
+            .desired_status(types::DesiredStatus::Stopped)
+            .send()
+            .await
+            .map_err(|e| {
+                crate::aws::error(&format!("couldn't list stopped tasks of {service}"), &e)
+            })?;
+        let arns: Vec<String> = list.task_arns().iter().take(limit).cloned().collect();
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tasks = client
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(arns))
+            .send()
+            .await
+            .map_err(|e| {
+                crate::aws::error(&format!("couldn't describe stopped tasks of {service}"), &e)
+            })?;
+        Ok(tasks
+            .tasks()
+            .iter()
+            .map(|t| {
+                let id = t
+                    .task_arn()
+                    .and_then(|a| a.rsplit('/').next())
+                    .unwrap_or("?");
+                let containers: Vec<String> = t
+                    .containers()
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} exit {}{}",
+                            c.name().unwrap_or("?"),
+                            c.exit_code()
+                                .map_or_else(|| "-".to_owned(), |x| x.to_string()),
+                            c.reason().map(|r| format!(" ({r})")).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                format!(
+                    "task {id}: {}; {}",
+                    t.stopped_reason().unwrap_or("no stop reason"),
+                    containers.join(", ")
+                )
+            })
+            .collect())
+    }
+}
+
+#[cfg(feature = "ecs")]
+pub use fetch::{describe, stopped_tasks};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Service {
+        let text = match name {
+            "completed" => include_str!("../fixtures/ecs/completed.json"),
+            "in-progress" => include_str!("../fixtures/ecs/in-progress.json"),
+            "circuit-breaker" => include_str!("../fixtures/ecs/circuit-breaker-rollback.json"),
+            "rolled-back" => include_str!("../fixtures/ecs/rolled-back-completed.json"),
+            "failed" => include_str!("../fixtures/ecs/failed.json"),
+            "draining" => include_str!("../fixtures/ecs/draining-old-tasks.json"),
+            other => panic!("no fixture {other}"),
+        };
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        serde_json::from_value(v["services"][0].clone()).unwrap()
+    }
+
+    #[test]
+    fn completed_rollout_of_the_expected_revision() {
+        let s = fixture("completed");
+        assert_eq!(judge(&s, None), Rollout::Completed);
+        assert_eq!(
+            judge(&s, Some("afu9-control-center:42")),
+            Rollout::Completed
+        );
+        assert_eq!(
+            judge(
+                &s,
+                Some(
+                    "arn:aws:ecs:eu-central-1:123456789012:task-definition/afu9-control-center:42"
+                )
+            ),
+            Rollout::Completed
+        );
+        assert_eq!(judge(&s, Some("afu9-control-center")), Rollout::Completed);
+    }
+
+    #[test]
+    fn in_progress_is_not_stable() {
+        let r = judge(&fixture("in-progress"), Some("afu9-control-center:43"));
+        assert!(
+            matches!(&r, Rollout::InProgress(m) if m.contains("rollout of afu9-control-center:43 in progress: 1 of 2 new tasks running, 1 pending")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn circuit_breaker_rollback_is_a_failure() {
+        let r = judge(&fixture("circuit-breaker"), Some("afu9-control-center:43"));
+        assert!(
+            matches!(&r, Rollout::Failed(m) if m.contains("FAILED (ECS deployment circuit breaker: tasks failed to start.)") && m.contains("rolled back to afu9-control-center:42")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn completed_rollback_to_the_old_revision_is_a_failure() {
+        let s = fixture("rolled-back");
+        // "Stable" by the counts, which is what `aws ecs wait services-stable` would accept:
+        assert_eq!(judge(&s, None), Rollout::Completed);
+        let r = judge(&s, Some("afu9-control-center:43"));
+        assert!(
+            matches!(&r, Rollout::Failed(m) if m.contains("PRIMARY deployment runs afu9-control-center:42, not the expected afu9-control-center:43")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn failed_primary_is_a_failure() {
+        let r = judge(&fixture("failed"), None);
+        assert!(
+            matches!(&r, Rollout::Failed(m) if m.contains("FAILED: ECS deployment circuit breaker")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn old_tasks_draining_is_in_progress() {
+        let r = judge(&fixture("draining"), Some("afu9-control-center:43"));
+        assert!(
+            matches!(&r, Rollout::InProgress(m) if m.contains("2 deployments still active")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn task_definition_names() {
+        assert_eq!(
+            family_revision("arn:aws:ecs:r:1:task-definition/web:3"),
+            "web:3"
+        );
+        assert!(td_matches("arn:aws:ecs:r:1:task-definition/web:3", "web"));
+        assert!(!td_matches(
+            "arn:aws:ecs:r:1:task-definition/web:3",
+            "web:4"
+        ));
+        assert!(!td_matches(
+            "arn:aws:ecs:r:1:task-definition/webapp:3",
+            "web"
+        ));
+    }
+}

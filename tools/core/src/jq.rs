@@ -1,0 +1,307 @@
+//! jq expressions over JSON bodies, via jaq (a maintained Rust jq): the assertion language of
+//! health and smoke checks, so the runbook's `jq -r '.status' == "ok"` carries over almost as it is.
+//! Programs compile once and are shared across tasks. The `env` builtin is left out: an expression
+//! in deploy.toml must not be able to read (and print) the process environment and its secrets.
+
+use jaq_core::load::{self, Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data};
+use jaq_json::{Num, Val};
+use serde_json::Value;
+
+type D = data::JustLut<Val>;
+
+/// A compiled jq filter. Owned (no lifetimes), `Send + Sync`, cheap to share via `Arc`.
+pub struct Program {
+    filter: jaq_core::Filter<D>,
+}
+
+// Compile-time guarantee that Program can be shared across threads / tokio tasks.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Program>()
+};
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Program { .. }")
+    }
+}
+
+/// Byte offset of `part` inside `whole`, if `part` is a sub-slice of `whole`.
+fn offset_in(whole: &str, part: &str) -> Option<usize> {
+    let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+    (p >= w && p + part.len() <= w + whole.len()).then(|| p - w)
+}
+
+/// Human-readable location: "offset N (line L, column C)".
+fn locate(code: &str, part: &str) -> String {
+    match offset_in(code, part) {
+        Some(off) => {
+            let before = &code[..off];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("at offset {off} (line {line}, column {col})")
+        }
+        None => "in standard library".to_string(),
+    }
+}
+
+/// Snippet of what was found at the error position.
+fn found(part: &str) -> String {
+    let s: String = part.chars().take(20).collect();
+    if s.is_empty() {
+        "end of input".into()
+    } else {
+        format!("{s:?}")
+    }
+}
+
+impl Program {
+    /// Parse and compile `expr` with the jq standard library (jaq-core + jaq-std + jaq-json defs/funs).
+    pub fn compile(expr: &str) -> Result<Program, String> {
+        // Parsing the std-library definitions is most of the compile cost: do it once.
+        static DEFS: std::sync::OnceLock<Vec<load::parse::Def>> = std::sync::OnceLock::new();
+        let defs = DEFS.get_or_init(|| {
+            jaq_core::defs()
+                .chain(jaq_std::defs())
+                .chain(jaq_json::defs())
+                .collect()
+        });
+        let defs = defs.iter().cloned();
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs())
+            .filter(|f| f.0 != "env");
+
+        let arena = Arena::default();
+        let file = File {
+            code: expr,
+            path: (),
+        };
+        let modules = Loader::new(defs).load(&arena, file).map_err(|errs| {
+            let mut msgs = Vec::new();
+            for (file, err) in errs {
+                match err {
+                    load::Error::Io(es) => {
+                        for (path, e) in es {
+                            msgs.push(format!("cannot load module {path:?}: {e}"));
+                        }
+                    }
+                    load::Error::Lex(es) => {
+                        for (expect, rest) in es {
+                            msgs.push(format!(
+                                "lex error: expected {} {}, found {}",
+                                expect.as_str(),
+                                locate(file.code, rest),
+                                found(rest)
+                            ));
+                        }
+                    }
+                    load::Error::Parse(es) => {
+                        for (expect, tok) in es {
+                            // `tok` is the offending token's text (empty slice at end of input)
+                            let (loc, what) = (locate(file.code, tok), found(tok));
+                            msgs.push(format!(
+                                "parse error: expected {} {loc}, found {what}",
+                                expect.as_str()
+                            ));
+                        }
+                    }
+                }
+            }
+            format!("invalid jq expression {expr:?}: {}", msgs.join("; "))
+        })?;
+
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errs| {
+                let msgs: Vec<String> = errs
+                    .into_iter()
+                    .flat_map(|(file, es)| {
+                        es.into_iter().map(move |(name, undef)| {
+                            let what = match undef {
+                                jaq_core::compile::Undefined::Filter(arity) => {
+                                    format!("undefined filter {name}/{arity}")
+                                }
+                                other => format!("undefined {} {name}", other.as_str()),
+                            };
+                            format!("{what} {}", locate(file.code, name))
+                        })
+                    })
+                    .collect();
+                format!("invalid jq expression {expr:?}: {}", msgs.join("; "))
+            })?;
+        Ok(Program { filter })
+    }
+
+    /// Run the filter on `input`, calling `f` on each output until it returns `false`.
+    fn for_each(&self, input: &Value, mut f: impl FnMut(Val) -> bool) -> Result<(), String> {
+        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new([]));
+        for out in self.filter.id.run((ctx, to_val(input))) {
+            // NB: don't use jaq_core::unwrap_valr: it calls std::process::exit on `halt`.
+            match out {
+                Ok(v) => {
+                    if !f(v) {
+                        break;
+                    }
+                }
+                Err(exn) => {
+                    return Err(match exn.get_err() {
+                        // into_val: error("x") -> "x"; built-in errors -> their message string
+                        Ok(err) => match err.into_val() {
+                            Val::TStr(b) | Val::BStr(b) => {
+                                format!("jq error: {}", String::from_utf8_lossy(&b))
+                            }
+                            other => format!("jq error (not a string): {other}"),
+                        },
+                        Err(exn) => match exn.get_halt() {
+                            Ok(code) => format!("jq program halted with exit code {code}"),
+                            Err(exn) => format!("jq internal exception: {exn:?}"),
+                        },
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All outputs of the filter, or the first runtime error as text.
+    pub fn run(&self, input: &Value) -> Result<Vec<Value>, String> {
+        let mut outs = Vec::new();
+        self.for_each(input, |v| {
+            outs.push(from_val(&v));
+            true
+        })?;
+        Ok(outs)
+    }
+
+    /// `jq -e`-like truthiness: true iff there is at least one output and
+    /// every output is neither `false` nor `null`. Stops at the first falsy
+    /// output (later outputs/errors are not evaluated). Errors before that are returned.
+    pub fn truthy(&self, input: &Value) -> Result<bool, String> {
+        let (mut any, mut all) = (false, true);
+        self.for_each(input, |v| {
+            any = true;
+            all = !matches!(v, Val::Null | Val::Bool(false));
+            all
+        })?;
+        Ok(any && all)
+    }
+}
+
+/// serde_json -> jaq value.
+pub fn to_val(v: &Value) -> Val {
+    match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => Val::Num(if let Some(i) = n.as_i64() {
+            Num::from_integral(i)
+        } else if let Some(u) = n.as_u64() {
+            Num::from_integral(u)
+        } else {
+            Num::Float(n.as_f64().unwrap_or(f64::NAN))
+        }),
+        Value::String(s) => Val::from(s.clone()),
+        Value::Array(a) => a.iter().map(to_val).collect(),
+        Value::Object(o) => Val::obj(
+            o.iter()
+                .map(|(k, v)| (Val::from(k.clone()), to_val(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn num_to_json(n: &Num) -> Value {
+    match n {
+        Num::Int(i) => Value::from(*i as i64),
+        Num::Float(f) if f.is_nan() => Value::Null, // like jq
+        Num::Float(f) if f.is_infinite() => Value::from(f.signum() * f64::MAX), // like jq
+        Num::Float(f) => Value::from(*f),
+        // BigInt / Dec (decimal literals are kept as text): reparse their JSON text.
+        other => {
+            let s = other.to_string();
+            s.parse::<serde_json::Number>()
+                .map(Value::Number)
+                .or_else(|_| s.parse::<f64>().map(Value::from))
+                .unwrap_or(Value::Null)
+        }
+    }
+}
+
+/// jaq -> serde_json value. Byte strings become (lossy UTF-8) strings;
+/// non-string object keys are rendered as their JSON text.
+pub fn from_val(v: &Val) -> Value {
+    match v {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Num(n) => num_to_json(n),
+        Val::TStr(b) | Val::BStr(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+        Val::Arr(a) => Value::Array(a.iter().map(from_val).collect()),
+        Val::Obj(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
+                        other => other.to_string(),
+                    };
+                    (key, from_val(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn t(expr: &str, v: serde_json::Value) -> bool {
+        Program::compile(expr).unwrap().truthy(&v).unwrap()
+    }
+
+    #[test]
+    fn runbook_expressions() {
+        assert!(t(".ready == true", json!({"ready": true})));
+        assert!(!t(".ready == true", json!({"ready": "true"})));
+        assert!(t(r#".status == "ok""#, json!({"status": "ok"})));
+        assert!(t(".workflows != null", json!({"workflows": []})));
+        assert!(!t(".workflows", json!({"workflows": null})));
+        assert!(t(
+            r#".servers | to_entries | map(select(.value.status != "healthy")) | length == 0"#,
+            json!({"servers": {"a": {"status": "healthy"}}})
+        ));
+        assert!(t(r#"(.a // "x") | test("^x")"#, json!({})));
+    }
+
+    #[test]
+    fn truthiness_is_jq_e() {
+        assert!(!t("empty", json!(null)));
+        assert!(!t("null", json!(null)));
+        assert!(!t("false, true", json!(null)));
+        assert!(t("0", json!(null)));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = Program::compile(".a | (").unwrap_err();
+        assert!(
+            e.contains("invalid jq expression") && e.contains("column"),
+            "{e}"
+        );
+        let e = Program::compile("nosuchfn(1)").unwrap_err();
+        assert!(e.contains("undefined filter nosuchfn/1"), "{e}");
+        let e = Program::compile(".a | keys")
+            .unwrap()
+            .run(&json!({"a": "str"}))
+            .unwrap_err();
+        assert!(e.starts_with("jq error"), "{e}");
+    }
+
+    #[test]
+    fn env_is_not_available() {
+        let e = Program::compile("env.HOME").unwrap_err();
+        assert!(e.contains("undefined filter env"), "{e}");
+    }
+}
