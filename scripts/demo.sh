@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # The demo: the deploy-action pipeline on this machine, against the local stand-ins.
-# Builds the tools, starts the stand-in Control Center service, then runs what the runbook runs
-# after a deployment: health-check (runbook 4.1) and smoke-test (runbook 4.2), first against a
-# healthy service, then against one whose readiness fails, with the job summary a workflow would get.
+# Installs and starts the stand-ins (moto for ECS and CloudWatch), starts the stand-in Control
+# Center service, then runs what the runbook runs after `cdk deploy`: health-check (4.1, 3.1 step 5,
+# section 5 gates, section 7 KPI) and smoke-test (4.2) against a healthy staging; then shows the
+# failures users were burnt by: readiness lost with an MCP server down, and an ECS service whose
+# PRIMARY deployment is not the new task definition (a rollback "stable" would have hidden).
 set -Eeuo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD"
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-step "building the tools (cargo build --bins)"
-cargo build --quiet --bins
-bin=target/debug
-
+step "installing and starting the stand-ins (scripts/rig.sh)"
+bash scripts/rig.sh install
 work="$(mktemp -d)"
 standin_pid=""
 cleanup() {
     [[ -n "$standin_pid" ]] && kill "$standin_pid" 2>/dev/null || true
+    bash "$root/scripts/rig.sh" down || true
     rm -rf "$work"
 }
 trap cleanup EXIT
+bash scripts/rig.sh up
+eval "$(bash scripts/rig.sh env)"
+
+step "building the tools (cargo build --bins)"
+cargo build --quiet --bins
+bin="$PWD/target/debug"
 
 export API_TOKEN="demo-token-$RANDOM$RANDOM"
 step "starting the stand-in Control Center service"
@@ -31,25 +39,103 @@ url="$(head -n1 "$work/url")"
 [[ -n "$url" ]] || { echo "demo: the stand-in did not start" >&2; exit 1; }
 echo "service at $url" >&2
 
-step "health-check --base-url $url   (no deploy.toml: the runbook's three checks)"
-"$bin/health-check" --base-url "$url"
+export AWS_ENDPOINT_URL="$DEPLOY_TEST_MOTO_URL" AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1 \
+    AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_EC2_METADATA_DISABLED=true
+step "creating staging in moto: cluster afu9-staging, four services on task definition revision 1, an alarm"
+.rig/venv/bin/python - <<'PY'
+import boto3
+ecs = boto3.client("ecs")
+cw = boto3.client("cloudwatch")
+ecs.create_cluster(clusterName="afu9-staging")
+for svc in ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]:
+    for tag in ["v0.3.9", "v0.4.0"]:
+        ecs.register_task_definition(family=f"afu9-{svc}", containerDefinitions=[
+            {"name": svc, "image": f"123456789012.dkr.ecr.eu-central-1.amazonaws.com/afu9/{svc}:{tag}", "memory": 512}])
+    ecs.create_service(cluster="afu9-staging", serviceName=svc, taskDefinition=f"afu9-{svc}:1", desiredCount=1)
+cw.put_metric_alarm(AlarmName="afu9-staging-5xx", Namespace="AWS/ApplicationELB", MetricName="HTTPCode_Target_5XX_Count",
+    Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=5, ComparisonOperator="GreaterThanThreshold")
+cw.set_alarm_state(AlarmName="afu9-staging-5xx", StateValue="OK", StateReason="demo")
+PY
 
-step "smoke-test --base-url $url   (the runbook's five smoke tests, bearer token from \$API_TOKEN)"
-"$bin/smoke-test" --base-url "$url"
+cd "$work"
+cat >deploy.toml <<TOML
+[defaults]
+region = "eu-central-1"
 
-step "the service loses readiness; health-check fails with exit 1 and says why"
+[environments.staging]
+base_url = "$url"
+cluster = "afu9-staging"
+services = ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]
+load_balancer = "app/afu9-staging-alb/123456"
+alarms = { prefix = "afu9-staging-" }
+
+[health]
+wait = "30s"
+interval = "1s"
+success_threshold = 2
+
+[[health.checks]]
+name = "Control Center health"
+path = "/api/health"
+status = 200
+
+[[health.checks]]
+name = "Control Center readiness"
+path = "/api/ready"
+assert = [".ready == true"]
+
+[[health.checks]]
+name = "MCP servers"
+path = "/api/mcp/health"
+assert = ['.status == "healthy"']
+
+[[smoke.checks]]
+name = "Homepage"
+path = "/"
+
+[[smoke.checks]]
+name = "API health"
+path = "/api/health"
+assert = ['.status == "ok"']
+
+[[smoke.checks]]
+name = "Workflow API"
+path = "/api/workflows"
+headers = { Authorization = "Bearer \${API_TOKEN}" }
+assert = [".workflows | length > 0"]
+TOML
+echo "deploy.toml written in $work" >&2
+
+step "health-check -e staging --ecs --expect-task-definition afu9-control-center:1 --expect-version 22cdb6a --alb-5xx-threshold 5 --emit-metric"
+"$bin/health-check" -e staging --ecs --expect-task-definition control-center=afu9-control-center:1 \
+    --expect-version 22cdb6a --alb-5xx-threshold 5 --emit-metric
+
+step "smoke-test -e staging --junit smoke.xml   (bearer token from \$API_TOKEN, never printed)"
+"$bin/smoke-test" -e staging --junit smoke.xml
+grep -c "<testcase" smoke.xml | xargs printf 'JUnit: %s test cases in smoke.xml\n' >&2
+
+step "the service loses readiness and mcp-github goes down: health-check fails at its deadline, exit 1"
 curl -fsS -X POST -H 'content-type: application/json' \
-    -d "{\"token\":\"$API_TOKEN\",\"ready\":false}" "$url/__standin/behaviour"
+    -d "{\"token\":\"$API_TOKEN\",\"ready\":false,\"mcp_down\":[\"mcp-github\"]}" "$url/__standin/behaviour"
 set +e
 GITHUB_ACTIONS=true GITHUB_STEP_SUMMARY="$work/summary.md" GITHUB_OUTPUT="$work/outputs" \
-    "$bin/health-check" --base-url "$url" --format json >"$work/report.json" 2>"$work/stderr"
+    "$bin/health-check" -e staging --wait 4s >/dev/null
 code=$?
 set -e
-cat "$work/stderr" >&2
 echo "exit code: $code" >&2
+[[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
 step "the job summary a workflow would show"
 cat "$work/summary.md" >&2
-step "the step outputs (GITHUB_OUTPUT)"
-cat "$work/outputs" >&2
+
+step "ECS: control-center updated to revision 2, but its PRIMARY deployment still runs revision 1"
+curl -fsS -X POST -H 'content-type: application/json' -d "{\"token\":\"$API_TOKEN\"}" "$url/__standin/behaviour"
+"$root/.rig/venv/bin/python" -c 'import boto3; boto3.client("ecs").update_service(cluster="afu9-staging", service="control-center", taskDefinition="afu9-control-center:2")'
+set +e
+"$bin/health-check" -e staging --ecs --service control-center --expect-task-definition afu9-control-center:2 --wait 10s
+code=$?
+set -e
+echo "exit code: $code ('aws ecs wait services-stable' would have said stable)" >&2
 [[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
-step "demo done: the token never appeared above ($(grep -c "$API_TOKEN" "$work/report.json" "$work/summary.md" | awk -F: '{s+=$2} END {print s}') occurrences in report and summary)"
+
+leaks=$(cat "$work"/summary.md "$work"/outputs smoke.xml | grep -c "$API_TOKEN" || true)
+step "demo done: the API token appeared $leaks times in summaries, outputs and JUnit"

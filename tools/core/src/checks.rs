@@ -134,6 +134,9 @@ pub fn resolve_url(spec: &CheckSpec, base_url: Option<&str>) -> Result<String, S
 
 /// Resolves URLs and compiles assertions; any problem is a usage error naming the check.
 pub fn prepare(specs: &[CheckSpec], base_url: Option<&str>) -> anyhow::Result<Vec<Prepared>> {
+    // A compiled program carries the whole jq standard library: compile each distinct expression
+    // once (a suite repeats the same few assertions across many checks).
+    let mut compiled: std::collections::HashMap<&str, Assertion> = std::collections::HashMap::new();
     specs
         .iter()
         .map(|spec| {
@@ -143,9 +146,14 @@ pub fn prepare(specs: &[CheckSpec], base_url: Option<&str>) -> anyhow::Result<Ve
                 .iter()
                 .enumerate()
                 .map(|(i, a)| {
-                    Assertion::compile(a).map_err(|e| {
+                    if let Some(done) = compiled.get(a.as_str()) {
+                        return Ok(done.clone());
+                    }
+                    let done = Assertion::compile(a).map_err(|e| {
                         exit::usage(format!("check {:?}: assert[{i}]: {e}", spec.name))
-                    })
+                    })?;
+                    compiled.insert(a.as_str(), done.clone());
+                    Ok(done)
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             Ok(Prepared {
@@ -418,18 +426,18 @@ fn verdict(
             }
         }
     }
-    if let Some((field_name, want)) = &policy.expect_version {
-        if let Some(got) = version {
-            if !same_commit(got, want) {
-                return Verdict::Retry {
-                    reason: format!(
-                        "{field_name} is {got}, expected {want}: traffic still reaches tasks of another version"
-                    ),
-                    after: None,
-                };
-            }
-        }
+    if let Some((field_name, want)) = &policy.expect_version
+        && let Some(got) = version
+        && !same_commit(got, want)
+    {
+        return Verdict::Retry {
+            reason: format!(
+                "{field_name} is {got}, expected {want}: traffic still reaches tasks of another version"
+            ),
+            after: None,
+        };
     }
+
     Verdict::Pass
 }
 

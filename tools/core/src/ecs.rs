@@ -95,26 +95,25 @@ pub fn judge(svc: &Service, expected_td: Option<&str>) -> Rollout {
     };
     let state = primary.rollout_state.as_deref();
     let primary_td = family_revision(&primary.task_definition);
-    if let Some(expected) = expected_td {
-        if !td_matches(&primary.task_definition, expected) {
-            let expected = family_revision(expected);
-            if let Some(failed) = svc.deployments.iter().find(|d| {
-                td_matches(&d.task_definition, expected)
-                    && d.rollout_state.as_deref() == Some("FAILED")
-            }) {
-                return Rollout::Failed(format!(
-                    "deployment {} of {expected} FAILED ({}); ECS rolled back to {primary_td} (circuit breaker)",
-                    failed.id,
-                    failed
-                        .rollout_state_reason
-                        .as_deref()
-                        .unwrap_or("no reason given")
-                ));
-            }
+    if let Some(expected) = expected_td
+        && !td_matches(&primary.task_definition, expected)
+    {
+        let expected = family_revision(expected);
+        if let Some(failed) = svc.deployments.iter().find(|d| {
+            td_matches(&d.task_definition, expected) && d.rollout_state.as_deref() == Some("FAILED")
+        }) {
             return Rollout::Failed(format!(
-                "PRIMARY deployment runs {primary_td}, not the expected {expected}: the new deployment was rolled back or replaced"
+                "deployment {} of {expected} FAILED ({}); ECS rolled back to {primary_td} (circuit breaker)",
+                failed.id,
+                failed
+                    .rollout_state_reason
+                    .as_deref()
+                    .unwrap_or("no reason given")
             ));
         }
+        return Rollout::Failed(format!(
+            "PRIMARY deployment runs {primary_td}, not the expected {expected}: the new deployment was rolled back or replaced"
+        ));
     }
     if state == Some("FAILED") {
         return Rollout::Failed(format!(

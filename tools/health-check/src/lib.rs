@@ -233,32 +233,32 @@ async fn round(ctx: &Ctx, probes: &[Probe], deadline: Deadline) -> anyhow::Resul
                 }
             }
         }
-        if let Some(cw) = &ctx.cloudwatch {
-            if let Some(i) = probes.iter().position(|p| matches!(p.kind, Kind::Alarms)) {
-                let firing = deploy_core::cloudwatch::firing_alarms(
-                    cw,
-                    &ctx.alarm_names,
-                    ctx.alarm_prefix.as_deref(),
-                )
-                .await?;
-                let mut a = attempt_of(if firing.is_empty() {
-                    Verdict::Pass
-                } else {
-                    Verdict::Fatal {
-                        reason: format!(
-                            "{} alarm(s) in ALARM: {}",
-                            firing.len(),
-                            firing
-                                .iter()
-                                .map(|f| f.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    }
-                });
-                a.details = firing.into_iter().map(|f| (f.name, f.reason)).collect();
-                out.insert(i, a);
-            }
+        if let Some(cw) = &ctx.cloudwatch
+            && let Some(i) = probes.iter().position(|p| matches!(p.kind, Kind::Alarms))
+        {
+            let firing = deploy_core::cloudwatch::firing_alarms(
+                cw,
+                &ctx.alarm_names,
+                ctx.alarm_prefix.as_deref(),
+            )
+            .await?;
+            let mut a = attempt_of(if firing.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Fatal {
+                    reason: format!(
+                        "{} alarm(s) in ALARM: {}",
+                        firing.len(),
+                        firing
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            });
+            a.details = firing.into_iter().map(|f| (f.name, f.reason)).collect();
+            out.insert(i, a);
         }
         anyhow::Ok(out)
     };
@@ -664,14 +664,14 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     // Evidence for failed ECS services: why their latest tasks stopped.
     if let Some((client, cluster)) = &ctx.ecs {
         for p in probes.iter_mut() {
-            if let (Kind::Ecs { service, .. }, Some(last)) = (&p.kind, &p.last) {
-                if !last.verdict.passed() {
-                    match ecs::stopped_tasks(client, cluster, service, 5).await {
-                        Ok(lines) => p
-                            .extra
-                            .extend(lines.into_iter().map(|l| ("stopped".to_owned(), l))),
-                        Err(e) => p.extra.push(("stopped tasks".into(), format!("{e:#}"))),
-                    }
+            if let (Kind::Ecs { service, .. }, Some(last)) = (&p.kind, &p.last)
+                && !last.verdict.passed()
+            {
+                match ecs::stopped_tasks(client, cluster, service, 5).await {
+                    Ok(lines) => p
+                        .extra
+                        .extend(lines.into_iter().map(|l| ("stopped".to_owned(), l))),
+                    Err(e) => p.extra.push(("stopped tasks".into(), format!("{e:#}"))),
                 }
             }
         }
@@ -687,11 +687,24 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             versions.push(v);
         }
         if c.status == Status::Passed && !p.streak.met() {
-            c.status = Status::Failed;
-            c.reason = Some(format!(
-                "passed {} of the {threshold} times in a row needed before the run ended",
-                p.streak.current()
-            ));
+            match ended {
+                // Out of time before it held long enough: not healthy.
+                Ended::Deadline => {
+                    c.status = Status::Failed;
+                    c.reason = Some(format!(
+                        "passed {} of the {threshold} times in a row needed before the deadline",
+                        p.streak.current()
+                    ));
+                }
+                // Another probe ended the run: this one was passing, say so.
+                _ => {
+                    c.reason = Some(format!(
+                        "{}; {} of {threshold} passes in a row when the run ended",
+                        c.reason.unwrap_or_default(),
+                        p.streak.current()
+                    ));
+                }
+            }
         }
         if c.status == Status::Failed && matches!(ended, Ended::Deadline) {
             c.reason = Some(format!(
@@ -701,11 +714,10 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
                 p.attempts
             ));
         }
-        if let Some(s) = interrupted {
-            if p.attempts == 0 {
-                c = Check::new(&p.name, Status::Skipped)
-                    .reason(format!("not run: interrupted by {s}"));
-            }
+        if let Some(s) = interrupted
+            && p.attempts == 0
+        {
+            c = Check::new(&p.name, Status::Skipped).reason(format!("not run: interrupted by {s}"));
         }
         for (k, v) in &p.extra {
             c = c.detail(k.clone(), v.clone());

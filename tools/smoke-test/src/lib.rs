@@ -13,6 +13,9 @@ use deploy_core::http::{HttpClient, HttpOptions};
 use deploy_core::retry::{Backoff, Deadline};
 use deploy_core::{Check, Exit, Report, Status, exit};
 
+/// Checks in flight at once unless configured: HTTP checks wait on the network, not the CPU.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
 /// Run a declarative suite of HTTP checks in parallel.
 #[derive(Debug, clap::Parser)]
 #[command(name = "smoke-test", version, about, long_about = None)]
@@ -23,7 +26,7 @@ pub struct Args {
     /// Suite file (TOML with [smoke] and [[smoke.checks]]) instead of deploy.toml's [smoke].
     #[arg(long, value_name = "FILE")]
     pub suite: Option<PathBuf>,
-    /// Checks run at once (default: smoke.concurrency, else 8).
+    /// Checks run at once (default: smoke.concurrency, else 16).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: Option<u32>,
     /// Deadline of the whole suite (default: smoke.timeout, else 60s).
@@ -59,7 +62,12 @@ pub fn status_list(items: &[String]) -> anyhow::Result<Option<StatusSet>> {
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
-    let resolved = args.common.resolve(EMBEDDED_SMOKE)?;
+    // With --suite, the embedded default is not needed (nor its ${API_TOKEN}).
+    let resolved = args.common.resolve(if args.suite.is_some() {
+        ""
+    } else {
+        EMBEDDED_SMOKE
+    })?;
     let label = resolved.label();
     let suite = match &args.suite {
         Some(p) => Config::load(p)?.smoke,
@@ -85,7 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         .concurrency
         .map(|c| c as usize)
         .or(suite.concurrency)
-        .unwrap_or(8)
+        .unwrap_or(DEFAULT_CONCURRENCY)
         .max(1);
     let deadline = Deadline::after(
         args.timeout

@@ -1,0 +1,323 @@
+//! smoke-test end to end: the real binary against the stand-in service: the runbook's five
+//! checks, bounded parallelism, per-check retry windows inside the suite deadline, JUnit, the
+//! failure count, suite files, and SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::time::{Duration, Instant};
+
+use deploy_action_e2e::rig::{Ran, run, tool};
+use deploy_action_e2e::standin::{Behaviour, StandIn};
+use serde_json::Value;
+
+async fn smoke(dir: &std::path::Path, token: &str, args: &[&str]) -> (Ran, Value) {
+    let mut c = tool("smoke-test", dir);
+    c.args(args)
+        .args(["--format", "json"])
+        .env("API_TOKEN", token);
+    let r = run(c).await;
+    let report = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    (r, report)
+}
+
+fn status_of(report: &Value) -> Vec<(String, String)> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_runbook_suite_passes_with_the_token_and_writes_junit() {
+    let s = StandIn::start(Behaviour {
+        token: "tok-smoke-1".into(),
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let (r, report) = smoke(
+        dir.path(),
+        "tok-smoke-1",
+        &["--base-url", &s.url, "--junit", junit.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        status_of(&report)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>(),
+        [
+            "Homepage",
+            "API health",
+            "API readiness",
+            "MCP servers",
+            "Workflow API"
+        ]
+    );
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "passed" && c["latency_ms"].is_u64())
+    );
+    let x = std::fs::read_to_string(junit).unwrap();
+    assert!(x.contains("tests=\"5\" failures=\"0\" errors=\"0\""), "{x}");
+    assert_eq!(x.matches("<testcase ").count(), 5);
+}
+
+#[tokio::test]
+async fn failures_are_counted_and_exit_1() {
+    let s = StandIn::start(Behaviour {
+        token: "tok-smoke-2".into(),
+        ready: false,
+        mcp_down: vec!["mcp-deploy".into()],
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let (r, report) = smoke(
+        dir.path(),
+        "tok-smoke-2",
+        &[
+            "--base-url",
+            &s.url,
+            "--retry-for",
+            "300ms",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(report["summary"], "2 of 5 smoke checks failed");
+    assert_eq!(report["outputs"]["failed"], "2");
+    let failed: Vec<String> = status_of(&report)
+        .into_iter()
+        .filter(|(_, s)| s == "failed")
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(failed, ["API readiness", "MCP servers"]);
+    let mcp = &report["checks"][3];
+    assert!(
+        mcp["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("assertion `.status == \"healthy\"` failed: `.status` is \"degraded\""),
+        "{mcp}"
+    );
+    assert!(
+        mcp["attempts"].as_u64().unwrap() >= 2,
+        "retried within its window: {mcp}"
+    );
+    let x = std::fs::read_to_string(junit).unwrap();
+    assert!(x.contains("failures=\"2\""), "{x}");
+}
+
+#[tokio::test]
+async fn wrong_token_fails_at_once_and_is_never_printed() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let (r, report) = smoke(
+        dir.path(),
+        "tok-wrong-3141592",
+        &["--base-url", &s.url, "--retry-for", "5s"],
+    )
+    .await;
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "401 must not be retried"
+    );
+    assert_eq!(r.code, 1);
+    let wf = &report["checks"][4];
+    assert_eq!(wf["attempts"], 1);
+    assert!(
+        wf["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("status 401, expected 2xx"),
+        "{wf}"
+    );
+    assert!(!r.all().contains("tok-wrong-3141592"));
+}
+
+#[tokio::test]
+async fn flaky_check_passes_within_its_window() {
+    let s = StandIn::start(Behaviour {
+        fail_next: 2,
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.toml");
+    std::fs::write(&suite, "[[smoke.checks]]\nname = \"health\"\npath = \"/api/health\"\nassert = ['.status == \"ok\"']\n").unwrap();
+    let (r, report) = smoke(
+        dir.path(),
+        "x",
+        &["--base-url", &s.url, "--suite", suite.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(report["checks"][0]["attempts"], 3);
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let s = StandIn::start(Behaviour {
+        delay_ms: 150,
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.toml");
+    let mut text = String::from("[smoke]\nconcurrency = 4\n");
+    for i in 0..20 {
+        text.push_str(&format!(
+            "[[smoke.checks]]\nname = \"c{i}\"\npath = \"/api/health\"\n"
+        ));
+    }
+    std::fs::write(&suite, text).unwrap();
+    let (r, _) = smoke(
+        dir.path(),
+        "x",
+        &["--base-url", &s.url, "--suite", suite.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.shared.peak_in_flight(), 4);
+    assert_eq!(s.shared.hits()["/api/health"], 20);
+    let (r, _) = smoke(
+        dir.path(),
+        "x",
+        &[
+            "--base-url",
+            &s.url,
+            "--suite",
+            suite.to_str().unwrap(),
+            "--concurrency",
+            "20",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0);
+    assert!(
+        s.shared.peak_in_flight() > 4,
+        "{}",
+        s.shared.peak_in_flight()
+    );
+}
+
+#[tokio::test]
+async fn suite_deadline_bounds_every_window() {
+    let s = StandIn::start(Behaviour {
+        ready: false,
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let (r, report) = smoke(
+        dir.path(),
+        "standin-token",
+        &[
+            "--base-url",
+            &s.url,
+            "--retry-for",
+            "30s",
+            "--timeout",
+            "1s",
+        ],
+    )
+    .await;
+    let took = start.elapsed();
+    assert_eq!(r.code, 1);
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert!(report["checks"][2]["attempts"].as_u64().unwrap() >= 2);
+}
+
+#[tokio::test]
+async fn an_empty_suite_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.toml");
+    std::fs::write(&suite, "[smoke]\nconcurrency = 2\n").unwrap();
+    let mut c = tool("smoke-test", dir.path());
+    c.args([
+        "--base-url",
+        "http://127.0.0.1:1",
+        "--suite",
+        suite.to_str().unwrap(),
+    ]);
+    let r = run(c).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("suite.toml: no [[smoke.checks]] to run"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test]
+async fn sigterm_gives_a_partial_report() {
+    let s = StandIn::start(Behaviour {
+        ready: false,
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tool("smoke-test", dir.path());
+    c.args([
+        "--base-url",
+        &s.url,
+        "--retry-for",
+        "60s",
+        "--timeout",
+        "60s",
+        "--format",
+        "json",
+    ])
+    .env("API_TOKEN", "standin-token")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["error"], "interrupted by SIGTERM: partial report");
+    let statuses = status_of(&report);
+    assert!(
+        statuses.contains(&("Homepage".into(), "passed".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&("API readiness".into(), "skipped".into())),
+        "{statuses:?}"
+    );
+}
