@@ -65,8 +65,10 @@ else
 fi
 
 run_tests() {
-    cargo test --workspace "$@" 2>&1 | tee "$test_log"
+    cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$test_log"
 }
+# The end-to-end tests run the tools' binaries, which `cargo test` alone does not build.
+phase build cargo build --workspace --bins --locked
 test_log="$(mktemp)"
 phase test run_tests "$@"
 # One closing line for the whole suite (cargo prints one per test binary).

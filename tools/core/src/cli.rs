@@ -147,7 +147,8 @@ pub fn parse<A: clap::Parser>() -> Result<A, Exit> {
 pub fn init_logging() {
     let filter = std::env::var("DEPLOY_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "warn,deploy_core=info".to_owned());
+        // octocrab logs its own request errors at ERROR; ours say the same with context.
+        .unwrap_or_else(|_| "warn,deploy_core=info,octocrab=off".to_owned());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
@@ -263,6 +264,22 @@ pub fn emit_to<W: Write>(
         })?;
     }
     if gha.enabled() {
+        for a in &report.annotations {
+            let level = match a.level.as_str() {
+                "warning" => Level::Warning,
+                "notice" => Level::Notice,
+                _ => Level::Error,
+            };
+            gha.annotate(
+                level,
+                &a.message,
+                &Location {
+                    file: Some(a.file.clone()),
+                    line: None,
+                    title: Some(a.title.clone()),
+                },
+            )?;
+        }
         for c in &report.checks {
             if matches!(c.status, Status::Failed | Status::Error) {
                 let msg = format!(

@@ -117,6 +117,19 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// A finding tied to a file, shown as a GitHub annotation (within the runner's per-step limits).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Annotation {
+    /// `error`, `warning` or `notice`.
+    pub level: String,
+    /// Repository-relative path.
+    pub file: String,
+    /// Short title.
+    pub title: String,
+    /// The message.
+    pub message: String,
+}
+
 /// Everything one tool run found and did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -144,6 +157,9 @@ pub struct Report {
     pub outputs: BTreeMap<String, String>,
     /// Every mutating call, planned or made.
     pub audit: Vec<AuditEvent>,
+    /// File-level findings (conflicting files), emitted as annotations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotations: Vec<Annotation>,
     /// The error that ended the run early, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -165,6 +181,7 @@ impl Report {
             checks: Vec::new(),
             outputs: BTreeMap::new(),
             audit: Vec::new(),
+            annotations: Vec::new(),
             error: None,
         }
     }

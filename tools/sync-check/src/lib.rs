@@ -1,9 +1,54 @@
-//! `sync-check`: Is this branch up to date with its base, and would it merge cleanly?
-//!
-//! Its behaviour arrives with the sync-check issue; today the binary has its flags, help and version only.
+//! `sync-check`: is this branch up to date with its base, and would it merge cleanly? Read-only by
+//! default: it fetches the base (deepening a shallow clone step by step until the merge base is
+//! there), counts ahead/behind, lists the base commits the branch lacks, finds every conflict with
+//! `git merge-tree --write-tree` (no work tree, index or ref is touched), and reports through the
+//! job summary, annotations, outputs and a `sync-check` check run. `--update rebase|merge` is the
+//! runbook's `git pull origin main --rebase` made safe.
 
-use deploy_core::Exit;
+pub mod event;
+pub mod git;
+mod update;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
 use deploy_core::cli::CommonArgs;
+use deploy_core::github::{CommitReport, Conclusion, GithubArgs, GithubClient, Published};
+use deploy_core::report::Annotation;
+use deploy_core::{Check, Exit, Report, Status, exit};
+
+use git::{Conflict, Git, TreeState};
+
+/// What fails the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// Any merge conflict with the base.
+    Conflicts,
+    /// Any base commit the branch lacks.
+    Behind,
+    /// Changed, staged or untracked files in the working tree.
+    Dirty,
+}
+
+/// How `--update` brings the branch up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpdateMode {
+    /// Replay the branch's commits on the base (`git pull --rebase`).
+    Rebase,
+    /// Merge the base into the branch (`git pull --no-rebase`).
+    Merge,
+}
+
+/// When to publish the result on the commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Publish {
+    /// Inside GitHub Actions with a token and a repository.
+    Auto,
+    /// Always (fails with exit 3 if GitHub refuses).
+    Always,
+    /// Never.
+    Never,
+}
 
 /// Is this branch up to date with its base, and would it merge cleanly?
 #[derive(Debug, clap::Parser)]
@@ -14,12 +59,450 @@ pub struct Args {
     pub common: CommonArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub github: deploy_core::github::GithubArgs,
+    pub github: GithubArgs,
+    /// The repository's directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
+    /// The remote to fetch the base from.
+    #[arg(long, value_name = "NAME", default_value = "origin")]
+    pub remote: String,
+    /// Base branch (default: the PR's base, else defaults.base_branch in deploy.toml, else main).
+    #[arg(long, value_name = "BRANCH")]
+    pub base: Option<String>,
+    /// Commit to check (default: the PR head from the event, else GITHUB_SHA, else HEAD).
+    #[arg(long, value_name = "REV")]
+    pub head: Option<String>,
+    /// Fail when more than N base commits are missing.
+    #[arg(long, value_name = "N")]
+    pub max_behind: Option<u64>,
+    /// What fails the check.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "conflicts")]
+    pub fail_on: Vec<FailOn>,
+    /// Commits to deepen a shallow clone by per step (doubling each step).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub deepen: u32,
+    /// Use the refs already fetched; do not fetch.
+    #[arg(long)]
+    pub no_fetch: bool,
+    /// Publish a `sync-check` check run (commit status as fallback) on the head commit.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub publish: Publish,
+    /// Bring the checked-out branch up to date: backup ref first, abort on conflict, nothing lost.
+    #[arg(long, value_enum, help_heading = "Safe sync")]
+    pub update: Option<UpdateMode>,
+    /// With --update: push the result with --force-with-lease against the commit it started from.
+    #[arg(long, requires = "update", help_heading = "Safe sync")]
+    pub push: bool,
+    /// With --update: tell what would happen, change nothing.
+    #[arg(long, help_heading = "Safe sync")]
+    pub dry_run: bool,
+}
+
+/// What the check found.
+#[derive(Debug, Clone)]
+pub struct Findings {
+    /// The commit checked.
+    pub head_sha: String,
+    /// The base ref (`origin/main`).
+    pub base_ref: String,
+    /// The base's commit.
+    pub base_sha: String,
+    /// Their merge base.
+    pub merge_base: Option<String>,
+    /// Base commits the head lacks.
+    pub behind: u64,
+    /// Head commits the base lacks.
+    pub ahead: u64,
+    /// The first 20 missing base commits, `sha subject`.
+    pub missing: Vec<String>,
+    /// Conflicts of merging the head into the base.
+    pub conflicts: Vec<Conflict>,
+    /// The working tree.
+    pub tree: TreeState,
+    /// How many times the clone was deepened.
+    pub deepened: u32,
+}
+
+/// Fetches the base (deepening a shallow clone until the merge base is present) and makes sure the
+/// head commit is present. Touches only `refs/remotes/<remote>/<base>` (and the shallow file).
+pub fn fetch(g: &Git, args: &Args, target: &event::Target, base: &str) -> anyhow::Result<u32> {
+    let base_ref = format!("refs/remotes/{}/{base}", args.remote);
+    let spec = format!("+refs/heads/{base}:{base_ref}");
+    let shallow = g.is_shallow();
+    let mut fetch_args = vec![
+        "fetch",
+        "--no-tags",
+        "--quiet",
+        args.remote.as_str(),
+        spec.as_str(),
+    ];
+    let depth = format!("--depth={}", args.deepen.max(1));
+    if shallow {
+        fetch_args.insert(1, &depth);
+    }
+    if let Err(e) = g.ok(&fetch_args) {
+        if e.stderr.contains("couldn't find remote ref") {
+            return Err(exit::usage(format!(
+                "base branch {base:?} does not exist on remote {:?}",
+                args.remote
+            )));
+        }
+        return Err(exit::dependency(format!(
+            "couldn't fetch {base} from {}: {e}",
+            args.remote
+        )));
+    }
+    if g.commit(&target.head).is_none() {
+        // The head is not local (a checkout of another ref): fetch it by SHA, or the PR's head ref.
+        let by_sha = g.ok(&["fetch", "--no-tags", "--quiet", &args.remote, &target.head]);
+        if by_sha.is_err()
+            && let Some(n) = target.pr_number
+        {
+            let pr = format!("+refs/pull/{n}/head:refs/remotes/{}/pr/{n}", args.remote);
+            g.ok(&["fetch", "--no-tags", "--quiet", &args.remote, &pr])
+                .map_err(|e| {
+                    exit::dependency(format!("couldn't fetch the PR head {}: {e}", target.head))
+                })?;
+        }
+        if g.commit(&target.head).is_none() {
+            return Err(exit::usage(format!(
+                "head commit {} is not in the repository",
+                target.head
+            )));
+        }
+    }
+    let mut deepened = 0;
+    let mut step = args.deepen.max(1);
+    while g.merge_base(&target.head, &base_ref).is_none() && g.is_shallow() {
+        deepened += 1;
+        tracing::info!("no merge base yet: deepening the clone by {step} commits");
+        let d = format!("--deepen={step}");
+        g.ok(&["fetch", "--no-tags", "--quiet", &d, &args.remote, &spec])
+            .map_err(|e| exit::dependency(format!("couldn't deepen the clone: {e}")))?;
+        step = step.saturating_mul(2);
+    }
+    Ok(deepened)
+}
+
+/// Computes the findings, read-only (git >= 2.38 for `merge-tree --write-tree`).
+pub fn inspect(g: &Git, head: &str, base_ref: &str, deepened: u32) -> anyhow::Result<Findings> {
+    let dep = |e: git::GitError| exit::dependency(e.to_string());
+    let head_sha = g
+        .commit(head)
+        .ok_or_else(|| exit::usage(format!("{head:?} is not a commit")))?;
+    let base_sha = g
+        .commit(base_ref)
+        .ok_or_else(|| exit::usage(format!("base {base_ref:?} is not a commit")))?;
+    let merge_base = g.merge_base(&head_sha, &base_sha);
+    let range = format!("{base_sha}...{head_sha}");
+    let (behind, ahead) = git::parse_counts(
+        &g.ok(&["rev-list", "--left-right", "--count", &range])
+            .map_err(dep)?,
+    )
+    .ok_or_else(|| exit::dependency("couldn't read git rev-list --count output"))?;
+    let missing: Vec<String> = g
+        .ok(&[
+            "log",
+            "--format=%h %s",
+            "-n",
+            "20",
+            &format!("{head_sha}..{base_sha}"),
+        ])
+        .map_err(dep)?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let conflicts = if merge_base.is_some() {
+        let out = g.raw(&["merge-tree", "--write-tree", "-z", &base_sha, &head_sha])?;
+        match out.status.code() {
+            Some(0) => Vec::new(),
+            Some(1) => git::parse_merge_tree(&out.stdout),
+            _ => {
+                return Err(exit::dependency(format!(
+                    "git merge-tree failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let status = g.raw(&["status", "--porcelain=v2", "-z", "--untracked-files=normal"])?;
+    let tree = if status.status.success() {
+        git::parse_status(&status.stdout)
+    } else {
+        TreeState::default()
+    };
+    Ok(Findings {
+        head_sha,
+        base_ref: base_ref.to_owned(),
+        base_sha,
+        merge_base,
+        behind,
+        ahead,
+        missing,
+        conflicts,
+        tree,
+        deepened,
+    })
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// Builds the report's checks from the findings and the policy.
+pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
+    let base_name = f.base_ref.trim_start_matches("refs/remotes/");
+    let fail_on = |x: FailOn| args.fail_on.contains(&x);
+    // Merge.
+    let merge = if f.merge_base.is_none() {
+        Check::new("Shares history with the base", Status::Failed).reason(format!(
+            "{} and {base_name} have no common history (unrelated histories)",
+            short(&f.head_sha)
+        ))
+    } else if f.conflicts.is_empty() {
+        Check::new("Merges cleanly", Status::Passed)
+            .reason(format!("no conflicts with {base_name}"))
+    } else {
+        let mut c = Check::new(
+            "Merges cleanly",
+            if fail_on(FailOn::Conflicts) {
+                Status::Failed
+            } else {
+                Status::Passed
+            },
+        )
+        .reason(format!(
+            "{} conflicting files with {base_name}",
+            f.conflicts.len()
+        ));
+        for x in &f.conflicts {
+            c = c.detail(x.path.clone(), x.kind.label());
+        }
+        c
+    };
+    report.push(merge);
+    // Behind.
+    let over_max = args.max_behind.is_some_and(|m| f.behind > m);
+    let behind_fails = over_max || (fail_on(FailOn::Behind) && f.behind > 0);
+    let mut c = Check::new(
+        format!("Up to date with {base_name}"),
+        if behind_fails {
+            Status::Failed
+        } else {
+            Status::Passed
+        },
+    )
+    .reason(match (f.behind, args.max_behind) {
+        (0, _) => format!("0 behind, {} ahead", f.ahead),
+        (b, Some(m)) if b > m => format!("{b} commits behind, more than --max-behind {m}"),
+        (b, _) => format!("{b} commits behind, {} ahead", f.ahead),
+    });
+    for line in &f.missing {
+        c = c.detail("missing", line.clone());
+    }
+    if f.behind > f.missing.len() as u64 {
+        c = c.detail(
+            "missing",
+            format!("… and {} more", f.behind - f.missing.len() as u64),
+        );
+    }
+    report.push(c);
+    // Working tree.
+    let t = &f.tree;
+    let mut c = Check::new(
+        "Working tree clean",
+        if !t.clean() && fail_on(FailOn::Dirty) {
+            Status::Failed
+        } else {
+            Status::Passed
+        },
+    )
+    .reason(if t.clean() {
+        "nothing changed, staged or untracked".to_owned()
+    } else {
+        format!(
+            "{} modified, {} staged, {} untracked, {} unmerged",
+            t.modified.len(),
+            t.staged.len(),
+            t.untracked.len(),
+            t.unmerged.len()
+        )
+    });
+    for (k, list) in [
+        ("modified", &t.modified),
+        ("staged", &t.staged),
+        ("untracked", &t.untracked),
+        ("unmerged", &t.unmerged),
+    ] {
+        for p in list.iter().take(20) {
+            c = c.detail(k, p.clone());
+        }
+    }
+    report.push(c);
+    for x in &f.conflicts {
+        report.annotations.push(Annotation {
+            level: if fail_on(FailOn::Conflicts) {
+                "error"
+            } else {
+                "warning"
+            }
+            .into(),
+            file: x.path.clone(),
+            title: format!("merge conflict ({}) with {base_name}", x.kind.label()),
+            message: x.message.clone(),
+        });
+    }
+    report.output("ahead", f.ahead);
+    report.output("behind", f.behind);
+    report.output("conflicts", f.conflicts.len());
+    report.output(
+        "conflict-files",
+        f.conflicts
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    report.output("up-to-date", f.behind == 0);
+    report.output("head-sha", &f.head_sha);
+    report.output("base-sha", &f.base_sha);
+    if let Some(mb) = &f.merge_base {
+        report.output("merge-base", mb);
+    }
 }
 
 /// Runs the tool.
-pub async fn run(_args: Args) -> anyhow::Result<Exit> {
-    Err(deploy_core::exit::usage(
-        "sync-check is not implemented in this version yet (the sync-check issue)",
-    ))
+pub async fn run(args: Args) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let g = Git::open(&args.repo)?;
+    let (major, minor) = g.version()?;
+    if (major, minor) < (2, 38) {
+        return Err(exit::dependency(format!(
+            "git {major}.{minor} is too old: sync-check needs git 2.38 or newer for merge-tree --write-tree"
+        )));
+    }
+    let mut target = event::resolve(
+        std::env::var("GITHUB_EVENT_NAME").ok().as_deref(),
+        std::env::var_os("GITHUB_EVENT_PATH")
+            .map(PathBuf::from)
+            .as_deref(),
+        std::env::var("GITHUB_SHA").ok().as_deref(),
+        std::env::var("GITHUB_REF").ok().as_deref(),
+    )?;
+    if let Some(h) = &args.head {
+        target.head = h.clone();
+        target.note = None;
+    }
+    let config_base = args
+        .common
+        .load_config()?
+        .and_then(|c| c.defaults.base_branch);
+    let base = args
+        .base
+        .clone()
+        .or_else(|| target.base.clone())
+        .or(config_base)
+        .unwrap_or_else(|| "main".to_owned());
+    let deepened = if args.no_fetch {
+        0
+    } else {
+        fetch(&g, &args, &target, &base)?
+    };
+    let base_ref = format!("refs/remotes/{}/{base}", args.remote);
+    let head_label = target
+        .head_ref
+        .clone()
+        .or_else(|| g.current_branch())
+        .unwrap_or_else(|| "(detached HEAD)".to_owned());
+    let mut report = Report::new(
+        "sync-check",
+        env!("CARGO_PKG_VERSION"),
+        format!("{head_label} against {}/{base}", args.remote),
+    );
+    if let Some(note) = &target.note {
+        report.output("note", note);
+    }
+
+    if let Some(mode) = args.update {
+        update::run(&g, &args, mode, &base_ref, &mut report)?;
+        report.finish(started.elapsed());
+        return deploy_core::cli::emit(&report, &args.common.output);
+    }
+
+    let f = inspect(&g, &target.head, &base_ref, deepened)?;
+    judge(&f, &args, &mut report);
+    if deepened > 0 {
+        report.output("deepened", deepened);
+    }
+    report.finish(started.elapsed());
+    report.summary = match (f.merge_base.is_some(), f.conflicts.len(), f.behind) {
+        (false, ..) => format!("no common history with {}/{base}", args.remote),
+        (true, 0, 0) => format!(
+            "up to date with {}/{base}, {} ahead, merges cleanly",
+            args.remote, f.ahead
+        ),
+        (true, 0, b) => format!(
+            "{b} behind and {} ahead of {}/{base}, merges cleanly",
+            f.ahead, args.remote
+        ),
+        (true, n, b) => format!(
+            "{n} conflicting files with {}/{base} ({b} behind, {} ahead)",
+            args.remote, f.ahead
+        ),
+    };
+    publish(&args, &f, &mut report).await;
+    report.finish(started.elapsed());
+    deploy_core::cli::emit(&report, &args.common.output)
+}
+
+async fn publish(args: &Args, f: &Findings, report: &mut Report) {
+    let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    let wanted = match args.publish {
+        Publish::Never => false,
+        Publish::Always => true,
+        Publish::Auto => {
+            in_actions && args.github.github_token.is_some() && args.github.repository.is_some()
+        }
+    };
+    if !wanted {
+        return;
+    }
+    let client = match GithubClient::new(&args.github) {
+        Ok(c) => c,
+        Err(e) => {
+            report.fail_with(exit::classify(&e), format!("{e:#}"));
+            return;
+        }
+    };
+    let failed = report.checks.iter().any(|c| c.status == Status::Failed);
+    let r = CommitReport {
+        name: "sync-check".into(),
+        head_sha: f.head_sha.clone(),
+        conclusion: if failed {
+            Conclusion::Failure
+        } else {
+            Conclusion::Success
+        },
+        title: report.summary.clone(),
+        summary: deploy_core::render::markdown::render(report),
+        details_url: std::env::var("GITHUB_SERVER_URL")
+            .ok()
+            .zip(std::env::var("GITHUB_REPOSITORY").ok())
+            .zip(std::env::var("GITHUB_RUN_ID").ok())
+            .map(|((s, r), id)| format!("{s}/{r}/actions/runs/{id}")),
+    };
+    match client.publish(&r).await {
+        Ok(Published::CheckRun(id)) => report.output("check-run-id", id),
+        Ok(Published::Status) => report.output("published", "commit-status"),
+        Ok(Published::Nowhere(why)) => {
+            tracing::warn!("{why}");
+            report.output("published", "job-summary-only");
+        }
+        Err(e) => report.fail_with(
+            Exit::Dependency,
+            format!("couldn't publish the result on {}: {e}", f.head_sha),
+        ),
+    }
 }

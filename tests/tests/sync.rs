@@ -1,0 +1,616 @@
+//! sync-check end to end: the real binary on real git repositories with a bare `origin`, and its
+//! GitHub calls validated by Prism. Every failure path of the safe sync is checked for lost commits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use deploy_action_e2e::rig::{self, Ran, run, tool};
+use serde_json::Value;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn write(dir: &Path, file: &str, text: &[u8]) {
+    let p = dir.join(file);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn commit(dir: &Path, file: &str, text: &str, msg: &str) -> String {
+    write(dir, file, text.as_bytes());
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", msg]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// A bare origin with `main` (a.txt, f.txt), and a clone with branch `feat` from main's tip.
+struct Repos {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    origin: PathBuf,
+    work: PathBuf,
+    /// A second clone: "another developer".
+    other: PathBuf,
+}
+
+fn repos() -> Repos {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let origin = root.join("origin.git");
+    git(
+        &root,
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            origin.to_str().unwrap(),
+        ],
+    );
+    git(&root, &["clone", "-q", origin.to_str().unwrap(), "seed"]);
+    let seed = root.join("seed");
+    git(&seed, &["checkout", "-q", "-b", "main"]);
+    commit(&seed, "a.txt", "a\n", "init");
+    commit(&seed, "f.txt", "one\ntwo\nthree\n", "f");
+    git(&seed, &["push", "-q", "origin", "main"]);
+    git(&root, &["clone", "-q", origin.to_str().unwrap(), "work"]);
+    let work = root.join("work");
+    git(&work, &["checkout", "-q", "-b", "feat"]);
+    git(&root, &["clone", "-q", origin.to_str().unwrap(), "other"]);
+    Repos {
+        _dir: dir,
+        root: root.clone(),
+        origin,
+        work,
+        other: root.join("other"),
+    }
+}
+
+impl Repos {
+    /// Commits on origin's main through the other clone.
+    fn main_commit(&self, file: &str, text: &str, msg: &str) -> String {
+        git(&self.other, &["checkout", "-q", "main"]);
+        git(&self.other, &["pull", "-q", "--ff-only", "origin", "main"]);
+        let sha = commit(&self.other, file, text, msg);
+        git(&self.other, &["push", "-q", "origin", "main"]);
+        sha
+    }
+}
+
+async fn sync(dir: &Path, args: &[&str]) -> (Ran, Value) {
+    let mut c = tool("sync-check", dir);
+    c.args(args)
+        .args(["--format", "json", "--publish", "never"]);
+    let r = run(c).await;
+    let v = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    (r, v)
+}
+
+fn out<'a>(v: &'a Value, k: &str) -> &'a str {
+    v["outputs"][k]
+        .as_str()
+        .unwrap_or_else(|| panic!("no output {k}: {v:#}"))
+}
+
+fn untouched(work: &Path, head: &str) {
+    assert_eq!(git(work, &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(work, &["status", "--porcelain"]), "");
+    assert!(!work.join(".git/MERGE_HEAD").exists() && !work.join(".git/rebase-merge").exists());
+}
+
+#[tokio::test]
+async fn up_to_date_and_ahead() {
+    let r = repos();
+    commit(&r.work, "new.txt", "x\n", "feature work");
+    let head = git(&r.work, &["rev-parse", "HEAD"]);
+    let (ran, v) = sync(&r.root, &["--repo", r.work.to_str().unwrap()]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(
+        (out(&v, "ahead"), out(&v, "behind"), out(&v, "conflicts")),
+        ("1", "0", "0")
+    );
+    assert_eq!(out(&v, "up-to-date"), "true");
+    assert_eq!(out(&v, "head-sha"), head);
+    assert_eq!(
+        v["summary"],
+        "up to date with origin/main, 1 ahead, merges cleanly"
+    );
+    untouched(&r.work, &head);
+}
+
+#[tokio::test]
+async fn behind_lists_missing_commits_and_policy_decides() {
+    let r = repos();
+    for i in 0..3 {
+        r.main_commit(&format!("m{i}.txt"), "m\n", &format!("main work {i}"));
+    }
+    let repo = r.work.to_str().unwrap();
+    let (ran, v) = sync(&r.root, &["--repo", repo]).await;
+    assert_eq!(
+        ran.code, 0,
+        "behind alone does not fail by default: {ran:?}"
+    );
+    assert_eq!((out(&v, "behind"), out(&v, "up-to-date")), ("3", "false"));
+    let details = &v["checks"][1]["details"];
+    assert_eq!(details.as_array().unwrap().len(), 3);
+    assert!(
+        details[0][1].as_str().unwrap().ends_with("main work 2"),
+        "{details}"
+    );
+    let (ran, _) = sync(&r.root, &["--repo", repo, "--fail-on", "conflicts,behind"]).await;
+    assert_eq!(ran.code, 1);
+    let (ran, v) = sync(&r.root, &["--repo", repo, "--max-behind", "2"]).await;
+    assert_eq!(ran.code, 1);
+    assert_eq!(
+        v["checks"][1]["reason"],
+        "3 commits behind, more than --max-behind 2"
+    );
+}
+
+#[tokio::test]
+async fn diverged_without_conflicts() {
+    let r = repos();
+    r.main_commit("m.txt", "m\n", "main");
+    commit(&r.work, "w.txt", "w\n", "feat 1");
+    commit(&r.work, "w2.txt", "w\n", "feat 2");
+    let (ran, v) = sync(&r.root, &["--repo", r.work.to_str().unwrap()]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!((out(&v, "ahead"), out(&v, "behind")), ("2", "1"));
+    assert_eq!(
+        v["summary"],
+        "1 behind and 2 ahead of origin/main, merges cleanly"
+    );
+}
+
+#[tokio::test]
+async fn content_conflict_is_found_without_touching_anything() {
+    let r = repos();
+    r.main_commit("f.txt", "one\nMAIN\nthree\n", "main edits f");
+    let head = commit(&r.work, "f.txt", "one\nFEAT\nthree\n", "feat edits f");
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tool("sync-check", &r.root);
+    c.args(["--repo", r.work.to_str().unwrap(), "--publish", "never"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", dir.path().join("out"))
+        .env("GITHUB_STEP_SUMMARY", dir.path().join("summary"));
+    let ran = run(c).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(
+        ran.stdout.contains("::error file=f.txt,title=merge conflict (content) with origin/main::CONFLICT (content): Merge conflict in f.txt"),
+        "{}",
+        ran.stdout
+    );
+    let outputs = std::fs::read_to_string(dir.path().join("out")).unwrap();
+    assert!(
+        outputs.contains("conflict-files<<") && outputs.contains("\nf.txt\n"),
+        "{outputs}"
+    );
+    untouched(&r.work, &head);
+}
+
+#[tokio::test]
+async fn rename_modify_delete_and_binary_conflicts_have_their_kinds() {
+    let r = repos();
+    git(&r.other, &["checkout", "-q", "main"]);
+    commit(&r.other, "bin.dat", "\0\u{1}base", "binary");
+    git(&r.other, &["push", "-q", "origin", "main"]);
+    git(&r.work, &["pull", "-q", "origin", "main"]);
+    // main: rename a.txt, delete f.txt, change bin.dat
+    git(&r.other, &["mv", "a.txt", "a-main.txt"]);
+    git(&r.other, &["rm", "-q", "f.txt"]);
+    write(&r.other, "bin.dat", b"\0\x02main");
+    git(&r.other, &["add", "-A"]);
+    git(&r.other, &["commit", "-qm", "main side"]);
+    git(&r.other, &["push", "-q", "origin", "main"]);
+    // feat: rename a.txt elsewhere, modify f.txt, change bin.dat
+    git(&r.work, &["mv", "a.txt", "a-feat.txt"]);
+    write(&r.work, "f.txt", b"one\nFEAT\nthree\n");
+    write(&r.work, "bin.dat", b"\0\x03feat");
+    git(&r.work, &["add", "-A"]);
+    git(&r.work, &["commit", "-qm", "feat side"]);
+    let (ran, v) = sync(&r.root, &["--repo", r.work.to_str().unwrap()]).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let kinds: Vec<(String, String)> = v["checks"][0]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d[0].as_str().unwrap().to_owned(),
+                d[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("a.txt".to_owned(), "rename".to_owned()),
+            ("bin.dat".to_owned(), "binary".to_owned()),
+            ("f.txt".to_owned(), "modify/delete".to_owned())
+        ]
+    );
+    assert_eq!(out(&v, "conflicts"), "3");
+}
+
+#[tokio::test]
+async fn shallow_clone_is_deepened_step_by_step() {
+    let r = repos();
+    // 40 commits of history below the branch point, 30 on main after it: a depth-1 clone must be
+    // deepened step by step (base fetched at depth 4, then +4, +8, +16) to reach the merge base,
+    // and stays shallow.
+    git(&r.other, &["checkout", "-q", "main"]);
+    for i in 0..40 {
+        git(
+            &r.other,
+            &["commit", "-q", "--allow-empty", "-m", &format!("old {i}")],
+        );
+    }
+    git(&r.other, &["push", "-q", "origin", "main"]);
+    git(&r.work, &["checkout", "-q", "main"]);
+    git(&r.work, &["pull", "-q", "origin", "main"]);
+    commit(&r.work, "feat.txt", "x\n", "feature");
+    git(&r.work, &["push", "-q", "origin", "main:feat"]);
+    for i in 0..30 {
+        git(
+            &r.other,
+            &["commit", "-q", "--allow-empty", "-m", &format!("main {i}")],
+        );
+    }
+    git(&r.other, &["push", "-q", "origin", "main"]);
+    let url = format!("file://{}", r.origin.display());
+    git(
+        &r.root,
+        &[
+            "clone", "-q", "--depth", "1", "--branch", "feat", &url, "shallow",
+        ],
+    );
+    let shallow = r.root.join("shallow");
+    let (ran, v) = sync(
+        &r.root,
+        &["--repo", shallow.to_str().unwrap(), "--deepen", "4"],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("30", "1"));
+    assert_eq!(out(&v, "deepened"), "3");
+    assert_eq!(
+        git(&shallow, &["rev-parse", "--is-shallow-repository"]),
+        "true",
+        "no blind --unshallow"
+    );
+}
+
+#[tokio::test]
+async fn detached_head_is_checked() {
+    let r = repos();
+    let head = commit(&r.work, "d.txt", "d\n", "detached work");
+    git(&r.work, &["checkout", "-q", "--detach"]);
+    let (ran, v) = sync(&r.root, &["--repo", r.work.to_str().unwrap()]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(v["target"], "(detached HEAD) against origin/main");
+    assert_eq!(out(&v, "head-sha"), head);
+}
+
+#[tokio::test]
+async fn unrelated_histories_fail_clearly() {
+    let r = repos();
+    git(&r.work, &["checkout", "-q", "--orphan", "island"]);
+    git(&r.work, &["rm", "-rq", "--cached", "."]);
+    std::fs::remove_file(r.work.join("a.txt")).unwrap();
+    std::fs::remove_file(r.work.join("f.txt")).unwrap();
+    commit(&r.work, "island.txt", "i\n", "unrelated root");
+    let (ran, v) = sync(&r.root, &["--repo", r.work.to_str().unwrap()]).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!(v["summary"], "no common history with origin/main");
+    assert!(
+        v["checks"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unrelated histories")
+    );
+}
+
+#[tokio::test]
+async fn missing_base_branch_is_a_usage_error() {
+    let r = repos();
+    let mut c = tool("sync-check", &r.root);
+    c.args(["--repo", r.work.to_str().unwrap(), "--base", "develop"]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("base branch \"develop\" does not exist on remote \"origin\""),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[tokio::test]
+async fn pull_request_event_uses_the_pr_head_not_github_sha() {
+    let r = repos();
+    r.main_commit("m.txt", "m\n", "main moved");
+    let pr_head = commit(&r.work, "pr.txt", "pr\n", "pr work");
+    // GITHUB_SHA is the synthetic merge commit; counting on it would say "0 behind".
+    git(&r.work, &["fetch", "-q", "origin"]);
+    git(&r.work, &["merge", "-q", "--no-edit", "origin/main"]);
+    let merge_sha = git(&r.work, &["rev-parse", "HEAD"]);
+    git(&r.work, &["checkout", "-q", "--detach", &merge_sha]);
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        format!(r#"{{"number":12,"pull_request":{{"head":{{"sha":"{pr_head}","ref":"feat"}},"base":{{"ref":"main"}}}}}}"#),
+    )
+    .unwrap();
+    let mut c = tool("sync-check", &r.root);
+    c.args([
+        "--repo",
+        r.work.to_str().unwrap(),
+        "--format",
+        "json",
+        "--publish",
+        "never",
+    ])
+    .env("GITHUB_EVENT_NAME", "pull_request")
+    .env("GITHUB_EVENT_PATH", &event)
+    .env("GITHUB_SHA", &merge_sha);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let v: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(out(&v, "head-sha"), pr_head);
+    assert_eq!(out(&v, "behind"), "1");
+    assert!(out(&v, "note").contains("synthetic merge commit"));
+    assert_eq!(v["target"], "feat against origin/main");
+}
+
+#[tokio::test]
+async fn check_run_is_published_through_the_github_api() {
+    let r = repos();
+    commit(&r.work, "x.txt", "x\n", "work");
+    let mut c = tool("sync-check", &r.root);
+    c.args([
+        "--repo",
+        r.work.to_str().unwrap(),
+        "--format",
+        "json",
+        "--publish",
+        "always",
+    ])
+    .env("GITHUB_API_URL", rig::prism_url())
+    .env("GITHUB_TOKEN", "ghs_synccheck_token_123456")
+    .env("GITHUB_REPOSITORY", "afu9/control-center");
+    let ran = run(c).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let v: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert!(out(&v, "check-run-id").parse::<u64>().unwrap() > 0);
+    assert!(!ran.all().contains("ghs_synccheck_token_123456"));
+}
+
+// ---- safe sync ---------------------------------------------------------------------------
+
+fn reachable(dir: &Path, sha: &str, from: &str) -> bool {
+    Command::new("git")
+        .args(["merge-base", "--is-ancestor", sha, from])
+        .current_dir(dir)
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[tokio::test]
+async fn safe_rebase_and_push_succeed_with_a_backup() {
+    let r = repos();
+    commit(&r.work, "w.txt", "w\n", "feat work");
+    git(&r.work, &["push", "-q", "-u", "origin", "feat"]);
+    let start = git(&r.work, &["rev-parse", "HEAD"]);
+    let m = r.main_commit("m.txt", "m\n", "main work");
+    let (ran, v) = sync(
+        &r.root,
+        &[
+            "--repo",
+            r.work.to_str().unwrap(),
+            "--update",
+            "rebase",
+            "--push",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let new_head = git(&r.work, &["rev-parse", "HEAD"]);
+    assert!(reachable(&r.work, &m, &new_head), "rebased onto main");
+    assert_eq!(git(&r.work, &["show", "HEAD:w.txt"]), "w");
+    let backup = out(&v, "backup-ref");
+    assert!(backup.starts_with("refs/sync-backup/feat/"), "{backup}");
+    assert_eq!(git(&r.work, &["rev-parse", backup]), start);
+    assert_eq!(git(&r.origin, &["rev-parse", "refs/heads/feat"]), new_head);
+    let actions: Vec<&str> = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["git:update-ref", "git:rebase", "git:push"]);
+}
+
+#[tokio::test]
+async fn safe_merge_succeeds() {
+    let r = repos();
+    commit(&r.work, "w.txt", "w\n", "feat work");
+    let start = git(&r.work, &["rev-parse", "HEAD"]);
+    r.main_commit("m.txt", "m\n", "main work");
+    let (ran, _) = sync(
+        &r.root,
+        &["--repo", r.work.to_str().unwrap(), "--update", "merge"],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(reachable(&r.work, &start, "HEAD"));
+    assert_eq!(
+        git(&r.work, &["rev-list", "--count", "--merges", "-1", "HEAD"]),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn predicted_conflict_changes_nothing() {
+    let r = repos();
+    r.main_commit("f.txt", "one\nMAIN\nthree\n", "main edits f");
+    let head = commit(&r.work, "f.txt", "one\nFEAT\nthree\n", "feat edits f");
+    let (ran, v) = sync(
+        &r.root,
+        &["--repo", r.work.to_str().unwrap(), "--update", "rebase"],
+    )
+    .await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!(out(&v, "conflict-files"), "f.txt");
+    assert!(
+        v["audit"].as_array().unwrap().is_empty(),
+        "nothing was done"
+    );
+    untouched(&r.work, &head);
+}
+
+#[tokio::test]
+async fn rebase_stopping_midway_is_aborted_and_the_branch_restored() {
+    // The branch's net change to f.txt is nil (edit, then revert), so merge-tree predicts a clean
+    // merge, but replaying the first commit onto main conflicts.
+    let r = repos();
+    r.main_commit("f.txt", "one\nMAIN\nthree\n", "main edits f");
+    let c1 = commit(&r.work, "f.txt", "one\nFEAT\nthree\n", "feat edits f");
+    let c2 = commit(&r.work, "f.txt", "one\ntwo\nthree\n", "feat reverts f");
+    let c3 = commit(&r.work, "g.txt", "g\n", "feat adds g");
+    let (ran, v) = sync(
+        &r.root,
+        &["--repo", r.work.to_str().unwrap(), "--update", "rebase"],
+    )
+    .await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let reason = v["checks"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("rebase stopped on conflicts in f.txt; aborted and restored feat"),
+        "{reason}"
+    );
+    untouched(&r.work, &c3);
+    assert_eq!(git(&r.work, &["symbolic-ref", "--short", "HEAD"]), "feat");
+    for c in [&c1, &c2, &c3] {
+        assert!(reachable(&r.work, c, "feat"), "commit {c} lost");
+    }
+    assert_eq!(git(&r.work, &["rev-parse", out(&v, "backup-ref")]), c3);
+}
+
+#[tokio::test]
+async fn push_rejected_by_the_lease_loses_nothing() {
+    let r = repos();
+    commit(&r.work, "w.txt", "w\n", "feat work");
+    git(&r.work, &["push", "-q", "-u", "origin", "feat"]);
+    let start = git(&r.work, &["rev-parse", "HEAD"]);
+    // Someone else pushes to feat; this clone does not know.
+    git(&r.other, &["fetch", "-q", "origin"]);
+    git(&r.other, &["checkout", "-q", "-b", "feat", "origin/feat"]);
+    let theirs = commit(&r.other, "theirs.txt", "t\n", "their work on feat");
+    git(&r.other, &["push", "-q", "origin", "feat"]);
+    r.main_commit("m.txt", "m\n", "main work");
+    let (ran, v) = sync(
+        &r.root,
+        &[
+            "--repo",
+            r.work.to_str().unwrap(),
+            "--update",
+            "rebase",
+            "--push",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let push = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Push")
+        .unwrap();
+    assert!(
+        push["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("push rejected"),
+        "{push}"
+    );
+    untouched(&r.work, &start);
+    assert_eq!(
+        git(&r.origin, &["rev-parse", "refs/heads/feat"]),
+        theirs,
+        "their commit survives"
+    );
+    assert_eq!(git(&r.work, &["rev-parse", out(&v, "backup-ref")]), start);
+}
+
+#[tokio::test]
+async fn dirty_tree_is_refused_and_dry_run_changes_nothing() {
+    let r = repos();
+    let head = commit(&r.work, "w.txt", "w\n", "feat work");
+    r.main_commit("m.txt", "m\n", "main work");
+    write(&r.work, "w.txt", b"uncommitted\n");
+    let (ran, v) = sync(
+        &r.root,
+        &["--repo", r.work.to_str().unwrap(), "--update", "rebase"],
+    )
+    .await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(
+        v["checks"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("refusing to rebase: 1 modified")
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.work.join("w.txt")).unwrap(),
+        "uncommitted\n"
+    );
+    git(&r.work, &["checkout", "-q", "--", "w.txt"]);
+
+    let (ran, v) = sync(
+        &r.root,
+        &[
+            "--repo",
+            r.work.to_str().unwrap(),
+            "--update",
+            "rebase",
+            "--push",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(
+        v["summary"],
+        "dry run: would rebase feat (1 commits) onto origin/main (1 new commits)"
+    );
+    let outcomes: Vec<&str> = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["planned", "planned", "planned"]);
+    untouched(&r.work, &head);
+    assert_eq!(git(&r.work, &["for-each-ref", "refs/sync-backup"]), "");
+}

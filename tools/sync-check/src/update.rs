@@ -1,0 +1,333 @@
+//! The safe sync (`--update rebase|merge`, `--push`): the runbook's `git pull origin main
+//! --rebase`, made safe. It refuses a dirty tree or a detached HEAD, predicts conflicts with
+//! merge-tree before touching anything, writes a backup ref before anything moves, aborts and
+//! restores HEAD, index, work tree and branch exactly when git stops, and pushes only with
+//! `--force-with-lease` against the remote branch as this clone last saw it. A failed sync
+//! leaves the branch as it was.
+
+use deploy_core::{Check, Exit, Report, Status, exit};
+
+use crate::git::Git;
+use crate::{Args, UpdateMode};
+
+fn timestamp() -> String {
+    // 2026-11-28T13:15:00Z -> 20261128T131500Z: valid in a ref name, sorts by time.
+    deploy_core::report::now_rfc3339().replace(['-', ':'], "")
+}
+
+/// Commits of `from` not in `to`, as full SHAs.
+fn only_in(g: &Git, from: &str, to: &str) -> anyhow::Result<Vec<String>> {
+    Ok(g.ok(&["rev-list", &format!("{to}..{from}")])
+        .map_err(|e| exit::dependency(e.to_string()))?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Puts the branch, HEAD, index and work tree back at `start` (the tree was clean when we began,
+/// so nothing uncommitted can be lost; the backup ref keeps `start` reachable regardless).
+fn restore(g: &Git, branch: &str, start: &str) -> anyhow::Result<()> {
+    let head_ok = g.current_branch().as_deref() == Some(branch);
+    let tip_ok = g.commit(&format!("refs/heads/{branch}")).as_deref() == Some(start);
+    let clean = g
+        .raw(&["status", "--porcelain"])
+        .map(|o| o.stdout.is_empty())
+        .unwrap_or(false);
+    if head_ok && tip_ok && clean {
+        return Ok(());
+    }
+    let steps: [&[&str]; 3] = [
+        &["checkout", "-q", "-f", branch],
+        &["update-ref", &format!("refs/heads/{branch}"), start],
+        &["reset", "-q", "--hard", start],
+    ];
+    for s in steps {
+        g.ok(s)
+            .map_err(|e| exit::dependency(format!("couldn't restore {branch} to {start}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Runs the safe sync, recording every mutating git call in the report's audit trail.
+pub fn run(
+    g: &Git,
+    args: &Args,
+    mode: UpdateMode,
+    base_ref: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    report.dry_run = args.dry_run;
+    let verb = match mode {
+        UpdateMode::Rebase => "rebase",
+        UpdateMode::Merge => "merge",
+    };
+    let base_name = base_ref.trim_start_matches("refs/remotes/").to_owned();
+    let branch = g
+        .current_branch()
+        .ok_or_else(|| exit::usage("HEAD is detached: --update needs a checked-out branch"))?;
+    let in_progress = ["rebase-merge", "rebase-apply", "MERGE_HEAD"]
+        .iter()
+        .any(|p| {
+            g.ok(&["rev-parse", "--git-path", p])
+                .is_ok_and(|path| args.repo.join(path.trim()).exists())
+        });
+    let f = crate::inspect(g, "HEAD", base_ref, 0)?;
+    report.output("behind", f.behind);
+    report.output("ahead", f.ahead);
+    if in_progress || !f.tree.clean() {
+        report.push(
+            Check::new("Working tree clean", Status::Failed).reason(format!(
+                "refusing to {verb}: {}; commit or stash first",
+                if in_progress {
+                    "a rebase or merge is in progress".to_owned()
+                } else {
+                    format!(
+                        "{} modified, {} staged, {} untracked files",
+                        f.tree.modified.len(),
+                        f.tree.staged.len(),
+                        f.tree.untracked.len()
+                    )
+                }
+            )),
+        );
+        report.summary = format!("refused to {verb} {branch}: the working tree is not clean");
+        return Ok(());
+    }
+    let start = f.head_sha.clone();
+    report.output("old-head", &start);
+    if f.merge_base.is_none() {
+        report.push(
+            Check::new("Shares history with the base", Status::Failed).reason(format!(
+                "{branch} and {base_name} have no common history: nothing was changed"
+            )),
+        );
+        report.summary = format!("refused to {verb}: unrelated histories");
+        return Ok(());
+    }
+    if !f.conflicts.is_empty() {
+        let mut c = Check::new("Merges cleanly", Status::Failed).reason(format!(
+            "{} conflicting files with {base_name}: nothing was changed",
+            f.conflicts.len()
+        ));
+        for x in &f.conflicts {
+            c = c.detail(x.path.clone(), x.kind.label());
+        }
+        report.push(c);
+        report.output("conflicts", f.conflicts.len());
+        report.output(
+            "conflict-files",
+            f.conflicts
+                .iter()
+                .map(|c| c.path.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        report.summary = format!("did not {verb} {branch}: it would conflict with {base_name}");
+        return Ok(());
+    }
+    if f.behind == 0 {
+        report.push(
+            Check::new(format!("Up to date with {base_name}"), Status::Passed)
+                .reason("nothing to do"),
+        );
+        report.output("new-head", &start);
+        report.summary = format!("{branch} is already up to date with {base_name}");
+        return Ok(());
+    }
+
+    let backup = format!("refs/sync-backup/{branch}/{}", timestamp());
+    let tracking = format!("refs/remotes/{}/{branch}", args.remote);
+    let lease_value = g.commit(&tracking).unwrap_or_default();
+    let lease = format!("--force-with-lease=refs/heads/{branch}:{lease_value}");
+    let plan = format!(
+        "{verb} {branch} ({} commits) onto {base_name} ({} new commits)",
+        f.ahead, f.behind
+    );
+    if args.dry_run {
+        report.audit(
+            "git:update-ref",
+            &backup,
+            "planned",
+            Some(format!("backup of {start}")),
+        );
+        report.audit(
+            &format!("git:{verb}"),
+            &branch,
+            "planned",
+            Some(plan.clone()),
+        );
+        if args.push {
+            report.audit(
+                "git:push",
+                &format!("{}/{branch}", args.remote),
+                "planned",
+                Some(lease.clone()),
+            );
+        }
+        report.push(
+            Check::new("Update", Status::Passed)
+                .reason(format!("would {plan}; no conflicts predicted")),
+        );
+        report.summary = format!("dry run: would {plan}");
+        return Ok(());
+    }
+
+    // 1. Backup before anything moves.
+    g.ok(&["update-ref", &backup, &start])
+        .map_err(|e| exit::dependency(format!("couldn't write backup ref {backup}: {e}")))?;
+    report.audit(
+        "git:update-ref",
+        &backup,
+        "done",
+        Some(format!("backup of {start}")),
+    );
+    report.output("backup-ref", &backup);
+
+    // 2. Rebase or merge, with an identity when the repository has none (CI checkouts).
+    let identity = g
+        .ok(&["config", "user.email"])
+        .is_ok_and(|s| !s.trim().is_empty());
+    let mut cmd: Vec<String> = Vec::new();
+    if !identity {
+        cmd.extend(
+            [
+                "-c",
+                "user.name=deploy-action",
+                "-c",
+                "user.email=deploy-action@users.noreply.github.com",
+            ]
+            .map(String::from),
+        );
+    }
+    match mode {
+        UpdateMode::Rebase => {
+            cmd.extend(["rebase", "--no-autostash", "--quiet", base_ref].map(String::from))
+        }
+        UpdateMode::Merge => cmd.extend(
+            ["merge", "--no-edit", "--no-autostash", "--quiet", base_ref].map(String::from),
+        ),
+    }
+    let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    if let Err(e) = g.ok(&argv) {
+        let conflicted: Vec<String> = g
+            .ok(&["diff", "--name-only", "--diff-filter=U"])
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let _ = g.ok(&[verb, "--abort"]);
+        restore(g, &branch, &start)?;
+        report.audit(
+            &format!("git:{verb}"),
+            &branch,
+            "failed",
+            Some(format!("{e}; aborted, {branch} restored to {start}")),
+        );
+        let mut c = Check::new("Update", Status::Failed).reason(format!(
+            "{verb} stopped{}; aborted and restored {branch} to {}",
+            if conflicted.is_empty() {
+                format!(": {}", e.stderr)
+            } else {
+                format!(" on conflicts in {}", conflicted.join(", "))
+            },
+            &start[..7]
+        ));
+        for p in conflicted {
+            c = c.detail(p, "conflict");
+        }
+        report.push(c);
+        report.output("new-head", &start);
+        report.summary = format!("{verb} of {branch} failed; nothing was lost ({backup})");
+        return Ok(());
+    }
+    let new_head = g
+        .commit("HEAD")
+        .ok_or_else(|| exit::dependency("HEAD is not a commit after the update"))?;
+    report.audit(
+        &format!("git:{verb}"),
+        &branch,
+        "done",
+        Some(format!("{start} -> {new_head}")),
+    );
+    report.output("new-head", &new_head);
+    // Every original commit's change must still be in the branch (rebase rewrites SHAs, so check
+    // with `cherry`: a `+` line is a commit of the old branch whose change is missing).
+    let lost: Vec<String> = g
+        .ok(&["cherry", &new_head, &start])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with('+'))
+        .map(str::to_owned)
+        .collect();
+    if !lost.is_empty() {
+        restore(g, &branch, &start)?;
+        report.push(Check::new("Update", Status::Failed).reason(format!(
+            "{} commits' changes would be missing after the {verb}; restored {branch} to {start}",
+            lost.len()
+        )));
+        return Ok(());
+    }
+    report.push(Check::new("Update", Status::Passed).reason(format!(
+        "{plan}: {} -> {}",
+        &start[..7],
+        &new_head[..7]
+    )));
+
+    // 3. Push with a lease.
+    if args.push {
+        let refspec = format!("HEAD:refs/heads/{branch}");
+        match g.ok(&[
+            "push",
+            "--porcelain",
+            "--quiet",
+            &lease,
+            &args.remote,
+            &refspec,
+        ]) {
+            Ok(_) => {
+                report.audit(
+                    "git:push",
+                    &format!("{}/{branch}", args.remote),
+                    "done",
+                    Some(format!("{lease} {new_head}")),
+                );
+                report.output("pushed", true);
+                report.push(Check::new("Push", Status::Passed).reason(format!(
+                    "pushed {} to {}/{branch} (lease: {})",
+                    &new_head[..7],
+                    args.remote,
+                    if lease_value.is_empty() {
+                        "branch must not exist"
+                    } else {
+                        &lease_value[..7]
+                    }
+                )));
+            }
+            Err(e) => {
+                restore(g, &branch, &start)?;
+                report.audit(
+                    "git:push",
+                    &format!("{}/{branch}", args.remote),
+                    "failed",
+                    Some(e.to_string()),
+                );
+                report.output("pushed", false);
+                report.output("new-head", &start);
+                report.push(Check::new("Push", Status::Failed).reason(format!(
+                    "push rejected ({}): {}/{branch} moved since this clone last saw it; restored {branch} to {}, backup {backup}",
+                    e.stderr.lines().last().unwrap_or("rejected"),
+                    args.remote,
+                    &start[..7]
+                )));
+                report.fail_with(Exit::Failed, "push rejected by the lease");
+                report.summary =
+                    format!("{verb} done but push rejected; {branch} restored, nothing lost");
+                return Ok(());
+            }
+        }
+    }
+    let ahead_now = only_in(g, &new_head, base_ref)?.len();
+    report.summary =
+        format!("{verb}d {branch} onto {base_name}: {ahead_now} commits ahead, 0 behind");
+    Ok(())
+}
