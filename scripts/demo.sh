@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: the deploy-action pipeline on this machine, against the local stand-ins.
-# Installs and starts the stand-ins (moto for ECS and CloudWatch), starts the stand-in Control
+# Installs and starts the stand-ins (moto for ECS and CloudWatch); runs sync-check on a real git
+# repository (a behind branch, a safe rebase with push, a conflict); starts the stand-in Control
 # Center service, then runs what the runbook runs after `cdk deploy`: health-check (4.1, 3.1 step 5,
 # section 5 gates, section 7 KPI) and smoke-test (4.2) against a healthy staging; then shows the
 # failures users were burnt by: readiness lost with an MCP server down, and an ECS service whose
@@ -29,6 +30,28 @@ eval "$(bash scripts/rig.sh env)"
 step "building the tools (cargo build --bins)"
 cargo build --quiet --bins
 bin="$PWD/target/debug"
+
+step "runbook 1: sync-check on a feature branch whose base moved on (a real git repo with a bare origin)"
+g() { git -c user.name=demo -c user.email=demo@example.com "$@"; }
+git init -q --bare -b main "$work/origin.git"
+g clone -q "$work/origin.git" "$work/dev" 2>/dev/null
+( cd "$work/dev" && g checkout -q -b main && printf 'one\ntwo\nthree\n' > app.txt && g add -A && g commit -qm init && g push -q origin main
+  g checkout -q -b feature && echo "feature" > feature.txt && g add -A && g commit -qm "feature work" && g push -q -u origin feature
+  g checkout -q main && printf 'one\nTWO\nthree\n' > app.txt && g commit -qam "main moved on" && g push -q origin main
+  g checkout -q feature )
+"$bin/sync-check" --repo "$work/dev" --publish never
+step "runbook 1.2 made safe: sync-check --update rebase --push (backup ref first, lease on push)"
+GIT_COMMITTER_NAME=demo GIT_COMMITTER_EMAIL=demo@example.com "$bin/sync-check" --repo "$work/dev" --update rebase --push --publish never
+git -C "$work/dev" for-each-ref refs/sync-backup >&2
+step "a conflicting change: sync-check names the file and its kind, exit 1"
+( cd "$work/dev" && printf 'one\nFEATURE\nthree\n' > app.txt && g commit -qam "feature edits app" )
+( cd "$work/dev" && g checkout -q main && g pull -q --ff-only origin main && printf 'one\nMAIN\nthree\n' > app.txt && g commit -qam "main edits app" && g push -q origin main && g checkout -q feature )
+set +e
+"$bin/sync-check" --repo "$work/dev" --publish never
+code=$?
+set -e
+echo "exit code: $code" >&2
+[[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
 
 export API_TOKEN="demo-token-$RANDOM$RANDOM"
 step "starting the stand-in Control Center service"

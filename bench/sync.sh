@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Benchmark of sync-check (issue: sync-check), in one run: on a generated repository with 50,000
+# commits and 5,000 files (bench/gen-repo.py), `sync-check --no-fetch` against the raw git commands
+# it needs (`rev-list --left-right --count` + `merge-tree --write-tree`). Target: within 1.3x of raw
+# git plus 50 ms. Needs hyperfine (Debian).
+set -Eeuo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+command -v hyperfine >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine; }
+cargo build --release --quiet -p sync-check
+
+work="${BENCH_DIR:-$PWD/.rig/bench-sync}"
+if [[ ! -d "$work/origin.git" ]]; then
+    rm -rf "$work" && mkdir -p "$work"
+    python3 bench/gen-repo.py "$work/gen" 50000 5000 1000 20 >&2
+    git clone -q --bare "$work/gen" "$work/origin.git"
+    git clone -q "$work/origin.git" "$work/repo"
+    git -C "$work/repo" checkout -q feat
+    rm -rf "$work/gen"
+fi
+repo="$work/repo"
+git -C "$repo" fetch -q origin
+echo "commits: $(git -C "$repo" rev-list --count --all), files: $(git -C "$repo" ls-files | wc -l)" >&2
+
+bin="$PWD/target/release/sync-check"
+raw="git -C $repo rev-list --left-right --count origin/main...HEAD && git -C $repo merge-tree --write-tree origin/main HEAD"
+hyperfine --style basic --warmup 2 --runs 10 --export-json "$work/sync.json" \
+    -n "raw git (rev-list --count + merge-tree)" "$raw" \
+    -n "sync-check --no-fetch" "$bin --repo $repo --no-fetch --publish never" >&2
+
+python3 - "$work/sync.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+raw, ours = r[0]["mean"], r[1]["mean"]
+limit = raw * 1.3 + 0.05
+print("| benchmark | mean | ± |")
+print("|---|---|---|")
+for x in r:
+    print(f"| {x['command']} | {x['mean']*1000:.0f} ms | {x['stddev']*1000:.0f} ms |")
+print()
+print(f"sync-check / raw git = {ours/raw:.2f}x; limit 1.3x + 50 ms = {limit*1000:.0f} ms: {'met' if ours <= limit else 'NOT met'}")
+PY
