@@ -1,9 +1,28 @@
-//! `ecr-push`: Push OCI images to Amazon ECR: daemonless, digest-aware, idempotent.
-//!
-//! Its behaviour arrives with the ecr-push issue; today the binary has its flags, help and version only.
+//! `ecr-push`: pushes built images to Amazon ECR, daemonless, digest-aware and idempotent.
+//! Images come from `[images]` of deploy.toml (or flags); sources are OCI layouts, OCI tarballs and
+//! docker-archives; credentials come from ECR's GetAuthorizationToken and stay in memory. Every
+//! blob is HEAD-checked, mounted from another repository of the run when it is there, or uploaded
+//! in one stream; manifests are pushed as their exact bytes. Tags are planned before anything is
+//! pushed: a tag that already points at the same digest is left alone, a tag that would move is
+//! refused on IMMUTABLE repositories and, on MUTABLE ones, moved only when it is a moving tag
+//! (or `--allow-retag`). A refused image pushes nothing.
 
-use deploy_core::Exit;
+pub mod registry;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use deploy_core::aws::AwsArgs;
+use deploy_core::aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
 use deploy_core::cli::CommonArgs;
+use deploy_core::config::{Config, Mutability};
+use deploy_core::secret::Secret;
+use deploy_core::{Check, Exit, Report, Status, exit};
+
+use registry::{Registry, Transfer};
 
 /// Push OCI images to Amazon ECR: daemonless, digest-aware, idempotent.
 #[derive(Debug, clap::Parser)]
@@ -14,15 +33,663 @@ pub struct Args {
     pub common: CommonArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub aws: deploy_core::aws::AwsArgs,
-    /// Show what would be pushed and tagged; change nothing.
+    pub aws: AwsArgs,
+    /// Image of deploy.toml to push; repeat (default: all of [images]).
+    #[arg(long = "image", value_name = "NAME")]
+    pub images: Vec<String>,
+    /// Image source (OCI layout dir, OCI or docker-archive tarball; DIR:REF picks an index entry);
+    /// overrides the image's `source`. Without deploy.toml, use with --repository.
+    #[arg(long, value_name = "PATH")]
+    pub source: Option<String>,
+    /// ECR repository, for an image not in deploy.toml.
+    #[arg(long, value_name = "NAME")]
+    pub repository: Option<String>,
+    /// Tag template; repeat (overrides the image's tags): {version}, {sha}, {sha7}, {env} and literals.
+    #[arg(long = "tag", value_name = "TEMPLATE")]
+    pub tags: Vec<String>,
+    /// Tag that may move to a new digest on a MUTABLE repository; repeat (adds to moving_tags).
+    #[arg(long = "moving-tag", value_name = "TEMPLATE")]
+    pub moving_tags: Vec<String>,
+    /// The release version for {version} (default: the tag of GITHUB_REF, e.g. v0.4.0).
+    #[arg(long, env = "DEPLOY_VERSION", value_name = "VERSION")]
+    pub release: Option<String>,
+    /// The commit for {sha}/{sha7} (default: GITHUB_SHA, else git rev-parse HEAD).
+    #[arg(long, value_name = "SHA")]
+    pub sha: Option<String>,
+    /// Registry URL (default: ECR's proxy endpoint from GetAuthorizationToken).
+    #[arg(long, env = "DEPLOY_REGISTRY_URL", value_name = "URL")]
+    pub registry_url: Option<String>,
+    /// Create a missing repository with the image's mutability and scan-on-push.
+    #[arg(long)]
+    pub create_repo: bool,
+    /// Allow moving any tag on a MUTABLE repository, version tags included.
+    #[arg(long)]
+    pub allow_retag: bool,
+    /// Blobs uploaded at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub concurrency: u32,
+    /// Show which blobs are missing and which tags would be created or moved; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Required to push to a protected environment: repeat its name.
+    #[arg(long, value_name = "ENV")]
+    pub confirm: Option<String>,
+}
+
+/// One image to push.
+#[derive(Debug, Clone)]
+struct Job {
+    name: String,
+    repository: String,
+    source: String,
+    tags: Vec<String>,
+    moving: Vec<String>,
+    mutability: Mutability,
+    scan_on_push: bool,
+}
+
+/// Renders a tag template; unknown or unset variables are usage errors.
+pub fn render_tag(t: &str, vars: &BTreeMap<&str, Option<String>>) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let end = rest[i..]
+            .find('}')
+            .ok_or_else(|| exit::usage(format!("tag template {t:?}: unclosed {{")))?;
+        let name = &rest[i + 1..i + end];
+        let value = vars
+            .get(name)
+            .ok_or_else(|| {
+                exit::usage(format!(
+                    "tag template {t:?}: unknown variable {{{name}}} (use version, sha, sha7, env)"
+                ))
+            })?
+            .as_ref()
+            .ok_or_else(|| {
+                exit::usage(format!(
+                    "tag template {t:?}: {{{name}}} has no value (pass --{})",
+                    match name {
+                        "sha7" | "sha" => "sha",
+                        "version" => "release",
+                        other => other,
+                    }
+                ))
+            })?;
+        out.push_str(value);
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    let valid = !out.is_empty()
+        && out.len() <= 128
+        && out
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && out
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !valid {
+        return Err(exit::usage(format!(
+            "tag {out:?} (from {t:?}) is not a valid image tag"
+        )));
+    }
+    Ok(out)
+}
+
+fn jobs(args: &Args, cfg: Option<&Config>) -> anyhow::Result<Vec<Job>> {
+    if let Some(repo) = &args.repository {
+        let source = args
+            .source
+            .clone()
+            .ok_or_else(|| exit::usage("--repository needs --source"))?;
+        return Ok(vec![Job {
+            name: args
+                .images
+                .first()
+                .cloned()
+                .unwrap_or_else(|| repo.rsplit('/').next().unwrap_or(repo).to_owned()),
+            repository: repo.clone(),
+            source,
+            tags: args.tags.clone(),
+            moving: args.moving_tags.clone(),
+            mutability: Mutability::Immutable,
+            scan_on_push: true,
+        }]);
+    }
+    let cfg = cfg.ok_or_else(|| {
+        exit::usage("no deploy.toml with [images]: pass --repository and --source")
+    })?;
+    if cfg.images.is_empty() {
+        return Err(exit::usage(format!("{}: no [images] to push", cfg.source)));
+    }
+    let names: Vec<String> = if args.images.is_empty() {
+        cfg.images.keys().cloned().collect()
+    } else {
+        args.images.clone()
+    };
+    if args.source.is_some() && names.len() != 1 {
+        return Err(exit::usage(
+            "--source applies to one image: name it with --image",
+        ));
+    }
+    names
+        .iter()
+        .map(|n| {
+            let img = cfg.images.get(n).ok_or_else(|| {
+                exit::usage(format!(
+                    "{}: no image named {n:?} (defined: {})",
+                    cfg.source,
+                    cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let source = args
+                .source
+                .clone()
+                .or_else(|| img.source.as_ref().map(|s| s.expose().to_owned()))
+                .ok_or_else(|| {
+                    exit::usage(format!(
+                        "image {n:?} has no source: set images.{n}.source or pass --source"
+                    ))
+                })?;
+            let mut moving = img.moving_tags.clone();
+            moving.extend(args.moving_tags.iter().cloned());
+            Ok(Job {
+                name: n.clone(),
+                repository: img.repository.expose().to_owned(),
+                source,
+                tags: if args.tags.is_empty() {
+                    img.tags.clone()
+                } else {
+                    args.tags.clone()
+                },
+                moving,
+                mutability: img.mutability.unwrap_or(Mutability::Immutable),
+                scan_on_push: img.scan_on_push,
+            })
+        })
+        .collect()
+}
+
+/// What happens to a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TagPlan {
+    Create,
+    Unchanged,
+    Move { from: String },
+    Refuse { from: String, why: String },
 }
 
 /// Runs the tool.
-pub async fn run(_args: Args) -> anyhow::Result<Exit> {
-    Err(deploy_core::exit::usage(
-        "ecr-push is not implemented in this version yet (the ecr-push issue)",
-    ))
+pub async fn run(args: Args) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let cfg = args.common.load_config()?;
+    let env_name = args.common.environment.clone();
+    if let (Some(cfg), Some(e)) = (&cfg, &env_name) {
+        let env = cfg.environment(e)?;
+        if env.protected && !args.dry_run && args.confirm.as_deref() != Some(e.as_str()) {
+            return Err(exit::usage(format!(
+                "environment {e:?} is protected: pass --confirm {e} to push (or --dry-run)"
+            )));
+        }
+    }
+    let jobs = jobs(&args, cfg.as_ref())?;
+    let sha = args
+        .sha
+        .clone()
+        .or_else(|| std::env::var("GITHUB_SHA").ok())
+        .or_else(|| {
+            std::process::Command::new("git")
+                .args(["rev-parse", "HEAD"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        });
+    let version = args.release.clone().or_else(|| {
+        std::env::var("GITHUB_REF")
+            .ok()
+            .and_then(|r| r.strip_prefix("refs/tags/").map(str::to_owned))
+    });
+    let vars: BTreeMap<&str, Option<String>> = BTreeMap::from([
+        ("version", version),
+        ("sha7", sha.as_ref().map(|s| s.chars().take(7).collect())),
+        ("sha", sha),
+        ("env", env_name.clone()),
+    ]);
+    // Load every source and render every tag before any network call: bad input stops here.
+    let mut loaded = Vec::new();
+    for job in &jobs {
+        let (path, reference) = match job.source.rsplit_once(':') {
+            Some((p, r)) if !p.is_empty() && std::path::Path::new(p).is_dir() => {
+                (PathBuf::from(p), Some(r.to_owned()))
+            }
+            _ => (PathBuf::from(&job.source), None),
+        };
+        let image = source::load(&path, reference.as_deref())?;
+        let mut tags: Vec<String> = Vec::new();
+        for t in &job.tags {
+            let t = render_tag(t, &vars)?;
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        let moving: Vec<String> = job
+            .moving
+            .iter()
+            .filter_map(|t| render_tag(t, &vars).ok())
+            .collect();
+        loaded.push((job.clone(), image, tags, moving));
+    }
+
+    let region = cfg.as_ref().and_then(|c| c.defaults.region.clone());
+    let sdk = deploy_core::aws::sdk_config(&args.aws, region.as_deref()).await?;
+    let ecr = deploy_core::aws::ecr(&sdk);
+    let login = deploy_core::aws::ecr_login(&ecr).await?;
+    let mut gha = deploy_core::gha::Actions::from_env();
+    gha.mask_registered()?;
+    let registry_url = match &args.registry_url {
+        Some(u) => u.clone(),
+        None => login.proxy_endpoint.clone().ok_or_else(|| {
+            exit::dependency("ECR returned no proxy endpoint; pass --registry-url")
+        })?,
+    };
+    deploy_core::config::validate_url(&registry_url)
+        .map_err(|e| exit::usage(format!("--registry-url: {e}")))?;
+    if login
+        .expires_at
+        .is_some_and(|t| t < std::time::SystemTime::now())
+    {
+        // moto reports 2015 for every token; a real expired token fails with 401 below.
+        tracing::info!("ECR says the registry token has expired; trying it anyway");
+    }
+    let registry = Registry::new(
+        &registry_url,
+        &login.username,
+        &Secret::new(login.password.expose()),
+    )?;
+
+    let mut report = Report::new(
+        "ecr-push",
+        env!("CARGO_PKG_VERSION"),
+        format!("{} ({} images)", registry.host(), loaded.len()),
+    );
+    report.dry_run = args.dry_run;
+    let all_repos: Vec<String> = loaded.iter().map(|(j, ..)| j.repository.clone()).collect();
+    let (mut pushed_bytes, mut skipped_bytes) = (0u64, 0u64);
+    let mut refs = Vec::new();
+    for (job, image, tags, moving) in &loaded {
+        let t0 = Instant::now();
+        let check = push_one(
+            &args,
+            &ecr,
+            &registry,
+            job,
+            image,
+            tags,
+            moving,
+            &all_repos,
+            &mut report,
+        )
+        .await;
+        match check {
+            Ok((c, pushed, skipped)) => {
+                pushed_bytes += pushed;
+                skipped_bytes += skipped;
+                if c.status == Status::Passed {
+                    let r = format!(
+                        "{}/{}@{}",
+                        registry.host(),
+                        job.repository,
+                        image.top.digest
+                    );
+                    report.output(&format!("{}-ref", job.name), &r);
+                    refs.push(format!("{}={r}", job.name));
+                }
+                report.push(c.took(t0.elapsed()));
+            }
+            Err(e) => {
+                let exit = exit::classify(&e);
+                report.push(
+                    Check::new(
+                        &job.name,
+                        if exit == Exit::Failed {
+                            Status::Failed
+                        } else {
+                            Status::Error
+                        },
+                    )
+                    .reason(format!("{e:#}"))
+                    .took(t0.elapsed()),
+                );
+                if exit == Exit::Usage {
+                    report.fail_with(Exit::Usage, format!("{e:#}"));
+                }
+            }
+        }
+    }
+    report.output("images", refs.join("\n"));
+    report.output("bytes-pushed", pushed_bytes);
+    report.output("bytes-skipped", skipped_bytes);
+    report.output(
+        "duration-seconds",
+        format!("{:.2}", started.elapsed().as_secs_f64()),
+    );
+    report.finish(started.elapsed());
+    deploy_core::cli::emit(&report, &args.common.output)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn push_one(
+    args: &Args,
+    ecr: &deploy_core::aws_sdk_ecr::Client,
+    registry: &Registry,
+    job: &Job,
+    image: &source::Image,
+    tags: &[String],
+    moving: &[String],
+    all_repos: &[String],
+    report: &mut Report,
+) -> anyhow::Result<(Check, u64, u64)> {
+    let repo = &job.repository;
+    // Repository: exists? mutability?
+    let described = ecr
+        .describe_repositories()
+        .repository_names(repo)
+        .send()
+        .await;
+    let mutability = match described {
+        Ok(out) => match out
+            .repositories()
+            .first()
+            .and_then(|r| r.image_tag_mutability())
+        {
+            Some(ImageTagMutability::Mutable) => Mutability::Mutable,
+            _ => Mutability::Immutable,
+        },
+        Err(e)
+            if e
+                .as_service_error()
+                .is_some_and(|s| s.is_repository_not_found_exception()) =>
+        {
+            if !args.create_repo {
+                return Err(exit::usage(format!(
+                    "ECR repository {repo:?} does not exist: create it or pass --create-repo"
+                )));
+            }
+            let m = match job.mutability {
+                Mutability::Mutable => ImageTagMutability::Mutable,
+                Mutability::Immutable => ImageTagMutability::Immutable,
+            };
+            if args.dry_run {
+                report.audit(
+                    "ecr:CreateRepository",
+                    repo,
+                    "planned",
+                    Some(format!("{m:?}, scanOnPush {}", job.scan_on_push)),
+                );
+            } else {
+                ecr.create_repository()
+                    .repository_name(repo)
+                    .image_tag_mutability(m.clone())
+                    .image_scanning_configuration(
+                        ImageScanningConfiguration::builder()
+                            .scan_on_push(job.scan_on_push)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        deploy_core::aws::error(
+                            &format!("couldn't create ECR repository {repo}"),
+                            &e,
+                        )
+                    })?;
+                report.audit(
+                    "ecr:CreateRepository",
+                    repo,
+                    "done",
+                    Some(format!("{m:?}, scanOnPush {}", job.scan_on_push)),
+                );
+            }
+            job.mutability
+        }
+        Err(e) => {
+            return Err(deploy_core::aws::error(
+                &format!("couldn't describe ECR repository {repo}"),
+                &e,
+            ));
+        }
+    };
+
+    // Plan the tags.
+    let digest = &image.top.digest;
+    let mut plans = Vec::new();
+    for t in tags {
+        let current = if args.dry_run
+            && report
+                .audit
+                .iter()
+                .any(|a| a.action == "ecr:CreateRepository" && a.target == *repo)
+        {
+            None
+        } else {
+            registry.manifest_digest(repo, t).await?
+        };
+        let plan = match current {
+            None => TagPlan::Create,
+            Some(d) if &d == digest => TagPlan::Unchanged,
+            Some(d) => match mutability {
+                Mutability::Immutable => TagPlan::Refuse {
+                    from: d,
+                    why: "the repository is IMMUTABLE".into(),
+                },
+                Mutability::Mutable if moving.contains(t) || args.allow_retag => {
+                    TagPlan::Move { from: d }
+                }
+                Mutability::Mutable => TagPlan::Refuse {
+                    from: d,
+                    why: "it is not a moving tag (pass --allow-retag to move it)".into(),
+                },
+            },
+        };
+        plans.push((t.clone(), plan));
+    }
+    let refused: Vec<String> = plans
+        .iter()
+        .filter_map(|(t, p)| match p {
+            TagPlan::Refuse { from, why } => Some(format!(
+                "{t} points at {} ({why})",
+                &from[..19.min(from.len())]
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut check = Check::new(&job.name, Status::Passed)
+        .detail("digest", digest.clone())
+        .detail("source", image.kind);
+    for (t, p) in &plans {
+        check = check.detail(
+            format!("tag {t}"),
+            match p {
+                TagPlan::Create => "create".to_owned(),
+                TagPlan::Unchanged => "already at this digest".to_owned(),
+                TagPlan::Move { from } => format!("move from {}", &from[..19.min(from.len())]),
+                TagPlan::Refuse { .. } => "refused".to_owned(),
+            },
+        );
+    }
+    if !refused.is_empty() {
+        return Ok((
+            Check {
+                status: Status::Failed,
+                ..check
+            }
+            .reason(format!("nothing pushed: {}", refused.join("; "))),
+            0,
+            0,
+        ));
+    }
+
+    // Blobs, in parallel (bounded).
+    let mut pushed = 0u64;
+    let mut skipped = 0u64;
+    let (mut uploaded, mut mounted, mut present) = (0, 0, 0);
+    if args.dry_run {
+        for b in &image.blobs {
+            if registry.has_blob(repo, &b.digest).await.unwrap_or(false) {
+                present += 1;
+                skipped += b.size;
+            } else {
+                uploaded += 1;
+                pushed += b.size;
+                report.audit(
+                    "registry:upload blob",
+                    &format!("{repo}@{}", b.digest),
+                    "planned",
+                    Some(format!("{} bytes", b.size)),
+                );
+            }
+        }
+    } else {
+        let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
+        let mut set = tokio::task::JoinSet::new();
+        let mount_from: Vec<String> = all_repos.to_vec();
+        for b in image.blobs.clone() {
+            let (registry, sem, repo, mount_from) = (
+                registry.clone(),
+                sem.clone(),
+                repo.clone(),
+                mount_from.clone(),
+            );
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let r = registry.ensure_blob(&repo, &b, &mount_from).await;
+                (b, r)
+            });
+        }
+        let mut first_err = None;
+        while let Some(j) = set.join_next().await {
+            let (b, r) = j?;
+            match r {
+                Ok(Transfer::Present) => {
+                    present += 1;
+                    skipped += b.size;
+                }
+                Ok(Transfer::Mounted) => {
+                    mounted += 1;
+                    skipped += b.size;
+                    report.audit(
+                        "registry:mount blob",
+                        &format!("{repo}@{}", b.digest),
+                        "done",
+                        None,
+                    );
+                }
+                Ok(Transfer::Uploaded) => {
+                    uploaded += 1;
+                    pushed += b.size;
+                    report.audit(
+                        "registry:upload blob",
+                        &format!("{repo}@{}", b.digest),
+                        "done",
+                        Some(format!("{} bytes", b.size)),
+                    );
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e.context(format!("pushing {}: no tag was changed", job.name)));
+        }
+        // Manifests by digest, then the tags (a retag is a manifest PUT only).
+        for m in &image.children {
+            registry
+                .put_manifest(repo, &m.digest, &m.media_type, &m.bytes)
+                .await?;
+        }
+        registry
+            .put_manifest(repo, digest, &image.top.media_type, &image.top.bytes)
+            .await?;
+    }
+    for (t, p) in &plans {
+        let (action, detail) = match p {
+            TagPlan::Create => ("create", None),
+            TagPlan::Move { from } => ("move", Some(format!("from {from}"))),
+            _ => continue,
+        };
+        if args.dry_run {
+            report.audit(
+                &format!("registry:{action} tag"),
+                &format!("{repo}:{t}"),
+                "planned",
+                detail.or(Some(digest.clone())),
+            );
+        } else {
+            registry
+                .put_manifest(repo, t, &image.top.media_type, &image.top.bytes)
+                .await?;
+            report.audit(
+                &format!("registry:{action} tag"),
+                &format!("{repo}:{t}"),
+                "done",
+                Some(detail.unwrap_or_else(|| digest.clone())),
+            );
+        }
+    }
+    let verb = if args.dry_run {
+        "would upload"
+    } else {
+        "uploaded"
+    };
+    let reason = format!(
+        "{verb} {uploaded} blobs ({pushed} bytes), mounted {mounted}, {present} already there; {} tags",
+        plans.len()
+    );
+    Ok((check.reason(reason), pushed, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> BTreeMap<&'static str, Option<String>> {
+        BTreeMap::from([
+            ("version", Some("v0.4.0".to_owned())),
+            (
+                "sha",
+                Some("22cdb6a41c42366ad165a0fb4c96282304f6f7ae".to_owned()),
+            ),
+            ("sha7", Some("22cdb6a".to_owned())),
+            ("env", None),
+        ])
+    }
+
+    #[test]
+    fn templates_render() {
+        assert_eq!(render_tag("{version}", &vars()).unwrap(), "v0.4.0");
+        assert_eq!(render_tag("sha-{sha7}", &vars()).unwrap(), "sha-22cdb6a");
+        assert_eq!(render_tag("latest", &vars()).unwrap(), "latest");
+    }
+
+    #[test]
+    fn bad_templates_are_usage_errors() {
+        let e = render_tag("{env}", &vars()).unwrap_err();
+        assert_eq!(exit::classify(&e), Exit::Usage);
+        assert!(e.to_string().contains("{env} has no value"), "{e}");
+        assert!(
+            render_tag("{nope}", &vars())
+                .unwrap_err()
+                .to_string()
+                .contains("unknown variable")
+        );
+        assert!(
+            render_tag("bad tag!", &vars())
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid image tag")
+        );
+    }
 }

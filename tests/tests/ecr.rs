@@ -1,0 +1,639 @@
+//! ecr-push end to end: moto for the ECR API (repositories, mutability, the auth token), the real
+//! registry (htpasswd accepting moto's token) for the data plane, skopeo to verify what landed,
+//! and a fault proxy for a 500, a dropped connection and a refused password.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::path::Path;
+
+use deploy_action_e2e::faults::{self, Fault};
+use deploy_action_e2e::oci::{self, Built};
+use deploy_action_e2e::rig::{self, Ran, aws_env, run, tool, unique};
+use deploy_core::aws_sdk_ecr::types::ImageTagMutability;
+use deploy_core::secret::Secret;
+use ecr_push::registry::Registry;
+use serde_json::Value;
+
+const TOKEN: &str = "123456789012-auth-token";
+
+async fn repo(mutability: ImageTagMutability) -> String {
+    let name = unique("afu9/svc");
+    let ecr = deploy_core::aws::ecr(&rig::moto_sdk().await);
+    ecr.create_repository()
+        .repository_name(&name)
+        .image_tag_mutability(mutability)
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+fn registry(url: &str) -> Registry {
+    Registry::new(url, "AWS", &Secret::new(TOKEN)).unwrap()
+}
+
+fn host() -> String {
+    rig::registry_url().trim_start_matches("http://").to_owned()
+}
+
+async fn push(dir: &Path, args: &[&str]) -> (Ran, Value) {
+    push_via(dir, &rig::registry_url(), args).await
+}
+
+async fn push_via(dir: &Path, registry_url: &str, args: &[&str]) -> (Ran, Value) {
+    let mut c = tool("ecr-push", dir);
+    aws_env(&mut c)
+        .args([
+            "--registry-url",
+            registry_url,
+            "--format",
+            "json",
+            "--sha",
+            "22cdb6a41c42366ad165a0fb4c96282304f6f7ae",
+        ])
+        .args(args);
+    let r = run(c).await;
+    let v = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    (r, v)
+}
+
+/// `skopeo inspect` of `repo:tag` in the registry: (digest, layers).
+fn skopeo(repo: &str, tag: &str) -> (String, Vec<String>) {
+    let out = std::process::Command::new(rig::var("DEPLOY_TEST_SKOPEO"))
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &format!("AWS:{TOKEN}"),
+        ])
+        .arg(format!("docker://{}/{repo}:{tag}", host()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers = v["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect();
+    (v["Digest"].as_str().unwrap().to_owned(), layers)
+}
+
+fn layout(dir: &Path, name: &str, sizes: &[usize], seed: u64) -> (String, Built) {
+    let p = dir.join(name);
+    let layers: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| oci::random_bytes(*s, seed * 100 + i as u64))
+        .collect();
+    let b = oci::oci_layout(&p, &layers, seed);
+    (p.to_str().unwrap().to_owned(), b)
+}
+
+fn audit_actions(v: &Value) -> Vec<String> {
+    v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn pushes_an_oci_layout_exactly_and_a_repush_is_a_no_op() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (src, built) = layout(dir.path(), "img", &[300_000, 200_000, 100_000], 1);
+    let (ran, v) = push(
+        dir.path(),
+        &[
+            "--repository",
+            &r,
+            "--source",
+            &src,
+            "--tag",
+            "v0.4.0",
+            "--tag",
+            "sha-{sha7}",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let (digest, layers) = skopeo(&r, "v0.4.0");
+    assert_eq!(
+        digest, built.manifest_digest,
+        "the manifest went up as its exact bytes"
+    );
+    assert_eq!(layers, built.layers);
+    assert_eq!(skopeo(&r, "sha-22cdb6a").0, built.manifest_digest);
+    let name = r.rsplit('/').next().unwrap();
+    assert_eq!(
+        v["outputs"][format!("{name}-ref")],
+        format!("{}/{r}@{}", host(), built.manifest_digest)
+    );
+    assert!(
+        v["outputs"]["bytes-pushed"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 600_000
+    );
+
+    let (ran, v) = push(
+        dir.path(),
+        &[
+            "--repository",
+            &r,
+            "--source",
+            &src,
+            "--tag",
+            "v0.4.0",
+            "--tag",
+            "sha-{sha7}",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(v["outputs"]["bytes-pushed"], "0");
+    assert!(
+        audit_actions(&v).is_empty(),
+        "nothing changed: {:?}",
+        v["audit"]
+    );
+    let details = &v["checks"][0]["details"];
+    assert!(
+        details.to_string().contains("already at this digest"),
+        "{details}"
+    );
+}
+
+#[tokio::test]
+async fn pushes_a_docker_archive() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("image.tar");
+    let layers: Vec<Vec<u8>> = (0..2)
+        .map(|i| oci::random_bytes(150_000, 700 + i))
+        .collect();
+    let built = oci::docker_archive(&tarball, &layers, 7);
+    let (ran, _) = push(
+        dir.path(),
+        &[
+            "--repository",
+            &r,
+            "--source",
+            tarball.to_str().unwrap(),
+            "--tag",
+            "v1",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let (_, pushed_layers) = skopeo(&r, "v1");
+    assert_eq!(
+        pushed_layers, built.layers,
+        "layer digests are the archive's diff_ids"
+    );
+}
+
+#[tokio::test]
+async fn immutable_tag_conflict_pushes_nothing() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, built_a) = layout(dir.path(), "a", &[50_000], 11);
+    let (b, built_b) = layout(dir.path(), "b", &[60_000], 12);
+    assert_eq!(
+        push(
+            dir.path(),
+            &["--repository", &r, "--source", &a, "--tag", "v1"]
+        )
+        .await
+        .0
+        .code,
+        0
+    );
+    let (ran, v) = push(
+        dir.path(),
+        &[
+            "--repository",
+            &r,
+            "--source",
+            &b,
+            "--tag",
+            "v2",
+            "--tag",
+            "v1",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let reason = v["checks"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("nothing pushed: v1 points at") && reason.contains("IMMUTABLE"),
+        "{reason}"
+    );
+    let reg = registry(&rig::registry_url());
+    assert_eq!(
+        reg.manifest_digest(&r, "v1").await.unwrap().unwrap(),
+        built_a.manifest_digest
+    );
+    assert_eq!(
+        reg.manifest_digest(&r, "v2").await.unwrap(),
+        None,
+        "no tag moved or created"
+    );
+    assert!(
+        !reg.has_blob(&r, &built_b.layers[0]).await.unwrap(),
+        "no blob pushed"
+    );
+}
+
+#[tokio::test]
+async fn moving_tags_move_on_mutable_repositories_and_version_tags_do_not() {
+    let r = repo(ImageTagMutability::Mutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, built_a) = layout(dir.path(), "a", &[40_000], 21);
+    let (b, built_b) = layout(dir.path(), "b", &[40_000], 22);
+    let base = ["--repository", r.as_str(), "--moving-tag", "staging"];
+    assert_eq!(
+        push(
+            dir.path(),
+            &[
+                &base[..],
+                &["--source", &a, "--tag", "v1", "--tag", "staging"]
+            ]
+            .concat()
+        )
+        .await
+        .0
+        .code,
+        0
+    );
+    let (ran, v) = push(
+        dir.path(),
+        &[
+            &base[..],
+            &["--source", &b, "--tag", "v2", "--tag", "staging"],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(audit_actions(&v).contains(&"registry:move tag".to_owned()));
+    let reg = registry(&rig::registry_url());
+    assert_eq!(
+        reg.manifest_digest(&r, "staging").await.unwrap().unwrap(),
+        built_b.manifest_digest
+    );
+    assert_eq!(
+        reg.manifest_digest(&r, "v1").await.unwrap().unwrap(),
+        built_a.manifest_digest
+    );
+
+    let (ran, v) = push(
+        dir.path(),
+        &[&base[..], &["--source", &b, "--tag", "v1"]].concat(),
+    )
+    .await;
+    assert_eq!(ran.code, 1, "a version tag does not move: {ran:?}");
+    assert!(
+        v["checks"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a moving tag")
+    );
+    assert_eq!(
+        reg.manifest_digest(&r, "v1").await.unwrap().unwrap(),
+        built_a.manifest_digest
+    );
+    let (ran, _) = push(
+        dir.path(),
+        &[&base[..], &["--source", &b, "--tag", "v1", "--allow-retag"]].concat(),
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(
+        reg.manifest_digest(&r, "v1").await.unwrap().unwrap(),
+        built_b.manifest_digest
+    );
+}
+
+#[tokio::test]
+async fn adding_a_tag_is_a_manifest_only_retag() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, built) = layout(dir.path(), "a", &[80_000, 80_000], 31);
+    assert_eq!(
+        push(
+            dir.path(),
+            &["--repository", &r, "--source", &a, "--tag", "v1"]
+        )
+        .await
+        .0
+        .code,
+        0
+    );
+    let (ran, v) = push(
+        dir.path(),
+        &[
+            "--repository",
+            &r,
+            "--source",
+            &a,
+            "--tag",
+            "v1",
+            "--tag",
+            "production",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(v["outputs"]["bytes-pushed"], "0");
+    assert_eq!(audit_actions(&v), ["registry:create tag"]);
+    assert_eq!(skopeo(&r, "production").0, built.manifest_digest);
+}
+
+#[tokio::test]
+async fn blobs_are_mounted_from_another_repository_of_the_run() {
+    let (r1, r2) = (
+        repo(ImageTagMutability::Immutable).await,
+        repo(ImageTagMutability::Immutable).await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = layout(dir.path(), "a", &[120_000, 90_000], 41);
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        format!("[images.a-first]\nrepository = \"{r1}\"\nsource = \"{a}\"\ntags = [\"v1\"]\n\n[images.b-second]\nrepository = \"{r2}\"\nsource = \"{a}\"\ntags = [\"v1\"]\n"),
+    )
+    .unwrap();
+    let (ran, v) = push(dir.path(), &[]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let actions = audit_actions(&v);
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "registry:upload blob")
+            .count(),
+        3,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "registry:mount blob")
+            .count(),
+        3,
+        "{actions:?}"
+    );
+    assert!(
+        v["outputs"]["images"]
+            .as_str()
+            .unwrap()
+            .contains("b-second=")
+    );
+}
+
+#[tokio::test]
+async fn a_500_on_the_first_upload_is_retried() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, built) = layout(dir.path(), "a", &[200_000], 51);
+    let upstream = rig::registry_url().trim_start_matches("http://").to_owned();
+    let proxy = faults::start(upstream, Fault::Fail500OnFirstUpload).await;
+    let (ran, _) = push_via(
+        dir.path(),
+        &proxy.url,
+        &["--repository", &r, "--source", &a, "--tag", "v1"],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(
+        proxy.fired.load(std::sync::atomic::Ordering::SeqCst),
+        "the fault did not fire"
+    );
+    assert!(
+        ran.stderr.contains("500"),
+        "the retry is logged: {}",
+        ran.stderr
+    );
+    assert_eq!(skopeo(&r, "v1").0, built.manifest_digest);
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_blob_is_retried() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, built) = layout(dir.path(), "a", &[3_000_000], 61);
+    let upstream = rig::registry_url().trim_start_matches("http://").to_owned();
+    let proxy = faults::start(upstream, Fault::DropFirstUploadAfter(1_000_000)).await;
+    let (ran, _) = push_via(
+        dir.path(),
+        &proxy.url,
+        &["--repository", &r, "--source", &a, "--tag", "v1"],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(
+        proxy.fired.load(std::sync::atomic::Ordering::SeqCst),
+        "the fault did not fire"
+    );
+    assert_eq!(skopeo(&r, "v1"), (built.manifest_digest, built.layers));
+}
+
+#[tokio::test]
+async fn a_refused_password_is_exit_3_and_never_printed() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = layout(dir.path(), "a", &[10_000], 71);
+    let upstream = rig::registry_url().trim_start_matches("http://").to_owned();
+    let proxy = faults::start(upstream, Fault::Unauthorized).await;
+    let (ran, v) = push_via(
+        dir.path(),
+        &proxy.url,
+        &["--repository", &r, "--source", &a, "--tag", "v1"],
+    )
+    .await;
+    assert_eq!(ran.code, 3, "{ran:?}");
+    assert!(
+        v["checks"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("registry refused the credentials (401 Unauthorized)"),
+        "{v:#}"
+    );
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{TOKEN}"));
+    assert!(
+        !ran.all().contains(TOKEN) && !ran.all().contains(&basic),
+        "credentials leaked"
+    );
+}
+
+#[tokio::test]
+async fn missing_or_corrupt_sources_are_usage_errors() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tool("ecr-push", dir.path());
+    aws_env(&mut c).args([
+        "--registry-url",
+        &rig::registry_url(),
+        "--repository",
+        &r,
+        "--source",
+        "nope/",
+        "--tag",
+        "v1",
+    ]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr.contains("nope/: cannot read the image source"),
+        "{}",
+        ran.stderr
+    );
+
+    let (a, built) = layout(dir.path(), "a", &[10_000], 81);
+    std::fs::remove_file(
+        Path::new(&a)
+            .join("blobs/sha256")
+            .join(built.layers[0].trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let mut c = tool("ecr-push", dir.path());
+    aws_env(&mut c).args([
+        "--registry-url",
+        &rig::registry_url(),
+        "--repository",
+        &r,
+        "--source",
+        &a,
+        "--tag",
+        "v1",
+    ]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr.contains("corrupt layout: blob blobs/sha256/")
+            && ran.stderr.contains("is missing"),
+        "{}",
+        ran.stderr
+    );
+
+    std::fs::write(Path::new(&a).join("index.json"), "{not json").unwrap();
+    let mut c = tool("ecr-push", dir.path());
+    aws_env(&mut c).args([
+        "--registry-url",
+        &rig::registry_url(),
+        "--repository",
+        &r,
+        "--source",
+        &a,
+        "--tag",
+        "v1",
+    ]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 2);
+    assert!(
+        ran.stderr.contains("index.json is not JSON"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing_and_create_repo_creates() {
+    let name = unique("afu9/new");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, built) = layout(dir.path(), "a", &[20_000], 91);
+    let mut c = tool("ecr-push", dir.path());
+    aws_env(&mut c).args([
+        "--registry-url",
+        &rig::registry_url(),
+        "--repository",
+        &name,
+        "--source",
+        &a,
+        "--tag",
+        "v1",
+    ]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("does not exist: create it or pass --create-repo"),
+        "{}",
+        ran.stderr
+    );
+
+    let (ran, v) = push(
+        dir.path(),
+        &[
+            "--repository",
+            &name,
+            "--source",
+            &a,
+            "--tag",
+            "v1",
+            "--create-repo",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(
+        audit_actions(&v),
+        [
+            "ecr:CreateRepository",
+            "registry:upload blob",
+            "registry:upload blob",
+            "registry:create tag"
+        ]
+    );
+    let ecr = deploy_core::aws::ecr(&rig::moto_sdk().await);
+    assert!(
+        ecr.describe_repositories()
+            .repository_names(&name)
+            .send()
+            .await
+            .is_err(),
+        "dry run created the repository"
+    );
+    let reg = registry(&rig::registry_url());
+    assert_eq!(reg.manifest_digest(&name, "v1").await.unwrap(), None);
+
+    let (ran, _) = push(
+        dir.path(),
+        &[
+            "--repository",
+            &name,
+            "--source",
+            &a,
+            "--tag",
+            "v1",
+            "--create-repo",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let repos = ecr
+        .describe_repositories()
+        .repository_names(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        repos.repositories()[0].image_tag_mutability(),
+        Some(&ImageTagMutability::Immutable)
+    );
+    assert_eq!(
+        reg.manifest_digest(&name, "v1").await.unwrap().unwrap(),
+        built.manifest_digest
+    );
+}

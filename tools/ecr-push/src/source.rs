@@ -1,0 +1,415 @@
+//! Image sources, read without a Docker daemon and without loading layers into memory: an OCI
+//! image layout directory, an OCI layout tarball (`buildx --output type=oci`), or a docker-archive
+//! tarball (`docker save`). A tarball is indexed once (entry offsets), and each blob is later
+//! streamed from its offset. Single-platform images and multi-platform indexes.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use deploy_core::exit;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// OCI image manifest media type.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index media type.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker manifest list media type.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker manifest media type.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// Where a blob's bytes are: a file, or a range of a tarball.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub path: PathBuf,
+    /// Offset of the first byte.
+    pub offset: u64,
+}
+
+/// A blob (config or layer) to push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// `sha256:...`
+    pub digest: String,
+    /// Bytes.
+    pub size: u64,
+    /// Where to read it.
+    pub at: Location,
+}
+
+/// A manifest (or index) to push as its exact bytes, so its digest is preserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// `sha256:` of `bytes`.
+    pub digest: String,
+    /// Content type.
+    pub media_type: String,
+    /// The exact bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A whole image: blobs first, then child manifests, then the manifest tags point to.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// Unique blobs.
+    pub blobs: Vec<Blob>,
+    /// Child manifests of an index (empty for a single-platform image).
+    pub children: Vec<Manifest>,
+    /// The manifest (or index) tags point to.
+    pub top: Manifest,
+    /// What it was read from, for messages.
+    pub kind: &'static str,
+}
+
+impl Image {
+    /// Total bytes of all blobs.
+    pub fn bytes(&self) -> u64 {
+        self.blobs.iter().map(|b| b.size).sum()
+    }
+}
+
+/// sha256 digest of bytes.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+fn bad(src: &Path, what: impl std::fmt::Display) -> anyhow::Error {
+    exit::usage(format!("{}: {what}", src.display()))
+}
+
+/// The files of a source: a directory, or a tarball's entries by path.
+enum Files {
+    Dir(PathBuf),
+    Tar {
+        path: PathBuf,
+        entries: BTreeMap<String, (u64, u64)>,
+    },
+}
+
+impl Files {
+    fn open(src: &Path) -> anyhow::Result<Files> {
+        let meta = std::fs::metadata(src)
+            .map_err(|e| bad(src, format!("cannot read the image source ({e})")))?;
+        if meta.is_dir() {
+            return Ok(Files::Dir(src.to_owned()));
+        }
+        let f = File::open(src).map_err(|e| bad(src, e))?;
+        let mut ar = tar::Archive::new(f);
+        let mut entries = BTreeMap::new();
+        for e in ar
+            .entries()
+            .map_err(|e| bad(src, format!("not a tar archive ({e})")))?
+        {
+            let e = e.map_err(|e| bad(src, format!("corrupt tar archive ({e})")))?;
+            if e.header().entry_type().is_file() {
+                let p = e
+                    .path()
+                    .map_err(|e| bad(src, e))?
+                    .to_string_lossy()
+                    .trim_start_matches("./")
+                    .to_owned();
+                entries.insert(p, (e.raw_file_position(), e.size()));
+            }
+        }
+        if entries.is_empty() {
+            return Err(bad(src, "not an image: an empty or non-tar file"));
+        }
+        Ok(Files::Tar {
+            path: src.to_owned(),
+            entries,
+        })
+    }
+
+    fn locate(&self, name: &str) -> Option<(Location, u64)> {
+        match self {
+            Files::Dir(d) => {
+                let p = d.join(name);
+                let size = std::fs::metadata(&p).ok().filter(|m| m.is_file())?.len();
+                Some((Location { path: p, offset: 0 }, size))
+            }
+            Files::Tar { path, entries } => entries.get(name).map(|(off, size)| {
+                (
+                    Location {
+                        path: path.clone(),
+                        offset: *off,
+                    },
+                    *size,
+                )
+            }),
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.locate(name).is_some()
+    }
+
+    fn read(&self, src: &Path, name: &str, max: u64) -> anyhow::Result<Vec<u8>> {
+        let (at, size) = self
+            .locate(name)
+            .ok_or_else(|| bad(src, format!("{name} is missing")))?;
+        if size > max {
+            return Err(bad(
+                src,
+                format!("{name} is {size} bytes, more than expected for metadata"),
+            ));
+        }
+        read_at(&at, size).map_err(|e| bad(src, format!("cannot read {name} ({e})")))
+    }
+}
+
+fn read_at(at: &Location, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = File::open(&at.path)?;
+    f.seek(SeekFrom::Start(at.offset))?;
+    let mut buf = Vec::with_capacity(size as usize);
+    f.take(size).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn blob_path(digest: &str) -> Option<String> {
+    let (alg, hex) = digest.split_once(':')?;
+    (!alg.is_empty() && !hex.is_empty() && !hex.contains('/')).then(|| format!("blobs/{alg}/{hex}"))
+}
+
+/// Reads an image from `src`; `reference` picks an entry of a multi-entry OCI index by its
+/// `org.opencontainers.image.ref.name`.
+pub fn load(src: &Path, reference: Option<&str>) -> anyhow::Result<Image> {
+    let files = Files::open(src)?;
+    if files.has("oci-layout") && files.has("index.json") {
+        load_oci(src, &files, reference)
+    } else if files.has("manifest.json") {
+        load_docker_archive(src, &files)
+    } else {
+        Err(bad(
+            src,
+            "not an OCI layout (no oci-layout and index.json) nor a docker-archive (no manifest.json)",
+        ))
+    }
+}
+
+const META_MAX: u64 = 8 * 1024 * 1024;
+
+fn descriptor(src: &Path, v: &Value, what: &str) -> anyhow::Result<(String, u64, String)> {
+    let digest = v["digest"]
+        .as_str()
+        .ok_or_else(|| bad(src, format!("{what} has no digest")))?;
+    let size = v["size"]
+        .as_u64()
+        .ok_or_else(|| bad(src, format!("{what} has no size")))?;
+    let mt = v["mediaType"].as_str().unwrap_or_default().to_owned();
+    Ok((digest.to_owned(), size, mt))
+}
+
+fn load_oci(src: &Path, files: &Files, reference: Option<&str>) -> anyhow::Result<Image> {
+    let index: Value = serde_json::from_slice(&files.read(src, "index.json", META_MAX)?)
+        .map_err(|e| bad(src, format!("index.json is not JSON ({e})")))?;
+    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    let entry = match (entries.len(), reference) {
+        (0, _) => return Err(bad(src, "index.json lists no manifests")),
+        (_, Some(r)) => entries
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == r)
+            .cloned()
+            .ok_or_else(|| bad(src, format!("no manifest named {r:?} in index.json")))?,
+        (1, None) => entries[0].clone(),
+        (n, None) => {
+            return Err(bad(
+                src,
+                format!("index.json lists {n} manifests: name one as PATH:REF"),
+            ));
+        }
+    };
+    let mut blobs: Vec<Blob> = Vec::new();
+    let mut children = Vec::new();
+    let top = read_manifest(src, files, &entry, "the index entry")?;
+    let top_json: Value = serde_json::from_slice(&top.bytes)
+        .map_err(|e| bad(src, format!("manifest is not JSON ({e})")))?;
+    if matches!(top.media_type.as_str(), OCI_INDEX | DOCKER_LIST)
+        || top_json["manifests"].is_array()
+    {
+        for (i, m) in top_json["manifests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let child = read_manifest(src, files, m, &format!("manifests[{i}] of the index"))?;
+            let cj: Value = serde_json::from_slice(&child.bytes)
+                .map_err(|e| bad(src, format!("child manifest is not JSON ({e})")))?;
+            collect_blobs(src, files, &cj, &mut blobs)?;
+            children.push(child);
+        }
+    } else {
+        collect_blobs(src, files, &top_json, &mut blobs)?;
+    }
+    Ok(Image {
+        blobs,
+        children,
+        top,
+        kind: if matches!(files, Files::Dir(_)) {
+            "OCI layout"
+        } else {
+            "OCI archive"
+        },
+    })
+}
+
+fn read_manifest(src: &Path, files: &Files, desc: &Value, what: &str) -> anyhow::Result<Manifest> {
+    let (digest, size, mt) = descriptor(src, desc, what)?;
+    let path = blob_path(&digest)
+        .ok_or_else(|| bad(src, format!("{what} has an invalid digest {digest:?}")))?;
+    let bytes = files.read(src, &path, META_MAX)?;
+    if bytes.len() as u64 != size || sha256(&bytes) != digest {
+        return Err(bad(
+            src,
+            format!("corrupt layout: {path} does not match its digest and size"),
+        ));
+    }
+    let media_type = if mt.is_empty() {
+        serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| OCI_MANIFEST.to_owned())
+    } else {
+        mt
+    };
+    Ok(Manifest {
+        digest,
+        media_type,
+        bytes,
+    })
+}
+
+fn collect_blobs(
+    src: &Path,
+    files: &Files,
+    manifest: &Value,
+    blobs: &mut Vec<Blob>,
+) -> anyhow::Result<()> {
+    let mut descs = vec![manifest["config"].clone()];
+    descs.extend(manifest["layers"].as_array().cloned().unwrap_or_default());
+    for (i, d) in descs.iter().enumerate() {
+        let what = if i == 0 {
+            "config".to_owned()
+        } else {
+            format!("layers[{}]", i - 1)
+        };
+        let (digest, size, _) = descriptor(src, d, &what)?;
+        if blobs.iter().any(|b| b.digest == digest) {
+            continue;
+        }
+        let path = blob_path(&digest)
+            .ok_or_else(|| bad(src, format!("{what} has an invalid digest {digest:?}")))?;
+        let (at, actual) = files.locate(&path).ok_or_else(|| {
+            bad(
+                src,
+                format!("corrupt layout: blob {path} of {what} is missing"),
+            )
+        })?;
+        if actual != size {
+            return Err(bad(
+                src,
+                format!("corrupt layout: blob {path} is {actual} bytes, the manifest says {size}"),
+            ));
+        }
+        blobs.push(Blob { digest, size, at });
+    }
+    Ok(())
+}
+
+fn load_docker_archive(src: &Path, files: &Files) -> anyhow::Result<Image> {
+    let list: Value = serde_json::from_slice(&files.read(src, "manifest.json", META_MAX)?)
+        .map_err(|e| bad(src, format!("manifest.json is not JSON ({e})")))?;
+    let entries = list.as_array().cloned().unwrap_or_default();
+    let [entry] = entries.as_slice() else {
+        return Err(bad(
+            src,
+            format!(
+                "docker-archive holds {} images; save one image per archive",
+                entries.len()
+            ),
+        ));
+    };
+    let config_path = entry["Config"]
+        .as_str()
+        .ok_or_else(|| bad(src, "manifest.json has no Config"))?;
+    let config = files.read(src, config_path, META_MAX)?;
+    let config_json: Value = serde_json::from_slice(&config)
+        .map_err(|e| bad(src, format!("{config_path} is not JSON ({e})")))?;
+    let diff_ids: Vec<String> = config_json["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let layer_paths: Vec<String> = entry["Layers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if layer_paths.len() != diff_ids.len() {
+        return Err(bad(
+            src,
+            format!(
+                "{} layers but {} diff_ids in the config",
+                layer_paths.len(),
+                diff_ids.len()
+            ),
+        ));
+    }
+    let config_digest = sha256(&config);
+    let (config_at, config_size) = files
+        .locate(config_path)
+        .ok_or_else(|| bad(src, format!("{config_path} is missing")))?;
+    let mut blobs = vec![Blob {
+        digest: config_digest.clone(),
+        size: config_size,
+        at: config_at,
+    }];
+    let mut layers = Vec::new();
+    for (p, diff_id) in layer_paths.iter().zip(&diff_ids) {
+        let (at, size) = files
+            .locate(p)
+            .ok_or_else(|| bad(src, format!("layer {p} is missing")))?;
+        // docker save writes layers uncompressed: the layer digest is its diff_id.
+        if !blobs.iter().any(|b| &b.digest == diff_id) {
+            blobs.push(Blob {
+                digest: diff_id.clone(),
+                size,
+                at,
+            });
+        }
+        layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff_id, "size": size}));
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| bad(src, e))?;
+    Ok(Image {
+        blobs,
+        children: Vec::new(),
+        top: Manifest {
+            digest: sha256(&bytes),
+            media_type: OCI_MANIFEST.to_owned(),
+            bytes,
+        },
+        kind: "docker-archive",
+    })
+}
+
+/// Reads a blob's bytes in full (tests and small blobs only).
+pub fn read_blob(b: &Blob) -> std::io::Result<Vec<u8>> {
+    read_at(&b.at, b.size)
+}
