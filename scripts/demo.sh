@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: the deploy-action pipeline on this machine, against the local stand-ins.
-# Installs and starts the stand-ins (moto for ECS and CloudWatch); runs sync-check on a real git
-# repository (a behind branch, a safe rebase with push, a conflict); starts the stand-in Control
+# Installs and starts the stand-ins (moto for ECS, ECR and CloudWatch, the registry); runs sync-check
+# on a real git repository (a behind branch, a safe rebase with push, a conflict); pushes an image
+# with ecr-push (and re-pushes it, and is refused an IMMUTABLE tag); starts the stand-in Control
 # Center service, then runs what the runbook runs after `cdk deploy`: health-check (4.1, 3.1 step 5,
 # section 5 gates, section 7 KPI) and smoke-test (4.2) against a healthy staging; then shows the
 # failures users were burnt by: readiness lost with an MCP server down, and an ECS service whose
@@ -53,6 +54,24 @@ set -e
 echo "exit code: $code" >&2
 [[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
 
+export AWS_ENDPOINT_URL="$DEPLOY_TEST_MOTO_URL" AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1 \
+    AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_EC2_METADATA_DISABLED=true
+step "runbook 3.1 steps 2-3: ecr-push of a built image (an OCI layout) to ECR (moto + the registry)"
+python3 bench/gen-oci.py "$work/control-center.oci" 12 3 >&2
+python3 bench/gen-oci.py "$work/other.oci" 4 1 >&2
+.rig/venv/bin/python -c 'import boto3; boto3.client("ecr").create_repository(repositoryName="afu9/control-center", imageTagMutability="IMMUTABLE")'
+push=("$bin/ecr-push" --repository afu9/control-center --registry-url "$DEPLOY_TEST_REGISTRY_URL" --release v0.4.0 --sha 22cdb6a41c42366ad165a0fb4c96282304f6f7ae --tag "{version}" --tag "sha-{sha7}")
+"${push[@]}" --source "$work/control-center.oci"
+step "re-run of the same push: nothing uploaded, no error on the IMMUTABLE tags"
+"${push[@]}" --source "$work/control-center.oci"
+step "another image under the same IMMUTABLE version tag: refused, nothing pushed, exit 1"
+set +e
+"${push[@]}" --source "$work/other.oci"
+code=$?
+set -e
+echo "exit code: $code" >&2
+[[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
+
 export API_TOKEN="demo-token-$RANDOM$RANDOM"
 step "starting the stand-in Control Center service"
 "$bin/standin" --token "$API_TOKEN" >"$work/url" &
@@ -62,8 +81,6 @@ url="$(head -n1 "$work/url")"
 [[ -n "$url" ]] || { echo "demo: the stand-in did not start" >&2; exit 1; }
 echo "service at $url" >&2
 
-export AWS_ENDPOINT_URL="$DEPLOY_TEST_MOTO_URL" AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1 \
-    AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_EC2_METADATA_DISABLED=true
 step "creating staging in moto: cluster afu9-staging, four services on task definition revision 1, an alarm"
 .rig/venv/bin/python - <<'PY'
 import boto3

@@ -106,15 +106,13 @@ async fn serve(
                 Fault::Unauthorized => {}
             }
         }
-        if in_upload {
-            if let Fault::DropFirstUploadAfter(limit) = fault {
-                let total = counted.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-                if total > limit {
-                    fired.store(true, Ordering::SeqCst);
-                    down.abort();
-                    // Dropping both halves cuts the connection mid-body.
-                    return Ok(());
-                }
+        if in_upload && let Fault::DropFirstUploadAfter(limit) = fault {
+            let total = counted.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+            if total > limit {
+                fired.store(true, Ordering::SeqCst);
+                down.abort();
+                // Dropping both halves cuts the connection mid-body.
+                return Ok(());
             }
         }
         sw.write_all(chunk).await?;

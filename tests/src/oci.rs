@@ -115,3 +115,59 @@ pub fn docker_archive(path: &Path, layers: &[Vec<u8>], seed: u64) -> Built {
         config: config_digest,
     }
 }
+
+/// Turns the OCI layout at `dir` into a multi-platform one: a second manifest (for arm64, with
+/// `extra` as its only layer) and an image index over both, which becomes the layout's entry.
+/// Returns (index digest, child manifest digests).
+pub fn make_multi_platform(dir: &Path, extra: &[u8]) -> (String, Vec<String>) {
+    let blobs = dir.join("blobs/sha256");
+    let put = |b: &[u8]| {
+        let d = sha256(b);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), b).unwrap();
+        d
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let amd = index["manifests"][0].clone();
+    let layer = put(extra);
+    let config = config_json(std::slice::from_ref(&layer), 99);
+    let config_digest = put(&config);
+    let arm = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": extra.len()}],
+    }))
+    .unwrap();
+    let arm_digest = put(&arm);
+    let idx = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": amd["mediaType"], "digest": amd["digest"], "size": amd["size"], "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm_digest, "size": arm.len(), "platform": {"architecture": "arm64", "os": "linux"}},
+        ],
+    }))
+    .unwrap();
+    let idx_digest = put(&idx);
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx_digest, "size": idx.len()}
+        ]}))
+        .unwrap(),
+    )
+    .unwrap();
+    (
+        idx_digest,
+        vec![amd["digest"].as_str().unwrap().to_owned(), arm_digest],
+    )
+}
+
+/// Packs a directory into a tarball (what `buildx --output type=oci,dest=` writes).
+pub fn tar_dir(dir: &Path, out: &Path) {
+    let f = std::fs::File::create(out).unwrap();
+    let mut b = tar::Builder::new(f);
+    b.append_dir_all(".", dir).unwrap();
+    b.finish().unwrap();
+}

@@ -637,3 +637,53 @@ async fn dry_run_changes_nothing_and_create_repo_creates() {
         built.manifest_digest
     );
 }
+
+#[tokio::test]
+async fn pushes_an_oci_tarball_and_a_multi_platform_index() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (src, built) = layout(dir.path(), "multi", &[70_000, 30_000], 101);
+    let (index, children) =
+        oci::make_multi_platform(Path::new(&src), &oci::random_bytes(40_000, 102));
+    assert_eq!(children[0], built.manifest_digest);
+    let tarball = dir.path().join("multi.tar");
+    oci::tar_dir(Path::new(&src), &tarball);
+    let (ran, v) = push(
+        dir.path(),
+        &[
+            "--repository",
+            &r,
+            "--source",
+            tarball.to_str().unwrap(),
+            "--tag",
+            "v1",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(
+        v["checks"][0]["details"]
+            .to_string()
+            .contains("OCI archive"),
+        "{v:#}"
+    );
+    let reg = registry(&rig::registry_url());
+    assert_eq!(
+        reg.manifest_digest(&r, "v1").await.unwrap().unwrap(),
+        index,
+        "the tag points at the index"
+    );
+    for child in &children {
+        assert_eq!(
+            reg.manifest_digest(&r, child).await.unwrap().as_ref(),
+            Some(child),
+            "child {child} pushed"
+        );
+    }
+    let (digest, layers) = skopeo(&r, "v1");
+    assert_eq!(digest, index);
+    assert_eq!(
+        layers, built.layers,
+        "skopeo resolves the index to this machine's (amd64) image"
+    );
+}

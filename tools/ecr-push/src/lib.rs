@@ -408,8 +408,7 @@ async fn push_one(
             _ => Mutability::Immutable,
         },
         Err(e)
-            if e
-                .as_service_error()
+            if e.as_service_error()
                 .is_some_and(|s| s.is_repository_not_found_exception()) =>
         {
             if !args.create_repo {
