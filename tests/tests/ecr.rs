@@ -687,3 +687,94 @@ async fn pushes_an_oci_tarball_and_a_multi_platform_index() {
         "skopeo resolves the index to this machine's (amd64) image"
     );
 }
+
+/// `docker` for the daemon source: `docker save NAME` writes the archive `docker save` would
+/// (a docker-archive), and fails for an unknown image as docker does. No Docker engine is promised
+/// on the project's machines; the streaming, hashing and upload path is the real one.
+fn scripted_docker(dir: &Path, archive: &Path) -> std::path::PathBuf {
+    let script = dir.join("docker");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = save ] || exit 64\n[ \"$2\" = afu9/daemon:v1 ] || {{ echo \"Error response from daemon: reference does not exist\" >&2; exit 1; }}\nexec cat '{}'\n",
+            archive.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[tokio::test]
+async fn pushes_from_docker_save_without_a_temp_copy() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("saved.tar");
+    // One layer above the in-memory metadata limit (streamed and hashed), one below.
+    let layers = vec![
+        oci::random_bytes(5 * 1024 * 1024, 111),
+        oci::random_bytes(50_000, 112),
+    ];
+    let built = oci::docker_archive(&archive, &layers, 11);
+    let docker = scripted_docker(dir.path(), &archive);
+    let mut c = tool("ecr-push", dir.path());
+    aws_env(&mut c)
+        .env("DEPLOY_DOCKER", &docker)
+        .args(["--registry-url", &rig::registry_url(), "--format", "json"])
+        .args([
+            "--repository",
+            &r,
+            "--source",
+            "docker:afu9/daemon:v1",
+            "--tag",
+            "v1",
+        ]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let v: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert!(
+        v["checks"][0]["details"]
+            .to_string()
+            .contains("Docker daemon"),
+        "{v:#}"
+    );
+    let streamed = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("streamed from docker save")
+        })
+        .count();
+    assert_eq!(
+        streamed, 3,
+        "config and two layers streamed: {:#}",
+        v["audit"]
+    );
+    let (_, pushed) = skopeo(&r, "v1");
+    assert_eq!(pushed, built.layers);
+
+    let mut c = tool("ecr-push", dir.path());
+    aws_env(&mut c)
+        .env("DEPLOY_DOCKER", &docker)
+        .args(["--registry-url", &rig::registry_url()])
+        .args([
+            "--repository",
+            &r,
+            "--source",
+            "docker:afu9/missing:v1",
+            "--tag",
+            "v1",
+        ]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr.contains("`docker save afu9/missing:v1` failed"),
+        "{}",
+        ran.stderr
+    );
+}

@@ -208,6 +208,45 @@ pub async fn interrupted() -> &'static str {
     }
 }
 
+/// Holds SIGINT and SIGTERM off while it lives: once tokio listens for a signal the default
+/// "terminate now" is gone, so a cancelled job cannot kill a tool between two steps that must
+/// happen together (a rebase and its abort-and-restore). `received()` says whether one came.
+pub struct SignalGuard {
+    #[cfg(unix)]
+    streams: Vec<tokio::signal::unix::Signal>,
+}
+
+impl SignalGuard {
+    /// Starts holding the signals.
+    pub fn hold() -> SignalGuard {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = [SignalKind::interrupt(), SignalKind::terminate()]
+                .into_iter()
+                .filter_map(|k| signal(k).ok())
+                .collect();
+            SignalGuard { streams }
+        }
+        #[cfg(not(unix))]
+        SignalGuard {}
+    }
+
+    /// Whether a held signal arrived.
+    pub fn received(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            self.streams
+                .iter_mut()
+                .any(|s| matches!(s.poll_recv(&mut cx), std::task::Poll::Ready(Some(()))))
+        }
+        #[cfg(not(unix))]
+        false
+    }
+}
+
 /// Writes `report` everywhere it belongs and returns its outcome:
 /// the human report on stderr; JSON on stdout with `--format json`; the JUnit file; the JSON report
 /// file; and inside Actions the masks, one error annotation per failed check, the step outputs

@@ -266,7 +266,10 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             }
             _ => (PathBuf::from(&job.source), None),
         };
-        let image = source::load(&path, reference.as_deref())?;
+        let image = match job.source.strip_prefix("docker:") {
+            Some(name) => source::load_daemon(name)?,
+            None => source::load(&path, reference.as_deref())?,
+        };
         let mut tags: Vec<String> = Vec::new();
         for t in &job.tags {
             let t = render_tag(t, &vars)?;
@@ -568,9 +571,17 @@ async fn push_one(
             });
         }
         let mut first_err = None;
+        let mut pending: BTreeMap<String, (String, u64)> = BTreeMap::new();
+        let mut daemon = None;
         while let Some(j) = set.join_next().await {
             let (b, r) = j?;
             match r {
+                Ok(Transfer::Pending) => {
+                    if let Some((name, entry)) = b.at.daemon_entry() {
+                        pending.insert(entry, (b.digest.clone(), b.size));
+                        daemon = Some(name);
+                    }
+                }
                 Ok(Transfer::Present) => {
                     present += 1;
                     skipped += b.size;
@@ -598,6 +609,41 @@ async fn push_one(
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
+            }
+        }
+        if let (None, Some(name)) = (&first_err, daemon) {
+            // The missing layers, streamed from a second `docker save`, in archive order.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+            let wanted = pending.clone();
+            let reader =
+                tokio::task::spawn_blocking(move || source::stream_blobs(&name, &wanted, tx));
+            while let Some((digest, size, chunks)) = rx.recv().await {
+                match registry.upload_stream(repo, &digest, size, chunks).await {
+                    Ok(()) => {
+                        uploaded += 1;
+                        pushed += size;
+                        report.audit(
+                            "registry:upload blob",
+                            &format!("{repo}@{digest}"),
+                            "done",
+                            Some(format!("{size} bytes, streamed from docker save")),
+                        );
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                        break;
+                    }
+                }
+            }
+            drop(rx);
+            if let Err(e) = reader.await? {
+                first_err.get_or_insert(e);
+            }
+            if first_err.is_none() && uploaded < pending.len() {
+                first_err = Some(exit::dependency(format!(
+                    "docker save ended before all {} missing layers were streamed",
+                    pending.len()
+                )));
             }
         }
         if let Some(e) = first_err {

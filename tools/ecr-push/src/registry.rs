@@ -27,6 +27,8 @@ pub enum Transfer {
     Mounted,
     /// Uploaded.
     Uploaded,
+    /// Missing, to be streamed from the Docker daemon.
+    Pending,
 }
 
 /// A registry, authenticated.
@@ -206,7 +208,59 @@ impl Registry {
     }
 
     async fn upload_once(&self, repo: &str, blob: &Blob) -> Result<(), (anyhow::Error, bool)> {
-        let what = format!("upload of {} to {repo}", blob.digest);
+        let mut file = tokio::fs::File::open(&blob.at.path).await.map_err(|e| {
+            (
+                exit::usage(format!("cannot read {}: {e}", blob.at.path.display())),
+                false,
+            )
+        })?;
+        file.seek(std::io::SeekFrom::Start(blob.at.offset))
+            .await
+            .map_err(|e| {
+                (
+                    exit::usage(format!("cannot read {}: {e}", blob.at.path.display())),
+                    false,
+                )
+            })?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(
+            tokio::io::AsyncReadExt::take(file, blob.size),
+            2 * 1024 * 1024,
+        );
+        self.send_blob(
+            repo,
+            &blob.digest,
+            blob.size,
+            reqwest::Body::wrap_stream(stream),
+        )
+        .await
+    }
+
+    /// Uploads one blob from a stream of chunks (a `docker save` entry), once.
+    pub async fn upload_stream(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        chunks: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    ) -> anyhow::Result<()> {
+        let stream = futures_util::stream::unfold(chunks, |mut rx| async move {
+            rx.recv().await.map(|c| (c, rx))
+        });
+        self.send_blob(repo, digest, size, reqwest::Body::wrap_stream(stream))
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// POST an upload session, PATCH the whole body, PUT with the digest. The error says whether
+    /// a new attempt can help.
+    async fn send_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        body: reqwest::Body,
+    ) -> Result<(), (anyhow::Error, bool)> {
+        let what = format!("upload of {digest} to {repo}");
         let transient = |e: anyhow::Error| (e, true);
         let r = self
             .send(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &what)
@@ -231,35 +285,14 @@ impl Registry {
                 )
             })?
             .to_owned();
-        let mut file = tokio::fs::File::open(&blob.at.path).await.map_err(|e| {
-            (
-                exit::usage(format!("cannot read {}: {e}", blob.at.path.display())),
-                false,
-            )
-        })?;
-        file.seek(std::io::SeekFrom::Start(blob.at.offset))
-            .await
-            .map_err(|e| {
-                (
-                    exit::usage(format!("cannot read {}: {e}", blob.at.path.display())),
-                    false,
-                )
-            })?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(
-            tokio::io::AsyncReadExt::take(file, blob.size),
-            256 * 1024,
-        );
         let r = self
             .http
             .patch(self.url(&location))
             .header(AUTHORIZATION, self.auth.clone())
             .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, blob.size)
-            .header(
-                "Content-Range",
-                format!("0-{}", blob.size.saturating_sub(1)),
-            )
-            .body(reqwest::Body::wrap_stream(stream))
+            .header(CONTENT_LENGTH, size)
+            .header("Content-Range", format!("0-{}", size.saturating_sub(1)))
+            .body(body)
             .send()
             .await
             .map_err(|e| {
@@ -284,7 +317,7 @@ impl Registry {
         let r = self
             .send(
                 Method::PUT,
-                &format!("{location}{sep}digest={}", blob.digest),
+                &format!("{location}{sep}digest={digest}"),
                 &what,
             )
             .await
@@ -362,6 +395,10 @@ impl Registry {
             {
                 return Ok(Transfer::Mounted);
             }
+        }
+        if blob.at.daemon_entry().is_some() {
+            // Streamed from `docker save` later, in archive order.
+            return Ok(Transfer::Pending);
         }
         self.upload(repo, blob).await?;
         Ok(Transfer::Uploaded)

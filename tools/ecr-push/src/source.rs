@@ -84,6 +84,11 @@ fn bad(src: &Path, what: impl std::fmt::Display) -> anyhow::Error {
 /// The files of a source: a directory, or a tarball's entries by path.
 enum Files {
     Dir(PathBuf),
+    /// A `docker save` stream read once: small entries kept, large ones as (digest, size).
+    Memory {
+        small: BTreeMap<String, Vec<u8>>,
+        large: BTreeMap<String, (String, u64)>,
+    },
     Tar {
         path: PathBuf,
         entries: BTreeMap<String, (u64, u64)>,
@@ -131,6 +136,19 @@ impl Files {
                 let size = std::fs::metadata(&p).ok().filter(|m| m.is_file())?.len();
                 Some((Location { path: p, offset: 0 }, size))
             }
+            Files::Memory { small, large } => small
+                .get(name)
+                .map(|b| b.len() as u64)
+                .or_else(|| large.get(name).map(|(_, size)| *size))
+                .map(|size| {
+                    (
+                        Location {
+                            path: PathBuf::from(format!("memory:{name}")),
+                            offset: 0,
+                        },
+                        size,
+                    )
+                }),
             Files::Tar { path, entries } => entries.get(name).map(|(off, size)| {
                 (
                     Location {
@@ -148,6 +166,12 @@ impl Files {
     }
 
     fn read(&self, src: &Path, name: &str, max: u64) -> anyhow::Result<Vec<u8>> {
+        if let Files::Memory { small, .. } = self {
+            return small
+                .get(name)
+                .cloned()
+                .ok_or_else(|| bad(src, format!("{name} is missing or too large for metadata")));
+        }
         let (at, size) = self
             .locate(name)
             .ok_or_else(|| bad(src, format!("{name} is missing")))?;
@@ -412,4 +436,197 @@ fn load_docker_archive(src: &Path, files: &Files) -> anyhow::Result<Image> {
 /// Reads a blob's bytes in full (tests and small blobs only).
 pub fn read_blob(b: &Blob) -> std::io::Result<Vec<u8>> {
     read_at(&b.at, b.size)
+}
+
+/// The `docker` binary used for `docker:NAME` sources (`DEPLOY_DOCKER` overrides).
+pub fn docker_binary() -> String {
+    std::env::var("DEPLOY_DOCKER").unwrap_or_else(|_| "docker".to_owned())
+}
+
+/// Starts `docker save NAME` with its stdout piped.
+pub fn docker_save(name: &str) -> anyhow::Result<std::process::Child> {
+    std::process::Command::new(docker_binary())
+        .args(["save", name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            exit::dependency(format!(
+                "couldn't run `{} save {name}`: {e}",
+                docker_binary()
+            ))
+        })
+}
+
+fn finish_save(mut child: std::process::Child, name: &str) -> anyhow::Result<()> {
+    let status = child
+        .wait()
+        .map_err(|e| exit::dependency(format!("docker save {name}: {e}")))?;
+    if status.success() {
+        return Ok(());
+    }
+    let mut err = String::new();
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    Err(exit::usage(format!(
+        "`docker save {name}` failed ({status}): {}",
+        err.trim()
+    )))
+}
+
+/// Metadata entries are kept in memory; anything larger is a layer and is only hashed.
+const STREAM_META_MAX: u64 = 4 * 1024 * 1024;
+
+/// Reads an image from a Docker daemon in one pass of `docker save`, without storing it: small
+/// entries (manifests, configs) are kept, layers are hashed and dropped. The push streams the
+/// missing layers from a second `docker save` ([`stream_blobs`]).
+pub fn load_daemon(name: &str) -> anyhow::Result<Image> {
+    let mut child = docker_save(name)?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| exit::dependency("docker save: no stdout"))?;
+    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut large: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let src = Path::new(name);
+    let mut ar = tar::Archive::new(stdout);
+    for e in ar
+        .entries()
+        .map_err(|e| bad(src, format!("docker save output is not a tar ({e})")))?
+    {
+        let mut e = e.map_err(|e| bad(src, format!("corrupt docker save output ({e})")))?;
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let path = e
+            .path()
+            .map_err(|e| bad(src, e))?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_owned();
+        let size = e.size();
+        if size <= STREAM_META_MAX {
+            let mut buf = Vec::with_capacity(size as usize);
+            e.read_to_end(&mut buf).map_err(|e| bad(src, e))?;
+            small.insert(path, buf);
+        } else {
+            let mut h = Sha256::new();
+            std::io::copy(&mut e, &mut HashWriter(&mut h)).map_err(|e| bad(src, e))?;
+            large.insert(path, (format!("sha256:{:x}", h.finalize()), size));
+        }
+    }
+    drop(ar);
+    finish_save(child, name)?;
+    let files = Files::Memory { small, large };
+    let stream_loc = |entry: &str| {
+        Location {
+            path: PathBuf::from(format!("docker:{name}")),
+            offset: 0,
+        }
+        .with_entry(entry)
+    };
+    let mut image = if files.has("oci-layout") && files.has("index.json") {
+        load_oci(src, &files, None)?
+    } else if files.has("manifest.json") {
+        load_docker_archive(src, &files)?
+    } else {
+        return Err(bad(
+            src,
+            "docker save wrote neither an OCI layout nor a docker-archive",
+        ));
+    };
+    for b in &mut image.blobs {
+        let entry =
+            b.at.path
+                .to_str()
+                .and_then(|p| p.strip_prefix("memory:"))
+                .map(str::to_owned);
+        if let Some(entry) = entry {
+            b.at = stream_loc(&entry);
+        }
+    }
+    image.kind = "Docker daemon";
+    Ok(image)
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Location {
+    fn with_entry(mut self, entry: &str) -> Location {
+        self.path = PathBuf::from(format!("{}#{entry}", self.path.display()));
+        self
+    }
+
+    /// For a blob of a `docker:NAME` source: (image name, tar entry).
+    pub fn daemon_entry(&self) -> Option<(String, String)> {
+        let s = self.path.to_str()?.strip_prefix("docker:")?;
+        let (name, entry) = s.split_once('#')?;
+        Some((name.to_owned(), entry.to_owned()))
+    }
+}
+
+/// A blob's chunks as they come out of `docker save`.
+pub type Chunks = tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>;
+
+/// A blob being streamed: digest, size, chunks.
+pub type StreamedBlob = (String, u64, Chunks);
+
+/// Streams the `wanted` blobs (by tar entry) of a `docker save NAME`, in archive order, to `sink`:
+/// each gets its digest, size and a channel of chunks. Runs on a blocking thread.
+pub fn stream_blobs(
+    name: &str,
+    wanted: &BTreeMap<String, (String, u64)>,
+    sink: tokio::sync::mpsc::Sender<StreamedBlob>,
+) -> anyhow::Result<()> {
+    let mut child = docker_save(name)?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| exit::dependency("docker save: no stdout"))?;
+    let src = Path::new(name);
+    let mut ar = tar::Archive::new(stdout);
+    for e in ar.entries().map_err(|e| bad(src, e))? {
+        let mut e = e.map_err(|e| bad(src, e))?;
+        let path = e
+            .path()
+            .map_err(|e| bad(src, e))?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_owned();
+        let Some((digest, size)) = wanted.get(&path) else {
+            continue;
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        if sink.blocking_send((digest.clone(), *size, rx)).is_err() {
+            break;
+        }
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            match e.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    let _ = tx.blocking_send(Err(err));
+                    break;
+                }
+            }
+        }
+    }
+    drop(ar);
+    finish_save(child, name)
 }

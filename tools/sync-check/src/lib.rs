@@ -251,6 +251,19 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 
+/// The `conflicts` and `conflict-files` (one per line) outputs.
+pub fn conflict_outputs(report: &mut Report, conflicts: &[Conflict]) {
+    report.output("conflicts", conflicts.len());
+    report.output(
+        "conflict-files",
+        conflicts
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+}
+
 /// Builds the report's checks from the findings and the policy.
 pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
     let base_name = f.base_ref.trim_start_matches("refs/remotes/");
@@ -356,15 +369,7 @@ pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
     }
     report.output("ahead", f.ahead);
     report.output("behind", f.behind);
-    report.output("conflicts", f.conflicts.len());
-    report.output(
-        "conflict-files",
-        f.conflicts
-            .iter()
-            .map(|c| c.path.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-    );
+    conflict_outputs(report, &f.conflicts);
     report.output("up-to-date", f.behind == 0);
     report.output("head-sha", &f.head_sha);
     report.output("base-sha", &f.base_sha);
@@ -426,7 +431,15 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     }
 
     if let Some(mode) = args.update {
+        // A cancelled job must not kill us between a failed rebase and its restore.
+        let mut signals = deploy_core::cli::SignalGuard::hold();
         update::run(&g, &args, mode, &base_ref, &mut report)?;
+        if signals.received() {
+            report.fail_with(
+                Exit::Failed,
+                "interrupted: the update finished or was rolled back first",
+            );
+        }
         report.finish(started.elapsed());
         return deploy_core::cli::emit(&report, &args.common.output);
     }

@@ -113,15 +113,7 @@ pub fn run(
             c = c.detail(x.path.clone(), x.kind.label());
         }
         report.push(c);
-        report.output("conflicts", f.conflicts.len());
-        report.output(
-            "conflict-files",
-            f.conflicts
-                .iter()
-                .map(|c| c.path.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
+        crate::conflict_outputs(report, &f.conflicts);
         report.summary = format!("did not {verb} {branch}: it would conflict with {base_name}");
         return Ok(());
     }
