@@ -198,16 +198,22 @@ async fn smoke_test_never_prints_the_bearer_token() {
     let r = run(c).await;
     // The stand-in expects another token: the Workflow API check fails with 401.
     assert_eq!(r.code, 1, "{r:?}");
+    // Workflow commands go to stderr (the runner reads them there too): stdout is only JSON.
     assert!(
-        r.stdout.contains("::add-mask::"),
+        r.stderr.starts_with("::add-mask::"),
         "masks first:\n{}",
+        r.stderr
+    );
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&r.stdout).is_ok(),
+        "stdout must be the JSON report alone:\n{}",
         r.stdout
     );
     // Masks carry the secret by design (the runner needs it): everything else must not.
     assert!(
-        r.stdout.contains(&format!("::add-mask::{secret}\n")),
+        r.stderr.contains(&format!("::add-mask::{secret}\n")),
         "{}",
-        r.stdout
+        r.stderr
     );
     let mut everything: String = r
         .all()

@@ -778,3 +778,55 @@ async fn pushes_from_docker_save_without_a_temp_copy() {
         ran.stderr
     );
 }
+
+#[tokio::test]
+async fn a_refused_image_stops_every_image_before_any_tag_moves() {
+    let (r1, r2) = (
+        repo(ImageTagMutability::Mutable).await,
+        repo(ImageTagMutability::Immutable).await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (old_a, built_old_a) = layout(dir.path(), "old-a", &[20_000], 121);
+    let (old_b, _) = layout(dir.path(), "old-b", &[20_000], 122);
+    let (new_a, built_new_a) = layout(dir.path(), "new-a", &[20_000], 123);
+    let (new_b, _) = layout(dir.path(), "new-b", &[20_000], 124);
+    assert_eq!(
+        push(
+            dir.path(),
+            &["--repository", &r1, "--source", &old_a, "--tag", "staging"]
+        )
+        .await
+        .0
+        .code,
+        0
+    );
+    assert_eq!(
+        push(
+            dir.path(),
+            &["--repository", &r2, "--source", &old_b, "--tag", "v1"]
+        )
+        .await
+        .0
+        .code,
+        0
+    );
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        format!("[images.a]\nrepository = \"{r1}\"\nsource = \"{new_a}\"\ntags = [\"staging\"]\nmoving_tags = [\"staging\"]\n\n[images.b]\nrepository = \"{r2}\"\nsource = \"{new_b}\"\ntags = [\"v1\"]\n"),
+    )
+    .unwrap();
+    let (ran, v) = push(dir.path(), &[]).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!(v["checks"][0]["status"], "skipped", "{v:#}");
+    assert_eq!(v["checks"][1]["status"], "failed", "{v:#}");
+    let reg = registry(&rig::registry_url());
+    assert_eq!(
+        reg.manifest_digest(&r1, "staging").await.unwrap().unwrap(),
+        built_old_a.manifest_digest,
+        "staging did not move"
+    );
+    assert!(
+        !reg.has_blob(&r1, &built_new_a.layers[0]).await.unwrap(),
+        "nothing of image a was pushed"
+    );
+}

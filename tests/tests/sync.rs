@@ -194,9 +194,9 @@ async fn content_conflict_is_found_without_touching_anything() {
     let ran = run(c).await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert!(
-        ran.stdout.contains("::error file=f.txt,title=merge conflict (content) with origin/main::CONFLICT (content): Merge conflict in f.txt"),
+        ran.stderr.contains("::error file=f.txt,title=merge conflict (content) with origin/main::CONFLICT (content): Merge conflict in f.txt"),
         "{}",
-        ran.stdout
+        ran.stderr
     );
     let outputs = std::fs::read_to_string(dir.path().join("out")).unwrap();
     assert!(

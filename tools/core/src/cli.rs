@@ -127,8 +127,18 @@ impl CommonArgs {
 
 /// Parses a duration flag: `300s`, `5m`, `1m 30s`, `250ms`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 300s, 5m, 250ms)"))
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 300s, 5m, 250ms)"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{s} is longer than the 7 days any wait here may take"
+        ));
+    }
+    Ok(d)
 }
+
+/// The longest duration a flag or config value may give.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 /// Parses the arguments without ever exiting the process: `--help`/`--version` print and give 0,
 /// bad arguments print clap's message and give 2.
@@ -176,11 +186,31 @@ where
             let line = redact(&format!("{err:#}"));
             let _ = writeln!(std::io::stderr(), "error: {line}");
             let mut gha = Actions::from_env();
+            let _ = gha.mask_registered();
             let _ = gha.annotate(Level::Error, &line, &Location::default());
+            // The action promises these outputs whatever happened.
+            let _ = gha.set_output("outcome", &code.to_string());
+            let _ = gha.set_output("exit-code", &code.code().to_string());
+            let _ = gha.append_summary(&format!(
+                "### ⚠️ {}\n\n> **Error:** {}\n",
+                tool_name(),
+                render::markdown::cell(&line)
+            ));
             code
         }
     };
     exit.into()
+}
+
+fn tool_name() -> String {
+    std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "deploy-action".to_owned())
 }
 
 /// Completes when the process gets SIGINT or SIGTERM (GitHub cancels jobs with them).

@@ -57,9 +57,10 @@ pub struct Actions<W: Write> {
     suppressed: [usize; 3],
 }
 
-impl Actions<io::Stdout> {
-    /// Reads `GITHUB_ACTIONS`, `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY`; commands go to stdout,
-    /// where the runner reads them.
+impl Actions<io::Stderr> {
+    /// Reads `GITHUB_ACTIONS`, `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY`. Commands go to stderr,
+    /// which the runner reads for workflow commands as it reads stdout, so stdout carries only
+    /// the `--format json` report.
     pub fn from_env() -> Self {
         let enabled = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
         let file = |k: &str| {
@@ -69,7 +70,7 @@ impl Actions<io::Stdout> {
         };
         Actions {
             enabled,
-            commands: io::stdout(),
+            commands: io::stderr(),
             output_file: file("GITHUB_OUTPUT"),
             summary_file: file("GITHUB_STEP_SUMMARY"),
             annotations: [0; 3],

@@ -17,10 +17,11 @@ impl Deadline {
     /// A deadline `budget` from now.
     pub fn after(budget: Duration) -> Self {
         let start = Instant::now();
-        Deadline {
-            start,
-            end: start + budget,
-        }
+        // A budget too large for the clock (`--wait 500y`) is "no deadline in practice".
+        let end = start
+            .checked_add(budget)
+            .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 86_400));
+        Deadline { start, end }
     }
 
     /// Time left (zero once passed).
@@ -272,9 +273,12 @@ fn httpdate_parse(s: &str) -> Option<std::time::SystemTime> {
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    if hms[0] > 23 || hms[1] > 59 || hms[2] > 60 || year > 9999 {
+        return None;
+    }
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
-    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+    std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -433,5 +437,11 @@ mod tests {
             Some(std::time::UNIX_EPOCH + Duration::from_secs(10))
         );
         assert_eq!(parse_retry_after("soon"), None);
+        // A hostile date must not overflow the clock.
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 400000000000 00:00:00 GMT"),
+            None
+        );
+        let _ = Deadline::after(Duration::MAX);
     }
 }

@@ -319,57 +319,139 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     );
     report.dry_run = args.dry_run;
     let all_repos: Vec<String> = loaded.iter().map(|(j, ..)| j.repository.clone()).collect();
-    let (mut pushed_bytes, mut skipped_bytes) = (0u64, 0u64);
-    let mut refs = Vec::new();
+
+    // Phase 1, reads only: every image's repository and tags. One refused tag stops the whole run
+    // before anything is pushed, so no environment is left half-updated.
+    let mut plans = Vec::new();
     for (job, image, tags, moving) in &loaded {
-        let t0 = Instant::now();
-        let check = push_one(
-            &args,
-            &ecr,
-            &registry,
-            job,
-            image,
-            tags,
-            moving,
-            &all_repos,
-            &mut report,
-        )
-        .await;
-        match check {
-            Ok((c, pushed, skipped)) => {
-                pushed_bytes += pushed;
-                skipped_bytes += skipped;
-                if c.status == Status::Passed {
-                    let r = format!(
-                        "{}/{}@{}",
-                        registry.host(),
-                        job.repository,
-                        image.top.digest
-                    );
-                    report.output(&format!("{}-ref", job.name), &r);
-                    refs.push(format!("{}={r}", job.name));
-                }
-                report.push(c.took(t0.elapsed()));
-            }
+        match plan(&args, &ecr, &registry, job, image, tags, moving).await {
+            Ok(p) => plans.push(p),
             Err(e) => {
                 let exit = exit::classify(&e);
                 report.push(
-                    Check::new(
-                        &job.name,
-                        if exit == Exit::Failed {
-                            Status::Failed
-                        } else {
-                            Status::Error
-                        },
-                    )
-                    .reason(format!("{e:#}"))
-                    .took(t0.elapsed()),
+                    Check::new(&job.name, Status::Error).reason(format!("{e:#}; nothing pushed")),
                 );
+                report.fail_with(exit, format!("{e:#}"));
+                report.finish(started.elapsed());
+                return deploy_core::cli::emit(&report, &args.common.output);
+            }
+        }
+    }
+    let refused: Vec<usize> = (0..plans.len())
+        .filter(|i| !plans[*i].refused.is_empty())
+        .collect();
+    if !refused.is_empty() {
+        for (i, ((job, image, ..), p)) in loaded.iter().zip(&plans).enumerate() {
+            let c = plan_check(job, image, p);
+            report.push(if refused.contains(&i) {
+                Check {
+                    status: Status::Failed,
+                    ..c
+                }
+                .reason(format!("nothing pushed: {}", p.refused.join("; ")))
+            } else {
+                Check {
+                    status: Status::Skipped,
+                    ..c
+                }
+                .reason("nothing pushed: another image's tags were refused")
+            });
+        }
+        report.output("bytes-pushed", 0);
+        report.finish(started.elapsed());
+        return deploy_core::cli::emit(&report, &args.common.output);
+    }
+
+    // Phase 2: repositories, blobs and manifests of every image. Phase 3: only then any tag.
+    let (mut pushed_bytes, mut skipped_bytes) = (0u64, 0u64);
+    let mut results = Vec::new();
+    let mut failed = false;
+    for ((job, image, ..), p) in loaded.iter().zip(&plans) {
+        let t0 = Instant::now();
+        let r = if failed {
+            Err(exit::dependency("not pushed: an earlier image failed"))
+        } else {
+            upload(
+                &args,
+                &ecr,
+                &registry,
+                job,
+                image,
+                p,
+                &all_repos,
+                &mut report,
+            )
+            .await
+        };
+        failed |= r.is_err();
+        results.push((r, t0.elapsed()));
+    }
+    let mut refs = Vec::new();
+    for (((job, image, ..), p), (r, took)) in loaded.iter().zip(&plans).zip(results) {
+        let check = plan_check(job, image, p);
+        let check = match r {
+            Ok(t) if !failed => {
+                pushed_bytes += t.pushed;
+                skipped_bytes += t.skipped;
+                if let Err(e) = tag(&args, &registry, job, image, p, &mut report).await {
+                    let exit = exit::classify(&e);
+                    report.fail_with(exit, format!("{e:#}"));
+                    report.push(
+                        Check {
+                            status: Status::Error,
+                            ..check
+                        }
+                        .reason(format!(
+                            "blobs and manifest pushed, but tagging failed: {e:#}"
+                        ))
+                        .took(took),
+                    );
+                    continue;
+                }
+                let r = format!(
+                    "{}/{}@{}",
+                    registry.host(),
+                    job.repository,
+                    image.top.digest
+                );
+                report.output(&format!("{}-ref", job.name), &r);
+                refs.push(format!("{}={r}", job.name));
+                let verb = if args.dry_run {
+                    "would upload"
+                } else {
+                    "uploaded"
+                };
+                check.reason(format!(
+                    "{verb} {} blobs ({} bytes), mounted {}, {} already there; {} tags",
+                    t.uploaded,
+                    t.pushed,
+                    t.mounted,
+                    t.present,
+                    p.tags.len()
+                ))
+            }
+            Ok(_) => Check {
+                status: Status::Skipped,
+                ..check
+            }
+            .reason("blobs pushed, but no tag changed: another image failed"),
+            Err(e) => {
+                let exit = exit::classify(&e);
                 if exit == Exit::Usage {
                     report.fail_with(Exit::Usage, format!("{e:#}"));
                 }
+                Check {
+                    status: if exit == Exit::Failed {
+                        Status::Failed
+                    } else {
+                        Status::Error
+                    },
+                    ..check
+                }
+                .reason(format!("{e:#}; no tag was changed"))
             }
-        }
+        };
+        report.push(check.took(took));
     }
     report.output("images", refs.join("\n"));
     report.output("bytes-pushed", pushed_bytes);
@@ -382,8 +464,49 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     deploy_core::cli::emit(&report, &args.common.output)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn push_one(
+/// What phase 1 decided for one image.
+#[derive(Debug)]
+struct Plan {
+    mutability: Mutability,
+    create_repo: bool,
+    tags: Vec<(String, TagPlan)>,
+    refused: Vec<String>,
+}
+
+/// What phase 2 moved.
+#[derive(Debug, Default)]
+struct Transferred {
+    uploaded: usize,
+    mounted: usize,
+    present: usize,
+    pushed: u64,
+    skipped: u64,
+}
+
+fn short(d: &str) -> &str {
+    d.get(..19).unwrap_or(d)
+}
+
+fn plan_check(job: &Job, image: &source::Image, p: &Plan) -> Check {
+    let mut check = Check::new(&job.name, Status::Passed)
+        .detail("digest", image.top.digest.clone())
+        .detail("source", image.kind);
+    for (t, tp) in &p.tags {
+        check = check.detail(
+            format!("tag {t}"),
+            match tp {
+                TagPlan::Create => "create".to_owned(),
+                TagPlan::Unchanged => "already at this digest".to_owned(),
+                TagPlan::Move { from } => format!("move from {}", short(from)),
+                TagPlan::Refuse { .. } => "refused".to_owned(),
+            },
+        );
+    }
+    check
+}
+
+/// Phase 1: the repository (exists? mutability?) and what happens to every tag. Reads only.
+async fn plan(
     args: &Args,
     ecr: &deploy_core::aws_sdk_ecr::Client,
     registry: &Registry,
@@ -391,25 +514,25 @@ async fn push_one(
     image: &source::Image,
     tags: &[String],
     moving: &[String],
-    all_repos: &[String],
-    report: &mut Report,
-) -> anyhow::Result<(Check, u64, u64)> {
+) -> anyhow::Result<Plan> {
     let repo = &job.repository;
-    // Repository: exists? mutability?
     let described = ecr
         .describe_repositories()
         .repository_names(repo)
         .send()
         .await;
-    let mutability = match described {
-        Ok(out) => match out
-            .repositories()
-            .first()
-            .and_then(|r| r.image_tag_mutability())
-        {
-            Some(ImageTagMutability::Mutable) => Mutability::Mutable,
-            _ => Mutability::Immutable,
-        },
+    let (mutability, create_repo) = match described {
+        Ok(out) => (
+            match out
+                .repositories()
+                .first()
+                .and_then(|r| r.image_tag_mutability())
+            {
+                Some(ImageTagMutability::Mutable) => Mutability::Mutable,
+                _ => Mutability::Immutable,
+            },
+            false,
+        ),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_repository_not_found_exception()) =>
@@ -419,42 +542,7 @@ async fn push_one(
                     "ECR repository {repo:?} does not exist: create it or pass --create-repo"
                 )));
             }
-            let m = match job.mutability {
-                Mutability::Mutable => ImageTagMutability::Mutable,
-                Mutability::Immutable => ImageTagMutability::Immutable,
-            };
-            if args.dry_run {
-                report.audit(
-                    "ecr:CreateRepository",
-                    repo,
-                    "planned",
-                    Some(format!("{m:?}, scanOnPush {}", job.scan_on_push)),
-                );
-            } else {
-                ecr.create_repository()
-                    .repository_name(repo)
-                    .image_tag_mutability(m.clone())
-                    .image_scanning_configuration(
-                        ImageScanningConfiguration::builder()
-                            .scan_on_push(job.scan_on_push)
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        deploy_core::aws::error(
-                            &format!("couldn't create ECR repository {repo}"),
-                            &e,
-                        )
-                    })?;
-                report.audit(
-                    "ecr:CreateRepository",
-                    repo,
-                    "done",
-                    Some(format!("{m:?}, scanOnPush {}", job.scan_on_push)),
-                );
-            }
-            job.mutability
+            (job.mutability, true)
         }
         Err(e) => {
             return Err(deploy_core::aws::error(
@@ -463,22 +551,16 @@ async fn push_one(
             ));
         }
     };
-
-    // Plan the tags.
     let digest = &image.top.digest;
-    let mut plans = Vec::new();
+    let mut planned = Vec::new();
+    let mut refused = Vec::new();
     for t in tags {
-        let current = if args.dry_run
-            && report
-                .audit
-                .iter()
-                .any(|a| a.action == "ecr:CreateRepository" && a.target == *repo)
-        {
+        let current = if create_repo {
             None
         } else {
             registry.manifest_digest(repo, t).await?
         };
-        let plan = match current {
+        let tp = match current {
             None => TagPlan::Create,
             Some(d) if &d == digest => TagPlan::Unchanged,
             Some(d) => match mutability {
@@ -495,56 +577,66 @@ async fn push_one(
                 },
             },
         };
-        plans.push((t.clone(), plan));
+        if let TagPlan::Refuse { from, why } = &tp {
+            refused.push(format!("{t} points at {} ({why})", short(from)));
+        }
+        planned.push((t.clone(), tp));
     }
-    let refused: Vec<String> = plans
-        .iter()
-        .filter_map(|(t, p)| match p {
-            TagPlan::Refuse { from, why } => Some(format!(
-                "{t} points at {} ({why})",
-                &from[..19.min(from.len())]
-            )),
-            _ => None,
-        })
-        .collect();
-    let mut check = Check::new(&job.name, Status::Passed)
-        .detail("digest", digest.clone())
-        .detail("source", image.kind);
-    for (t, p) in &plans {
-        check = check.detail(
-            format!("tag {t}"),
-            match p {
-                TagPlan::Create => "create".to_owned(),
-                TagPlan::Unchanged => "already at this digest".to_owned(),
-                TagPlan::Move { from } => format!("move from {}", &from[..19.min(from.len())]),
-                TagPlan::Refuse { .. } => "refused".to_owned(),
-            },
-        );
-    }
-    if !refused.is_empty() {
-        return Ok((
-            Check {
-                status: Status::Failed,
-                ..check
-            }
-            .reason(format!("nothing pushed: {}", refused.join("; "))),
-            0,
-            0,
-        ));
-    }
+    Ok(Plan {
+        mutability,
+        create_repo,
+        tags: planned,
+        refused,
+    })
+}
 
-    // Blobs, in parallel (bounded).
-    let mut pushed = 0u64;
-    let mut skipped = 0u64;
-    let (mut uploaded, mut mounted, mut present) = (0, 0, 0);
+/// Phase 2: create the repository if planned, then every blob and manifest (no tag).
+#[allow(clippy::too_many_arguments)]
+async fn upload(
+    args: &Args,
+    ecr: &deploy_core::aws_sdk_ecr::Client,
+    registry: &Registry,
+    job: &Job,
+    image: &source::Image,
+    p: &Plan,
+    all_repos: &[String],
+    report: &mut Report,
+) -> anyhow::Result<Transferred> {
+    let repo = &job.repository;
+    if p.create_repo {
+        let m = match p.mutability {
+            Mutability::Mutable => ImageTagMutability::Mutable,
+            Mutability::Immutable => ImageTagMutability::Immutable,
+        };
+        let detail = Some(format!("{m:?}, scanOnPush {}", job.scan_on_push));
+        if args.dry_run {
+            report.audit("ecr:CreateRepository", repo, "planned", detail);
+        } else {
+            ecr.create_repository()
+                .repository_name(repo)
+                .image_tag_mutability(m.clone())
+                .image_scanning_configuration(
+                    ImageScanningConfiguration::builder()
+                        .scan_on_push(job.scan_on_push)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| {
+                    deploy_core::aws::error(&format!("couldn't create ECR repository {repo}"), &e)
+                })?;
+            report.audit("ecr:CreateRepository", repo, "done", detail);
+        }
+    }
+    let mut t = Transferred::default();
     if args.dry_run {
         for b in &image.blobs {
-            if registry.has_blob(repo, &b.digest).await.unwrap_or(false) {
-                present += 1;
-                skipped += b.size;
+            if !p.create_repo && registry.has_blob(repo, &b.digest).await? {
+                t.present += 1;
+                t.skipped += b.size;
             } else {
-                uploaded += 1;
-                pushed += b.size;
+                t.uploaded += 1;
+                t.pushed += b.size;
                 report.audit(
                     "registry:upload blob",
                     &format!("{repo}@{}", b.digest),
@@ -553,147 +645,180 @@ async fn push_one(
                 );
             }
         }
-    } else {
-        let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
-        let mut set = tokio::task::JoinSet::new();
-        let mount_from: Vec<String> = all_repos.to_vec();
-        for b in image.blobs.clone() {
-            let (registry, sem, repo, mount_from) = (
-                registry.clone(),
-                sem.clone(),
-                repo.clone(),
-                mount_from.clone(),
-            );
-            set.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                let r = registry.ensure_blob(&repo, &b, &mount_from).await;
-                (b, r)
-            });
+        return Ok(t);
+    }
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
+    let mut set = tokio::task::JoinSet::new();
+    for b in image.blobs.clone() {
+        let (registry, sem, repo, mount_from) = (
+            registry.clone(),
+            sem.clone(),
+            repo.clone(),
+            all_repos.to_vec(),
+        );
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let r = registry.ensure_blob(&repo, &b, &mount_from).await;
+            (b, r)
+        });
+    }
+    let mut first_err = None;
+    let mut pending: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let mut daemon = None;
+    while let Some(j) = set.join_next().await {
+        let (b, r) = j?;
+        match r {
+            Ok(Transfer::Pending) => {
+                if let Some((name, entry)) = b.at.daemon_entry() {
+                    pending.insert(entry, (b.digest.clone(), b.size));
+                    daemon = Some(name);
+                }
+            }
+            Ok(Transfer::Present) => {
+                t.present += 1;
+                t.skipped += b.size;
+            }
+            Ok(Transfer::Mounted) => {
+                t.mounted += 1;
+                t.skipped += b.size;
+                report.audit(
+                    "registry:mount blob",
+                    &format!("{repo}@{}", b.digest),
+                    "done",
+                    None,
+                );
+            }
+            Ok(Transfer::Uploaded) => {
+                t.uploaded += 1;
+                t.pushed += b.size;
+                report.audit(
+                    "registry:upload blob",
+                    &format!("{repo}@{}", b.digest),
+                    "done",
+                    Some(format!("{} bytes", b.size)),
+                );
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
         }
-        let mut first_err = None;
-        let mut pending: BTreeMap<String, (String, u64)> = BTreeMap::new();
-        let mut daemon = None;
-        while let Some(j) = set.join_next().await {
-            let (b, r) = j?;
-            match r {
-                Ok(Transfer::Pending) => {
-                    if let Some((name, entry)) = b.at.daemon_entry() {
-                        pending.insert(entry, (b.digest.clone(), b.size));
-                        daemon = Some(name);
-                    }
-                }
-                Ok(Transfer::Present) => {
-                    present += 1;
-                    skipped += b.size;
-                }
-                Ok(Transfer::Mounted) => {
-                    mounted += 1;
-                    skipped += b.size;
-                    report.audit(
-                        "registry:mount blob",
-                        &format!("{repo}@{}", b.digest),
-                        "done",
-                        None,
-                    );
-                }
-                Ok(Transfer::Uploaded) => {
-                    uploaded += 1;
-                    pushed += b.size;
+    }
+    if let (None, Some(name)) = (&first_err, daemon) {
+        // The missing layers, streamed from a second `docker save`, in archive order.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let wanted = pending.clone();
+        let reader = tokio::task::spawn_blocking(move || source::stream_blobs(&name, &wanted, tx));
+        let mut streamed = 0;
+        while let Some((digest, size, chunks)) = rx.recv().await {
+            match registry.upload_stream(repo, &digest, size, chunks).await {
+                Ok(()) => {
+                    streamed += 1;
+                    t.uploaded += 1;
+                    t.pushed += size;
                     report.audit(
                         "registry:upload blob",
-                        &format!("{repo}@{}", b.digest),
+                        &format!("{repo}@{digest}"),
                         "done",
-                        Some(format!("{} bytes", b.size)),
+                        Some(format!("{size} bytes, streamed from docker save")),
                     );
                 }
                 Err(e) => {
                     first_err.get_or_insert(e);
+                    break;
                 }
             }
         }
-        if let (None, Some(name)) = (&first_err, daemon) {
-            // The missing layers, streamed from a second `docker save`, in archive order.
-            let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-            let wanted = pending.clone();
-            let reader =
-                tokio::task::spawn_blocking(move || source::stream_blobs(&name, &wanted, tx));
-            while let Some((digest, size, chunks)) = rx.recv().await {
-                match registry.upload_stream(repo, &digest, size, chunks).await {
-                    Ok(()) => {
-                        uploaded += 1;
-                        pushed += size;
-                        report.audit(
-                            "registry:upload blob",
-                            &format!("{repo}@{digest}"),
-                            "done",
-                            Some(format!("{size} bytes, streamed from docker save")),
-                        );
-                    }
-                    Err(e) => {
-                        first_err.get_or_insert(e);
-                        break;
-                    }
-                }
-            }
-            drop(rx);
-            if let Err(e) = reader.await? {
-                first_err.get_or_insert(e);
-            }
-            if first_err.is_none() && uploaded < pending.len() {
-                first_err = Some(exit::dependency(format!(
-                    "docker save ended before all {} missing layers were streamed",
-                    pending.len()
-                )));
-            }
+        drop(rx);
+        if let Err(e) = reader.await? {
+            first_err.get_or_insert(e);
         }
-        if let Some(e) = first_err {
-            return Err(e.context(format!("pushing {}: no tag was changed", job.name)));
+        if first_err.is_none() && streamed < pending.len() {
+            first_err = Some(exit::dependency(format!(
+                "docker save ended before all {} missing layers were streamed",
+                pending.len()
+            )));
         }
-        // Manifests by digest, then the tags (a retag is a manifest PUT only).
-        for m in &image.children {
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    // Manifests by digest (children of an index first); one already there is not re-put.
+    for m in image.children.iter().chain(std::iter::once(&image.top)) {
+        if registry.manifest_digest(repo, &m.digest).await?.is_none() {
             registry
                 .put_manifest(repo, &m.digest, &m.media_type, &m.bytes)
                 .await?;
         }
-        registry
-            .put_manifest(repo, digest, &image.top.media_type, &image.top.bytes)
-            .await?;
     }
-    for (t, p) in &plans {
-        let (action, detail) = match p {
-            TagPlan::Create => ("create", None),
-            TagPlan::Move { from } => ("move", Some(format!("from {from}"))),
+    Ok(t)
+}
+
+/// Phase 3: create and move the planned tags (a manifest PUT each, no blob traffic).
+async fn tag(
+    args: &Args,
+    registry: &Registry,
+    job: &Job,
+    image: &source::Image,
+    p: &Plan,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let repo = &job.repository;
+    let digest = &image.top.digest;
+    for (t, tp) in &p.tags {
+        let (action, detail) = match tp {
+            TagPlan::Create => ("create", digest.clone()),
+            TagPlan::Move { from } => ("move", format!("from {from} to {digest}")),
             _ => continue,
         };
+        let target = format!("{repo}:{t}");
         if args.dry_run {
             report.audit(
                 &format!("registry:{action} tag"),
-                &format!("{repo}:{t}"),
+                &target,
                 "planned",
-                detail.or(Some(digest.clone())),
+                Some(detail),
             );
-        } else {
-            registry
-                .put_manifest(repo, t, &image.top.media_type, &image.top.bytes)
-                .await?;
+            continue;
+        }
+        if let Err(e) = registry
+            .put_manifest(repo, t, &image.top.media_type, &image.top.bytes)
+            .await
+        {
+            // ECR refuses an existing tag on an IMMUTABLE repository (ImageTagAlreadyExistsException,
+            // or ImageAlreadyExistsException in moto's words): someone tagged it since the plan.
+            // The same digest there is a success; another is a refusal.
+            if registry
+                .manifest_digest(repo, t)
+                .await
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some(digest.as_str())
+            {
+                report.audit(
+                    &format!("registry:{action} tag"),
+                    &target,
+                    "done",
+                    Some("already at this digest".into()),
+                );
+                continue;
+            }
             report.audit(
                 &format!("registry:{action} tag"),
-                &format!("{repo}:{t}"),
-                "done",
-                Some(detail.unwrap_or_else(|| digest.clone())),
+                &target,
+                "failed",
+                Some(format!("{e:#}")),
             );
+            return Err(e);
         }
+        report.audit(
+            &format!("registry:{action} tag"),
+            &target,
+            "done",
+            Some(detail),
+        );
     }
-    let verb = if args.dry_run {
-        "would upload"
-    } else {
-        "uploaded"
-    };
-    let reason = format!(
-        "{verb} {uploaded} blobs ({pushed} bytes), mounted {mounted}, {present} already there; {} tags",
-        plans.len()
-    );
-    Ok((check.reason(reason), pushed, skipped))
+    Ok(())
 }
 
 #[cfg(test)]

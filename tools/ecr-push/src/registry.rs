@@ -148,11 +148,32 @@ impl Registry {
             .await
             .map_err(|e| exit::dependency(format!("{what}: {}", error_chain(&e))))?;
         match r.status() {
-            s if s.is_success() => Ok(r
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)),
+            s if s.is_success() => {
+                if let Some(d) = r
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    return Ok(Some(d.to_owned()));
+                }
+                // No digest header: fetch the manifest and hash it, never guess "absent".
+                let g = self
+                    .http
+                    .get(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+                    .header(AUTHORIZATION, self.auth.clone())
+                    .header("Accept", ACCEPT)
+                    .send()
+                    .await
+                    .map_err(|e| exit::dependency(format!("{what}: {}", error_chain(&e))))?;
+                if !g.status().is_success() {
+                    return Err(fail(&what, g.status(), ""));
+                }
+                let body = g
+                    .bytes()
+                    .await
+                    .map_err(|e| exit::dependency(format!("{what}: {}", error_chain(&e))))?;
+                Ok(Some(crate::source::sha256(&body)))
+            }
             StatusCode::NOT_FOUND => Ok(None),
             s => Err(fail(&what, s, "")),
         }

@@ -137,6 +137,8 @@ struct Probe {
     streak: Streak,
     last: Option<Attempt>,
     extra: Vec<(String, String)>,
+    /// The probe's body has carried the version field: from then on it must always.
+    carries_version: bool,
 }
 
 /// Everything a round needs.
@@ -327,6 +329,7 @@ fn plan_probes(
         streak: Streak::new(threshold),
         last: None,
         extra: Vec::new(),
+        carries_version: false,
     };
     let mut probes: Vec<Probe> = http
         .into_iter()
@@ -471,6 +474,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             streak: Streak::new(threshold),
             last: None,
             extra: Vec::new(),
+            carries_version: false,
         });
     }
     let alb_threshold = args.alb_5xx_threshold.or(h.alb_5xx_threshold);
@@ -544,15 +548,31 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         Some(e) => e,
         None => loop {
             let attempts = tokio::select! {
-                r = round(&ctx, &probes, deadline) => r?,
+                // AWS calls have no deadline of their own: bound the whole round.
+                r = tokio::time::timeout(deadline.remaining() + ctx.policy.request_timeout, round(&ctx, &probes, deadline)) => match r {
+                    Ok(r) => r?,
+                    Err(_) => return Err(exit::dependency(format!(
+                        "a polling round did not finish within the deadline ({}) plus one request timeout",
+                        humantime::format_duration(wait)
+                    ))),
+                },
                 s = &mut interrupt => break Ended::Interrupted(s),
             };
             rounds += 1;
             let all_passed = attempts.iter().all(|a| a.verdict.passed());
             let wait_hint = retry_after(&attempts);
             let mut fatal = false;
-            for (p, a) in probes.iter_mut().zip(attempts) {
+            for (p, mut a) in probes.iter_mut().zip(attempts) {
                 p.attempts += 1;
+                if let Some((field, _)) = &ctx.policy.expect_version {
+                    p.carries_version |= a.version.is_some();
+                    if p.carries_version && a.version.is_none() && a.verdict.passed() {
+                        a.verdict = Verdict::Retry {
+                            reason: format!("the response has no {field}: an older task?"),
+                            after: None,
+                        };
+                    }
+                }
                 p.streak.record(a.verdict.passed());
                 fatal |= matches!(a.verdict, Verdict::Fatal { .. });
                 p.last = Some(a);
@@ -596,6 +616,11 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         Ended::Interrupted(s) => Some(s),
         _ => None,
     };
+    if !bake.is_zero() && !alarms_on {
+        tracing::warn!(
+            "--bake has no alarms to watch: set --alarm, --alarm-prefix or the environment's alarms"
+        );
+    }
     if healthy && !bake.is_zero() && alarms_on {
         let bake_start = Instant::now();
         let bake_deadline = Deadline::after(bake);
@@ -753,7 +778,8 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             format!("interrupted by {s} while waiting: partial report"),
         );
     }
-    if args.emit_metric {
+    // A cancelled run says nothing about availability: no metric then.
+    if args.emit_metric && interrupted.is_none() {
         let env_name = r.environment.clone().unwrap_or_else(|| "default".into());
         let namespace = args
             .metric_namespace
@@ -784,6 +810,9 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             }
         }
     }
+    let (passed, ..) = report.counts();
+    report.output("passed", passed);
+    report.output("failed", report.checks.len() - passed);
     report.output("healthy", healthy);
     report.output("attempts", rounds);
     report.output(

@@ -111,22 +111,36 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let mut results: Vec<Option<Check>> = vec![None; prepared.len()];
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut set = tokio::task::JoinSet::new();
+    let mut ids = Vec::new();
     for (i, check) in prepared.into_iter().enumerate() {
         let (client, policy, semaphore) = (client.clone(), policy.clone(), semaphore.clone());
-        let window = check.spec.retry_for.unwrap_or(default_window);
-        set.spawn(async move {
+        // The flag beats the file: --retry-for, then the check's retry_for, then [smoke].
+        let window = args
+            .retry_for
+            .or(check.spec.retry_for)
+            .unwrap_or(default_window);
+        let handle = set.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             (
                 i,
                 run_check(&client, &check, &policy, deadline, window).await,
             )
         });
+        ids.push(handle.id());
     }
     let interrupted = tokio::select! {
         () = async {
-            while let Some(joined) = set.join_next().await {
-                if let Ok((i, c)) = joined {
-                    results[i] = Some(c);
+            while let Some(joined) = set.join_next_with_id().await {
+                match joined {
+                    Ok((_, (i, c))) => results[i] = Some(c),
+                    // A check task that panicked is a failed check, never a silent skip.
+                    Err(e) => {
+                        if let Some(i) = ids.iter().position(|id| *id == e.id()) {
+                            results[i] = Some(
+                                Check::new(&names[i], Status::Error).reason(format!("check crashed: {e}")),
+                            );
+                        }
+                    }
                 }
             }
         } => None,

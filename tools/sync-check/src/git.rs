@@ -11,6 +11,9 @@ use deploy_core::exit;
 #[derive(Debug, Clone)]
 pub struct Git {
     dir: PathBuf,
+    /// Extra config for every command, passed through the environment (`GIT_CONFIG_*`), never
+    /// on the command line where other processes could read it.
+    config: Vec<(String, String)>,
 }
 
 /// A failed git command.
@@ -30,6 +33,7 @@ impl Git {
     pub fn open(dir: &Path) -> anyhow::Result<Git> {
         let g = Git {
             dir: dir.to_owned(),
+            config: Vec::new(),
         };
         g.ok(&["rev-parse", "--git-dir"])
             .map_err(|_| exit::usage(format!("{} is not a git repository", dir.display())))?;
@@ -38,13 +42,49 @@ impl Git {
 
     /// Runs git; returns the raw output whatever the exit status.
     pub fn raw(&self, args: &[&str]) -> anyhow::Result<Output> {
-        Command::new("git")
-            .args(args)
+        let mut cmd = Command::new("git");
+        cmd.args(args)
             .current_dir(&self.dir)
             .env("GIT_TERMINAL_PROMPT", "0")
-            .env("LC_ALL", "C")
-            .output()
+            .env("LC_ALL", "C");
+        if !self.config.is_empty() {
+            cmd.env("GIT_CONFIG_COUNT", self.config.len().to_string());
+            for (i, (k, v)) in self.config.iter().enumerate() {
+                cmd.env(format!("GIT_CONFIG_KEY_{i}"), k)
+                    .env(format!("GIT_CONFIG_VALUE_{i}"), v);
+            }
+        }
+        // Its own process group: a Ctrl-C meant for us does not stop git halfway.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.output()
             .map_err(|e| exit::dependency(format!("couldn't run git: {e}")))
+    }
+
+    /// Sends `token` as the HTTP credentials for `remote` when it is an https URL on `host`
+    /// (what actions/checkout does), so a private repository can be fetched without
+    /// persisted credentials.
+    pub fn use_token(&mut self, remote: &str, host: &str, token: &str) {
+        use base64::Engine;
+        let Ok(url) = self.ok(&["remote", "get-url", remote]) else {
+            return;
+        };
+        let prefix = format!("https://{host}/");
+        if !url.trim().starts_with(&prefix) {
+            return;
+        }
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+        deploy_core::secret::register(&basic);
+        self.config.push((
+            format!("http.{prefix}.extraheader"),
+            format!("AUTHORIZATION: basic {basic}"),
+        ));
+    }
+
+    /// A path git printed, relative to the repository directory.
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.join(p)
     }
 
     /// Runs git; stdout on success, a [`GitError`] otherwise.

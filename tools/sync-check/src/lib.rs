@@ -381,7 +381,17 @@ pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
-    let g = Git::open(&args.repo)?;
+    let mut g = Git::open(&args.repo)?;
+    if let Some(token) = &args.github.github_token {
+        let host = std::env::var("GITHUB_SERVER_URL")
+            .ok()
+            .and_then(|u| {
+                u.strip_prefix("https://")
+                    .map(|h| h.trim_end_matches('/').to_owned())
+            })
+            .unwrap_or_else(|| "github.com".to_owned());
+        g.use_token(&args.remote, &host, token.expose());
+    }
     let (major, minor) = g.version()?;
     if (major, minor) < (2, 38) {
         return Err(exit::dependency(format!(

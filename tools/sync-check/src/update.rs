@@ -36,6 +36,20 @@ fn restore(g: &Git, branch: &str, start: &str) -> anyhow::Result<()> {
     if head_ok && tip_ok && clean {
         return Ok(());
     }
+    // A rebase or merge git could not abort is dropped (its commits stay reachable: the backup
+    // ref holds `start`, and the branch is put back on it below).
+    for (dir, quit) in [
+        ("rebase-merge", ["rebase", "--quit"]),
+        ("rebase-apply", ["rebase", "--quit"]),
+        ("MERGE_HEAD", ["merge", "--abort"]),
+    ] {
+        let in_progress = g
+            .ok(&["rev-parse", "--git-path", dir])
+            .is_ok_and(|p| g.path(p.trim()).exists());
+        if in_progress {
+            let _ = g.ok(&quit);
+        }
+    }
     let steps: [&[&str]; 3] = [
         &["checkout", "-q", "-f", branch],
         &["update-ref", &format!("refs/heads/{branch}"), start],
@@ -69,7 +83,7 @@ pub fn run(
         .iter()
         .any(|p| {
             g.ok(&["rev-parse", "--git-path", p])
-                .is_ok_and(|path| args.repo.join(path.trim()).exists())
+                .is_ok_and(|path| g.path(path.trim()).exists())
         });
     let f = crate::inspect(g, "HEAD", base_ref, 0)?;
     report.output("behind", f.behind);
@@ -253,6 +267,16 @@ pub fn run(
         .collect();
     if !lost.is_empty() {
         restore(g, &branch, &start)?;
+        if let Some(last) = report.audit.last_mut() {
+            last.outcome = "failed".into();
+            last.detail = Some(format!(
+                "{start} -> {new_head}, undone: the changes of {} commits were missing",
+                lost.len()
+            ));
+        }
+        report.output("new-head", &start);
+        report.summary =
+            format!("{verb} of {branch} undone: it would have lost changes ({backup})");
         report.push(Check::new("Update", Status::Failed).reason(format!(
             "{} commits' changes would be missing after the {verb}; restored {branch} to {start}",
             lost.len()

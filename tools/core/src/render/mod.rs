@@ -9,9 +9,24 @@ use crate::report::Report;
 
 /// The report as pretty JSON (redacted), newline-terminated.
 pub fn json(report: &Report) -> String {
-    let text = serde_json::to_string_pretty(report)
+    // Redact every string before serialising: a secret with quotes or backslashes would be
+    // escaped in the JSON text and slip past a redaction of the text.
+    fn scrub(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => *s = crate::secret::redact(s),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(scrub),
+            serde_json::Value::Object(o) => o.values_mut().for_each(scrub),
+            _ => {}
+        }
+    }
+    let text = serde_json::to_value(report)
+        .map(|mut v| {
+            scrub(&mut v);
+            v
+        })
+        .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|e| format!("{{\"error\":\"could not serialise report: {e}\"}}"));
-    format!("{}\n", crate::secret::redact(&text))
+    format!("{text}\n")
 }
 
 /// Milliseconds as a short human duration: `850 ms`, `1.2 s`, `3 m 05 s`.
