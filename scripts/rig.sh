@@ -86,6 +86,11 @@ apt_missing() {
 
 install_apt() {
     local missing
+    # What a bare Debian lacks and this machine's image has (pyenv Python, Node.js 20): asked for
+    # only when missing, so an installed toolchain is never replaced.
+    command -v git >/dev/null || APT_PACKAGES+=(git)
+    python3 -m venv --help >/dev/null 2>&1 || APT_PACKAGES+=(python3 python3-venv python3-pip)
+    { command -v node >/dev/null && command -v npm >/dev/null; } || APT_PACKAGES+=(nodejs npm)
     missing="$(apt_missing)"
     if [[ -z "$missing" ]]; then
         return 0

@@ -331,16 +331,13 @@ async fn unresolvable_host_is_a_dns_failure() {
             "--interval",
             "200ms",
             "--request-timeout",
-            "500ms",
+            "5s",
         ],
     )
     .await;
     assert_eq!(r.code, 1, "{r:?}");
     let why = reason(&report, READY);
-    assert!(
-        why.starts_with("couldn't resolve host") || why.starts_with("timed out"),
-        "{why}"
-    );
+    assert!(why.starts_with("couldn't resolve host"), "{why}");
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
 

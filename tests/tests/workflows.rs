@@ -75,7 +75,7 @@ fn examples_use_only_declared_inputs_and_outputs() {
                 if t == "with:" {
                     let with_indent = indent(lines[j]);
                     for k in lines.iter().take(end).skip(j + 1) {
-                        if k.trim().is_empty() {
+                        if k.trim().is_empty() || k.trim_start().starts_with('#') {
                             continue;
                         }
                         if indent(k) <= with_indent {
