@@ -26,7 +26,15 @@ pub async fn sdk_config(
     args: &AwsArgs,
     fallback_region: Option<&str>,
 ) -> anyhow::Result<SdkConfig> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // Every AWS call has a deadline of its own (the SDK sets none by default); the SDK's retries
+    // of throttling and transient errors happen inside it.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .read_timeout(std::time::Duration::from_secs(30))
+        .operation_attempt_timeout(std::time::Duration::from_secs(30))
+        .operation_timeout(std::time::Duration::from_secs(90))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(r) = &args.region {
         loader = loader.region(Region::new(r.clone()));
     }
