@@ -247,7 +247,7 @@ pub fn inspect(g: &Git, head: &str, base_ref: &str, deepened: u32) -> anyhow::Re
     })
 }
 
-fn short(sha: &str) -> &str {
+pub(crate) fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 

@@ -236,7 +236,7 @@ pub fn run(
             } else {
                 format!(" on conflicts in {}", conflicted.join(", "))
             },
-            &start[..7]
+            crate::short(&start)
         ));
         for p in conflicted {
             c = c.detail(p, "conflict");
@@ -285,8 +285,8 @@ pub fn run(
     }
     report.push(Check::new("Update", Status::Passed).reason(format!(
         "{plan}: {} -> {}",
-        &start[..7],
-        &new_head[..7]
+        crate::short(&start),
+        crate::short(&new_head)
     )));
 
     // 3. Push with a lease.
@@ -310,12 +310,12 @@ pub fn run(
                 report.output("pushed", true);
                 report.push(Check::new("Push", Status::Passed).reason(format!(
                     "pushed {} to {}/{branch} (lease: {})",
-                    &new_head[..7],
+                    crate::short(&new_head),
                     args.remote,
                     if lease_value.is_empty() {
                         "branch must not exist"
                     } else {
-                        &lease_value[..7]
+                        crate::short(&lease_value)
                     }
                 )));
             }
@@ -333,7 +333,7 @@ pub fn run(
                     "push rejected ({}): {}/{branch} moved since this clone last saw it; restored {branch} to {}, backup {backup}",
                     e.stderr.lines().last().unwrap_or("rejected"),
                     args.remote,
-                    &start[..7]
+                    crate::short(&start)
                 )));
                 report.fail_with(Exit::Failed, "push rejected by the lease");
                 report.summary =
