@@ -245,7 +245,7 @@ impl Registry {
             })?;
         let stream = tokio_util::io::ReaderStream::with_capacity(
             tokio::io::AsyncReadExt::take(file, blob.size),
-            2 * 1024 * 1024,
+            256 * 1024,
         );
         self.send_blob(
             repo,
