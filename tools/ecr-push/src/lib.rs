@@ -483,6 +483,34 @@ struct Transferred {
     skipped: u64,
 }
 
+impl Transferred {
+    /// Counts a blob already in the repository.
+    fn present(&mut self, size: u64) {
+        self.present += 1;
+        self.skipped += size;
+    }
+
+    /// Counts (and audits) a blob uploaded, or planned to be.
+    fn uploaded(
+        &mut self,
+        report: &mut Report,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        outcome: &str,
+        how: &str,
+    ) {
+        self.uploaded += 1;
+        self.pushed += size;
+        report.audit(
+            "registry:upload blob",
+            &format!("{repo}@{digest}"),
+            outcome,
+            Some(format!("{size} bytes{how}")),
+        );
+    }
+}
+
 fn short(d: &str) -> &str {
     d.get(..19).unwrap_or(d)
 }
@@ -632,17 +660,9 @@ async fn upload(
     if args.dry_run {
         for b in &image.blobs {
             if !p.create_repo && registry.has_blob(repo, &b.digest).await? {
-                t.present += 1;
-                t.skipped += b.size;
+                t.present(b.size);
             } else {
-                t.uploaded += 1;
-                t.pushed += b.size;
-                report.audit(
-                    "registry:upload blob",
-                    &format!("{repo}@{}", b.digest),
-                    "planned",
-                    Some(format!("{} bytes", b.size)),
-                );
+                t.uploaded(report, repo, &b.digest, b.size, "planned", "");
             }
         }
         return Ok(t);
@@ -674,10 +694,7 @@ async fn upload(
                     daemon = Some(name);
                 }
             }
-            Ok(Transfer::Present) => {
-                t.present += 1;
-                t.skipped += b.size;
-            }
+            Ok(Transfer::Present) => t.present(b.size),
             Ok(Transfer::Mounted) => {
                 t.mounted += 1;
                 t.skipped += b.size;
@@ -688,16 +705,7 @@ async fn upload(
                     None,
                 );
             }
-            Ok(Transfer::Uploaded) => {
-                t.uploaded += 1;
-                t.pushed += b.size;
-                report.audit(
-                    "registry:upload blob",
-                    &format!("{repo}@{}", b.digest),
-                    "done",
-                    Some(format!("{} bytes", b.size)),
-                );
-            }
+            Ok(Transfer::Uploaded) => t.uploaded(report, repo, &b.digest, b.size, "done", ""),
             Err(e) => {
                 first_err.get_or_insert(e);
             }
@@ -713,13 +721,13 @@ async fn upload(
             match registry.upload_stream(repo, &digest, size, chunks).await {
                 Ok(()) => {
                     streamed += 1;
-                    t.uploaded += 1;
-                    t.pushed += size;
-                    report.audit(
-                        "registry:upload blob",
-                        &format!("{repo}@{digest}"),
+                    t.uploaded(
+                        report,
+                        repo,
+                        &digest,
+                        size,
                         "done",
-                        Some(format!("{size} bytes, streamed from docker save")),
+                        ", streamed from docker save",
                     );
                 }
                 Err(e) => {
