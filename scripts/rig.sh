@@ -24,9 +24,13 @@ NPM_PACKAGES=("@stoplight/prism-cli@5.14.2" "@octokit/openapi@23.0.2")
 
 # ---- fixed loopback ports (moto's and the registry's default 5000 collide) ---
 HOST=127.0.0.1
-MOTO_PORT=45110
-REGISTRY_PORT=45120
-PRISM_PORT=45130
+# RIG_PORT_BASE moves all three (e.g. a second checkout's rig beside this one).
+RIG_PORT_BASE="${RIG_PORT_BASE:-45100}"
+[[ "$RIG_PORT_BASE" =~ ^[0-9]+$ ]] && ((RIG_PORT_BASE >= 1024 && RIG_PORT_BASE <= 65000)) ||
+    { printf 'rig: ERROR: RIG_PORT_BASE must be a number in 1024..65000, not %q\n' "$RIG_PORT_BASE" >&2; exit 1; }
+MOTO_PORT=$((RIG_PORT_BASE + 10))
+REGISTRY_PORT=$((RIG_PORT_BASE + 20))
+PRISM_PORT=$((RIG_PORT_BASE + 30))
 SERVICES=(moto registry prism)
 
 # moto: every ECS service reports this many running tasks, so a service whose
