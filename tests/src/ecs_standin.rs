@@ -76,6 +76,8 @@ struct Inner {
     td_page_size: usize,
     /// Services whose UpdateService fails with this message.
     update_fails: BTreeMap<String, String>,
+    /// Where to append `EPOCH_MS OPERATION` per call.
+    log: Option<std::fs::File>,
     /// Services updated without a script: (new deployment id, task definition), shown as a
     /// completed rollout (moto keeps the old deployment PRIMARY for ever).
     updated: BTreeMap<String, (String, String)>,
@@ -151,6 +153,13 @@ impl EcsStandIn {
             .insert(service.to_owned(), message.to_owned());
     }
 
+    /// Appends `EPOCH_MS OPERATION` per call to `path` from now on.
+    pub fn log_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        self.lock().log = Some(f);
+        Ok(())
+    }
+
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
@@ -218,11 +227,21 @@ async fn handle(
         .to_owned();
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let op = target.strip_prefix(PREFIX).unwrap_or(&target).to_owned();
-    ctx.inner.lock().unwrap().calls.push(Call {
-        op: op.clone(),
-        body: json.clone(),
-        at: Instant::now(),
-    });
+    {
+        let mut inner = ctx.inner.lock().unwrap();
+        inner.calls.push(Call {
+            op: op.clone(),
+            body: json.clone(),
+            at: Instant::now(),
+        });
+        if let Some(f) = inner.log.as_mut() {
+            use std::io::Write;
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let _ = writeln!(f, "{ms} {op}");
+        }
+    }
     if target.starts_with(PREFIX) {
         match op.as_str() {
             "ListServiceDeployments" => {
