@@ -6,7 +6,9 @@
 # Center service, then runs what the runbook runs after `cdk deploy`: health-check (4.1, 3.1 step 5,
 # section 5 gates, section 7 KPI) and smoke-test (4.2) against a healthy staging; then shows the
 # failures users were burnt by: readiness lost with an MCP server down, and an ECS service whose
-# PRIMARY deployment is not the new task definition (a rollback "stable" would have hidden).
+# PRIMARY deployment is not the new task definition (a rollback "stable" would have hidden); then a
+# good deploy marked verified, a bad one detected, and rollback to the verified revisions with the
+# incident record and its MTTR.
 set -Eeuo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,8 +21,10 @@ step "installing and starting the stand-ins (scripts/rig.sh)"
 bash scripts/rig.sh install
 work="$(mktemp -d)"
 standin_pid=""
+ecs_pid=""
 cleanup() {
     [[ -n "$standin_pid" ]] && kill "$standin_pid" 2>/dev/null || true
+    [[ -n "$ecs_pid" ]] && kill "$ecs_pid" 2>/dev/null || true
     bash "$root/scripts/rig.sh" down || true
     rm -rf "$work"
 }
@@ -177,5 +181,65 @@ set -e
 echo "exit code: $code ('aws ecs wait services-stable' would have said stable)" >&2
 [[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
 
-leaks=$(cat "$work"/summary.md "$work"/outputs smoke.xml | grep -c "$API_TOKEN" || true)
+step "runbook 3.3: rollback. moto cannot move a rollout, so the ECS stand-in (tests/src/ecs_standin.rs) sits in front of it"
+"$bin/ecs-standin" --moto "$DEPLOY_TEST_MOTO_URL" >"$work/ecs-url" &
+ecs_pid=$!
+for _ in $(seq 50); do [[ -s "$work/ecs-url" ]] && break; sleep 0.1; done
+export AWS_ENDPOINT_URL="$(head -n1 "$work/ecs-url")"
+cat >>deploy.toml <<TOML
+
+[rollback]
+interval = "500ms"
+wait = "2m"
+incident_log_group = "/afu9/incidents"
+changelog = "CHANGELOG.md"
+TOML
+"$root/.rig/venv/bin/python" - <<'PY'
+import os, boto3
+ecs = boto3.client("ecs", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+ecr = boto3.client("ecr")
+for svc in ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]:
+    ecs.update_service(cluster="afu9-staging", service=svc, taskDefinition=f"afu9-{svc}:1")
+    # The images the revisions name, as ECR lists them (the registry and moto do not know of each other).
+    try:
+        ecr.create_repository(repositoryName=f"afu9/{svc}")
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        pass
+    for n, tag in enumerate(["v0.3.9", "v0.4.1"]):
+        digest = "sha256:%064x" % (hash((svc, tag)) & (2**256 - 1))
+        manifest = '{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"%s"},"layers":[]}' % digest
+        ecr.put_image(repositoryName=f"afu9/{svc}", imageManifest=manifest, imageTag=tag, imageDigest=digest)
+PY
+step "a good deploy (v0.3.9, revision 1 of each service): health-check --ecs --mark-verified tags the revisions verified"
+"$bin/health-check" -e staging --ecs --expect-version 22cdb6a41c42366ad165a0fb4c96282304f6f7ae --mark-verified
+step "the next deploy (v0.4.1, revision 3; what cdk deploy does) breaks readiness"
+"$root/.rig/venv/bin/python" - <<'PY'
+import os, boto3
+ecs = boto3.client("ecs", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+for svc in ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]:
+    ecs.register_task_definition(family=f"afu9-{svc}", containerDefinitions=[
+        {"name": svc, "image": f"123456789012.dkr.ecr.eu-central-1.amazonaws.com/afu9/{svc}:v0.4.1", "memory": 512}])
+    ecs.update_service(cluster="afu9-staging", service=svc, taskDefinition=f"afu9-{svc}:3")
+PY
+deploy_start="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+curl -fsS -X POST -H 'content-type: application/json' \
+    -d "{\"token\":\"$API_TOKEN\",\"ready\":false}" "$url/__standin/behaviour"
+set +e
+"$bin/health-check" -e staging --ecs --wait 4s
+code=$?
+set -e
+echo "exit code: $code: the deploy is bad" >&2
+[[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
+step "rollback -e staging: plan all four services (revision 2 is unverified, revision 1 verified), roll back, wait, verify, record"
+# The stand-in service cannot know which revision runs: it turns ready again as the old tasks would.
+( sleep 2; curl -fsS -X POST -H 'content-type: application/json' -d "{\"token\":\"$API_TOKEN\"}" "$url/__standin/behaviour" >/dev/null ) &
+"$bin/rollback" -e staging --reason "readiness lost after v0.4.1" --incident-start "$deploy_start" \
+    --incident-file incident.json --emit-metric
+step "the incident record (also in CloudWatch Logs /afu9/incidents, stream incidents, and CHANGELOG.md)"
+cat incident.json >&2
+printf 'MTTR: %s s\n' "$(jq -r .mttr_seconds incident.json)" >&2
+cat CHANGELOG.md >&2
+kill "$ecs_pid" 2>/dev/null || true
+
+leaks=$(cat "$work"/summary.md "$work"/outputs smoke.xml incident.json | grep -c "$API_TOKEN" || true)
 step "demo done: the API token appeared $leaks times in summaries, outputs and JUnit"

@@ -155,7 +155,10 @@ impl EcsStandIn {
 
     /// Appends `EPOCH_MS OPERATION` per call to `path` from now on.
     pub fn log_to(&self, path: &std::path::Path) -> std::io::Result<()> {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         self.lock().log = Some(f);
         Ok(())
     }

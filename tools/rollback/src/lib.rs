@@ -471,6 +471,7 @@ async fn act_all(
                                 reason: "abandoned: another service failed (--on-failure stop)".into(),
                                 details: Vec::new(),
                                 attempts: 0,
+                                took: Duration::ZERO,
                             });
                         }
                         break;
@@ -495,7 +496,8 @@ fn service_check(p: &Plan, o: Option<&Outcome>, interrupted: Option<&str>) -> Ch
         Some(o) => {
             let mut c = Check::new(&name, if o.ok { Status::Passed } else { Status::Failed })
                 .reason(o.reason.clone())
-                .attempts(o.attempts.max(1));
+                .attempts(o.attempts.max(1))
+                .took(o.took);
             c.details = o.details.clone();
             c
         }
@@ -600,19 +602,18 @@ fn build_incident(
         .filter_map(|p| p.bad_since.as_deref())
         .filter_map(|t| incident::parse_time(t).ok())
         .min();
-    let start = s
-        .incident_start
-        .or(bad_since)
-        .unwrap_or(s.detected)
-        .min(s.detected);
+    let detected = incident::whole_seconds(s.detected);
+    let recovered_at = recovered_at.map(incident::whole_seconds);
+    let start =
+        incident::whole_seconds(s.incident_start.or(bad_since).unwrap_or(detected)).min(detected);
     let env_var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     Incident {
         incident_id: incident::incident_id(&s.environment, s.detected),
         start_time: incident::rfc3339(start),
-        detection_time: incident::rfc3339(s.detected),
+        detection_time: incident::rfc3339(detected),
         recovery_time: recovered_at.map(incident::rfc3339),
-        mttr_seconds: recovered_at.map(|r| incident::seconds_between(s.detected, r)),
-        time_to_detect_seconds: incident::seconds_between(start, s.detected),
+        mttr_seconds: recovered_at.map(|r| incident::seconds_between(detected, r)),
+        time_to_detect_seconds: incident::seconds_between(start, detected),
         outcome: match (interrupted, recovered_at) {
             (Some(_), _) => "interrupted",
             (None, Some(_)) => "recovered",
