@@ -119,6 +119,45 @@ pub async fn alb_5xx_sum(
         + 0.0)
 }
 
+/// The `Availability` metric over the last `window`: (sum of the values, number of values), i.e.
+/// (healthy checks, total checks). The period keeps the datapoints under CloudWatch's 1,440 a call.
+pub async fn availability_stats(
+    client: &Client,
+    namespace: &str,
+    environment: &str,
+    window: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let now = SystemTime::now();
+    let start = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+    // The request carries whole seconds: a datum put in this very second would fall after `now`.
+    let end = now + Duration::from_secs(60);
+    let period = window.as_secs().div_ceil(1440).div_ceil(60).max(1) * 60;
+    let resp = client
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name("Availability")
+        .dimensions(
+            Dimension::builder()
+                .name("Environment")
+                .value(environment)
+                .build(),
+        )
+        .start_time(DateTime::from(start))
+        .end_time(DateTime::from(end))
+        .period(i32::try_from(period).unwrap_or(i32::MAX))
+        .statistics(Statistic::Sum)
+        .statistics(Statistic::SampleCount)
+        .send()
+        .await
+        .map_err(|e| error(&format!("couldn't read {namespace}/Availability"), &e))?;
+    let (mut sum, mut count) = (0.0, 0.0);
+    for d in resp.datapoints() {
+        sum += d.sum().unwrap_or(0.0);
+        count += d.sample_count().unwrap_or(0.0);
+    }
+    Ok((sum, count))
+}
+
 /// Puts `Availability` (1 healthy, 0 not) with dimension `Environment` into `namespace`.
 pub async fn put_availability(
     client: &Client,

@@ -255,6 +255,9 @@ pub struct Config {
     /// How `rollback` waits and where it records incidents.
     #[serde(default)]
     pub rollback: Rollback,
+    /// KPI targets (runbook section 7) for `health-check --kpi`.
+    #[serde(default)]
+    pub kpi: Kpi,
     /// Where this config came from (set by the loader).
     #[serde(skip)]
     pub source: String,
@@ -580,6 +583,16 @@ pub struct Rollback {
     pub incident_log_group: Option<Text>,
     /// Changelog file a dated entry is appended to (runbook: CHANGELOG.md).
     pub changelog: Option<Text>,
+}
+
+/// `[kpi]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kpi {
+    /// Lowest acceptable uptime, percent (e.g. 99.5).
+    pub uptime_target: Option<f64>,
+    /// Longest acceptable average MTTR (e.g. "15m").
+    pub mttr_target: Option<Dur>,
 }
 
 /// `[metrics]`

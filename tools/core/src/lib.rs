@@ -10,6 +10,8 @@ pub mod cli;
 #[cfg(feature = "cloudwatch")]
 pub mod cloudwatch;
 pub mod config;
+#[cfg(feature = "diagnose")]
+pub mod diagnose;
 pub mod ecs;
 pub mod exit;
 pub mod gha;

@@ -147,14 +147,6 @@ pub async fn roll_back(
     )
     .await;
     out.took = started.elapsed();
-    if !out.ok {
-        match ecs::stopped_tasks(client, cluster, svc, 5).await {
-            Ok(lines) => out
-                .details
-                .extend(lines.into_iter().map(|l| ("stopped".to_owned(), l))),
-            Err(e) => out.details.push(("stopped tasks".into(), format!("{e:#}"))),
-        }
-    }
     out
 }
 

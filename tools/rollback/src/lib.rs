@@ -124,6 +124,11 @@ pub struct Args {
     #[arg(long, help_heading = "Incident record")]
     pub github_deployment: bool,
 
+    /// When a service fails, skip gathering why (stopped tasks, events, target health, log lines,
+    /// alarms).
+    #[arg(long, help_heading = "Waiting")]
+    pub no_diagnose: bool,
+
     /// Plan every service and show it; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -270,6 +275,14 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
         .all(|p| outcomes.get(&p.service).is_some_and(|o| o.ok));
     for p in &plans {
         report.push(service_check(p, outcomes.get(&p.service), interrupted));
+    }
+    let failed: Vec<String> = plans
+        .iter()
+        .filter(|p| outcomes.get(&p.service).is_some_and(|o| !o.ok))
+        .map(|p| p.service.clone())
+        .collect();
+    if !failed.is_empty() && interrupted.is_none() && !args.no_diagnose {
+        report.diagnosis = diagnose(&s, &sdk, failed).await;
     }
     let mut interrupted = interrupted;
     if interrupted.is_none() {
@@ -510,6 +523,29 @@ fn service_check(p: &Plan, o: Option<&Outcome>, interrupted: Option<&str>) -> Ch
     };
     c.details.extend(plan_details(p));
     c
+}
+
+/// Why the failed services did not roll back, with the environment's alarms.
+async fn diagnose(
+    s: &Settings,
+    sdk: &deploy_core::aws_config::SdkConfig,
+    services: Vec<String>,
+) -> Vec<deploy_core::report::Finding> {
+    let alarms = s
+        .resolved
+        .env()
+        .and_then(|e| e.alarms.clone())
+        .unwrap_or_else(|| s.resolved.config.alarms.clone());
+    let scope = deploy_core::diagnose::Scope {
+        cluster: Some(s.cluster.clone()),
+        services,
+        alarm_names: alarms.names,
+        alarm_prefix: alarms.prefix,
+        stopped_tasks: 5,
+        log_lines: 20,
+    };
+    let src = deploy_core::diagnose::Sources::new(sdk);
+    deploy_core::diagnose::diagnose(&src, &scope, Duration::from_secs(20)).await
 }
 
 enum Verified {
