@@ -182,7 +182,20 @@ echo "exit code: $code ('aws ecs wait services-stable' would have said stable)" 
 [[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
 
 step "runbook 3.3: rollback. moto cannot move a rollout, so the ECS stand-in (tests/src/ecs_standin.rs) sits in front of it"
-"$bin/ecs-standin" --moto "$DEPLOY_TEST_MOTO_URL" >"$work/ecs-url" &
+# What moto cannot produce either: the bad revision's stopped task, as ECS reports it (for "why it failed").
+cat >"$work/list-tasks.json" <<'JSON'
+{ "taskArns": ["arn:aws:ecs:eu-central-1:123456789012:task/afu9-staging/0f3c9d2e"] }
+JSON
+cat >"$work/describe-tasks.json" <<'JSON'
+{ "failures": [], "tasks": [{
+  "taskArn": "arn:aws:ecs:eu-central-1:123456789012:task/afu9-staging/0f3c9d2e",
+  "taskDefinitionArn": "arn:aws:ecs:eu-central-1:123456789012:task-definition/afu9-control-center:3",
+  "lastStatus": "STOPPED", "stopCode": "EssentialContainerExited",
+  "stoppedReason": "Essential container in task exited",
+  "containers": [{ "name": "control-center", "exitCode": 1, "lastStatus": "STOPPED" }] }] }
+JSON
+"$bin/ecs-standin" --moto "$DEPLOY_TEST_MOTO_URL" --answer "ListTasks:control-center=$work/list-tasks.json" \
+    --answer "DescribeTasks=$work/describe-tasks.json" >"$work/ecs-url" &
 ecs_pid=$!
 for _ in $(seq 50); do [[ -s "$work/ecs-url" ]] && break; sleep 0.1; done
 export AWS_ENDPOINT_URL="$(head -n1 "$work/ecs-url")"
@@ -216,19 +229,30 @@ step "the next deploy (v0.4.1, revision 3; what cdk deploy does) breaks readines
 "$root/.rig/venv/bin/python" - <<'PY'
 import os, boto3
 ecs = boto3.client("ecs", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+logs = boto3.client("logs")
+logs.create_log_group(logGroupName="/ecs/afu9-staging")
 for svc in ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]:
     ecs.register_task_definition(family=f"afu9-{svc}", containerDefinitions=[
-        {"name": svc, "image": f"123456789012.dkr.ecr.eu-central-1.amazonaws.com/afu9/{svc}:v0.4.1", "memory": 512}])
+        {"name": svc, "image": f"123456789012.dkr.ecr.eu-central-1.amazonaws.com/afu9/{svc}:v0.4.1", "memory": 512,
+         "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/afu9-staging", "awslogs-stream-prefix": "ecs", "awslogs-region": "eu-central-1"}}}])
     ecs.update_service(cluster="afu9-staging", service=svc, taskDefinition=f"afu9-{svc}:3")
+# What the crashed control-center task logged (awslogs: PREFIX/CONTAINER/TASK_ID).
+import time
+logs.create_log_stream(logGroupName="/ecs/afu9-staging", logStreamName="ecs/control-center/0f3c9d2e")
+now = int(time.time() * 1000)
+lines = ["Starting Control Center v0.4.1", "Connecting to database afu9-staging.cluster-x.eu-central-1.rds.amazonaws.com:5432",
+         "Error: connect ETIMEDOUT 10.0.3.12:5432", "    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16)", "Database not reachable, exiting"]
+logs.put_log_events(logGroupName="/ecs/afu9-staging", logStreamName="ecs/control-center/0f3c9d2e",
+    logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)])
 PY
 deploy_start="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 curl -fsS -X POST -H 'content-type: application/json' \
     -d "{\"token\":\"$API_TOKEN\",\"ready\":false}" "$url/__standin/behaviour"
 set +e
-"$bin/health-check" -e staging --ecs --wait 4s
+"$bin/health-check" -e staging --ecs --wait 4s --emit-metric
 code=$?
 set -e
-echo "exit code: $code: the deploy is bad" >&2
+echo "exit code: $code: the deploy is bad, and the report says why (the runbook's section 8 hint included)" >&2
 [[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
 step "rollback -e staging: plan all four services (revision 2 is unverified, revision 1 verified), roll back, wait, verify, record"
 # The stand-in service cannot know which revision runs: it turns ready again as the old tasks would.
@@ -239,6 +263,8 @@ step "the incident record (also in CloudWatch Logs /afu9/incidents, stream incid
 cat incident.json >&2
 printf 'MTTR: %s s\n' "$(jq -r .mttr_seconds incident.json)" >&2
 cat CHANGELOG.md >&2
+step "runbook 7: the KPI report from the Availability metric and the incident records this demo wrote"
+"$bin/health-check" -e staging --kpi 1d --uptime-target 40 --mttr-target 15m
 kill "$ecs_pid" 2>/dev/null || true
 
 leaks=$(cat "$work"/summary.md "$work"/outputs smoke.xml incident.json | grep -c "$API_TOKEN" || true)

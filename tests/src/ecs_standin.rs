@@ -157,7 +157,8 @@ impl EcsStandIn {
     }
 
     /// Answers every call of ECS operation `op` with this JSON (what moto cannot produce: stopped
-    /// tasks with reasons, PENDING tasks).
+    /// tasks with reasons, PENDING tasks). `OP:SERVICE` answers only the calls about that service
+    /// (`serviceName` or `service` in the request).
     pub fn answer(&self, op: &str, body: Value) {
         self.lock().canned.insert(
             op.to_owned(),
@@ -275,7 +276,17 @@ async fn handle(
             let _ = writeln!(f, "{ms} {op}");
         }
     }
-    if let Some((status, ctype, text)) = ctx.inner.lock().unwrap().canned.get(&op).cloned() {
+    let service_key = json["serviceName"]
+        .as_str()
+        .or(json["service"].as_str())
+        .map(|s| format!("{op}:{}", service_name(s)));
+    let canned = {
+        let inner = ctx.inner.lock().unwrap();
+        service_key
+            .and_then(|k| inner.canned.get(&k).cloned())
+            .or_else(|| inner.canned.get(&op).cloned())
+    };
+    if let Some((status, ctype, text)) = canned {
         return (
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             [("content-type", ctype)],
