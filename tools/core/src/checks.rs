@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::config::{CheckSpec, CheckTarget, StatusSet};
 use crate::exit;
-use crate::http::{HttpClient, HttpError, Response};
+use crate::http::{Header, HttpClient, HttpError, Response};
 use crate::jq::Program;
 
 /// Characters of a body shown in a failure reason.
@@ -112,7 +112,7 @@ pub struct Prepared {
     pub spec: CheckSpec,
     /// The full URL.
     pub url: String,
-    headers: Vec<(String, String)>,
+    headers: Vec<Header>,
     body: Option<Vec<u8>>,
     assertions: Vec<Assertion>,
 }
@@ -161,7 +161,15 @@ pub fn prepare(specs: &[CheckSpec], base_url: Option<&str>) -> anyhow::Result<Ve
                 headers: spec
                     .headers
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                    // A value read from the environment stays secret on the wire: sensitive, and
+                    // never sent across a redirect to another origin.
+                    .map(|(k, v)| {
+                        if v.is_secret() {
+                            Header::secret(k.clone(), v.expose())
+                        } else {
+                            Header::new(k.clone(), v.expose())
+                        }
+                    })
                     .collect(),
                 body: spec.body.as_ref().map(|b| b.expose().as_bytes().to_vec()),
                 assertions,
