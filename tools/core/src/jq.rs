@@ -176,17 +176,16 @@ impl Program {
         Ok(outs)
     }
 
-    /// `jq -e`-like truthiness: true iff there is at least one output and
-    /// every output is neither `false` nor `null`. Stops at the first falsy
-    /// output (later outputs/errors are not evaluated). Errors before that are returned.
+    /// `jq -e` truthiness: true iff there is at least one output and the last output is
+    /// neither `false` nor `null` (jq -e's exit status looks at the last output only; write
+    /// `all(...)` to require every output). A runtime error is returned as the error.
     pub fn truthy(&self, input: &Value) -> Result<bool, String> {
-        let (mut any, mut all) = (false, true);
+        let mut last: Option<bool> = None;
         self.for_each(input, |v| {
-            any = true;
-            all = !matches!(v, Val::Null | Val::Bool(false));
-            all
+            last = Some(!matches!(v, Val::Null | Val::Bool(false)));
+            true
         })?;
-        Ok(any && all)
+        Ok(last.unwrap_or(false))
     }
 }
 
@@ -279,7 +278,12 @@ mod tests {
     fn truthiness_is_jq_e() {
         assert!(!t("empty", json!(null)));
         assert!(!t("null", json!(null)));
-        assert!(!t("false, true", json!(null)));
+        // jq -e looks at the last output only: `false, true` exits 0, `true, false` exits 1.
+        assert!(t("false, true", json!(null)));
+        assert!(!t("true, false", json!(null)));
+        assert!(!t(".[] | . > 1", json!([3, 0])));
+        assert!(t("all(.[]; . > 1)", json!([3, 2])));
+        assert!(!t("all(.[]; . > 1)", json!([3, 0])));
         assert!(t("0", json!(null)));
     }
 
