@@ -6,5 +6,6 @@
 
 pub mod faults;
 pub mod oci;
+pub mod recorder;
 pub mod rig;
 pub mod standin;
