@@ -91,7 +91,12 @@ async fn check_credentials(conf: &SdkConfig, profile: Option<&str>) -> anyhow::R
     })?;
     match resolved {
         Ok(_) => Ok(()),
+        // Nothing configured: the chain fell through to instance metadata, whose answer (absent,
+        // forbidden, a cloud that is not AWS, as on GitHub's hosted runners) says nothing useful.
         Err(CredentialsError::CredentialsNotLoaded(_)) => {
+            Err(exit::dependency(no_credentials(profile)))
+        }
+        Err(_) if !credentials_configured(profile) => {
             Err(exit::dependency(no_credentials(profile)))
         }
         Err(e) => Err(exit::dependency(format!(
@@ -99,6 +104,31 @@ async fn check_credentials(conf: &SdkConfig, profile: Option<&str>) -> anyhow::R
             crate::http::error_chain(&e)
         ))),
     }
+}
+
+/// Whether anything points the credential chain at a source (keys, a profile or its files, web
+/// identity, a container endpoint): then a failure to load is that source's error, worth showing.
+fn credentials_configured(profile: Option<&str>) -> bool {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let home_file = |rel: &str| {
+        std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .is_some_and(|h| h.join(rel).is_file())
+    };
+    profile.is_some()
+        || [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_CONFIG_FILE",
+        ]
+        .iter()
+        .any(|k| set(k))
+        || home_file(".aws/credentials")
+        || home_file(".aws/config")
 }
 
 /// The one line a run without AWS credentials prints.
