@@ -56,9 +56,45 @@ fn found(part: &str) -> String {
     }
 }
 
+/// Whether `expr` defines a function (`def name: ...;`), outside string literals.
+fn defines_function(expr: &str) -> bool {
+    let mut chars = expr.chars().peekable();
+    let mut word = String::new();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' || c == '$' {
+            word.push(c);
+            continue;
+        }
+        if word == "def" {
+            return true;
+        }
+        word.clear();
+        in_string = c == '"';
+    }
+    word == "def"
+}
+
 impl Program {
     /// Parse and compile `expr` with the jq standard library (jaq-core + jaq-std + jaq-json defs/funs).
+    /// An assertion may not define functions: a recursive `def` could overflow the stack, which
+    /// ends the process without a report (the standard library's functions remain).
     pub fn compile(expr: &str) -> Result<Program, String> {
+        if defines_function(expr) {
+            return Err(format!(
+                "invalid jq expression {expr:?}: assertions may not define functions (def); use the standard library's"
+            ));
+        }
         // Parsing the std-library definitions is most of the compile cost: do it once.
         static DEFS: std::sync::OnceLock<Vec<load::parse::Def>> = std::sync::OnceLock::new();
         let defs = DEFS.get_or_init(|| {
@@ -301,6 +337,15 @@ mod tests {
             .run(&json!({"a": "str"}))
             .unwrap_err();
         assert!(e.starts_with("jq error"), "{e}");
+    }
+
+    #[test]
+    fn function_definitions_are_refused_but_the_word_in_strings_is_fine() {
+        let e = Program::compile("def f: f; f").unwrap_err();
+        assert!(e.contains("may not define functions"), "{e}");
+        assert!(Program::compile("1 as $x | def g: 2; g").is_err());
+        assert!(t(r#".a == "def f: 1;""#, json!({"a": "def f: 1;"})));
+        assert!(t(".define == 1", json!({"define": 1})));
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub mod exit;
 pub mod gha;
 pub mod http;
 pub mod jq;
+#[cfg(test)]
+mod proptests;
 pub mod render;
 pub mod report;
 pub mod retry;
