@@ -603,6 +603,10 @@ impl TryFrom<RawCheck> for CheckSpec {
                 return Err(format!("check {:?}: invalid header name {h:?}", r.name));
             }
         }
+        // A bad jq expression is refused here, so the message names the file, line and key.
+        for (i, a) in r.assert.iter().enumerate() {
+            valid_assertion(a).map_err(|e| format!("check {:?}: assert[{i}]: {e}", r.name))?;
+        }
         Ok(CheckSpec {
             name: r.name,
             method,
@@ -621,6 +625,19 @@ impl TryFrom<RawCheck> for CheckSpec {
             retry_for: r.retry_for.map(|d| d.0),
         })
     }
+}
+
+/// Compiles `expr` once per process to check it (a suite repeats the same few assertions).
+fn valid_assertion(expr: &str) -> Result<(), String> {
+    thread_local! {
+        static VALID: RefCell<std::collections::HashSet<String>> = RefCell::default();
+    }
+    if VALID.with(|v| v.borrow().contains(expr)) {
+        return Ok(());
+    }
+    crate::jq::Program::compile(expr)?;
+    VALID.with(|v| v.borrow_mut().insert(expr.to_owned()));
+    Ok(())
 }
 
 /// `[metrics]`
@@ -705,9 +722,26 @@ impl Config {
 
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // Say where: the line and column of the first byte that is not UTF-8.
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let head = String::from_utf8_lossy(&bytes[..valid]);
+            let (line, column) = line_col(&head, head.len());
+            ConfigError::Invalid {
+                path: path.display().to_string(),
+                line,
+                column,
+                key: "(document)".into(),
+                message: format!(
+                    "not UTF-8 text (byte 0x{:02x}); TOML files are UTF-8",
+                    bytes.get(valid).copied().unwrap_or_default()
+                ),
+            }
         })?;
         Self::parse(&text, &path.display().to_string())
     }
@@ -918,6 +952,15 @@ mod tests {
         );
         let e = err("[[smoke.checks]]\nname = \"a\"\npath = \"x\"\n");
         assert!(e.contains("must start with '/'"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_assertion_is_located() {
+        let e = err("[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nassert = [\".a == \"]\n");
+        assert!(
+            e.starts_with("deploy.toml:1:1: smoke.checks[0]: check \"a\": assert[0]: invalid jq"),
+            "{e}"
+        );
     }
 
     #[test]
