@@ -167,6 +167,14 @@ fn assert_clean(label: &str, ran: &Ran, sinks: &Sinks, extra: &[(String, String)
         "{label}: short mask\n{}",
         ran.stderr
     );
+    // Masks come first: before any other line, whatever the tool logs.
+    if ran.stderr.contains("::add-mask::") {
+        assert!(
+            ran.stderr.starts_with("::add-mask::"),
+            "{label}: a line before the masks:\n{}",
+            ran.stderr
+        );
+    }
     let outputs = std::fs::read_to_string(sinks.path("outputs.txt")).unwrap_or_default();
     assert!(
         outputs.contains("exit-code<<"),

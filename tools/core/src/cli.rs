@@ -270,15 +270,19 @@ fn install_panic_hook() {
             .unwrap_or_else(|| "(no message)".to_owned());
         let at = info
             .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        let _ = writeln!(
-            std::io::stderr(),
-            "error: internal error: {}{at} (a bug in {}: please report it)",
-            redact(&payload),
-            tool_name()
-        );
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        let _ = writeln!(std::io::stderr(), "{}", panic_line(&payload, at.as_deref()));
     }));
+}
+
+/// The one line a panic prints: redacted, saying it is a bug.
+fn panic_line(payload: &str, at: Option<&str>) -> String {
+    let at = at.map(|a| format!(" at {a}")).unwrap_or_default();
+    format!(
+        "error: internal error: {}{at} (a bug in {}: please report it)",
+        redact(payload),
+        tool_name()
+    )
 }
 
 /// Runs a tool's body: installs the mask hook (inside Actions, `::add-mask::` the moment a
@@ -509,6 +513,25 @@ mod tests {
     use super::*;
     use crate::report::Check;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_panic_is_an_internal_error_with_exit_3_and_no_secret() {
+        crate::secret::register("panic-secret-0451");
+        let code = run(async {
+            if std::env::var_os("PATH").is_some() {
+                panic!("bad state near panic-secret-0451");
+            }
+            Ok(Exit::Passed)
+        })
+        .await;
+        assert_eq!(code, std::process::ExitCode::from(3));
+        let line = panic_line("bad state near panic-secret-0451", Some("src/x.rs:3"));
+        assert!(
+            line.starts_with("error: internal error: bad state near *** at src/x.rs:3"),
+            "{line}"
+        );
+        let _ = std::panic::take_hook();
+    }
 
     #[test]
     fn debug_logging_turns_up_our_crates_only() {
