@@ -701,17 +701,19 @@ mod tests {
 
     #[test]
     fn bad_assertion_is_a_usage_error_naming_the_check() {
-        let cfg = Config::parse_with(
+        // Refused when the file is read, so the message has the file, line and key.
+        let e = Config::parse_with(
             "[[smoke.checks]]\nname = \"x\"\npath = \"/\"\nassert = [\".a | (\"]\n",
             "t.toml",
             |_| None,
         )
-        .unwrap();
-        let e = prepare(&cfg.smoke.checks, Some("http://x")).unwrap_err();
+        .unwrap_err();
+        let e = anyhow::Error::new(e);
         assert_eq!(exit::classify(&e), exit::Exit::Usage);
         assert!(
-            e.to_string()
-                .starts_with("check \"x\": assert[0]: invalid jq expression"),
+            e.to_string().starts_with(
+                "t.toml:1:1: smoke.checks[0]: check \"x\": assert[0]: invalid jq expression"
+            ),
             "{e}"
         );
     }
