@@ -527,6 +527,66 @@ mod tests {
         assert!(e.is_transient());
     }
 
+    /// A one-route-per-path HTTP/1.1 server: `/a` redirects (302) to `/b` on the same origin, and
+    /// `/b` answers with the `x-key` header it received (or `none`).
+    async fn echo_server() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let req = String::from_utf8_lossy(&buf).to_string();
+                    let key = req
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-key: "))
+                        .unwrap_or("none")
+                        .to_owned();
+                    let resp = if req.starts_with("GET /a ") || req.starts_with("POST /a ") {
+                        "HTTP/1.1 302 Found\r\nLocation: /b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                    } else {
+                        let method = req.split(' ').next().unwrap_or("").to_owned();
+                        let body = format!("{method} {key}");
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    };
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn secret_headers_follow_a_same_origin_redirect_and_post_becomes_get() {
+        let url = echo_server().await;
+        let c = HttpClient::new("test", HttpOptions::default()).unwrap();
+        let r = c
+            .send(
+                "POST",
+                &format!("{url}/a"),
+                &[Header::secret("x-key", "k-123")],
+                Some(b"x".to_vec()),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(String::from_utf8_lossy(&r.body), "GET k-123");
+        assert!(r.url.ends_with("/b"), "{}", r.url);
+    }
+
     #[tokio::test]
     async fn bad_header_is_invalid_not_sent() {
         let c = HttpClient::new("test", HttpOptions::default()).unwrap();
