@@ -7,5 +7,6 @@
 pub mod ecs_standin;
 pub mod faults;
 pub mod oci;
+pub mod recorder;
 pub mod rig;
 pub mod standin;

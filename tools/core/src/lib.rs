@@ -19,6 +19,8 @@ pub mod http;
 pub mod jq;
 #[cfg(feature = "logs")]
 pub mod logs;
+#[cfg(test)]
+mod proptests;
 pub mod render;
 pub mod report;
 pub mod retry;

@@ -275,15 +275,7 @@ async fn round(ctx: &Ctx, probes: &[Probe], deadline: Deadline) -> anyhow::Resul
                 Verdict::Pass
             } else {
                 Verdict::Fatal {
-                    reason: format!(
-                        "{} alarm(s) in ALARM: {}",
-                        firing.len(),
-                        firing
-                            .iter()
-                            .map(|f| f.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    reason: deploy_core::cloudwatch::gate_reason(&firing),
                 }
             });
             a.details = firing.into_iter().map(|f| (f.name, f.reason)).collect();
@@ -673,12 +665,8 @@ pub async fn check(args: &Args) -> anyhow::Result<Report> {
                 .await?;
                 if !firing.is_empty() {
                     check = Check::new(check.name.clone(), Status::Failed).reason(format!(
-                        "alarm(s) in ALARM during the bake window: {}",
-                        firing
-                            .iter()
-                            .map(|f| f.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        "during the bake window: {}",
+                        deploy_core::cloudwatch::gate_reason(&firing)
                     ));
                     for f in firing {
                         check = check.detail(f.name, f.reason);
