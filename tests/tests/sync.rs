@@ -618,6 +618,37 @@ async fn rebase_stopping_midway_is_aborted_and_the_branch_restored() {
 }
 
 #[tokio::test]
+async fn a_rebase_whose_replayed_patch_gains_new_context_is_kept() {
+    // main edits line 2, the branch line 5 of the same file: a clean rebase, but the replayed
+    // commit's diff now has main's line as context, so its patch id differs from the original's.
+    // Patch ids alone called that "changes lost" and undid a correct rebase.
+    let r = repos();
+    let ten: String = (1..=10).map(|i| format!("{i}\n")).collect();
+    r.main_commit("n.txt", &ten, "ten lines");
+    git(&r.work, &["pull", "-q", "origin", "main"]);
+    r.main_commit("n.txt", &ten.replace("2\n", "two\n"), "main edits line 2");
+    commit(
+        &r.work,
+        "n.txt",
+        &ten.replace("5\n", "five\n"),
+        "feat edits line 5",
+    );
+    let (ran, v) = sync(
+        &r.root,
+        &["--repo", r.work.to_str().unwrap(), "--update", "rebase"],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(
+        git(&r.work, &["show", "HEAD:n.txt"]),
+        ten.replace("2\n", "two\n")
+            .replace("5\n", "five\n")
+            .trim_end()
+    );
+    assert_eq!(out(&v, "new-head"), git(&r.work, &["rev-parse", "HEAD"]));
+}
+
+#[tokio::test]
 async fn push_rejected_by_the_lease_loses_nothing() {
     let r = repos();
     commit(&r.work, "w.txt", "w\n", "feat work");

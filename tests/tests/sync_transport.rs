@@ -58,14 +58,16 @@ async fn cgi(State(s): State<Arc<Server>>, req: Request) -> Response {
             .unwrap();
     }
     let method = req.method().to_string();
-    let header = |k: &str| {
-        req.headers()
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
+    let (content_type, encoding) = {
+        let header = |k: &str| {
+            req.headers()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        (header("content-type"), header("content-encoding"))
     };
-    let (content_type, encoding) = (header("content-type"), header("content-encoding"));
     let body = axum::body::to_bytes(req.into_body(), 64 << 20)
         .await
         .unwrap();
@@ -280,6 +282,12 @@ async fn setup() -> Setup {
 }
 
 async fn sync(s: &Setup, args: &[&str]) -> (Ran, Value) {
+    let r = sync_raw(s, args).await;
+    let v = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    (r, v)
+}
+
+async fn sync_raw(s: &Setup, args: &[&str]) -> Ran {
     let mut c = tool("sync-check", &s.root);
     c.args(["--repo", s.work.to_str().unwrap()])
         .args(args)
@@ -288,9 +296,7 @@ async fn sync(s: &Setup, args: &[&str]) -> (Ran, Value) {
         .env("GITHUB_SERVER_URL", format!("http://{}", s.addr))
         // A variable that merely holds the token is scrubbed too.
         .env("MY_COPY_OF_THE_TOKEN", format!("token={TOKEN}"));
-    let r = run(c).await;
-    let v = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
-    (r, v)
+    run(c).await
 }
 
 fn basic() -> String {
@@ -304,7 +310,7 @@ fn assert_no_token(what: &str, text: &str) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_reaches_fetch_and_push_only_never_hooks_files_or_output() {
     let s = setup().await;
     let log = s.root.join("hook-env");
@@ -339,7 +345,7 @@ async fn the_token_reaches_fetch_and_push_only_never_hooks_files_or_output() {
     assert_no_token("sync-check's output", &ran.all());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_without_the_token_is_refused_by_the_server() {
     // The control for the test above: the server really demands the token.
     let s = setup().await;
@@ -353,7 +359,7 @@ async fn a_fetch_without_the_token_is_refused_by_the_server() {
     assert_eq!(s.server.authorized.load(Ordering::SeqCst), 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revisions_and_remotes_that_look_like_options_are_refused() {
     let s = setup().await;
     let marker = s.root.join("pwned");
@@ -368,7 +374,7 @@ async fn revisions_and_remotes_that_look_like_options_are_refused() {
             format!("--upload-pack=touch {}", marker.display()),
         ),
     ] {
-        let (ran, _) = sync(&s, &[&format!("{flag}={value}")]).await;
+        let ran = sync_raw(&s, &[&format!("{flag}={value}")]).await;
         assert_eq!(ran.code, 2, "{flag}={value}: {ran:?}");
         assert!(
             ran.stderr.contains(&format!("{flag} \"{value}")) && ran.stderr.contains("with '-'"),
@@ -376,7 +382,7 @@ async fn revisions_and_remotes_that_look_like_options_are_refused() {
             ran.stderr
         );
     }
-    let (ran, _) = sync(&s, &["--base", "main:refs/heads/x"]).await;
+    let ran = sync_raw(&s, &["--base", "main:refs/heads/x"]).await;
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(
         ran.stderr.contains("is not a valid branch name"),
@@ -386,7 +392,7 @@ async fn revisions_and_remotes_that_look_like_options_are_refused() {
     assert!(!marker.exists(), "no option reached git");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_the_server_denies_is_exit_3_with_gits_reason() {
     let s = setup().await;
     s.server.deny_push.store(true, Ordering::SeqCst);
@@ -406,7 +412,7 @@ async fn a_push_the_server_denies_is_exit_3_with_gits_reason() {
     assert_no_token("sync-check's output", &ran.all());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_to_an_unreachable_remote_is_exit_3() {
     let s = setup().await;
     git(
@@ -429,7 +435,7 @@ async fn a_push_to_an_unreachable_remote_is_exit_3() {
     assert_eq!(v["outputs"]["pushed"], "false");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_losing_the_lease_race_is_exit_1() {
     let s = setup().await;
     // Someone else pushes to feat after this clone last fetched it.
