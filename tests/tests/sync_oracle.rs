@@ -178,7 +178,13 @@ fn operate(g: &mut Gen, t: &mut Tree) -> Option<String> {
             if !free(t, &p) {
                 return None;
             }
-            let data = g.content();
+            // Now and then the same content either side would add (an add/add that merges, or
+            // differs only in the executable bit).
+            let data = if g.rng.u8(..3) == 0 {
+                format!("shared content of {p}\n").into_bytes()
+            } else {
+                g.content()
+            };
             let exec = g.rng.u8(..4) == 0;
             t.insert(p.clone(), File { data, exec });
             Some(format!("add {p:?}{}", if exec { " +x" } else { "" }))
@@ -825,7 +831,7 @@ fn sync_check_agrees_with_git_on_random_histories() {
                             .or_default() += 1;
                     }
                     // --update rebase on every fourth history.
-                    if diffs.is_empty() && seed % 4 == 0 {
+                    if diffs.is_empty() && seed.is_multiple_of(4) {
                         diffs.extend(compare_rebase(&h, conflicted));
                         *stats.lock().unwrap().entry("rebased").or_default() += 1;
                     }

@@ -626,9 +626,9 @@ mod tests {
     /// Real `git merge-tree --write-tree -z` output (git 2.47): a rename/rename, a modify/delete,
     /// a binary conflict and a file/directory conflict.
     const REAL: &[u8] = b"89f763cf\0\
-100644 f0f2 1\ta\0100644 f0f2 3\ta-feat\0100644 f0f2 2\ta-main\0\
-100644 587b 1\tb\0100644 b77b 3\tb\0\
-100644 e899 1\tc.bin\0100644 7240 2\tc.bin\0100644 867a 3\tc.bin\0\
+100644 f0f2 1\ta\x00100644 f0f2 3\ta-feat\x00100644 f0f2 2\ta-main\0\
+100644 587b 1\tb\x00100644 b77b 3\tb\0\
+100644 e899 1\tc.bin\x00100644 7240 2\tc.bin\x00100644 867a 3\tc.bin\0\
 100644 1a9c 2\tpth~main\0\0\
 3\0a\0a-main\0a-feat\0CONFLICT (rename/rename)\0CONFLICT (rename/rename): a renamed to a-main in main and to a-feat in feat.\n\0\
 1\0b\0CONFLICT (modify/delete)\0CONFLICT (modify/delete): b deleted in main and modified in feat.  Version feat of b left in tree.\n\0\
@@ -675,7 +675,8 @@ mod tests {
 
     #[test]
     fn add_add_with_different_modes_is_also_a_mode_conflict() {
-        let out = b"t\0100755 12 2\tmm\0100644 12 3\tmm\0100644 65 2\taa\0100644 5e 3\taa\0\0\
+        let out =
+            b"t\x00100755 12 2\tmm\x00100644 12 3\tmm\x00100644 65 2\taa\x00100644 5e 3\taa\0\0\
 1\0mm\0CONFLICT (contents)\0CONFLICT (add/add): Merge conflict in mm\n\0\
 1\0aa\0CONFLICT (contents)\0CONFLICT (add/add): Merge conflict in aa\n\0\
 2\0ln\0ln~main\0CONFLICT (distinct modes)\0CONFLICT (distinct types): ln had different types\n\0";
@@ -696,7 +697,7 @@ mod tests {
 
     #[test]
     fn a_conflicted_path_no_message_explains_is_other() {
-        let c = conflicts(&parse_merge_tree(b"t\0100644 1 2\tx\0100644 2 3\tx\0\0").unwrap());
+        let c = conflicts(&parse_merge_tree(b"t\x00100644 1 2\tx\x00100644 2 3\tx\0\0").unwrap());
         assert_eq!(c[0].kinds, [ConflictKind::Other]);
     }
 
@@ -798,7 +799,7 @@ mod tests {
             /// (but NUL) it holds.
             #[test]
             fn paths_survive_parsing(p in "[^\0]{1,30}") {
-                let out = format!("t\0100644 1 2\t{p}\0\0001\0{p}\0CONFLICT (contents)\0CONFLICT (content): x\n\0");
+                let out = format!("t\x00100644 1 2\t{p}\0\x001\0{p}\0CONFLICT (contents)\0CONFLICT (content): x\n\0");
                 let c = conflicts(&parse_merge_tree(out.as_bytes()).unwrap());
                 prop_assert_eq!(c.len(), 1);
                 prop_assert_eq!(&c[0].path, &p);
