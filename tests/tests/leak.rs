@@ -700,3 +700,146 @@ async fn a_registry_location_on_another_host_receives_no_credential() {
     assert!(registry.text().contains(REGISTRY_BASIC));
     assert_clean("registry location", &ran, &sinks, &[]);
 }
+
+#[tokio::test]
+async fn rollback_leaks_nothing_in_any_outcome() {
+    use deploy_core::aws_sdk_ecs as ecs;
+    let gh = github().await;
+    let ok = StandIn::start(Behaviour {
+        token: BEARER.into(),
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let standin = deploy_action_e2e::ecs_standin::EcsStandIn::start(&rig::moto_url())
+        .await
+        .unwrap();
+    let client = deploy_core::aws::ecs(&rig::moto_sdk().await);
+    // The cluster's name holds the config canary (it comes from `${LEAK_CLUSTER}`).
+    let cluster = format!("{VAR}-{}", unique("c"));
+    client
+        .create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    let (good, bare, stuck) = (unique("good"), unique("bare"), unique("stuck"));
+    for svc in [&good, &bare, &stuck] {
+        for rev in 1..=5 {
+            let td = client
+                .register_task_definition()
+                .family(svc)
+                .container_definitions(
+                    ecs::types::ContainerDefinition::builder()
+                        .name("web")
+                        .image(format!("nginx:{rev}"))
+                        .memory(128)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            if svc != &bare && rev < 5 {
+                let arn = td.task_definition().unwrap().task_definition_arn().unwrap();
+                client
+                    .tag_resource()
+                    .resource_arn(arn)
+                    .tags(
+                        ecs::types::Tag::builder()
+                            .key("deploy-action:verified")
+                            .value("2026-11-01T00:00:00Z")
+                            .build(),
+                    )
+                    .tags(
+                        ecs::types::Tag::builder()
+                            .key("deploy-action:sha")
+                            .value("22cdb6a41c42366ad165a0fb4c96282304f6f7ae")
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        client
+            .create_service()
+            .cluster(&cluster)
+            .service_name(svc)
+            .task_definition(format!("{svc}:5"))
+            .desired_count(1)
+            .send()
+            .await
+            .unwrap();
+    }
+    standin.script(
+        &stuck,
+        deploy_action_e2e::ecs_standin::Script::after_update(vec![serde_json::json!({
+            "deployments": [
+                { "id": "{new}", "status": "PRIMARY", "taskDefinition": format!("{stuck}:4"), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS" },
+                { "id": "ecs-svc/old", "status": "ACTIVE", "taskDefinition": format!("{stuck}:5"), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
+            ]
+        })]),
+    );
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(
+        conf.path().join("deploy.toml"),
+        format!(
+            r#"
+[environments.leak]
+base_url = "{url}"
+cluster = "${{LEAK_CLUSTER}}"
+services = ["{good}"]
+
+[health]
+interval = "100ms"
+success_threshold = 1
+
+[[health.checks]]
+name = "workflows ${{LEAK_VAR}}"
+path = "/api/workflows"
+headers = {{ Authorization = "Bearer ${{API_TOKEN}}", X-Deploy-Key = "${{LEAK_HDR}}" }}
+
+[rollback]
+interval = "100ms"
+wait = "30s"
+"#,
+            url = ok.url
+        ),
+    )
+    .unwrap();
+    let case = |label, code, args: &[&str]| {
+        let mut a = vec!["-e", "leak", "--reason", "leak test", "--github-deployment"];
+        a.extend_from_slice(args);
+        Case::new(label, "rollback", code, &a)
+            .aws()
+            .env("AWS_ENDPOINT_URL", &standin.url)
+            .env("LEAK_CLUSTER", &cluster)
+    };
+    let incident = conf.path().join("incident.json");
+    let incident = incident.to_str().unwrap();
+    let cases = vec![
+        case("pass", 0, &["--incident-file", incident]),
+        case(
+            "check failure (no verified revision)",
+            1,
+            &["--service", &bare],
+        ),
+        case("usage error", 2, &["--base-url", &userinfo_url(&ok.url)]),
+        case("dependency error", 3, &[]).env("AWS_ENDPOINT_URL", &closed_port_url()),
+        case(
+            "SIGTERM",
+            1,
+            &["--service", &stuck, "--incident-file", incident],
+        )
+        .sigterm(Duration::from_millis(2500)),
+    ];
+    run_cases(cases, conf.path(), &gh).await;
+    let record = std::fs::read_to_string(conf.path().join("incident.json")).unwrap();
+    for c in CANARIES {
+        assert!(!record.contains(c), "{c} in the incident record:\n{record}");
+    }
+    assert!(
+        gh.requests().iter().any(|r| r.uri.contains("/deployments")),
+        "the GitHub deployment channel was not exercised"
+    );
+}
