@@ -27,6 +27,9 @@ pub struct Args {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub publish: deploy_core::github::PublishArgs,
 
     /// Deadline for the whole wait (default: health.wait, else 300s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Waiting")]
@@ -853,5 +856,14 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             report.checks.len()
         ),
     };
+    let config_path = args
+        .common
+        .config
+        .as_ref()
+        .map_or_else(|| "deploy.toml".to_owned(), |p| p.display().to_string());
+    args.publish
+        .publish(&mut report, r.environment.as_deref(), &config_path)
+        .await;
+    report.finish(started.elapsed());
     deploy_core::cli::emit(&report, &args.common.output)
 }
