@@ -4,7 +4,11 @@
 //! workspace's unwrap/expect lints are relaxed for it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod contract;
 pub mod faults;
+pub mod https;
 pub mod oci;
+pub mod release;
 pub mod rig;
 pub mod standin;
+pub mod tap;
