@@ -1,8 +1,9 @@
 //! A recording pass-through in front of Prism: every request goes on to Prism (which validates it
 //! against GitHub's OpenAPI description and answers), and the tap keeps a copy of each request
 //! body, so a test can say which check run a tool created. Prism is stateless and cannot be
-//! asked afterwards. With `refuse_check_runs` it answers `POST .../check-runs` itself with the
-//! 403 GitHub gives a token without `checks: write`, to drive the commit-status fallback.
+//! asked afterwards. Requests whose path contains one of the `refuse` fragments (`/check-runs`,
+//! `/statuses/`) it answers itself with the 403 GitHub gives a token without that permission (a
+//! fork's pull request), to drive the fallbacks.
 
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +29,7 @@ pub struct Recorded {
 #[derive(Clone)]
 struct Ctx {
     upstream: String,
-    refuse_check_runs: bool,
+    refuse: Vec<String>,
     client: reqwest::Client,
     recorded: Arc<Mutex<Vec<Recorded>>>,
 }
@@ -49,11 +50,11 @@ impl Drop for Tap {
 
 impl Tap {
     /// Starts a tap in front of `upstream` (Prism's URL).
-    pub async fn start(upstream: String, refuse_check_runs: bool) -> Tap {
+    pub async fn start(upstream: String, refuse: &[&str]) -> Tap {
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let ctx = Ctx {
             upstream: upstream.trim_end_matches('/').to_owned(),
-            refuse_check_runs,
+            refuse: refuse.iter().map(|s| (*s).to_owned()).collect(),
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
@@ -98,12 +99,12 @@ async fn forward(State(ctx): State<Ctx>, req: Request) -> Response {
             status,
         });
     };
-    if ctx.refuse_check_runs && method == "POST" && path.ends_with("/check-runs") {
+    if method == "POST" && ctx.refuse.iter().any(|r| path.contains(r.as_str())) {
         record(403);
         return (
             StatusCode::FORBIDDEN,
             [(header::CONTENT_TYPE, "application/json")],
-            r#"{"message":"Resource not accessible by integration","documentation_url":"https://docs.github.com/rest/checks/runs#create-a-check-run","status":"403"}"#,
+            r#"{"message":"Resource not accessible by integration","documentation_url":"https://docs.github.com/rest","status":"403"}"#,
         )
             .into_response();
     }
