@@ -4,6 +4,7 @@
 //! workspace's unwrap/expect lints are relaxed for it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod actions;
 pub mod contract;
 pub mod faults;
 pub mod https;

@@ -124,6 +124,10 @@ async fn smoke_test_cases() -> Vec<Written> {
     .env("API_TOKEN", token);
     github_env(&mut c, &refusing.url);
     out.push(s.run("smoke-test", "fails, status fallback", 1, c).await);
+    let s = Step::new();
+    let mut c = s.cmd("smoke-test", s.dir.path());
+    c.arg("--no-such-flag");
+    out.push(s.run("smoke-test", "bad flag", 2, c).await);
     out
 }
 
