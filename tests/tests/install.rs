@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use deploy_action_e2e::https::HttpsServer;
@@ -354,4 +355,130 @@ fn bad_inputs_are_named() {
         assert_eq!(code, 2, "{log}");
         assert!(log.contains(want), "{log}");
     }
+}
+
+/// This tree's files as an action checkout (tracked and untracked-but-not-ignored: no target/).
+fn source_copy() -> tempfile::TempDir {
+    let root = rig::workspace_root();
+    let list = Command::new("git")
+        .args(["ls-files", "-co", "--exclude-standard", "-z"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for f in list.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let f = String::from_utf8_lossy(f).into_owned();
+        let (from, to) = (root.join(&f), dir.path().join(&f));
+        if from.is_file() {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(from, to).unwrap();
+        }
+    }
+    dir
+}
+
+// A `cargo` first on PATH that records the environment and arguments the build gets, then runs
+// the real cargo with them. Only the output directory differs: a persistent one under target/,
+// so later test runs build incrementally; the binary is copied to where the action expects it.
+const CARGO_SHIM: &str = r#"#!/usr/bin/env bash
+set -euo pipefail
+env > "__RECORD__/env"
+printf '%s\n' "$@" > "__RECORD__/args"
+wanted="$CARGO_TARGET_DIR"
+tool="${*: -1}"
+CARGO_TARGET_DIR="__PERSIST__" "__CARGO__" "$@"
+mkdir -p "$wanted/release"
+cp "__PERSIST__/release/$tool" "$wanted/release/$tool"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
+    let action = source_copy();
+    let shim = tempfile::tempdir().unwrap();
+    let record = tempfile::tempdir().unwrap();
+    let real = String::from_utf8(
+        Command::new("bash")
+            .args(["-c", "command -v cargo"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let persist = rig::workspace_root().join("target/source-build");
+    std::fs::write(
+        shim.path().join("cargo"),
+        CARGO_SHIM
+            .replace("__RECORD__", &record.path().display().to_string())
+            .replace("__PERSIST__", &persist.display().to_string())
+            .replace("__CARGO__", real.trim()),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(shim.path().join("cargo"))
+        .status()
+        .unwrap();
+    let cold = !persist.join("release/smoke-test").is_file();
+    let cache_home = tempfile::tempdir().unwrap();
+    let secret = "aws-secret-never-in-a-build-0815";
+    let run = act(
+        action.path(),
+        cache_home.path(),
+        "tool: smoke-test\nbuild-from-source: true\nargs: --version",
+        &[
+            (
+                "PATH",
+                format!(
+                    "{}:{}",
+                    shim.path().display(),
+                    std::env::var("PATH").unwrap()
+                ),
+            ),
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEBUILD".into()),
+            ("AWS_SECRET_ACCESS_KEY", secret.into()),
+            ("GITHUB_TOKEN", "ghs_build_env_token_0123".into()),
+            ("ACTIONS_RUNTIME_TOKEN", "runtime-token-0123".into()),
+        ],
+    )
+    .await;
+    assert!(run.ok, "{}", run.log);
+    assert!(
+        run.log
+            .contains("deploy-action: building smoke-test from source (build-from-source: true)"),
+        "{}",
+        run.log
+    );
+    assert!(
+        run.log.contains("smoke-test 0.1.0"),
+        "the built tool ran: {}",
+        run.log
+    );
+    let env = std::fs::read_to_string(record.path().join("env")).unwrap();
+    for leak in ["AWS_", "GITHUB_", "ACTIONS_", "TOKEN", secret] {
+        assert!(!env.contains(leak), "{leak} reached the build: {env}");
+    }
+    assert!(env.contains("\nHOME=") || env.starts_with("HOME="), "{env}");
+    let args = std::fs::read_to_string(record.path().join("args")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    assert_eq!(
+        args,
+        [
+            "build",
+            "--release",
+            "--locked",
+            "--manifest-path",
+            &format!("{}/Cargo.toml", args[4].trim_end_matches("/Cargo.toml")),
+            "-p",
+            "smoke-test"
+        ]
+    );
+    eprintln!(
+        "FIGURE install: action start to tool run, build from source: {} ms ({})",
+        run.took.as_millis(),
+        if cold {
+            "cold: nothing built before"
+        } else {
+            "incremental: target/source-build was built before"
+        }
+    );
 }
