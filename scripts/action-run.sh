@@ -12,7 +12,7 @@ set -Eeuo pipefail
 # The flags each tool takes (tests/tests/contract.rs checks these lists against every tool's --help).
 DRY_RUN_TOOLS=" sync-check ecr-push rollback "
 CONFIRM_TOOLS=" ecr-push rollback "
-PUBLISHING_TOOLS=" sync-check ecr-push health-check smoke-test "
+PUBLISHING_TOOLS=" sync-check ecr-push health-check smoke-test rollback "
 
 out() { printf '%s=%s\n' "$1" "$2" >>"${GITHUB_OUTPUT:-/dev/null}"; }
 usage() {

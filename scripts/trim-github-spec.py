@@ -25,6 +25,8 @@ KEEP_PATHS = [
     "/repos/{owner}/{repo}/check-runs",
     "/repos/{owner}/{repo}/check-runs/{check_run_id}",
     "/repos/{owner}/{repo}/statuses/{sha}",
+    "/repos/{owner}/{repo}/deployments",
+    "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
     "/repos/{owner}/{repo}/commits/{ref}/check-runs",
     "/repos/{owner}/{repo}/pulls/{pull_number}",
     "/repos/{owner}/{repo}",

@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod contract;
+pub mod ecs_standin;
 pub mod faults;
 pub mod https;
 pub mod oci;

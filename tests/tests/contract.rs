@@ -21,9 +21,9 @@ use deploy_action_e2e::rig::{self, aws_env, run, tool, unique};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
 use deploy_action_e2e::tap::Tap;
 
-/// Outputs declared ahead of the code that writes them (merged from the rollback issue).
-/// Remove a name here when its writer lands; the test then demands a run that writes it.
-const PENDING: &[&str] = &["verified"];
+/// Outputs declared ahead of the code that writes them. Remove a name here when its writer
+/// lands; the test then demands a run that writes it.
+const PENDING: &[&str] = &[];
 
 /// One run of a tool: what it was, and the output keys it wrote.
 struct Written {
@@ -139,10 +139,44 @@ async fn health_check_cases() -> Vec<Written> {
     })
     .await
     .unwrap();
+    // An ECS service in moto, so --mark-verified has a revision to tag.
+    let (cluster, service) = (unique("contract-cluster"), unique("contract-svc"));
+    let ecs = deploy_core::aws::ecs(&rig::moto_sdk().await);
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    ecs.register_task_definition()
+        .family(&service)
+        .container_definitions(
+            deploy_core::aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("web")
+                .image("nginx:1")
+                .memory(128)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ecs.create_service()
+        .cluster(&cluster)
+        .service_name(&service)
+        .task_definition(format!("{service}:1"))
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let s = Step::new();
     let mut c = s.cmd("health-check", s.dir.path());
     aws_env(&mut c).args([
+        "--ecs",
+        "--cluster",
+        &cluster,
+        "--service",
+        &service,
+        "--mark-verified",
         "--base-url",
         &ok.url,
         "--interval",
@@ -155,7 +189,10 @@ async fn health_check_cases() -> Vec<Written> {
         "--metric-namespace",
         &unique("Contract/Factory"),
     ]);
-    out.push(s.run("health-check", "healthy, metric", 0, c).await);
+    out.push(
+        s.run("health-check", "healthy, ECS verified, metric", 0, c)
+            .await,
+    );
     let s = Step::new();
     let mut c = s.cmd("health-check", s.dir.path());
     c.args([

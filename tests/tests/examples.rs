@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use deploy_action_e2e::actions::Actions;
+use deploy_action_e2e::ecs_standin::EcsStandIn;
 use deploy_action_e2e::rig::{self, unique};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
 use deploy_action_e2e::tap::{Recorded, Tap};
@@ -122,10 +123,10 @@ struct Act {
     log: String,
 }
 
+/// `event`: the event's name and, for a pull request, its payload file.
 async fn act(
     dir: &Path,
-    event: &str,
-    event_file: Option<&Path>,
+    (event, event_file): (&str, Option<&Path>),
     workflow: &str,
     actions: &Actions,
     project: &Project,
@@ -206,8 +207,7 @@ async fn pr_sync_check_example_checks_the_pull_request_head() {
         let tap = Tap::start(rig::prism_url(), &[]).await;
         let run = act(
             &dir,
-            "pull_request",
-            Some(&event),
+            ("pull_request", Some(&event)),
             &workflow,
             &actions,
             &p,
@@ -286,8 +286,8 @@ for line in os.environ["IMAGES"].splitlines():
 "#;
 
 /// deploy-staging.yml end to end: build, push to the registry/moto, the CDK stand-in deploys
-/// the pushed digest, health-check (ECS, expected version), smoke-test (JUnit uploaded, check
-/// run published); no rollback.
+/// the pushed digest, health-check (ECS rollout, expected version, the revision tagged
+/// verified), smoke-test (JUnit uploaded, check run published); no rollback.
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_staging_example_runs_end_to_end() {
     let example_text = example("deploy-staging.yml");
@@ -400,19 +400,21 @@ assert = [".workflows != null"]
         ..Behaviour::default()
     });
 
+    // moto keeps a service's first deployment PRIMARY for ever; the ECS stand-in in front of it
+    // shows an UpdateService as a completed rollout of the new revision, as ECS would.
+    let ecs_standin = EcsStandIn::start(&rig::moto_url()).await.unwrap();
     let dir = p.act_dir(&sha, "deploy-staging.yml", &workflow);
     let tap = Tap::start(rig::prism_url(), &[]).await;
-    let venv = PathBuf::from(rig::act()).parent().unwrap().join("python");
+    let venv = rig::act().parent().unwrap().join("python");
     let actions = Actions::new();
     let run = act(
         &dir,
-        "push",
-        None,
+        ("push", None),
         &workflow,
         &actions,
         &p,
         &[
-            ("AWS_ENDPOINT_URL", rig::moto_url()),
+            ("AWS_ENDPOINT_URL", ecs_standin.url.clone()),
             ("AWS_ACCESS_KEY_ID", "test".into()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
@@ -484,9 +486,36 @@ assert = [".workflows != null"]
     .unwrap_or_else(|e| panic!("{e}\n{}", run.log));
     assert!(junit.contains("Workflow API"), "{junit}");
     assert!(
-        !run.log.contains("Roll back to the last verified"),
+        !run.log.contains("Main Roll back to the last verified"),
         "{}",
         run.log
     );
+    // health-check --mark-verified tagged the revision it verified, with the commit.
+    let arn = ecs
+        .describe_task_definition()
+        .task_definition(&td)
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
+    let tags = ecs
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let tag = |k: &str| {
+        tags.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_owned)
+    };
+    assert!(tag("deploy-action:verified").is_some(), "{tags:?}");
+    assert_eq!(tag("deploy-action:sha").as_deref(), Some(sha.as_str()));
     assert!(!run.log.contains(api_token) && !run.log.contains(GH_TOKEN));
 }

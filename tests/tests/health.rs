@@ -771,3 +771,107 @@ async fn alb_5xx_gate_and_availability_metric() {
     let sum: f64 = stats.datapoints().iter().filter_map(|d| d.sum()).sum();
     assert_eq!((count, sum), (2.0, 1.0), "{stats:?}");
 }
+
+#[tokio::test]
+async fn mark_verified_tags_the_running_revision_only_when_healthy() {
+    let (cluster, service) = (unique("afu9"), unique("web"));
+    ecs_service(&cluster, &service).await;
+    let ecs = deploy_core::aws::ecs(&rig::moto_sdk().await);
+    let tags = |rev: u32| {
+        let (ecs, service) = (ecs.clone(), service.clone());
+        async move {
+            let out = ecs
+                .describe_task_definition()
+                .task_definition(format!("{service}:{rev}"))
+                .include(deploy_core::aws_sdk_ecs::types::TaskDefinitionField::Tags)
+                .send()
+                .await
+                .unwrap();
+            out.tags()
+                .iter()
+                .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Not healthy (expects revision 2, runs 1): nothing is tagged.
+    let mut c = tool("health-check", dir.path());
+    aws_env(&mut c).args([
+        "--ecs",
+        "--cluster",
+        &cluster,
+        "--service",
+        &service,
+        "--mark-verified",
+        "--expect-task-definition",
+        &format!("{service}:2"),
+        "--wait",
+        "1s",
+        "--format",
+        "json",
+    ]);
+    let r = run(c).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["outputs"]["verified"], "false");
+    assert!(tags(1).await.is_empty());
+    // Healthy: revision 1 carries the record, with the run that verified it.
+    let mut c = tool("health-check", dir.path());
+    aws_env(&mut c)
+        .env("GITHUB_REPOSITORY", "afu9/control-center")
+        .env("GITHUB_RUN_ID", "77")
+        .env("GITHUB_SHA", "ffffffffffffffffffffffffffffffffffffffff")
+        .args([
+            "--ecs",
+            "--cluster",
+            &cluster,
+            "--service",
+            &service,
+            "--mark-verified",
+            "--expect-task-definition",
+            &format!("{service}:1"),
+            "--interval",
+            "50ms",
+            "--format",
+            "json",
+        ]);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["outputs"]["verified"], "true");
+    let t = tags(1).await;
+    assert_eq!(
+        t["deploy-action:sha"],
+        "ffffffffffffffffffffffffffffffffffffffff"
+    );
+    assert_eq!(
+        t["deploy-action:run"],
+        "https://github.com/afu9/control-center/actions/runs/77"
+    );
+    let when = humantime::parse_rfc3339(&t["deploy-action:verified"]).unwrap();
+    assert!(when.elapsed().unwrap() < Duration::from_secs(60));
+    assert!(tags(2).await.is_empty(), "only the running revision");
+    // A revision keeps the commit it was verified at.
+    let mut c = tool("health-check", dir.path());
+    aws_env(&mut c)
+        .env("GITHUB_SHA", "0000000000000000000000000000000000000000")
+        .args([
+            "--ecs",
+            "--cluster",
+            &cluster,
+            "--service",
+            &service,
+            "--mark-verified",
+            "--interval",
+            "50ms",
+        ]);
+    assert_eq!(run(c).await.code, 0);
+    assert_eq!(
+        tags(1).await["deploy-action:sha"],
+        "ffffffffffffffffffffffffffffffffffffffff"
+    );
+    // --mark-verified without --ecs is a usage error.
+    let mut c = tool("health-check", dir.path());
+    c.args(["--mark-verified", "--base-url", "http://127.0.0.1:1"]);
+    assert_eq!(run(c).await.code, 2);
+}

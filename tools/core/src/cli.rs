@@ -162,7 +162,8 @@ pub fn init_logging() {
     let filter = std::env::var("DEPLOY_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         // octocrab logs its own request errors at ERROR; ours say the same with context.
-        .unwrap_or_else(|_| "warn,deploy_core=info,octocrab=off".to_owned());
+        // rollback streams the service events it waits on at info.
+        .unwrap_or_else(|_| "warn,deploy_core=info,rollback=info,octocrab=off".to_owned());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

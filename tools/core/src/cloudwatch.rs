@@ -126,25 +126,46 @@ pub async fn put_availability(
     environment: &str,
     healthy: bool,
 ) -> anyhow::Result<()> {
+    let value = if healthy { 1.0 } else { 0.0 };
+    put_metric(
+        client,
+        namespace,
+        "Availability",
+        environment,
+        value,
+        StandardUnit::None,
+    )
+    .await
+}
+
+/// Puts one datum of `metric` with dimension `Environment` into `namespace`, stamped now.
+pub async fn put_metric(
+    client: &Client,
+    namespace: &str,
+    metric: &str,
+    environment: &str,
+    value: f64,
+    unit: StandardUnit,
+) -> anyhow::Result<()> {
     client
         .put_metric_data()
         .namespace(namespace)
         .metric_data(
             MetricDatum::builder()
-                .metric_name("Availability")
+                .metric_name(metric)
                 .dimensions(
                     Dimension::builder()
                         .name("Environment")
                         .value(environment)
                         .build(),
                 )
-                .value(if healthy { 1.0 } else { 0.0 })
-                .unit(StandardUnit::None)
+                .value(value)
+                .unit(unit)
                 .timestamp(DateTime::from(SystemTime::now()))
                 .build(),
         )
         .send()
         .await
-        .map_err(|e| error(&format!("couldn't put Availability into {namespace}"), &e))?;
+        .map_err(|e| error(&format!("couldn't put {metric} into {namespace}"), &e))?;
     Ok(())
 }

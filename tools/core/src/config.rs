@@ -252,6 +252,9 @@ pub struct Config {
     /// Which CloudWatch alarms gate a deployment (per-environment lists override).
     #[serde(default)]
     pub alarms: Alarms,
+    /// How `rollback` waits and where it records incidents.
+    #[serde(default)]
+    pub rollback: Rollback,
     /// Where this config came from (set by the loader).
     #[serde(skip)]
     pub source: String,
@@ -563,6 +566,20 @@ impl TryFrom<RawCheck> for CheckSpec {
             retry_for: r.retry_for.map(|d| d.0),
         })
     }
+}
+
+/// `[rollback]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// Deadline of the wait for the rollback deployments (default 15m).
+    pub wait: Option<Dur>,
+    /// Pause between polls of the rollback deployments (default 5s).
+    pub interval: Option<Dur>,
+    /// CloudWatch Logs group that receives incident records (stream `incidents`).
+    pub incident_log_group: Option<Text>,
+    /// Changelog file a dated entry is appended to (runbook: CHANGELOG.md).
+    pub changelog: Option<Text>,
 }
 
 /// `[metrics]`

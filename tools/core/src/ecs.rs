@@ -29,12 +29,16 @@ pub struct Deployment {
     pub rollout_state: Option<String>,
     /// ECS's words on the rollout state.
     pub rollout_state_reason: Option<String>,
+    /// When the deployment was created (RFC 3339).
+    pub created_at: Option<String>,
 }
 
 /// A service event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Event {
+    /// ECS's id of the event (unique per service).
+    pub id: Option<String>,
     /// When (RFC 3339 or as ECS printed it).
     pub created_at: Option<String>,
     /// The message.
@@ -61,6 +65,10 @@ pub struct Service {
     pub deployments: Vec<Deployment>,
     /// Newest events first.
     pub events: Vec<Event>,
+    /// `ECS`, `CODE_DEPLOY` or `EXTERNAL` (absent means ECS).
+    pub deployment_controller: Option<String>,
+    /// The deployment circuit breaker: (enabled, rolls back on failure).
+    pub circuit_breaker: Option<(bool, bool)>,
 }
 
 /// What a service's rollout looks like now.
@@ -187,16 +195,25 @@ mod fetch {
                         failed_tasks: d.failed_tasks(),
                         rollout_state: d.rollout_state().map(|r| r.as_str().to_owned()),
                         rollout_state_reason: d.rollout_state_reason().map(str::to_owned),
+                        created_at: time(d.created_at()),
                     })
                     .collect(),
                 events: s
                     .events()
                     .iter()
                     .map(|e| Event {
+                        id: e.id().map(str::to_owned),
                         created_at: time(e.created_at()),
                         message: e.message().unwrap_or_default().to_owned(),
                     })
                     .collect(),
+                deployment_controller: s
+                    .deployment_controller()
+                    .map(|c| c.r#type().as_str().to_owned()),
+                circuit_breaker: s
+                    .deployment_configuration()
+                    .and_then(|c| c.deployment_circuit_breaker())
+                    .map(|cb| (cb.enable(), cb.rollback())),
             }
         }
     }

@@ -302,6 +302,61 @@ impl GithubClient {
             Err(e) => Err(e),
         }
     }
+
+    /// Creates a deployment of commit `git_ref` to `environment` for `task` (e.g. `rollback`);
+    /// returns its id. No auto-merge and no required contexts: it records what happened, it does
+    /// not ask GitHub to gate it.
+    pub async fn create_deployment(
+        &self,
+        git_ref: &str,
+        environment: &str,
+        task: &str,
+        description: &str,
+    ) -> Result<u64, GithubError> {
+        let body = json!({
+            "ref": git_ref,
+            "task": task,
+            "environment": environment,
+            "auto_merge": false,
+            "required_contexts": [],
+            "description": crate::secret::redact(description).chars().take(140).collect::<String>(),
+        });
+        let v = self
+            .post(
+                "POST deployments",
+                format!("/repos/{}/{}/deployments", self.owner, self.repo),
+                body,
+            )
+            .await?;
+        Ok(v.get("id").and_then(|i| i.as_u64()).unwrap_or_default())
+    }
+
+    /// Sets a deployment's status (`in_progress`, `success`, `failure`...).
+    pub async fn create_deployment_status(
+        &self,
+        deployment_id: u64,
+        state: &str,
+        description: &str,
+        log_url: Option<&str>,
+    ) -> Result<(), GithubError> {
+        let mut body = json!({
+            "state": state,
+            "description": crate::secret::redact(description).chars().take(140).collect::<String>(),
+        });
+        if let Some(u) = log_url {
+            body["log_url"] = json!(u);
+        }
+        self.post(
+            "POST deployment statuses",
+            format!(
+                "/repos/{}/{}/deployments/{deployment_id}/statuses",
+                self.owner, self.repo
+            ),
+            body,
+        )
+        .await
+        .map(|_| ())
+    }
 }
 
 /// When a tool publishes its report on the commit (`--publish`).

@@ -15,10 +15,13 @@ pub mod exit;
 pub mod gha;
 pub mod http;
 pub mod jq;
+#[cfg(feature = "logs")]
+pub mod logs;
 pub mod render;
 pub mod report;
 pub mod retry;
 pub mod secret;
+pub mod taskdef;
 
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -32,6 +35,8 @@ pub use report::{Check, Report, Status};
 pub use aws_config;
 #[cfg(feature = "cloudwatch")]
 pub use aws_sdk_cloudwatch;
+#[cfg(feature = "logs")]
+pub use aws_sdk_cloudwatchlogs;
 #[cfg(feature = "ecr")]
 pub use aws_sdk_ecr;
 /// Re-exported SDKs, so tools and tests use the exact versions core was built with.

@@ -119,6 +119,12 @@ pub struct Args {
     /// Namespace of the Availability metric (default: metrics.namespace, else AFU9/Factory).
     #[arg(long, value_name = "NAMESPACE", help_heading = "CloudWatch")]
     pub metric_namespace: Option<String>,
+
+    /// When healthy, tag each service's running task definition revision as verified
+    /// (`deploy-action:verified`, `deploy-action:sha`, `deploy-action:run`): what rollback
+    /// chooses from. Needs --ecs.
+    #[arg(long, requires = "ecs", help_heading = "ECS")]
+    pub mark_verified: bool,
 }
 
 /// What a probe looks at.
@@ -389,8 +395,9 @@ fn plan_probes(
     Ok((probes, cluster, services))
 }
 
-/// Runs the tool.
-pub async fn run(args: Args) -> anyhow::Result<Exit> {
+/// Waits until the environment is healthy (or the deadline passes) and returns the report, without
+/// writing it anywhere: `run` emits it; rollback verifies with it.
+pub async fn check(args: &Args) -> anyhow::Result<Report> {
     let started = Instant::now();
     let r = args.common.resolve(EMBEDDED_HEALTH)?;
     let h = &r.config.health;
@@ -458,7 +465,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             ));
         }
     };
-    let (mut probes, cluster, _services) = plan_probes(&args, &r, http_checks, threshold)?;
+    let (mut probes, cluster, services) = plan_probes(args, &r, http_checks, threshold)?;
 
     // CloudWatch gates come from flags and the environment's (else the top-level) alarm filter.
     let env = r.env();
@@ -813,6 +820,22 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             }
         }
     }
+    if args.mark_verified
+        && let Some((client, cluster)) = &ctx.ecs
+    {
+        let marked = healthy && report.outcome == Exit::Passed;
+        if marked {
+            mark_verified(
+                client,
+                cluster,
+                &services,
+                args.expect_version.as_deref(),
+                &mut report,
+            )
+            .await;
+        }
+        report.output("verified", marked && report.outcome == Exit::Passed);
+    }
     let (passed, ..) = report.counts();
     report.output("passed", passed);
     report.output("failed", report.checks.len() - passed);
@@ -856,14 +879,91 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             report.checks.len()
         ),
     };
+    Ok(report)
+}
+
+/// Runs the tool: waits, publishes the report when asked (`--publish`), then writes it
+/// everywhere else it belongs.
+pub async fn run(args: Args) -> anyhow::Result<Exit> {
+    let mut report = check(&args).await?;
     let config_path = args
         .common
         .config
         .as_ref()
         .map_or_else(|| "deploy.toml".to_owned(), |p| p.display().to_string());
     args.publish
-        .publish(&mut report, r.environment.as_deref(), &config_path)
+        .publish(
+            &mut report,
+            args.common.environment.as_deref(),
+            &config_path,
+        )
         .await;
-    report.finish(started.elapsed());
+    report.finish(Duration::from_millis(report.duration_ms));
     deploy_core::cli::emit(&report, &args.common.output)
+}
+
+/// Tags the revision each service runs as verified. The commit is the one the revision was
+/// verified at before (a revision's commit never changes), else `--expect-version`, else
+/// `GITHUB_SHA`. A failed tag call is a dependency error in the report (exit 3), with the
+/// services already tagged kept in the audit trail.
+async fn mark_verified(
+    client: &deploy_core::aws_sdk_ecs::Client,
+    cluster: &str,
+    services: &[String],
+    expect_version: Option<&str>,
+    report: &mut Report,
+) {
+    use deploy_core::taskdef::{self, TAG_RUN, TAG_SHA, TAG_VERIFIED};
+    let now = deploy_core::report::now_rfc3339();
+    let result: anyhow::Result<()> = async {
+        for svc in ecs::describe(client, cluster, services).await? {
+            let svc = svc.map_err(exit::dependency)?;
+            let running = svc
+                .deployments
+                .iter()
+                .find(|d| d.status == "PRIMARY")
+                .map(|d| d.task_definition.clone())
+                .or(svc.task_definition.clone())
+                .ok_or_else(|| {
+                    exit::dependency(format!(
+                        "service {} has no task definition",
+                        svc.service_name
+                    ))
+                })?;
+            let td = taskdef::describe(client, &running).await?;
+            let sha = td
+                .sha()
+                .map(str::to_owned)
+                .or_else(|| expect_version.map(str::to_owned))
+                .or_else(|| std::env::var("GITHUB_SHA").ok().filter(|s| !s.is_empty()));
+            let mut tags = vec![(TAG_VERIFIED, now.clone())];
+            if let Some(sha) = &sha {
+                tags.push((TAG_SHA, sha.clone()));
+            }
+            if let Some(url) = taskdef::run_url() {
+                tags.push((TAG_RUN, url));
+            }
+            let detail = Some(format!(
+                "{} of service {}{}",
+                td.name(),
+                svc.service_name,
+                sha.map(|s| format!(", commit {s}")).unwrap_or_default()
+            ));
+            match taskdef::tag(client, &td.arn, &tags).await {
+                Ok(()) => report.audit("ecs:TagResource", &td.arn, "done", detail),
+                Err(e) => {
+                    report.audit("ecs:TagResource", &td.arn, "failed", detail);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        report.fail_with(
+            Exit::Dependency,
+            format!("couldn't mark the revisions verified: {e:#}"),
+        );
+    }
 }

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Benchmark of rollback (issue: rollback): against moto behind the ECS stand-in, four services
+# each with a verified revision to go back to, it measures
+#   1. the time from invoking `rollback` to the fourth UpdateService reaching ECS (target < 2 s):
+#      the stand-in logs each call's epoch milliseconds;
+#   2. the whole run (plan, act, wait, health verification, incident record) and its peak RSS.
+# Median of RUNS runs (default 5). Needs the rig (scripts/rig.sh) and GNU time.
+set -Eeuo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD"
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+RUNS="${RUNS:-5}"
+
+[[ -x /usr/bin/time ]] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
+bash scripts/rig.sh install >/dev/null
+bash scripts/rig.sh up >/dev/null
+eval "$(bash scripts/rig.sh env)"
+cargo build --release --quiet -p rollback -p deploy-action-e2e --bin rollback --bin ecs-standin --bin standin
+bin="$root/target/release"
+
+work="$(mktemp -d)"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; bash "$root/scripts/rig.sh" down >/dev/null 2>&1; rm -rf "$work"' EXIT
+"$bin/ecs-standin" --moto "$DEPLOY_TEST_MOTO_URL" --log "$work/calls.log" >"$work/ecs-url" &
+pids+=($!)
+"$bin/standin" >"$work/svc-url" &
+pids+=($!)
+for _ in $(seq 50); do [[ -s "$work/ecs-url" && -s "$work/svc-url" ]] && break; sleep 0.1; done
+export AWS_ENDPOINT_URL="$(head -n1 "$work/ecs-url")" AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1 \
+    AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
+url="$(head -n1 "$work/svc-url")"
+
+ms() { date +%s%3N; }
+first=() whole=() rss=()
+for run in $(seq "$RUNS"); do
+    cluster="bench-$run-$RANDOM"
+    "$root/.rig/venv/bin/python" - "$cluster" <<'PY'
+import sys, boto3
+cluster = sys.argv[1]
+ecs = boto3.client("ecs", endpoint_url=__import__("os").environ["AWS_ENDPOINT_URL"])
+ecs.create_cluster(clusterName=cluster)
+for svc in ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]:
+    fam = f"{cluster}-{svc}"
+    for rev in range(1, 4):
+        td = ecs.register_task_definition(family=fam, containerDefinitions=[{"name": svc, "image": f"nginx:{rev}", "memory": 128}])
+        arn = td["taskDefinition"]["taskDefinitionArn"]
+        if rev == 2:
+            ecs.tag_resource(resourceArn=arn, tags=[{"key": "deploy-action:verified", "value": "2026-11-28T00:00:00Z"}])
+    ecs.create_service(cluster=cluster, serviceName=svc, taskDefinition=f"{fam}:3", desiredCount=1)
+PY
+    cat >"$work/deploy.toml" <<TOML
+[environments.staging]
+base_url = "$url"
+cluster = "$cluster"
+services = ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]
+[health]
+interval = "200ms"
+success_threshold = 1
+[[health.checks]]
+name = "health"
+path = "/api/health"
+[rollback]
+interval = "200ms"
+TOML
+    : >"$work/calls.log"
+    start=$(ms)
+    (cd "$work" && /usr/bin/time -f '%M' -o "$work/rss" "$bin/rollback" -e staging >/dev/null 2>"$work/err") ||
+        { cat "$work/err" >&2; exit 1; }
+    end=$(ms)
+    fourth=$(awk '$2 == "UpdateService" { n++; if (n == 4) print $1 }' "$work/calls.log")
+    [[ -n "$fourth" ]] || { echo "bench: fewer than four UpdateService calls" >&2; cat "$work/calls.log" >&2; exit 1; }
+    first+=($((fourth - start)))
+    whole+=($((end - start)))
+    rss+=($(cat "$work/rss"))
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+printf '| benchmark | median | target |\n|---|---|---|\n'
+printf '| rollback: invocation to the 4th UpdateService (4 services) | %s ms | < 2000 ms |\n' "$(median "${first[@]}")"
+printf '| rollback: whole run incl. wait and health verification | %s ms | |\n' "$(median "${whole[@]}")"
+printf '| rollback: peak RSS | %s MB | |\n' "$(awk -v k="$(median "${rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"

@@ -1,0 +1,946 @@
+//! rollback end to end: the real binary against moto behind the ECS stand-in (which answers what
+//! moto cannot: service deployments, paging, scripted rollouts), the registry-less ECR of moto,
+//! CloudWatch and CloudWatch Logs in moto, the stand-in service for the health verification, and
+//! Prism for the GitHub deployment. Every test reads the outcome back from moto, not from the tool.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::time::{Duration, Instant};
+
+use deploy_action_e2e::ecs_standin::{EcsStandIn, Script};
+use deploy_action_e2e::rig::{self, Ran, run, tool, unique};
+use deploy_action_e2e::standin::{Behaviour, StandIn};
+use deploy_core::aws_sdk_ecs as ecs;
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "123456789012";
+const CANARY_TOKEN: &str = "canary-bearer-9f8e7d6c5b4a";
+
+/// A staging environment in moto: a cluster, services each with `revisions` task definition
+/// revisions (images pinned by digest in moto's ECR), every service on the newest revision.
+struct Env {
+    cluster: String,
+    services: Vec<String>,
+    dir: tempfile::TempDir,
+    _standin: StandIn,
+    ecs_standin: EcsStandIn,
+    ecs: ecs::Client,
+    repo: String,
+}
+
+fn image(repo: &str, rev: i32) -> (String, String) {
+    let digest = format!("sha256:{:064x}", rev as u64 * 7919 + repo.len() as u64);
+    (
+        format!("{ACCOUNT}.dkr.ecr.eu-central-1.amazonaws.com/{repo}@{digest}"),
+        digest,
+    )
+}
+
+async fn put_image(repo: &str, rev: i32) {
+    let ecr = deploy_core::aws::ecr(&rig::moto_sdk().await);
+    let (_, digest) = image(repo, rev);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": { "mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": digest },
+        "layers": []
+    });
+    ecr.put_image()
+        .repository_name(repo)
+        .image_manifest(manifest.to_string())
+        .image_digest(&digest)
+        .image_tag(format!("v0.{rev}.0"))
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn env(n_services: usize, revisions: i32) -> Env {
+    let sdk = rig::moto_sdk().await;
+    let client = deploy_core::aws::ecs(&sdk);
+    let cluster = unique("afu9");
+    client
+        .create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    let repo = unique("afu9/web");
+    deploy_core::aws::ecr(&sdk)
+        .create_repository()
+        .repository_name(&repo)
+        .send()
+        .await
+        .unwrap();
+    let mut services = Vec::new();
+    for s in 0..n_services {
+        let svc = unique(&format!("svc{s}"));
+        for rev in 1..=revisions {
+            put_image(&repo, rev + 100 * s as i32).await;
+            client
+                .register_task_definition()
+                .family(&svc)
+                .cpu("256")
+                .memory("512")
+                .container_definitions(
+                    ecs::types::ContainerDefinition::builder()
+                        .name("web")
+                        .image(image(&repo, rev + 100 * s as i32).0)
+                        .memory(128)
+                        .environment(
+                            ecs::types::KeyValuePair::builder()
+                                .name(format!("FEATURE_{rev}"))
+                                .value("on")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        client
+            .create_service()
+            .cluster(&cluster)
+            .service_name(&svc)
+            .task_definition(format!("{svc}:{revisions}"))
+            .desired_count(1)
+            .send()
+            .await
+            .unwrap();
+        services.push(svc);
+    }
+    let standin = StandIn::start(Behaviour {
+        token: CANARY_TOKEN.into(),
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let ecs_standin = EcsStandIn::start(&rig::moto_url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[environments.staging]
+base_url = "{url}"
+cluster = "{cluster}"
+services = [{services}]
+
+[environments.production]
+base_url = "{url}"
+cluster = "{cluster}"
+services = [{services}]
+protected = true
+
+[health]
+interval = "100ms"
+success_threshold = 1
+
+[[health.checks]]
+name = "Control Center health"
+path = "/api/health"
+
+[[health.checks]]
+name = "Workflow API"
+path = "/api/workflows"
+headers = {{ Authorization = "Bearer ${{API_TOKEN}}" }}
+
+[rollback]
+interval = "100ms"
+wait = "20s"
+"#,
+        url = standin.url,
+        services = services
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    std::fs::write(dir.path().join("deploy.toml"), config).unwrap();
+    Env {
+        cluster,
+        services,
+        dir,
+        _standin: standin,
+        ecs_standin,
+        ecs: client,
+        repo,
+    }
+}
+
+impl Env {
+    fn td(&self, s: usize, rev: i32) -> String {
+        format!("{}:{rev}", self.services[s])
+    }
+
+    fn arn(&self, s: usize, rev: i32) -> String {
+        format!(
+            "arn:aws:ecs:eu-central-1:{ACCOUNT}:task-definition/{}",
+            self.td(s, rev)
+        )
+    }
+
+    async fn tag(&self, s: usize, rev: i32, tags: &[(&str, &str)]) {
+        let tags: Vec<ecs::types::Tag> = tags
+            .iter()
+            .map(|(k, v)| ecs::types::Tag::builder().key(*k).value(*v).build())
+            .collect();
+        self.ecs
+            .tag_resource()
+            .resource_arn(self.arn(s, rev))
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn verified(&self, s: usize, rev: i32, sha: &str) {
+        self.tag(
+            s,
+            rev,
+            &[
+                ("deploy-action:verified", "2026-11-01T00:00:00Z"),
+                ("deploy-action:sha", sha),
+            ],
+        )
+        .await;
+    }
+
+    async fn tags(&self, s: usize, rev: i32) -> Vec<(String, String)> {
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(self.td(s, rev))
+            .include(ecs::types::TaskDefinitionField::Tags)
+            .send()
+            .await
+            .unwrap();
+        out.tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+            .collect()
+    }
+
+    async fn tag_value(&self, s: usize, rev: i32, key: &str) -> Option<String> {
+        self.tags(s, rev)
+            .await
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// What moto says the service runs now (moto keeps the raw string UpdateService was given).
+    async fn running(&self, s: usize) -> String {
+        let out = self
+            .ecs
+            .describe_services()
+            .cluster(&self.cluster)
+            .services(&self.services[s])
+            .send()
+            .await
+            .unwrap();
+        let td = out.services()[0].task_definition().unwrap().to_owned();
+        deploy_core::ecs::family_revision(&td).to_owned()
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        self.cmd_in("staging", args)
+    }
+
+    fn cmd_in(&self, environment: &str, args: &[&str]) -> std::process::Command {
+        let mut c = tool("rollback", self.dir.path());
+        c.env("AWS_ENDPOINT_URL", &self.ecs_standin.url)
+            .env("AWS_REGION", "eu-central-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("API_TOKEN", CANARY_TOKEN)
+            .args(["--environment", environment, "--format", "json"])
+            .args(args);
+        c
+    }
+
+    async fn rollback(&self, args: &[&str]) -> (Ran, Value) {
+        let r = run(self.cmd(args)).await;
+        let report = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+        (r, report)
+    }
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
+}
+
+fn details(c: &Value) -> String {
+    c["details"].to_string()
+}
+
+/// No secret in stdout or stderr, but on the `::add-mask::` lines that tell the runner to hide it.
+fn no_canary(r: &Ran) {
+    let text: String = r
+        .all()
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!text.contains(CANARY_TOKEN), "bearer token leaked: {text}");
+    let password = rig::var("DEPLOY_TEST_REGISTRY_PASSWORD");
+    assert!(!text.contains(&password), "registry password leaked");
+}
+
+#[tokio::test]
+async fn previous_skips_a_bad_and_an_unverified_revision_and_verifies_the_target() {
+    let e = env(1, 5).await;
+    e.verified(0, 2, "2222222222222222222222222222222222222222")
+        .await;
+    e.verified(0, 3, "3333333333333333333333333333333333333333")
+        .await;
+    e.tag(
+        0,
+        3,
+        &[("deploy-action:bad", "2026-11-02 earlier rollback")],
+    )
+    .await;
+    // revision 4 is neither verified nor bad; 5 runs.
+    let (r, report) = e.rollback(&["--reason", "HTTP 503 after deploy"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    no_canary(&r);
+    assert_eq!(
+        e.running(0).await,
+        e.td(0, 2),
+        "moto runs the verified revision"
+    );
+    let c = check(&report, &format!("service {}", e.services[0]));
+    assert_eq!(c["status"], "passed");
+    let d = details(c);
+    assert!(d.contains(&format!("{}: not verified", e.td(0, 4))), "{d}");
+    assert!(
+        d.contains(&format!(
+            "{}: tagged bad (2026-11-02 earlier rollback)",
+            e.td(0, 3)
+        )),
+        "{d}"
+    );
+    assert!(
+        d.contains(&format!("{} -> {}", e.td(0, 5), e.td(0, 2))),
+        "{d}"
+    );
+    assert!(d.contains("+FEATURE_2 -FEATURE_5"), "env names diffed: {d}");
+    // The revision left is bad now; the target was verified again (a new time, same commit).
+    let bad = e.tag_value(0, 5, "deploy-action:bad").await.unwrap();
+    assert!(bad.contains("HTTP 503 after deploy"), "{bad}");
+    let verified = e.tag_value(0, 2, "deploy-action:verified").await.unwrap();
+    assert_ne!(verified, "2026-11-01T00:00:00Z");
+    assert_eq!(
+        e.tag_value(0, 2, "deploy-action:sha").await.as_deref(),
+        Some("2222222222222222222222222222222222222222")
+    );
+    assert_eq!(check(&report, "verify: Workflow API")["status"], "passed");
+    assert_eq!(
+        report["outputs"]["rolled-back-to"],
+        format!("{}={}", e.services[0], e.td(0, 2))
+    );
+    // Nothing is ever deregistered.
+    for rev in 1..=5 {
+        let td = e
+            .ecs
+            .describe_task_definition()
+            .task_definition(e.td(0, rev))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            td.task_definition().unwrap().status().unwrap().as_str(),
+            "ACTIVE"
+        );
+    }
+    // A second rollback walks further back instead of returning to the bad revision.
+    e.verified(0, 1, "1111111111111111111111111111111111111111")
+        .await;
+    let (r, _) = e.rollback(&[]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(e.running(0).await, e.td(0, 1));
+}
+
+#[tokio::test]
+async fn no_verified_revision_is_refused_unless_allowed() {
+    let e = env(2, 3).await;
+    e.verified(1, 2, "abc1234abc1234").await;
+    let (r, report) = e.rollback(&[]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let c = check(&report, &format!("service {}", e.services[0]));
+    assert_eq!(c["status"], "failed");
+    let why = c["reason"].as_str().unwrap();
+    assert!(why.contains("no verified revision"), "{why}");
+    assert!(
+        why.contains(&format!("{}: not verified", e.td(0, 2))),
+        "names what it found: {why}"
+    );
+    assert_eq!(
+        check(&report, &format!("service {}", e.services[1]))["status"],
+        "skipped"
+    );
+    // Nothing changed anywhere: both services still run revision 3, nothing tagged bad.
+    for s in 0..2 {
+        assert_eq!(e.running(s).await, e.td(s, 3));
+        assert_eq!(e.tag_value(s, 3, "deploy-action:bad").await, None);
+    }
+    assert!(e.ecs_standin.calls_of("UpdateService").is_empty());
+    assert!(e.ecs_standin.calls_of("TagResource").is_empty());
+
+    let (r, report) = e
+        .rollback(&["--allow-unverified", "--service", &e.services[0]])
+        .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(e.running(0).await, e.td(0, 2));
+    assert!(
+        details(check(&report, &format!("service {}", e.services[0])))
+            .contains("not verified (--allow-unverified)")
+    );
+    assert_eq!(
+        e.running(1).await,
+        e.td(1, 3),
+        "--service limits the rollback"
+    );
+}
+
+#[tokio::test]
+async fn targets_by_tag_sha_revision_and_per_service_across_pages() {
+    let e = env(3, 6).await;
+    e.ecs_standin.page_task_definitions(2);
+    e.verified(0, 2, "feedface00112233").await;
+    let tag = "v0.103.0"; // images of service 1, revision 3 carry it (tag written by put_image)
+    let (r, report) = e
+        .rollback(&[
+            "--to",
+            &format!("{}=feedface", e.services[0]),
+            "--to",
+            &format!("{}={tag}", e.services[1]),
+            "--to",
+            "4",
+        ])
+        .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(e.running(0).await, e.td(0, 2), "by commit");
+    assert_eq!(
+        e.running(1).await,
+        e.td(1, 3),
+        "by image tag, found through ECR"
+    );
+    assert_eq!(e.running(2).await, e.td(2, 4), "by revision");
+    assert!(
+        details(check(&report, &format!("service {}", e.services[2])))
+            .contains("was never verified"),
+        "an explicit unverified target is warned about"
+    );
+    let pages = e.ecs_standin.calls_of("ListTaskDefinitions");
+    assert!(
+        pages.iter().any(|c| c.body["nextToken"].is_string()),
+        "paged through ListTaskDefinitions"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_image_or_an_inactive_target_is_refused_and_nothing_changes() {
+    let e = env(2, 3).await;
+    e.verified(0, 2, "aaaaaaa").await;
+    e.verified(1, 2, "bbbbbbb").await;
+    let ecr = deploy_core::aws::ecr(&rig::moto_sdk().await);
+    let (_, digest) = image(&e.repo, 102);
+    ecr.batch_delete_image()
+        .repository_name(&e.repo)
+        .image_ids(
+            deploy_core::aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_digest(digest)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (r, report) = e.rollback(&[]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let why = check(&report, &format!("service {}", e.services[1]))["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(why.contains("no longer exists in ECR"), "{why}");
+    for s in 0..2 {
+        assert_eq!(e.running(s).await, e.td(s, 3), "unchanged");
+    }
+    // Deregistered (INACTIVE) targets: moto would accept them, the tool must not.
+    e.ecs
+        .deregister_task_definition()
+        .task_definition(e.td(0, 1))
+        .send()
+        .await
+        .unwrap();
+    let (r, report) = e
+        .rollback(&[
+            "--to",
+            &format!("{}=1", e.services[0]),
+            "--service",
+            &e.services[0],
+        ])
+        .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let why = check(&report, &format!("service {}", e.services[0]))["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(why.contains("is INACTIVE"), "{why}");
+    assert_eq!(e.running(0).await, e.td(0, 3));
+    assert!(e.ecs_standin.calls_of("UpdateService").is_empty());
+}
+
+#[tokio::test]
+async fn a_deployment_in_flight_is_rolled_back_natively_and_one_on_target_is_a_no_op() {
+    let e = env(2, 3).await;
+    e.verified(0, 2, "aaaaaaa").await;
+    e.verified(1, 3, "bbbbbbb").await;
+    let svc = &e.services[0];
+    let in_flight = json!({
+        "deployments": [
+            { "id": "ecs-svc/new", "status": "PRIMARY", "taskDefinition": e.arn(0, 3), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS", "createdAt": 1.7e9 },
+            { "id": "ecs-svc/old", "status": "ACTIVE", "taskDefinition": e.arn(0, 2), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
+        ]
+    });
+    let rolled_back = json!({
+        "taskDefinition": e.arn(0, 2),
+        "deployments": [
+            { "id": "ecs-svc/old", "status": "PRIMARY", "taskDefinition": e.arn(0, 2), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
+        ]
+    });
+    e.ecs_standin
+        .script(svc, Script::in_flight(in_flight, vec![rolled_back]));
+    e.ecs_standin.service_deployments(
+        svc,
+        vec![json!({ "serviceDeploymentArn": "arn:aws:ecs:eu-central-1:123456789012:service-deployment/c/s/new", "status": "IN_PROGRESS", "serviceArn": svc })],
+    );
+    let (r, report) = e.rollback(&["--to", &format!("{}=3", e.services[1])]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(e.ecs_standin.calls_of("StopServiceDeployment").len(), 1);
+    assert!(
+        e.ecs_standin.calls_of("UpdateService").is_empty(),
+        "neither the in-flight service nor the one already on its target got UpdateService"
+    );
+    assert!(details(check(&report, &format!("service {svc}"))).contains("native-rollback"));
+    let c = check(&report, &format!("service {}", e.services[1]));
+    assert!(
+        c["reason"].as_str().unwrap().contains("nothing to do"),
+        "{c}"
+    );
+}
+
+fn failed_frame(e: &Env, s: usize) -> Value {
+    json!({
+        "deployments": [
+            { "id": "{new}", "status": "PRIMARY", "taskDefinition": e.arn(s, 2), "desiredCount": 1, "runningCount": 0, "failedTasks": 3, "rolloutState": "FAILED", "rolloutStateReason": "ECS deployment circuit breaker: tasks failed to start." }
+        ]
+    })
+}
+
+#[tokio::test]
+async fn four_services_one_failing_reports_each_and_rolls_the_others_back() {
+    let e = env(4, 3).await;
+    for s in 0..4 {
+        e.verified(s, 2, "c0ffee0").await;
+    }
+    let going = json!({
+        "deployments": [
+            { "id": "{new}", "status": "PRIMARY", "taskDefinition": e.arn(2, 2), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS" },
+            { "id": "ecs-svc/old", "status": "ACTIVE", "taskDefinition": e.arn(2, 3), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
+        ]
+    });
+    e.ecs_standin.script(
+        &e.services[2],
+        Script::after_update(vec![going.clone(), going, failed_frame(&e, 2)]),
+    );
+    let (r, report) = e.rollback(&["--incident-file", "incident.json"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    for s in [0, 1, 3] {
+        assert_eq!(
+            check(&report, &format!("service {}", e.services[s]))["status"],
+            "passed"
+        );
+        assert_eq!(e.running(s).await, e.td(s, 2), "rolled back in moto");
+    }
+    let c = check(&report, &format!("service {}", e.services[2]));
+    assert_eq!(c["status"], "failed");
+    assert!(
+        c["reason"]
+            .as_str()
+            .unwrap()
+            .contains("FAILED: ECS deployment circuit breaker"),
+        "{c}"
+    );
+    assert!(
+        c["attempts"].as_u64().unwrap() >= 3,
+        "waited through the frames: {c}"
+    );
+    let inc: Value =
+        serde_json::from_str(&std::fs::read_to_string(e.dir.path().join("incident.json")).unwrap())
+            .unwrap();
+    assert_eq!(inc["outcome"], "failed");
+    assert_eq!(inc["recovery_time"], Value::Null);
+    assert_eq!(inc["mttr_seconds"], Value::Null);
+    let results: Vec<&str> = inc["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results,
+        ["rolled-back", "rolled-back", "failed", "rolled-back"]
+    );
+    let lines = report["outputs"]["rolled-back-to"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(lines, 3, "only what was rolled back");
+}
+
+#[tokio::test]
+async fn the_wait_streams_events_once_and_catches_replacement_and_the_deadline() {
+    let e = env(3, 3).await;
+    for s in 0..3 {
+        e.verified(s, 2, "c0ffee0").await;
+    }
+    let ev = |id: &str, msg: &str| json!({ "id": id, "createdAt": 1.8e9, "message": msg });
+    let progressing = |events: Vec<Value>| {
+        json!({
+            "events": events,
+            "deployments": [
+                { "id": "{new}", "status": "PRIMARY", "taskDefinition": e.arn(0, 2), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS" },
+                { "id": "ecs-svc/old", "status": "ACTIVE", "taskDefinition": e.arn(0, 3), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
+            ]
+        })
+    };
+    let done = json!({
+        "events": [ev("e3", "service has reached a steady state."), ev("e2", "registered 1 targets"), ev("e1", "has started 1 tasks")],
+        "deployments": [ { "id": "{new}", "status": "PRIMARY", "taskDefinition": e.arn(0, 2), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" } ]
+    });
+    e.ecs_standin.script(
+        &e.services[0],
+        Script::after_update(vec![
+            progressing(vec![ev("e1", "has started 1 tasks")]),
+            progressing(vec![
+                ev("e2", "registered 1 targets"),
+                ev("e1", "has started 1 tasks"),
+            ]),
+            progressing(vec![
+                ev("e2", "registered 1 targets"),
+                ev("e1", "has started 1 tasks"),
+            ]),
+            done,
+        ]),
+    );
+    // Service 1: the circuit breaker put the old revision back under a new deployment id.
+    e.ecs_standin.script(&e.services[1], Script::after_update(vec![json!({
+        "deployments": [ { "id": "ecs-svc/circuit-breaker", "status": "PRIMARY", "taskDefinition": e.arn(1, 3), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" } ]
+    })]));
+    // Service 2: stuck in progress for ever.
+    e.ecs_standin.script(&e.services[2], Script::after_update(vec![json!({
+        "deployments": [
+            { "id": "{new}", "status": "PRIMARY", "taskDefinition": e.arn(2, 2), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS" },
+            { "id": "ecs-svc/old", "status": "ACTIVE", "taskDefinition": e.arn(2, 3), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
+        ]
+    })]));
+    let start = Instant::now();
+    let (r, report) = e.rollback(&["--wait", "3s", "--interval", "200ms"]).await;
+    let took = start.elapsed();
+    assert_eq!(r.code, 1, "{r:?}");
+    for msg in [
+        "has started 1 tasks",
+        "registered 1 targets",
+        "service has reached a steady state.",
+    ] {
+        assert_eq!(
+            r.stderr.matches(msg).count(),
+            1,
+            "event {msg:?} logged exactly once: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(
+        check(&report, &format!("service {}", e.services[0]))["status"],
+        "passed"
+    );
+    let replaced = check(&report, &format!("service {}", e.services[1]))["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        replaced.contains("is gone: PRIMARY now runs") && replaced.contains(&e.td(1, 3)),
+        "{replaced}"
+    );
+    let stuck = check(&report, &format!("service {}", e.services[2]))["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(stuck.starts_with("not rolled back within 3s"), "{stuck}");
+    assert!(
+        took < Duration::from_secs(3 + 8),
+        "deadline kept (plus verification of the others): {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_and_a_protected_environment_change_nothing() {
+    let e = env(2, 3).await;
+    for s in 0..2 {
+        e.verified(s, 2, "c0ffee0").await;
+    }
+    let (r, report) = e.rollback(&["--dry-run"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(report["dry_run"], true);
+    let c = check(&report, &format!("service {}", e.services[0]));
+    assert_eq!(c["status"], "skipped");
+    assert!(c["reason"].as_str().unwrap().contains(&format!(
+        "would roll back {} -> {}",
+        e.td(0, 3),
+        e.td(0, 2)
+    )));
+    assert!(
+        report["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["outcome"] == "planned")
+    );
+    let r = run(e.cmd_in("production", &[])).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("pass --confirm production"),
+        "{}",
+        r.stderr
+    );
+    for s in 0..2 {
+        assert_eq!(e.running(s).await, e.td(s, 3));
+        assert_eq!(e.tag_value(s, 3, "deploy-action:bad").await, None);
+    }
+    assert!(e.ecs_standin.calls_of("UpdateService").is_empty());
+    assert!(e.ecs_standin.calls_of("TagResource").is_empty());
+}
+
+#[tokio::test]
+async fn the_incident_record_reaches_every_sink() {
+    let e = env(1, 3).await;
+    e.verified(0, 2, "1234567890abcdef1234567890abcdef12345678")
+        .await;
+    let group = unique("/afu9/incidents");
+    let ns = unique("AFU9/Test");
+    std::fs::write(e.dir.path().join("CHANGELOG.md"), "# Changelog\n").unwrap();
+    let mut c = e.cmd(&[
+        "--incident-start",
+        "2026-11-28T10:00:00Z",
+        "--detected-at",
+        "2026-11-28T10:01:30Z",
+        "--incident-file",
+        "incident.json",
+        "--incident-log-group",
+        &group,
+        "--emit-metric",
+        "--metric-namespace",
+        &ns,
+        "--changelog",
+        "CHANGELOG.md",
+        "--github-deployment",
+        "--reason",
+        "5xx after deploy",
+    ]);
+    let summary = e.dir.path().join("summary.md");
+    let outputs = e.dir.path().join("outputs.txt");
+    c.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_API_URL", rig::prism_url())
+        .env("GITHUB_REPOSITORY", "afu9/control-center")
+        .env("GITHUB_TOKEN", "ghs_canarytoken0123456789")
+        .env("GITHUB_ACTOR", "oncall-dev")
+        .env("GITHUB_RUN_ID", "4242");
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    no_canary(&r);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let inc: Value =
+        serde_json::from_str(&std::fs::read_to_string(e.dir.path().join("incident.json")).unwrap())
+            .unwrap();
+    assert_eq!(inc["start_time"], "2026-11-28T10:00:00Z");
+    assert_eq!(inc["detection_time"], "2026-11-28T10:01:30Z");
+    assert_eq!(inc["time_to_detect_seconds"], 90);
+    let recovered = humantime::parse_rfc3339(inc["recovery_time"].as_str().unwrap()).unwrap();
+    let detected = humantime::parse_rfc3339("2026-11-28T10:01:30Z").unwrap();
+    assert_eq!(
+        inc["mttr_seconds"].as_u64().unwrap(),
+        recovered.duration_since(detected).unwrap().as_secs()
+    );
+    assert_eq!(inc["outcome"], "recovered");
+    assert_eq!(inc["complete"], true);
+    assert_eq!(inc["actor"], "oncall-dev");
+    assert_eq!(inc["reason"], "5xx after deploy");
+    assert_eq!(
+        inc["run_url"],
+        "https://github.com/afu9/control-center/actions/runs/4242"
+    );
+    assert_eq!(inc["services"][0]["from"], e.td(0, 3));
+    assert_eq!(inc["services"][0]["to"], e.td(0, 2));
+    assert_eq!(inc["services"][0]["to_images"][0], image(&e.repo, 2).0);
+    let id = inc["incident_id"].as_str().unwrap();
+    assert_eq!(id, "inc-staging-20261128T100130Z");
+    // CloudWatch Logs: one JSON event in stream `incidents`, read back from moto.
+    let sdk = rig::moto_sdk().await;
+    let logs = deploy_core::logs::client(&sdk);
+    let events = logs
+        .get_log_events()
+        .log_group_name(&group)
+        .log_stream_name("incidents")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.events().len(), 1);
+    let logged: Value = serde_json::from_str(events.events()[0].message().unwrap()).unwrap();
+    assert_eq!(logged["incident_id"], id);
+    assert_eq!(logged["mttr_seconds"], inc["mttr_seconds"]);
+    // The MTTR metric, read back.
+    let cw = deploy_core::aws::cloudwatch(&sdk);
+    let now = std::time::SystemTime::now();
+    let stats = cw
+        .get_metric_statistics()
+        .namespace(&ns)
+        .metric_name("MTTR")
+        .dimensions(
+            deploy_core::aws_sdk_cloudwatch::types::Dimension::builder()
+                .name("Environment")
+                .value("staging")
+                .build(),
+        )
+        .start_time((now - Duration::from_secs(600)).into())
+        .end_time((now + Duration::from_secs(60)).into())
+        .period(60)
+        .statistics(deploy_core::aws_sdk_cloudwatch::types::Statistic::Maximum)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.datapoints().len(), 1);
+    assert_eq!(
+        stats.datapoints()[0].maximum(),
+        inc["mttr_seconds"].as_f64()
+    );
+    // The changelog entry.
+    let log = std::fs::read_to_string(e.dir.path().join("CHANGELOG.md")).unwrap();
+    assert!(
+        log.starts_with("# Changelog\n\n## 2026-11-28: rollback of staging (recovered)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "- {}: {} -> {} (rolled-back)",
+            e.services[0],
+            e.td(0, 3),
+            e.td(0, 2)
+        )),
+        "{log}"
+    );
+    // The GitHub deployment and its statuses went through Prism (which rejects malformed calls).
+    let gh: Vec<&Value> = report["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"].as_str().unwrap().starts_with("github:"))
+        .collect();
+    assert_eq!(gh.len(), 3, "{gh:?}");
+    assert!(gh.iter().all(|a| a["outcome"] == "done"), "{gh:?}");
+    assert_eq!(
+        gh[0]["target"], "1234567890abcdef1234567890abcdef12345678",
+        "the restored commit"
+    );
+    assert_eq!(gh[2]["detail"], "success");
+    // The job summary and the step outputs.
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        summary.contains(&format!("incident record {id}")),
+        "{summary}"
+    );
+    assert!(!summary.contains(CANARY_TOKEN) && !summary.contains("ghs_canarytoken0123456789"));
+    let outputs = std::fs::read_to_string(&outputs).unwrap();
+    for key in [
+        "rolled-back-to",
+        "mttr-seconds",
+        "incident-id",
+        "incident-file",
+    ] {
+        assert!(
+            outputs.contains(&format!("{key}<<")),
+            "output {key}: {outputs}"
+        );
+    }
+    assert!(!outputs.contains("ghs_canarytoken0123456789"));
+    let raw = std::fs::read_to_string(e.dir.path().join("incident.json")).unwrap();
+    assert!(!raw.contains(CANARY_TOKEN) && !raw.contains("ghs_canarytoken0123456789"));
+}
+
+#[tokio::test]
+async fn sigterm_mid_wait_gives_a_partial_report_and_an_incomplete_record() {
+    let e = env(1, 3).await;
+    e.verified(0, 2, "c0ffee0").await;
+    e.ecs_standin.script(&e.services[0], Script::after_update(vec![json!({
+        "deployments": [
+            { "id": "{new}", "status": "PRIMARY", "taskDefinition": e.arn(0, 2), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS" },
+            { "id": "ecs-svc/old", "status": "ACTIVE", "taskDefinition": e.arn(0, 3), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
+        ]
+    })]));
+    let mut c = e.cmd(&["--incident-file", "incident.json"]);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = child.id();
+    // Wait until the rollback is under way (UpdateService sent), then cancel like GitHub does.
+    let t0 = Instant::now();
+    while e.ecs_standin.calls_of("UpdateService").is_empty()
+        && t0.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted by SIGTERM"),
+        "{report:#}"
+    );
+    assert!(
+        report["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "ecs:UpdateService" && a["outcome"] == "done"),
+        "the call made is in the audit trail"
+    );
+    let inc: Value =
+        serde_json::from_str(&std::fs::read_to_string(e.dir.path().join("incident.json")).unwrap())
+            .unwrap();
+    assert_eq!(inc["complete"], false);
+    assert_eq!(inc["outcome"], "interrupted");
+}

@@ -1,0 +1,409 @@
+//! Act and wait, for one service: mark the revision being left bad, start the rollback
+//! (UpdateService, or StopServiceDeployment with ROLLBACK for a deployment still in flight), then
+//! wait on the deployment this rollback created, by its id, with the one polling engine
+//! ([`deploy_core::retry`]) at a steady cadence. New service events are logged once each as they
+//! come. That deployment FAILED, replaced (a circuit breaker put the old revision back) or the
+//! deadline passing is a failure, with the stopped tasks' reasons.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deploy_core::aws_sdk_ecs as sdk;
+use deploy_core::ecs::{self, Rollout, Service};
+use deploy_core::report::{AuditEvent, now_rfc3339};
+use deploy_core::retry::{self, Backoff, Deadline, StopReason, Verdict};
+use deploy_core::taskdef::{self, TAG_BAD};
+
+use crate::plan::{Action, Plan, event_key};
+
+/// What happened to one service.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Rolled back (or already there).
+    pub ok: bool,
+    /// One line.
+    pub reason: String,
+    /// Evidence (stopped tasks, last state).
+    pub details: Vec<(String, String)>,
+    /// Polls made.
+    pub attempts: u32,
+}
+
+/// The audit trail, shared so that a run cut short by a signal still reports every call made.
+pub type Audit = Arc<Mutex<Vec<AuditEvent>>>;
+
+fn audit(log: &Audit, action: &str, target: &str, outcome: &str, detail: Option<String>) {
+    if let Ok(mut l) = log.lock() {
+        l.push(AuditEvent {
+            at: now_rfc3339(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: outcome.to_owned(),
+            detail,
+        });
+    }
+}
+
+fn failed(reason: impl Into<String>) -> Outcome {
+    Outcome {
+        ok: false,
+        reason: reason.into(),
+        details: Vec::new(),
+        attempts: 0,
+    }
+}
+
+/// Rolls one service back and waits for it.
+pub async fn roll_back(
+    client: &sdk::Client,
+    cluster: &str,
+    plan: &Plan,
+    reason: &str,
+    deadline: Deadline,
+    interval: Duration,
+    log: &Audit,
+) -> Outcome {
+    let svc = &plan.service;
+    if plan.action == Action::NoOp {
+        return Outcome {
+            ok: true,
+            reason: format!("already running {}: nothing to do", plan.target.name()),
+            details: Vec::new(),
+            attempts: 0,
+        };
+    }
+    let bad = format!("{} rolled back: {reason}", now_rfc3339());
+    match taskdef::tag(client, &plan.current.arn, &[(TAG_BAD, bad.clone())]).await {
+        Ok(()) => audit(
+            log,
+            "ecs:TagResource",
+            &plan.current.arn,
+            "done",
+            Some(format!("{TAG_BAD}={}", taskdef::tag_value(&bad))),
+        ),
+        Err(e) => {
+            tracing::warn!("{svc}: couldn't tag {} bad: {e:#}", plan.current.name());
+            audit(
+                log,
+                "ecs:TagResource",
+                &plan.current.arn,
+                "failed",
+                Some(format!("{e:#}")),
+            );
+        }
+    }
+    let started = match &plan.action {
+        Action::Native { arn } => match stop_deployment(client, arn).await {
+            Ok(()) => {
+                audit(
+                    log,
+                    "ecs:StopServiceDeployment",
+                    arn,
+                    "done",
+                    Some(format!("ROLLBACK of {svc} to {}", plan.target.name())),
+                );
+                Ok(None)
+            }
+            Err(e) => {
+                audit(
+                    log,
+                    "ecs:StopServiceDeployment",
+                    arn,
+                    "failed",
+                    Some(format!("{e:#}")),
+                );
+                tracing::warn!("{svc}: native rollback refused ({e:#}); using UpdateService");
+                update(client, cluster, plan, log).await.map(Some)
+            }
+        },
+        _ => update(client, cluster, plan, log).await.map(Some),
+    };
+    let deployment = match started {
+        Ok(d) => d,
+        Err(e) => return failed(format!("couldn't start the rollback of {svc}: {e:#}")),
+    };
+    tracing::info!(
+        "{svc}: rolling back {} -> {}{}",
+        plan.current.name(),
+        plan.target.name(),
+        deployment
+            .as_deref()
+            .map(|d| format!(" (deployment {d})"))
+            .unwrap_or_default()
+    );
+    let mut out = wait(
+        client,
+        cluster,
+        plan,
+        deployment.as_deref(),
+        deadline,
+        interval,
+    )
+    .await;
+    if !out.ok {
+        match ecs::stopped_tasks(client, cluster, svc, 5).await {
+            Ok(lines) => out
+                .details
+                .extend(lines.into_iter().map(|l| ("stopped".to_owned(), l))),
+            Err(e) => out.details.push(("stopped tasks".into(), format!("{e:#}"))),
+        }
+    }
+    out
+}
+
+async fn stop_deployment(client: &sdk::Client, arn: &str) -> anyhow::Result<()> {
+    client
+        .stop_service_deployment()
+        .service_deployment_arn(arn)
+        .stop_type(sdk::types::StopServiceDeploymentStopType::Rollback)
+        .send()
+        .await
+        .map_err(|e| {
+            deploy_core::aws::error(&format!("couldn't stop service deployment {arn}"), &e)
+        })?;
+    Ok(())
+}
+
+/// UpdateService to the target; returns the id of the deployment it created.
+async fn update(
+    client: &sdk::Client,
+    cluster: &str,
+    plan: &Plan,
+    log: &Audit,
+) -> anyhow::Result<String> {
+    let resp = client
+        .update_service()
+        .cluster(cluster)
+        .service(&plan.service)
+        .task_definition(&plan.target.arn)
+        .send()
+        .await;
+    let detail = Some(format!("{} -> {}", plan.current.name(), plan.target.name()));
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            let e =
+                deploy_core::aws::error(&format!("couldn't update service {}", plan.service), &e);
+            audit(
+                log,
+                "ecs:UpdateService",
+                &plan.service,
+                "failed",
+                Some(format!("{e:#}")),
+            );
+            return Err(e);
+        }
+    };
+    audit(log, "ecs:UpdateService", &plan.service, "done", detail);
+    Ok(resp
+        .service()
+        .map(Service::from)
+        .and_then(|s| s.deployments.into_iter().find(|d| d.status == "PRIMARY"))
+        .map(|d| d.id)
+        .unwrap_or_default())
+}
+
+/// Judges one snapshot of the service while waiting on `deployment` (None: a native rollback,
+/// judged by the revision PRIMARY runs).
+pub fn judge_wait(svc: &Service, target: &str, deployment: Option<&str>) -> Verdict {
+    if let Some(id) = deployment.filter(|d| !d.is_empty()) {
+        let primary = svc.deployments.iter().find(|d| d.status == "PRIMARY");
+        match svc.deployments.iter().find(|d| d.id == id) {
+            None => {
+                return Verdict::Fatal {
+                    reason: format!(
+                        "deployment {id} is gone: PRIMARY now runs {} (replaced, e.g. by the circuit breaker)",
+                        primary.map_or("nothing", |p| ecs::family_revision(&p.task_definition))
+                    ),
+                };
+            }
+            Some(d) if d.rollout_state.as_deref() == Some("FAILED") => {
+                return Verdict::Fatal {
+                    reason: format!(
+                        "deployment {id} FAILED: {}",
+                        d.rollout_state_reason
+                            .as_deref()
+                            .unwrap_or("no reason given")
+                    ),
+                };
+            }
+            Some(d) if d.status != "PRIMARY" => {
+                return Verdict::Fatal {
+                    reason: format!(
+                        "deployment {id} was replaced: PRIMARY is {} running {} (circuit breaker?)",
+                        primary.map_or("none", |p| p.id.as_str()),
+                        primary.map_or("nothing", |p| ecs::family_revision(&p.task_definition))
+                    ),
+                };
+            }
+            Some(_) => {}
+        }
+    }
+    match ecs::judge(svc, Some(target)) {
+        Rollout::Completed => Verdict::Done,
+        Rollout::InProgress(reason) => Verdict::Retry {
+            after: None,
+            reason,
+        },
+        Rollout::Failed(reason) => Verdict::Fatal { reason },
+    }
+}
+
+async fn wait(
+    client: &sdk::Client,
+    cluster: &str,
+    plan: &Plan,
+    deployment: Option<&str>,
+    deadline: Deadline,
+    interval: Duration,
+) -> Outcome {
+    let svc = plan.service.clone();
+    let target = plan.target.arn.clone();
+    let mut seen: HashSet<String> = plan.known_events.iter().cloned().collect();
+    let steady = Backoff {
+        initial: interval,
+        max: interval,
+        factor: 1.0,
+        jitter: true,
+    };
+    let names = [svc.clone()];
+    let outcome = retry::retry(
+        deadline,
+        steady,
+        |_| async { ecs::describe(client, cluster, &names).await },
+        |r| match r {
+            Err(e) => Verdict::Retry {
+                after: None,
+                reason: format!("{e:#}"),
+            },
+            Ok(list) => match list.first() {
+                Some(Ok(s)) => {
+                    for e in s.events.iter().rev() {
+                        if seen.insert(event_key(e)) {
+                            tracing::info!(
+                                "{svc}: {} {}",
+                                e.created_at.as_deref().unwrap_or(""),
+                                e.message
+                            );
+                        }
+                    }
+                    judge_wait(s, &target, deployment)
+                }
+                Some(Err(reason)) => Verdict::Fatal {
+                    reason: reason.clone(),
+                },
+                None => Verdict::Retry {
+                    after: None,
+                    reason: "service not returned".into(),
+                },
+            },
+        },
+    )
+    .await;
+    let last_primary = outcome
+        .last
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|l| l.first())
+        .and_then(|s| s.as_ref().ok())
+        .and_then(|s| s.deployments.iter().find(|d| d.status == "PRIMARY"))
+        .map(|p| {
+            format!(
+                "{} {}",
+                ecs::family_revision(&p.task_definition),
+                p.rollout_state.as_deref().unwrap_or("(no rollout state)")
+            )
+        });
+    let mut details = Vec::new();
+    if let Some(p) = last_primary {
+        details.push(("primary".to_owned(), p));
+    }
+    match outcome.stopped {
+        None => Outcome {
+            ok: true,
+            reason: format!(
+                "rolled back {} -> {}",
+                plan.current.name(),
+                plan.target.name()
+            ),
+            details,
+            attempts: outcome.attempts,
+        },
+        Some(StopReason::Fatal(reason)) => Outcome {
+            ok: false,
+            reason,
+            details,
+            attempts: outcome.attempts,
+        },
+        Some(StopReason::DeadlineExceeded(last)) => Outcome {
+            ok: false,
+            reason: format!(
+                "not rolled back within {}: {last}",
+                humantime::format_duration(Duration::from_secs(deadline.budget().as_secs()))
+            ),
+            details,
+            attempts: outcome.attempts,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deploy_core::ecs::Deployment;
+
+    fn svc(deps: Vec<Deployment>) -> Service {
+        Service {
+            service_name: "web".into(),
+            status: "ACTIVE".into(),
+            desired_count: 1,
+            running_count: 1,
+            deployments: deps,
+            ..Default::default()
+        }
+    }
+
+    fn dep(id: &str, status: &str, td: &str, state: &str) -> Deployment {
+        Deployment {
+            id: id.into(),
+            status: status.into(),
+            task_definition: td.into(),
+            desired_count: 1,
+            running_count: 1,
+            rollout_state: Some(state.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_rollback_deployment_is_followed_by_id() {
+        let done = svc(vec![dep("d2", "PRIMARY", "web:3", "COMPLETED")]);
+        assert_eq!(judge_wait(&done, "web:3", Some("d2")), Verdict::Done);
+        let going = svc(vec![
+            dep("d2", "PRIMARY", "web:3", "IN_PROGRESS"),
+            dep("d1", "ACTIVE", "web:5", "COMPLETED"),
+        ]);
+        assert!(matches!(
+            judge_wait(&going, "web:3", Some("d2")),
+            Verdict::Retry { .. }
+        ));
+        let failed = svc(vec![dep("d2", "PRIMARY", "web:3", "FAILED")]);
+        assert!(
+            matches!(judge_wait(&failed, "web:3", Some("d2")), Verdict::Fatal { reason } if reason.contains("d2 FAILED"))
+        );
+        let replaced = svc(vec![dep("d3", "PRIMARY", "web:5", "COMPLETED")]);
+        assert!(
+            matches!(judge_wait(&replaced, "web:3", Some("d2")), Verdict::Fatal { reason } if reason.contains("d2 is gone: PRIMARY now runs web:5"))
+        );
+        let demoted = svc(vec![
+            dep("d3", "PRIMARY", "web:5", "IN_PROGRESS"),
+            dep("d2", "ACTIVE", "web:3", "IN_PROGRESS"),
+        ]);
+        assert!(
+            matches!(judge_wait(&demoted, "web:3", Some("d2")), Verdict::Fatal { reason } if reason.contains("was replaced"))
+        );
+        // Native rollback: judged by what PRIMARY runs.
+        assert_eq!(judge_wait(&done, "web:3", None), Verdict::Done);
+    }
+}
