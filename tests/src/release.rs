@@ -31,15 +31,21 @@ pub fn asset(version: &str, target: &str) -> String {
 }
 
 /// The archive of the five built binaries and the licence files, as the release workflow packs
-/// it (built once per test process).
+/// it (built once per test process). The binaries are this build's (`target/debug`), or those in
+/// `DEPLOY_TEST_ARCHIVE_BIN_DIR` (e.g. a release build, to measure a realistic download).
 pub fn archive() -> &'static [u8] {
     static ARCHIVE: OnceLock<Vec<u8>> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("a.tar.gz");
-        let bin = rig::bin_dir();
+        let bin = std::env::var_os("DEPLOY_TEST_ARCHIVE_BIN_DIR")
+            .map_or_else(rig::bin_dir, PathBuf::from);
         for t in TOOLS {
-            rig::bin(t);
+            assert!(
+                bin.join(t).is_file(),
+                "{} is not built",
+                bin.join(t).display()
+            );
         }
         let st = Command::new("tar")
             .arg("-I")

@@ -368,7 +368,7 @@ mutability = "MUTABLE"
 moving_tags = ["{{env}}"]
 
 [health]
-wait = "60s"
+wait = "8s"
 interval = "200ms"
 
 [[health.checks]]
@@ -386,12 +386,14 @@ assert = [".workflows != null"]
     );
     std::fs::create_dir_all(p.seed.join("scripts")).unwrap();
     commit(&p.seed, "scripts/cdk-standin.py", CDK_STANDIN);
-    commit(&p.seed, "scripts/build-images.sh", BUILD_IMAGES);
-    git(
-        &p.seed,
-        &["update-index", "--chmod=+x", "scripts/build-images.sh"],
-    );
-    git(&p.seed, &["commit", "-qm", "executable"]);
+    std::fs::write(p.seed.join("scripts/build-images.sh"), BUILD_IMAGES).unwrap();
+    Command::new("chmod")
+        .args(["+x", "scripts/build-images.sh"])
+        .current_dir(&p.seed)
+        .status()
+        .unwrap();
+    git(&p.seed, &["add", "-A"]);
+    git(&p.seed, &["commit", "-qm", "build script"]);
     let sha = git(&p.seed, &["rev-parse", "HEAD"]);
     git(&p.seed, &["push", "-q", "origin", "main"]);
     standin.shared.set(Behaviour {
@@ -403,26 +405,19 @@ assert = [".workflows != null"]
     // moto keeps a service's first deployment PRIMARY for ever; the ECS stand-in in front of it
     // shows an UpdateService as a completed rollout of the new revision, as ECS would.
     let ecs_standin = EcsStandIn::start(&rig::moto_url()).await.unwrap();
-    let dir = p.act_dir(&sha, "deploy-staging.yml", &workflow);
-    let tap = Tap::start(rig::prism_url(), &[]).await;
     let venv = rig::act().parent().unwrap().join("python");
     let actions = Actions::new();
-    let run = act(
-        &dir,
-        ("push", None),
-        &workflow,
-        &actions,
-        &p,
-        &[
-            ("AWS_ENDPOINT_URL", ecs_standin.url.clone()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("DEPLOY_REGISTRY_URL", rig::registry_url()),
-            ("DEPLOY_TEST_PYTHON", venv.display().to_string()),
-            ("CLUSTER", cluster.clone()),
-        ],
-        &[
+    let env = [
+        ("AWS_ENDPOINT_URL", ecs_standin.url.clone()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("DEPLOY_REGISTRY_URL", rig::registry_url()),
+        ("DEPLOY_TEST_PYTHON", venv.display().to_string()),
+        ("CLUSTER", cluster.clone()),
+    ];
+    let args = |tap: &Tap| -> Vec<String> {
+        vec![
             "-s".into(),
             format!("GITHUB_TOKEN={GH_TOKEN}"),
             "-s".into(),
@@ -431,7 +426,18 @@ assert = [".workflows != null"]
             "AWS_DEPLOY_ROLE=arn:aws:iam::123456789012:role/deploy".into(),
             "--env".into(),
             format!("GITHUB_API_URL={}", tap.url),
-        ],
+        ]
+    };
+    let dir = p.act_dir(&sha, "deploy-staging.yml", &workflow);
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let run = act(
+        &dir,
+        ("push", None),
+        &workflow,
+        &actions,
+        &p,
+        &env,
+        &args(&tap),
     )
     .await;
     assert!(run.ok, "{}", run.log);
@@ -518,4 +524,59 @@ assert = [".workflows != null"]
     assert!(tag("deploy-action:verified").is_some(), "{tags:?}");
     assert_eq!(tag("deploy-action:sha").as_deref(), Some(sha.as_str()));
     assert!(!run.log.contains(api_token) && !run.log.contains(GH_TOKEN));
+
+    // The next push breaks: its tasks never serve the new commit. health-check fails, and the
+    // rollback step puts back the revision the first deploy verified and records the incident.
+    let broken = commit(&p.seed, "broken.txt", "x\n");
+    git(&p.seed, &["push", "-q", "origin", "main"]);
+    let dir = p.act_dir(&broken, "deploy-staging.yml", &workflow);
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let run = act(
+        &dir,
+        ("push", None),
+        &workflow,
+        &actions,
+        &p,
+        &env,
+        &args(&tap),
+    )
+    .await;
+    assert!(!run.ok, "the deploy failed:\n{}", run.log);
+    assert!(
+        run.log
+            .contains("Success - Main Roll back to the last verified"),
+        "{}",
+        run.log
+    );
+    let now = ecs
+        .describe_services()
+        .cluster(&cluster)
+        .services("control-center")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .task_definition()
+        .unwrap()
+        .to_owned();
+    let family_rev = |t: &str| t.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(
+        family_rev(&now),
+        family_rev(&td),
+        "back on the verified revision"
+    );
+    let incident: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            actions
+                .artifacts
+                .join("rollback-incident-staging/rollback-incident.json"),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", run.log)),
+    )
+    .unwrap();
+    assert!(incident["mttr_seconds"].is_u64(), "{incident}");
+    assert!(
+        incident.to_string().contains(&broken),
+        "the reason names the broken commit: {incident}"
+    );
 }

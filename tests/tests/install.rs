@@ -25,7 +25,7 @@ jobs:
       - shell: bash
         run: date +%s%N > "$OUT_DIR/t0"
       - id: tool
-        uses: afu9/deploy-action@v1
+        uses: afu9/deploy-action@__REF__
         with:
 __WITH__
       - if: always()
@@ -50,17 +50,33 @@ struct Run {
 /// One act run of the workflow with `with` (YAML lines under `with:`), the action replaced by
 /// `action_dir`, act's caches (tool cache, RUNNER_TEMP) under `cache_home`.
 async fn act(action_dir: &Path, cache_home: &Path, with: &str, env: &[(&str, String)]) -> Run {
+    act_at("v1", action_dir, cache_home, with, env).await
+}
+
+/// [`act`] with the action used at `uses_ref` (`v1`, `v1.2.3`, a commit SHA).
+async fn act_at(
+    uses_ref: &str,
+    action_dir: &Path,
+    cache_home: &Path,
+    with: &str,
+    env: &[(&str, String)],
+) -> Run {
     let with: String = with.lines().map(|l| format!("          {l}\n")).collect();
     let repo = act_repo(&[(
         ".github/workflows/install.yml",
-        &WORKFLOW.replace("__WITH__\n", &with),
+        &WORKFLOW
+            .replace("__WITH__\n", &with)
+            .replace("__REF__", uses_ref),
     )]);
     let out_dir = tempfile::tempdir().unwrap();
     let mut cmd = tokio::process::Command::new(rig::act());
     cmd.current_dir(repo.path())
         .args(["push", "-P", "ubuntu-latest=-self-hosted"])
         .arg("--local-repository")
-        .arg(format!("afu9/deploy-action@v1={}", action_dir.display()))
+        .arg(format!(
+            "afu9/deploy-action@{uses_ref}={}",
+            action_dir.display()
+        ))
         .env("XDG_CACHE_HOME", cache_home)
         .env("OUT_DIR", out_dir.path());
     for (k, v) in env {
@@ -242,7 +258,7 @@ async fn a_tampered_archive_is_refused_and_nothing_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_warm_tool_cache_downloads_nothing_and_starts_the_tool_at_once() {
+async fn a_warm_tool_cache_downloads_nothing_whatever_the_ref_and_starts_the_tool_at_once() {
     let bytes = archive();
     let f = Fixture::new(bytes, &sha256_hex(bytes));
     let with = "tool: health-check\ngithub-token: \"\"\nargs: --version";
@@ -260,6 +276,26 @@ async fn a_warm_tool_cache_downloads_nothing_and_starts_the_tool_at_once() {
         "the warm run downloaded: {:?}",
         f.server.requests()
     );
+    // The ref the action is used at does not choose the binaries: the VERSION file does.
+    for uses_ref in ["v0.1.0", "0123456789abcdef0123456789abcdef01234567"] {
+        let other = act_at(
+            uses_ref,
+            f.action.path(),
+            f.cache_home.path(),
+            with,
+            &f.env(),
+        )
+        .await;
+        assert!(other.ok, "{}", other.log);
+        assert!(
+            other
+                .log
+                .contains(&format!("health-check {} from the tool cache", f.version)),
+            "@{uses_ref}: {}",
+            other.log
+        );
+    }
+    assert_eq!(f.server.requests().len(), 1, "{:?}", f.server.requests());
     eprintln!(
         "FIGURE install: action start to tool run: warm tool cache {} ms, download from the local server {} ms ({} bytes)",
         warm.took.as_millis(),
