@@ -6,7 +6,9 @@
 # Center service, then runs what the runbook runs after `cdk deploy`: health-check (4.1, 3.1 step 5,
 # section 5 gates, section 7 KPI) and smoke-test (4.2) against a healthy staging; then shows the
 # failures users were burnt by: readiness lost with an MCP server down, and an ECS service whose
-# PRIMARY deployment is not the new task definition (a rollback "stable" would have hidden).
+# PRIMARY deployment is not the new task definition (a rollback "stable" would have hidden); then a
+# good deploy marked verified, a bad one detected, and rollback to the verified revisions with the
+# incident record and its MTTR.
 set -Eeuo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,8 +21,10 @@ step "installing and starting the stand-ins (scripts/rig.sh)"
 bash scripts/rig.sh install
 work="$(mktemp -d)"
 standin_pid=""
+ecs_pid=""
 cleanup() {
     [[ -n "$standin_pid" ]] && kill "$standin_pid" 2>/dev/null || true
+    [[ -n "$ecs_pid" ]] && kill "$ecs_pid" 2>/dev/null || true
     bash "$root/scripts/rig.sh" down || true
     rm -rf "$work"
 }
@@ -177,5 +181,91 @@ set -e
 echo "exit code: $code ('aws ecs wait services-stable' would have said stable)" >&2
 [[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
 
-leaks=$(cat "$work"/summary.md "$work"/outputs smoke.xml | grep -c "$API_TOKEN" || true)
+step "runbook 3.3: rollback. moto cannot move a rollout, so the ECS stand-in (tests/src/ecs_standin.rs) sits in front of it"
+# What moto cannot produce either: the bad revision's stopped task, as ECS reports it (for "why it failed").
+cat >"$work/list-tasks.json" <<'JSON'
+{ "taskArns": ["arn:aws:ecs:eu-central-1:123456789012:task/afu9-staging/0f3c9d2e"] }
+JSON
+cat >"$work/describe-tasks.json" <<'JSON'
+{ "failures": [], "tasks": [{
+  "taskArn": "arn:aws:ecs:eu-central-1:123456789012:task/afu9-staging/0f3c9d2e",
+  "taskDefinitionArn": "arn:aws:ecs:eu-central-1:123456789012:task-definition/afu9-control-center:3",
+  "lastStatus": "STOPPED", "stopCode": "EssentialContainerExited",
+  "stoppedReason": "Essential container in task exited",
+  "containers": [{ "name": "control-center", "exitCode": 1, "lastStatus": "STOPPED" }] }] }
+JSON
+"$bin/ecs-standin" --moto "$DEPLOY_TEST_MOTO_URL" --answer "ListTasks:control-center=$work/list-tasks.json" \
+    --answer "DescribeTasks=$work/describe-tasks.json" >"$work/ecs-url" &
+ecs_pid=$!
+for _ in $(seq 50); do [[ -s "$work/ecs-url" ]] && break; sleep 0.1; done
+export AWS_ENDPOINT_URL="$(head -n1 "$work/ecs-url")"
+cat >>deploy.toml <<TOML
+
+[rollback]
+interval = "500ms"
+wait = "2m"
+incident_log_group = "/afu9/incidents"
+changelog = "CHANGELOG.md"
+TOML
+"$root/.rig/venv/bin/python" - <<'PY'
+import os, boto3
+ecs = boto3.client("ecs", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+ecr = boto3.client("ecr")
+for svc in ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]:
+    ecs.update_service(cluster="afu9-staging", service=svc, taskDefinition=f"afu9-{svc}:1")
+    # The images the revisions name, as ECR lists them (the registry and moto do not know of each other).
+    try:
+        ecr.create_repository(repositoryName=f"afu9/{svc}")
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        pass
+    for n, tag in enumerate(["v0.3.9", "v0.4.1"]):
+        digest = "sha256:%064x" % (hash((svc, tag)) & (2**256 - 1))
+        manifest = '{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"%s"},"layers":[]}' % digest
+        ecr.put_image(repositoryName=f"afu9/{svc}", imageManifest=manifest, imageTag=tag, imageDigest=digest)
+PY
+step "a good deploy (v0.3.9, revision 1 of each service): health-check --ecs --mark-verified tags the revisions verified"
+"$bin/health-check" -e staging --ecs --expect-version 22cdb6a41c42366ad165a0fb4c96282304f6f7ae --mark-verified
+step "the next deploy (v0.4.1, revision 3; what cdk deploy does) breaks readiness"
+"$root/.rig/venv/bin/python" - <<'PY'
+import os, boto3
+ecs = boto3.client("ecs", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+logs = boto3.client("logs")
+logs.create_log_group(logGroupName="/ecs/afu9-staging")
+for svc in ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]:
+    ecs.register_task_definition(family=f"afu9-{svc}", containerDefinitions=[
+        {"name": svc, "image": f"123456789012.dkr.ecr.eu-central-1.amazonaws.com/afu9/{svc}:v0.4.1", "memory": 512,
+         "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/afu9-staging", "awslogs-stream-prefix": "ecs", "awslogs-region": "eu-central-1"}}}])
+    ecs.update_service(cluster="afu9-staging", service=svc, taskDefinition=f"afu9-{svc}:3")
+# What the crashed control-center task logged (awslogs: PREFIX/CONTAINER/TASK_ID).
+import time
+logs.create_log_stream(logGroupName="/ecs/afu9-staging", logStreamName="ecs/control-center/0f3c9d2e")
+now = int(time.time() * 1000)
+lines = ["Starting Control Center v0.4.1", "Connecting to database afu9-staging.cluster-x.eu-central-1.rds.amazonaws.com:5432",
+         "Error: connect ETIMEDOUT 10.0.3.12:5432", "    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16)", "Database not reachable, exiting"]
+logs.put_log_events(logGroupName="/ecs/afu9-staging", logStreamName="ecs/control-center/0f3c9d2e",
+    logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)])
+PY
+deploy_start="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+curl -fsS -X POST -H 'content-type: application/json' \
+    -d "{\"token\":\"$API_TOKEN\",\"ready\":false}" "$url/__standin/behaviour"
+set +e
+"$bin/health-check" -e staging --ecs --wait 4s --emit-metric
+code=$?
+set -e
+echo "exit code: $code: the deploy is bad, and the report says why (the runbook's section 8 hint included)" >&2
+[[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
+step "rollback -e staging: plan all four services (revision 2 is unverified, revision 1 verified), roll back, wait, verify, record"
+# The stand-in service cannot know which revision runs: it turns ready again as the old tasks would.
+( sleep 2; curl -fsS -X POST -H 'content-type: application/json' -d "{\"token\":\"$API_TOKEN\"}" "$url/__standin/behaviour" >/dev/null ) &
+"$bin/rollback" -e staging --reason "readiness lost after v0.4.1" --incident-start "$deploy_start" \
+    --incident-file incident.json --emit-metric
+step "the incident record (also in CloudWatch Logs /afu9/incidents, stream incidents, and CHANGELOG.md)"
+cat incident.json >&2
+printf 'MTTR: %s s\n' "$(jq -r .mttr_seconds incident.json)" >&2
+cat CHANGELOG.md >&2
+step "runbook 7: the KPI report from the Availability metric and the incident records this demo wrote"
+"$bin/health-check" -e staging --kpi 1d --uptime-target 40 --mttr-target 15m
+kill "$ecs_pid" 2>/dev/null || true
+
+leaks=$(cat "$work"/summary.md "$work"/outputs smoke.xml incident.json | grep -c "$API_TOKEN" || true)
 step "demo done: the API token appeared $leaks times in summaries, outputs and JUnit"

@@ -76,6 +76,9 @@ struct Inner {
     td_page_size: usize,
     /// Services whose UpdateService fails with this message.
     update_fails: BTreeMap<String, String>,
+    /// Canned answers by operation (`ListTasks`, or an awsQuery `Action` such as
+    /// `DescribeTargetHealth`): (HTTP status, content type, body).
+    canned: BTreeMap<String, (u16, String, String)>,
     /// Where to append `EPOCH_MS OPERATION` per call.
     log: Option<std::fs::File>,
     /// Services updated without a script: (new deployment id, task definition), shown as a
@@ -151,6 +154,25 @@ impl EcsStandIn {
         self.lock()
             .update_fails
             .insert(service.to_owned(), message.to_owned());
+    }
+
+    /// Answers every call of ECS operation `op` with this JSON (what moto cannot produce: stopped
+    /// tasks with reasons, PENDING tasks). `OP:SERVICE` answers only the calls about that service
+    /// (`serviceName` or `service` in the request).
+    pub fn answer(&self, op: &str, body: Value) {
+        self.lock().canned.insert(
+            op.to_owned(),
+            (200, "application/x-amz-json-1.1".into(), body.to_string()),
+        );
+    }
+
+    /// Answers every awsQuery call of `action` (ELBv2's `DescribeTargetHealth`) with this XML and
+    /// status (moto reports every target healthy).
+    pub fn answer_query(&self, action: &str, status: u16, xml: &str) {
+        self.lock().canned.insert(
+            action.to_owned(),
+            (status, "text/xml".into(), xml.to_owned()),
+        );
     }
 
     /// Appends `EPOCH_MS OPERATION` per call to `path` from now on.
@@ -229,7 +251,16 @@ async fn handle(
         .unwrap_or_default()
         .to_owned();
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let op = target.strip_prefix(PREFIX).unwrap_or(&target).to_owned();
+    let op = if target.is_empty() {
+        // awsQuery (ELBv2, CloudWatch): the operation is the form's Action.
+        String::from_utf8_lossy(&body)
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("Action="))
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        target.strip_prefix(PREFIX).unwrap_or(&target).to_owned()
+    };
     {
         let mut inner = ctx.inner.lock().unwrap();
         inner.calls.push(Call {
@@ -244,6 +275,24 @@ async fn handle(
                 .map_or(0, |d| d.as_millis());
             let _ = writeln!(f, "{ms} {op}");
         }
+    }
+    let service_key = json["serviceName"]
+        .as_str()
+        .or(json["service"].as_str())
+        .map(|s| format!("{op}:{}", service_name(s)));
+    let canned = {
+        let inner = ctx.inner.lock().unwrap();
+        service_key
+            .and_then(|k| inner.canned.get(&k).cloned())
+            .or_else(|| inner.canned.get(&op).cloned())
+    };
+    if let Some((status, ctype, text)) = canned {
+        return (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            [("content-type", ctype)],
+            text,
+        )
+            .into_response();
     }
     if target.starts_with(PREFIX) {
         match op.as_str() {

@@ -10,6 +10,7 @@ pub mod ecs_standin;
 pub mod faults;
 pub mod https;
 pub mod oci;
+pub mod recorder;
 pub mod release;
 pub mod rig;
 pub mod standin;

@@ -157,20 +157,15 @@ pub async fn run(mut cmd: Command) -> Ran {
 /// AWS state from tests.
 pub async fn moto_sdk() -> deploy_core::aws_config::SdkConfig {
     use aws_credential_types::Credentials;
-    use aws_credential_types::provider::SharedCredentialsProvider;
-    let args = deploy_core::aws::AwsArgs {
-        region: Some("eu-central-1".into()),
-        endpoint_url: Some(moto_url()),
-        profile: None,
-    };
-    deploy_core::aws::sdk_config(&args, None)
+    use deploy_core::aws_config::{BehaviorVersion, Region};
+    // Built here, not with deploy_core::aws::sdk_config: that one insists on credentials from
+    // the ambient chain, which a test process does not have.
+    deploy_core::aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("eu-central-1"))
+        .endpoint_url(moto_url())
+        .credentials_provider(Credentials::new("test", "test", None, None, "rig"))
+        .load()
         .await
-        .unwrap()
-        .into_builder()
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "test", "test", None, None, "rig",
-        )))
-        .build()
 }
 
 /// Points a tool at moto the standard way: `AWS_ENDPOINT_URL`, region and test credentials.

@@ -113,6 +113,13 @@ async fn action_runs_smoke_test_and_returns_its_outputs() {
     assert_eq!(run.report["tool"], "smoke-test");
     assert_eq!(run.report["checks"].as_array().unwrap().len(), 5);
     assert!(!run.log.contains(token), "token leaked into the log");
+    // act masks secrets in its log itself, so the log alone proves little: the files the tool
+    // wrote (the JSON report, the outputs) must not carry the token either.
+    assert!(
+        !run.report.to_string().contains(token),
+        "token in the report"
+    );
+    assert!(!run.outputs.contains(token), "token in the outputs");
     let hits = standin.shared.hits();
     assert_eq!(hits.get("/api/workflows"), Some(&1), "{hits:?}");
 }
@@ -142,6 +149,13 @@ async fn action_fails_the_job_when_checks_fail_and_still_sets_outputs() {
         .collect();
     assert_eq!(failed, vec!["API readiness", "Workflow API"]);
     assert!(!run.log.contains(token), "token leaked into the log");
+    // act masks secrets in its log itself, so the log alone proves little: the files the tool
+    // wrote (the JSON report, the outputs) must not carry the token either.
+    assert!(
+        !run.report.to_string().contains(token),
+        "token in the report"
+    );
+    assert!(!run.outputs.contains(token), "token in the outputs");
 }
 
 const JOB_ENV_WORKFLOW: &str = r#"name: job-env

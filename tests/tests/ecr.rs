@@ -10,8 +10,6 @@ use deploy_action_e2e::faults::{self, Fault};
 use deploy_action_e2e::oci::{self, Built};
 use deploy_action_e2e::rig::{self, Ran, aws_env, run, tool, unique};
 use deploy_core::aws_sdk_ecr::types::ImageTagMutability;
-use deploy_core::secret::Secret;
-use ecr_push::registry::Registry;
 use serde_json::Value;
 
 const TOKEN: &str = "123456789012-auth-token";
@@ -28,8 +26,69 @@ async fn repo(mutability: ImageTagMutability) -> String {
     name
 }
 
-fn registry(url: &str) -> Registry {
-    Registry::new(url, "AWS", &Secret::new(TOKEN)).unwrap()
+/// Reads the registry back with plain HTTP (the distribution API by hand, independent of the
+/// code under test), to check what did and did not land.
+struct Plain {
+    base: String,
+    http: deploy_core::http::HttpClient,
+}
+
+fn registry(url: &str) -> Plain {
+    Plain {
+        base: url.trim_end_matches('/').to_owned(),
+        http: deploy_core::http::HttpClient::new("test", deploy_core::http::HttpOptions::default())
+            .unwrap(),
+    }
+}
+
+impl Plain {
+    async fn head(&self, path: &str) -> anyhow::Result<deploy_core::http::Response> {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{TOKEN}"));
+        let headers = [
+            deploy_core::http::Header::new("Authorization", format!("Basic {basic}")),
+            deploy_core::http::Header::new(
+                "Accept",
+                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
+            ),
+        ];
+        Ok(self
+            .http
+            .send(
+                "HEAD",
+                &format!("{}{path}", self.base),
+                &headers,
+                None,
+                None,
+            )
+            .await?)
+    }
+
+    /// The digest `reference` points at in `repo`, or None when the registry says 404.
+    async fn manifest_digest(&self, repo: &str, reference: &str) -> anyhow::Result<Option<String>> {
+        let r = self
+            .head(&format!("/v2/{repo}/manifests/{reference}"))
+            .await?;
+        match r.status {
+            404 => Ok(None),
+            200 => Ok(Some(
+                r.header("docker-content-digest")
+                    .ok_or_else(|| anyhow::anyhow!("no digest header"))?
+                    .to_owned(),
+            )),
+            s => anyhow::bail!("HEAD manifest {repo}:{reference}: {s}"),
+        }
+    }
+
+    /// Whether `repo` has the blob.
+    async fn has_blob(&self, repo: &str, digest: &str) -> anyhow::Result<bool> {
+        let r = self.head(&format!("/v2/{repo}/blobs/{digest}")).await?;
+        match r.status {
+            404 => Ok(false),
+            200 => Ok(true),
+            s => anyhow::bail!("HEAD blob {repo}@{digest}: {s}"),
+        }
+    }
 }
 
 fn host() -> String {
@@ -828,5 +887,165 @@ async fn a_refused_image_stops_every_image_before_any_tag_moves() {
     assert!(
         !reg.has_blob(&r1, &built_new_a.layers[0]).await.unwrap(),
         "nothing of image a was pushed"
+    );
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn docker_daemon_failures_are_classified_and_a_chatty_save_does_not_stall() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let push_with = |docker: std::path::PathBuf| {
+        let mut c = tool("ecr-push", dir.path());
+        aws_env(&mut c)
+            .env("DEPLOY_DOCKER", docker)
+            .args(["--registry-url", &rig::registry_url()])
+            .args([
+                "--repository",
+                &r,
+                "--source",
+                "docker:afu9/daemon:v1",
+                "--tag",
+                "v1",
+            ]);
+        c
+    };
+    // The daemon is down: an outside dependency, exit 3.
+    let down = script(
+        dir.path(),
+        "docker-down",
+        "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' >&2; exit 1",
+    );
+    let ran = run(push_with(down)).await;
+    assert_eq!(ran.code, 3, "{ran:?}");
+    assert!(
+        ran.stderr.contains("Is the docker daemon running?"),
+        "{}",
+        ran.stderr
+    );
+    // The daemon has no such image: a usage error, exit 2.
+    let missing = script(
+        dir.path(),
+        "docker-missing",
+        "echo 'Error response from daemon: reference does not exist' >&2; exit 1",
+    );
+    let ran = run(push_with(missing)).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr.contains("reference does not exist"),
+        "{}",
+        ran.stderr
+    );
+    // 200 KiB of warnings on stderr before the archive (more than a pipe holds): read while the
+    // archive streams, so the save neither stalls nor fails.
+    let archive = dir.path().join("saved.tar");
+    oci::docker_archive(&archive, &[oci::random_bytes(40_000, 121)], 12);
+    let chatty = script(
+        dir.path(),
+        "docker-chatty",
+        &format!(
+            "head -c 204800 /dev/zero | tr '\\0' 'w' >&2\nexec cat '{}'",
+            archive.display()
+        ),
+    );
+    let mut c = push_with(chatty);
+    c.arg("--dry-run");
+    let ran = tokio::time::timeout(std::time::Duration::from_secs(60), run(c))
+        .await
+        .expect("docker save with a full stderr pipe stalled the push");
+    assert_eq!(ran.code, 0, "{ran:?}");
+}
+
+#[tokio::test]
+async fn image_picks_images_and_protected_environments_need_confirm() {
+    let (ra, rb) = (
+        repo(ImageTagMutability::Immutable).await,
+        repo(ImageTagMutability::Immutable).await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = layout(dir.path(), "a", &[3000], 31);
+    let (b, _) = layout(dir.path(), "b", &[3000], 32);
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        format!(
+            "[environments.production]\nprotected = true\n\n[images.one]\nrepository = \"{ra}\"\nsource = \"{a}\"\ntags = [\"v1\", \"{{env}}\"]\n\n[images.two]\nrepository = \"{rb}\"\nsource = \"{b}\"\ntags = [\"v1\"]\n"
+        ),
+    )
+    .unwrap();
+    let reg = registry(&rig::registry_url());
+    // Protected without --confirm: refused before anything is read or pushed.
+    let mut c = tool("ecr-push", dir.path());
+    aws_env(&mut c).args(["--registry-url", &rig::registry_url(), "-e", "production"]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("environment \"production\" is protected: pass --confirm production"),
+        "{}",
+        ran.stderr
+    );
+    // The wrong name does not confirm either.
+    let mut c = tool("ecr-push", dir.path());
+    aws_env(&mut c).args([
+        "--registry-url",
+        &rig::registry_url(),
+        "-e",
+        "production",
+        "--confirm",
+        "staging",
+    ]);
+    assert_eq!(run(c).await.code, 2);
+    assert_eq!(
+        reg.manifest_digest(&ra, "v1").await.unwrap(),
+        None,
+        "pushed without --confirm"
+    );
+    // --dry-run needs no confirmation and changes nothing.
+    let (ran, _) = push(dir.path(), &["-e", "production", "--dry-run"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(reg.manifest_digest(&ra, "v1").await.unwrap(), None);
+    // Confirmed, with --image one: only image one is pushed.
+    let (ran, v) = push(
+        dir.path(),
+        &[
+            "-e",
+            "production",
+            "--confirm",
+            "production",
+            "--image",
+            "one",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(v["checks"].as_array().unwrap().len(), 1, "{v:#}");
+    assert!(
+        reg.manifest_digest(&ra, "production")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        reg.manifest_digest(&rb, "v1").await.unwrap(),
+        None,
+        "image two was pushed"
+    );
+    // An unknown name is a usage error listing the defined ones.
+    let mut c = tool("ecr-push", dir.path());
+    aws_env(&mut c).args(["--registry-url", &rig::registry_url(), "--image", "three"]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("no image named \"three\" (defined: one, two)"),
+        "{}",
+        ran.stderr
     );
 }

@@ -772,6 +772,375 @@ async fn alb_5xx_gate_and_availability_metric() {
     assert_eq!((count, sum), (2.0, 1.0), "{stats:?}");
 }
 
+/// A composite alarm, made the way moto takes one: PutMetricAlarm with an AlarmRule (the SDK's
+/// PutCompositeAlarm is not implemented by moto 5.2.5), sent as a raw awsQuery request.
+async fn composite_alarm(name: &str, rule: &str) {
+    let http =
+        deploy_core::http::HttpClient::new("test", deploy_core::http::HttpOptions::default())
+            .unwrap();
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let body = format!(
+        "Action=PutMetricAlarm&Version=2010-08-01&AlarmName={}&AlarmRule={}",
+        enc(name),
+        enc(rule)
+    );
+    let headers = [
+        deploy_core::http::Header::new(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/eu-central-1/monitoring/aws4_request, SignedHeaders=host, Signature=0",
+        ),
+        deploy_core::http::Header::new("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let r = http
+        .send(
+            "POST",
+            &format!("{}/", rig::moto_url()),
+            &headers,
+            Some(body.into_bytes()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    deploy_core::aws::cloudwatch(&rig::moto_sdk().await)
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(cw::types::StateValue::Alarm)
+        .state_reason("composite rule true")
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn composite_alarms_count_and_an_unknown_alarm_is_named() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let prefix = format!("{}-", unique("afu9-composite"));
+    let metric = format!("{prefix}cpu");
+    alarm(&metric, cw::types::StateValue::Ok).await;
+    let composite = format!("{prefix}any");
+    composite_alarm(&composite, &format!("ALARM(\"{metric}\")")).await;
+    let dir = tempfile::tempdir().unwrap();
+    // By name and by prefix, a composite alarm in ALARM fails the gate.
+    for how in [
+        ["--alarm", composite.as_str()],
+        ["--alarm-prefix", prefix.as_str()],
+    ] {
+        let (r, report) = health_aws(
+            dir.path(),
+            &[&["--base-url", &s.url, "--interval", "50ms"][..], &how[..]].concat(),
+        )
+        .await;
+        assert_eq!(r.code, 1, "{how:?}: {r:?}");
+        assert_eq!(
+            reason(&report, "CloudWatch alarms"),
+            format!("1 alarm(s) in ALARM: {composite}"),
+            "{how:?}"
+        );
+    }
+    // A name that matches no alarm (a typo) fails, naming it; an existing OK one passes.
+    let typo = format!("{prefix}cpuu");
+    let (r, report) = health_aws(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--interval",
+            "50ms",
+            "--alarm",
+            &metric,
+            "--alarm",
+            &typo,
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        reason(&report, "CloudWatch alarms"),
+        format!("1 alarm(s) not found: {typo}")
+    );
+    let (r, _) = health_aws(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--interval",
+            "50ms",
+            "--alarm",
+            &metric,
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[tokio::test]
+async fn alb_5xx_window_over_a_day_is_read_not_refused() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let lb = format!("app/{}/0123456789", unique("alb-long"));
+    let dir = tempfile::tempdir().unwrap();
+    for window in ["25h", "7days"] {
+        let (r, report) = health_aws(
+            dir.path(),
+            &[
+                "--base-url",
+                &s.url,
+                "--interval",
+                "50ms",
+                "--load-balancer",
+                &lb,
+                "--alb-5xx-threshold",
+                "0",
+                "--alb-5xx-window",
+                window,
+            ],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{window}: {r:?}");
+        let gate = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with("ALB 5xx"))
+            .unwrap();
+        assert_eq!(
+            gate["reason"], "0 target 5xx responses, threshold 0",
+            "{window}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_aws_credentials_is_one_clear_line_and_exit_3() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut c = tool("health-check", dir.path());
+    // As a new user runs it: a region, no keys, no profile files; the chain then tries web
+    // identity, the container endpoint and instance metadata, and finds nothing.
+    c.args([
+        "--base-url",
+        &s.url,
+        "--ecs",
+        "--cluster",
+        "c",
+        "--service",
+        "s",
+    ])
+    .env("AWS_REGION", "eu-central-1")
+    .env("AWS_ENDPOINT_URL", rig::moto_url())
+    .env("HOME", home.path());
+    let r = run(c).await;
+    assert_eq!(r.code, 3, "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, no SDK internals:\n{}", r.stderr);
+    assert!(
+        lines[0].starts_with("error: no AWS credentials found: tried the environment"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        lines[0].contains("configure-aws-credentials"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test]
+async fn an_alarm_firing_during_the_bake_fails_after_a_healthy_wait() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let name = unique("afu9-bake");
+    alarm(&name, cw::types::StateValue::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A quiet bake passes and takes its time.
+    let (r, report) = health_aws(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--interval",
+            "100ms",
+            "--alarm",
+            &name,
+            "--bake",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(check(&report, "Bake (1s)")["status"], "passed");
+    assert!(
+        check(&report, "Bake (1s)")["duration_ms"].as_u64().unwrap() >= 1000,
+        "{report:#}"
+    );
+    // An alarm that fires after the service looked healthy, inside the bake window, fails it.
+    let mut c = tool("health-check", dir.path());
+    aws_env(&mut c).args([
+        "--base-url",
+        &s.url,
+        "--interval",
+        "100ms",
+        "--alarm",
+        &name,
+        "--bake",
+        "6s",
+        "--format",
+        "json",
+    ]);
+    let running = tokio::spawn(run(c));
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    alarm(&name, cw::types::StateValue::Alarm).await;
+    let r = running.await.unwrap();
+    assert_eq!(r.code, 1, "{r:?}");
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(check(&report, "CloudWatch alarms")["status"], "passed");
+    assert_eq!(
+        reason(&report, "Bake (6s)"),
+        format!("during the bake window: 1 alarm(s) in ALARM: {name}")
+    );
+}
+
+#[tokio::test]
+async fn stabilize_waits_before_the_first_poll() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let watch = s.shared.clone();
+    let c = {
+        let mut c = tool("health-check", dir.path());
+        c.args([
+            "--base-url",
+            &s.url,
+            "--interval",
+            "50ms",
+            "--stabilize",
+            "1500ms",
+            "--format",
+            "json",
+        ]);
+        c
+    };
+    let running = tokio::spawn(run(c));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        watch.hits().is_empty(),
+        "polled during --stabilize: {:?}",
+        watch.hits()
+    );
+    let r = running.await.unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!watch.hits().is_empty());
+    // It must fit inside the deadline.
+    let mut c = tool("health-check", dir.path());
+    c.args(["--base-url", &s.url, "--stabilize", "5s", "--wait", "5s"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("--stabilize (5s) must be shorter than --wait (5s)"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test]
+async fn retry_on_decides_which_statuses_are_waited_out() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "[[health.checks]]\nname = \"warm-up\"\npath = \"/api/not-yet\"\nstatus = 200\n",
+    )
+    .unwrap();
+    // 404 is not retried by default: it fails at once.
+    let (r, report, took) = health(
+        dir.path(),
+        &["--base-url", &s.url, "--wait", "3s", "--interval", "100ms"],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(check(&report, "warm-up")["attempts"], 1);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // With --retry-on 404 it is waited out until the deadline.
+    let (r, report, took) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--wait",
+            "1s",
+            "--interval",
+            "100ms",
+            "--retry-on",
+            "404,503",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        check(&report, "warm-up")["attempts"].as_u64().unwrap() >= 3,
+        "{report:#}"
+    );
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+    // A bad status list is a usage error naming the flag.
+    let mut c = tool("health-check", dir.path());
+    c.args(["--base-url", &s.url, "--retry-on", "4x4"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--retry-on"), "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn version_field_names_where_the_version_is() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The stand-in reports its service name in `service`: read the version from there.
+    let (r, report, _) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--interval",
+            "50ms",
+            "--version-field",
+            "service",
+            "--expect-version",
+            "control-center",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(report["outputs"]["deployed-version"], "control-center");
+    // The default field (commitSha) does not hold that value: the same expectation fails.
+    let (r, report, _) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--wait",
+            "1s",
+            "--interval",
+            "100ms",
+            "--expect-version",
+            "control-center",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        reason(&report, "Control Center health").starts_with("commitSha is "),
+        "{report:#}"
+    );
+}
+
 #[tokio::test]
 async fn mark_verified_tags_the_running_revision_only_when_healthy() {
     let (cluster, service) = (unique("afu9"), unique("web"));

@@ -559,6 +559,17 @@ async fn four_services_one_failing_reports_each_and_rolls_the_others_back() {
         &e.services[2],
         Script::after_update(vec![going.clone(), going, failed_frame(&e, 2)]),
     );
+    // What moto cannot show: the failed service's stopped task, for the diagnosis.
+    e.ecs_standin.answer(
+        "ListTasks",
+        json!({ "taskArns": ["arn:aws:ecs:eu-central-1:123456789012:task/c/t1"] }),
+    );
+    e.ecs_standin.answer("DescribeTasks", json!({ "failures": [], "tasks": [{
+        "taskArn": "arn:aws:ecs:eu-central-1:123456789012:task/c/t1",
+        "lastStatus": "STOPPED",
+        "stoppedReason": "CannotPullContainerError: pull image manifest has been retried 5 time(s)",
+        "containers": [{ "name": "web", "reason": "CannotPullContainerError: not found" }]
+    }]}));
     let (r, report) = e.rollback(&["--incident-file", "incident.json"]).await;
     assert_eq!(r.code, 1, "{r:?}");
     for s in [0, 1, 3] {
@@ -596,6 +607,18 @@ async fn four_services_one_failing_reports_each_and_rolls_the_others_back() {
     assert_eq!(
         results,
         ["rolled-back", "rolled-back", "failed", "rolled-back"]
+    );
+    let why = &report["diagnosis"][0];
+    assert_eq!(
+        why["subject"],
+        format!("service {}", e.services[2]),
+        "{report:#}"
+    );
+    assert_eq!(why["class"], "image pull failure");
+    assert_eq!(
+        e.ecs_standin.calls_of("ListTasks").len(),
+        1,
+        "only the failed service is diagnosed"
     );
     let lines = report["outputs"]["rolled-back-to"]
         .as_str()

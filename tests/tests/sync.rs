@@ -239,15 +239,116 @@ async fn rename_modify_delete_and_binary_conflicts_have_their_kinds() {
             )
         })
         .collect();
+    // Exactly git's conflicted list: the old name and both new names of the rename/rename.
+    let expected = [
+        ("a-feat.txt", "rename/rename (with a.txt, a-main.txt)"),
+        ("a-main.txt", "rename/rename (with a.txt, a-feat.txt)"),
+        ("a.txt", "rename/rename (with a-main.txt, a-feat.txt)"),
+        ("bin.dat", "binary"),
+        ("f.txt", "modify/delete"),
+    ];
+    assert_eq!(kinds, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    assert_eq!(out(&v, "conflicts"), "5");
     assert_eq!(
-        kinds,
+        out(&v, "conflict-files"),
+        "a-feat.txt\na-main.txt\na.txt\nbin.dat\nf.txt"
+    );
+    // Annotations point at files this branch has: a.txt and a-main.txt are not on it, so theirs
+    // are shown at the rename's name here, and say so.
+    let notes: Vec<(&str, &str)> = v["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["file"].as_str().unwrap(), a["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        notes.iter().map(|n| n.0).collect::<Vec<_>>(),
+        ["a-feat.txt", "a-feat.txt", "a-feat.txt", "bin.dat", "f.txt"]
+    );
+    assert!(
+        notes[2]
+            .1
+            .starts_with("a.txt (conflicted in git) is not on this branch; shown at a-feat.txt. CONFLICT (rename/rename): a.txt renamed to a-main.txt in "),
+        "{}",
+        notes[2].1
+    );
+    let json: Value = serde_json::from_str(out(&v, "conflicts-json")).unwrap();
+    assert_eq!(json[4]["kinds"], serde_json::json!(["modify/delete"]));
+    assert_eq!(json[2]["annotated-at"], "a-feat.txt");
+}
+
+#[tokio::test]
+async fn odd_paths_are_quoted_in_outputs_and_terminal_and_raw_in_json() {
+    let r = repos();
+    let names = [
+        "new\nline.txt",
+        "tab\there.txt",
+        "q\"uote\\.txt",
+        "ünï cödé.txt",
+    ];
+    git(&r.other, &["checkout", "-q", "main"]);
+    for n in names {
+        write(&r.other, n, b"one\ntwo\n");
+    }
+    git(&r.other, &["add", "-A"]);
+    git(&r.other, &["commit", "-qm", "odd names"]);
+    git(&r.other, &["push", "-q", "origin", "main"]);
+    git(&r.work, &["pull", "-q", "origin", "main"]);
+    for n in names {
+        write(&r.other, n, b"one\nMAIN\n");
+        write(&r.work, n, b"one\nFEAT\n");
+    }
+    git(&r.other, &["commit", "-qam", "main side"]);
+    git(&r.other, &["push", "-q", "origin", "main"]);
+    git(&r.work, &["commit", "-qam", "feat side"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tool("sync-check", &r.root);
+    c.args(["--repo", r.work.to_str().unwrap(), "--publish", "never"])
+        .args(["--report", dir.path().join("r.json").to_str().unwrap()])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", dir.path().join("out"))
+        .env("GITHUB_STEP_SUMMARY", dir.path().join("summary"));
+    let ran = run(c).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    // As git prints them with core.quotePath=false: one line each, C-quoted when needed.
+    let quoted = [
+        r#""new\nline.txt""#,
+        r#""q\"uote\\.txt""#,
+        r#""tab\there.txt""#,
+        "ünï cödé.txt",
+    ];
+    let outputs = std::fs::read_to_string(dir.path().join("out")).unwrap();
+    assert!(
+        outputs.contains(&format!("\n{}\n", quoted.join("\n"))),
+        "{outputs}"
+    );
+    for q in quoted {
+        assert!(
+            ran.stderr.contains(&format!("      {q}: content")),
+            "{}",
+            ran.stderr
+        );
+    }
+    // The JSON carries the raw paths.
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    let json: Value =
+        serde_json::from_str(report["outputs"]["conflicts-json"].as_str().unwrap()).unwrap();
+    let raw: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        raw,
         [
-            ("a.txt".to_owned(), "rename".to_owned()),
-            ("bin.dat".to_owned(), "binary".to_owned()),
-            ("f.txt".to_owned(), "modify/delete".to_owned())
+            "new\nline.txt",
+            "q\"uote\\.txt",
+            "tab\there.txt",
+            "ünï cödé.txt"
         ]
     );
-    assert_eq!(out(&v, "conflicts"), "3");
 }
 
 #[tokio::test]
@@ -517,6 +618,37 @@ async fn rebase_stopping_midway_is_aborted_and_the_branch_restored() {
 }
 
 #[tokio::test]
+async fn a_rebase_whose_replayed_patch_gains_new_context_is_kept() {
+    // main edits line 2, the branch line 5 of the same file: a clean rebase, but the replayed
+    // commit's diff now has main's line as context, so its patch id differs from the original's.
+    // Patch ids alone called that "changes lost" and undid a correct rebase.
+    let r = repos();
+    let ten: String = (1..=10).map(|i| format!("{i}\n")).collect();
+    r.main_commit("n.txt", &ten, "ten lines");
+    git(&r.work, &["pull", "-q", "origin", "main"]);
+    r.main_commit("n.txt", &ten.replace("2\n", "two\n"), "main edits line 2");
+    commit(
+        &r.work,
+        "n.txt",
+        &ten.replace("5\n", "five\n"),
+        "feat edits line 5",
+    );
+    let (ran, v) = sync(
+        &r.root,
+        &["--repo", r.work.to_str().unwrap(), "--update", "rebase"],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(
+        git(&r.work, &["show", "HEAD:n.txt"]),
+        ten.replace("2\n", "two\n")
+            .replace("5\n", "five\n")
+            .trim_end()
+    );
+    assert_eq!(out(&v, "new-head"), git(&r.work, &["rev-parse", "HEAD"]));
+}
+
+#[tokio::test]
 async fn push_rejected_by_the_lease_loses_nothing() {
     let r = repos();
     commit(&r.work, "w.txt", "w\n", "feat work");
@@ -550,7 +682,7 @@ async fn push_rejected_by_the_lease_loses_nothing() {
         push["reason"]
             .as_str()
             .unwrap()
-            .starts_with("push rejected"),
+            .starts_with("push rejected ([rejected] (stale info)): origin/feat moved since this clone last saw it"),
         "{push}"
     );
     untouched(&r.work, &start);

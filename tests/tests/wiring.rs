@@ -51,8 +51,8 @@ async fn ecr_token_from_moto_is_accepted_by_the_registry() {
         .send(
             "GET",
             &url,
-            &[(
-                "Authorization".into(),
+            &[deploy_core::http::Header::new(
+                "Authorization",
                 basic(&login.username, login.password.expose()),
             )],
             None,
@@ -67,7 +67,10 @@ async fn ecr_token_from_moto_is_accepted_by_the_registry() {
         .send(
             "GET",
             &url,
-            &[("Authorization".into(), basic("AWS", "not-the-token"))],
+            &[deploy_core::http::Header::new(
+                "Authorization",
+                basic("AWS", "not-the-token"),
+            )],
             None,
             None,
         )

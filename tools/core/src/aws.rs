@@ -39,8 +39,12 @@ pub async fn sdk_config(
         loader = loader.region(Region::new(r.clone()));
     }
     if let Some(url) = &args.endpoint_url {
-        crate::config::validate_url(url)
-            .map_err(|e| exit::usage(format!("--endpoint-url: {e}: {url:?}")))?;
+        crate::config::validate_url(url).map_err(|e| {
+            exit::usage(format!(
+                "--endpoint-url: {e}: {:?}",
+                crate::config::shown_url(url)
+            ))
+        })?;
         loader = loader.endpoint_url(url.clone());
     }
     if let Some(p) = &args.profile {
@@ -62,7 +66,81 @@ pub async fn sdk_config(
             }
         }
     }
+    check_credentials(&conf, args.profile.as_deref()).await?;
     Ok(conf)
+}
+
+/// Resolves the credentials once, up front, so a run without any says so in one line (which
+/// sources were tried, how to provide them in Actions) instead of the SDK's per-provider
+/// warnings and a service error later. Exit 3.
+async fn check_credentials(conf: &SdkConfig, profile: Option<&str>) -> anyhow::Result<()> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_credential_types::provider::error::CredentialsError;
+    let Some(provider) = conf.credentials_provider() else {
+        return Err(exit::dependency(no_credentials(profile)));
+    };
+    let resolved = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        provider.provide_credentials(),
+    )
+    .await
+    .map_err(|_| {
+        exit::dependency(
+            "timed out after 30s resolving AWS credentials (the credential chain did not answer)",
+        )
+    })?;
+    match resolved {
+        Ok(_) => Ok(()),
+        // Nothing configured: the chain fell through to instance metadata, whose answer (absent,
+        // forbidden, a cloud that is not AWS, as on GitHub's hosted runners) says nothing useful.
+        Err(CredentialsError::CredentialsNotLoaded(_)) => {
+            Err(exit::dependency(no_credentials(profile)))
+        }
+        Err(_) if !credentials_configured(profile) => {
+            Err(exit::dependency(no_credentials(profile)))
+        }
+        Err(e) => Err(exit::dependency(format!(
+            "couldn't load AWS credentials: {}",
+            crate::http::error_chain(&e)
+        ))),
+    }
+}
+
+/// Whether anything points the credential chain at a source (keys, a profile or its files, web
+/// identity, a container endpoint): then a failure to load is that source's error, worth showing.
+fn credentials_configured(profile: Option<&str>) -> bool {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let home_file = |rel: &str| {
+        std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .is_some_and(|h| h.join(rel).is_file())
+    };
+    profile.is_some()
+        || [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_CONFIG_FILE",
+        ]
+        .iter()
+        .any(|k| set(k))
+        || home_file(".aws/credentials")
+        || home_file(".aws/config")
+}
+
+/// The one line a run without AWS credentials prints.
+pub fn no_credentials(profile: Option<&str>) -> String {
+    format!(
+        "no AWS credentials found: tried the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), \
+         the shared files (~/.aws/credentials and ~/.aws/config, profile {}), web identity \
+         (AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN), the ECS container endpoint and EC2 instance \
+         metadata. In GitHub Actions, give the job `permissions: id-token: write` and run \
+         aws-actions/configure-aws-credentials with role-to-assume before this step",
+        profile.unwrap_or("default")
+    )
 }
 
 /// An AWS SDK error as one line with its sources (the SDK's own `Display` says only "service

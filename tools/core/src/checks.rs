@@ -11,8 +11,11 @@ use serde_json::Value;
 
 use crate::config::{CheckSpec, CheckTarget, StatusSet};
 use crate::exit;
-use crate::http::{HttpClient, HttpError, Response};
+use crate::http::{Header, HttpClient, HttpError, Response};
 use crate::jq::Program;
+
+/// The longest one jq assertion may run on one body.
+pub const ASSERT_BUDGET: Duration = Duration::from_secs(5);
 
 /// Characters of a body shown in a failure reason.
 pub const EXCERPT_CHARS: usize = 160;
@@ -47,9 +50,36 @@ impl Assertion {
         })
     }
 
-    /// `Ok(())` when true; otherwise what failed and what it saw.
+    /// `Ok(())` when true; otherwise what failed and what it saw. The expression runs on a
+    /// thread of its own with a budget of [`ASSERT_BUDGET`]: one that loops (`[repeat(1)]`) or
+    /// grows without end fails the check instead of hanging the tool past its deadline and its
+    /// signals (the runaway thread ends with the process).
     pub fn check(&self, body: &Value) -> Result<(), String> {
-        match self.program.truthy(body) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (program, input) = (self.program.clone(), body.clone());
+        let spawned = std::thread::Builder::new()
+            .name("jq-assertion".into())
+            .stack_size(64 * 1024 * 1024)
+            .spawn(move || {
+                let _ = tx.send(program.truthy(&input));
+            });
+        if spawned.is_err() {
+            return Err(format!(
+                "assertion `{}` could not run: no thread for it",
+                self.expr
+            ));
+        }
+        let verdict = match rx.recv_timeout(ASSERT_BUDGET) {
+            Ok(v) => v,
+            Err(_) => {
+                return Err(format!(
+                    "assertion `{}` did not finish within {}s: an endless loop?",
+                    self.expr,
+                    ASSERT_BUDGET.as_secs()
+                ));
+            }
+        };
+        match verdict {
             Ok(true) => Ok(()),
             Ok(false) => {
                 let saw = match &self.lhs {
@@ -112,7 +142,7 @@ pub struct Prepared {
     pub spec: CheckSpec,
     /// The full URL.
     pub url: String,
-    headers: Vec<(String, String)>,
+    headers: Vec<Header>,
     body: Option<Vec<u8>>,
     assertions: Vec<Assertion>,
 }
@@ -161,7 +191,15 @@ pub fn prepare(specs: &[CheckSpec], base_url: Option<&str>) -> anyhow::Result<Ve
                 headers: spec
                     .headers
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                    // A value read from the environment stays secret on the wire: sensitive, and
+                    // never sent across a redirect to another origin.
+                    .map(|(k, v)| {
+                        if v.is_secret() {
+                            Header::secret(k.clone(), v.expose())
+                        } else {
+                            Header::new(k.clone(), v.expose())
+                        }
+                    })
                     .collect(),
                 body: spec.body.as_ref().map(|b| b.expose().as_bytes().to_vec()),
                 assertions,
@@ -419,6 +457,10 @@ fn verdict(
         };
         for a in &check.assertions {
             if let Err(reason) = a.check(body) {
+                if reason.contains("did not finish within") {
+                    // It would not finish next time either: stop, do not start another.
+                    return Verdict::Fatal { reason };
+                }
                 return Verdict::Retry {
                     reason: format!("{reason}; body: {}", excerpt()),
                     after: None,
@@ -455,6 +497,20 @@ pub fn statuses(s: &StatusSet) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_assertion_fails_within_its_budget() {
+        let a = Assertion::compile("last(repeat(1)) > 0").unwrap();
+        let start = std::time::Instant::now();
+        let e = a.check(&serde_json::json!({})).unwrap_err();
+        assert!(e.contains("did not finish within 5s"), "{e}");
+        assert!(start.elapsed() < ASSERT_BUDGET + Duration::from_secs(2));
+    }
 }
 
 #[cfg(test)]
@@ -645,17 +701,19 @@ mod tests {
 
     #[test]
     fn bad_assertion_is_a_usage_error_naming_the_check() {
-        let cfg = Config::parse_with(
+        // Refused when the file is read, so the message has the file, line and key.
+        let e = Config::parse_with(
             "[[smoke.checks]]\nname = \"x\"\npath = \"/\"\nassert = [\".a | (\"]\n",
             "t.toml",
             |_| None,
         )
-        .unwrap();
-        let e = prepare(&cfg.smoke.checks, Some("http://x")).unwrap_err();
+        .unwrap_err();
+        let e = anyhow::Error::new(e);
         assert_eq!(exit::classify(&e), exit::Exit::Usage);
         assert!(
-            e.to_string()
-                .starts_with("check \"x\": assert[0]: invalid jq expression"),
+            e.to_string().starts_with(
+                "t.toml:1:1: smoke.checks[0]: check \"x\": assert[0]: invalid jq expression"
+            ),
             "{e}"
         );
     }

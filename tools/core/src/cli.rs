@@ -111,8 +111,12 @@ impl CommonArgs {
         };
         let base_url = match &self.base_url {
             Some(u) => {
-                crate::config::validate_url(u)
-                    .map_err(|e| exit::usage(format!("--base-url: {e}: {u:?}")))?;
+                crate::config::validate_url(u).map_err(|e| {
+                    exit::usage(format!(
+                        "--base-url: {e}: {:?}",
+                        crate::config::shown_url(u)
+                    ))
+                })?;
                 Some(u.trim_end_matches('/').to_owned())
             }
             None => env_url,
@@ -157,16 +161,58 @@ pub fn parse<A: clap::Parser>() -> Result<A, Exit> {
     })
 }
 
-/// Logs go to stderr; `DEPLOY_LOG` (or `RUST_LOG`) sets the filter, default `info` for our crates.
+/// Our own crates: `DEPLOY_LOG=debug` turns these up; everything else stays at `warn` unless a
+/// directive names it (`DEPLOY_LOG=debug,hyper=debug`).
+const OWN_CRATES: [&str; 7] = [
+    "deploy_core",
+    "sync_check",
+    "ecr_push",
+    "health_check",
+    "smoke_test",
+    "rollback",
+    "deploy_action_e2e",
+];
+
+/// The log filter for a `DEPLOY_LOG`/`RUST_LOG` value: a bare level (`debug`) applies to our
+/// crates only; directives naming a target are kept as written; third-party crates stay at
+/// `warn` (the AWS SDK's credential-chain chatter at `error`), and octocrab off (it logs its own
+/// request errors, which ours repeat with context).
+pub fn log_filter(spec: Option<&str>) -> String {
+    let mut parts: Vec<String> = vec![
+        "warn".into(),
+        "aws_config=error".into(),
+        "aws_smithy_runtime=error".into(),
+        "octocrab=off".into(),
+    ];
+    let own_level = |level: &str| -> Vec<String> {
+        OWN_CRATES.iter().map(|c| format!("{c}={level}")).collect()
+    };
+    match spec.map(str::trim).filter(|s| !s.is_empty()) {
+        None => parts.extend(own_level("info")),
+        Some(spec) => {
+            for d in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                if d.contains('=') || d.contains('[') || d.contains("::") {
+                    parts.push(d.to_owned());
+                } else {
+                    parts.extend(own_level(d));
+                }
+            }
+        }
+    }
+    parts.join(",")
+}
+
+/// Logs go to stderr through [`RedactingStderr`]; `DEPLOY_LOG` (or `RUST_LOG`) sets the filter
+/// ([`log_filter`]).
 pub fn init_logging() {
-    let filter = std::env::var("DEPLOY_LOG")
+    let spec = std::env::var("DEPLOY_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        // octocrab logs its own request errors at ERROR; ours say the same with context.
-        // rollback streams the service events it waits on at info.
-        .unwrap_or_else(|_| "warn,deploy_core=info,rollback=info,octocrab=off".to_owned());
+        .ok();
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(spec.as_deref()))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter(None)));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_writer(RedactingStderr)
         .with_ansi(use_colour())
         .with_target(false)
         .without_time()
@@ -177,14 +223,91 @@ fn use_colour() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
 }
 
-/// Runs a tool's body: sets up logging, awaits it, and turns an error into its exit code with one
-/// redacted line on stderr (and an error annotation inside Actions).
+/// The one writer every log line goes through: it collects a line and writes it to stderr
+/// with every registered secret scrubbed ([`redact`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedactingStderr;
+
+/// One log event on its way to stderr (written, redacted, when dropped or flushed).
+#[derive(Debug, Default)]
+pub struct RedactingLine(Vec<u8>);
+
+impl Write for RedactingLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.0.is_empty() {
+            let text = redact(&String::from_utf8_lossy(&self.0));
+            self.0.clear();
+            let mut err = std::io::stderr().lock();
+            err.write_all(text.as_bytes())?;
+            err.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RedactingLine {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingLine;
+    fn make_writer(&'a self) -> RedactingLine {
+        RedactingLine::default()
+    }
+}
+
+/// A panic prints one redacted line saying it is an internal error (never the raw payload,
+/// which may hold a secret), and the run ends with exit 3.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        let _ = writeln!(std::io::stderr(), "{}", panic_line(&payload, at.as_deref()));
+    }));
+}
+
+/// The one line a panic prints: redacted, saying it is a bug.
+fn panic_line(payload: &str, at: Option<&str>) -> String {
+    let at = at.map(|a| format!(" at {a}")).unwrap_or_default();
+    format!(
+        "error: internal error: {}{at} (a bug in {}: please report it)",
+        redact(payload),
+        tool_name()
+    )
+}
+
+/// Runs a tool's body: installs the mask hook (inside Actions, `::add-mask::` the moment a
+/// secret is known), the redacting log writer and the panic hook, awaits the body, and turns an
+/// error into its exit code with one redacted line on stderr (and an error annotation inside
+/// Actions). A panic is an internal error: exit 3.
 pub async fn run<F>(body: F) -> std::process::ExitCode
 where
     F: Future<Output = anyhow::Result<Exit>>,
 {
+    crate::gha::install_mask_hook();
     init_logging();
-    let exit = match body.await {
+    install_panic_hook();
+    let result =
+        match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(body)).await {
+            Ok(r) => r,
+            Err(_) => Err(exit::dependency(
+                "internal error (see the line above); the run stopped",
+            )),
+        };
+    let exit = match result {
         Ok(e) => e,
         Err(err) => {
             let code = exit::classify(&err);
@@ -394,6 +517,39 @@ mod tests {
     use super::*;
     use crate::report::Check;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_panic_is_an_internal_error_with_exit_3_and_no_secret() {
+        crate::secret::register("panic-secret-0451");
+        let code = run(async {
+            if std::env::var_os("PATH").is_some() {
+                panic!("bad state near panic-secret-0451");
+            }
+            Ok(Exit::Passed)
+        })
+        .await;
+        assert_eq!(code, std::process::ExitCode::from(3));
+        let line = panic_line("bad state near panic-secret-0451", Some("src/x.rs:3"));
+        assert!(
+            line.starts_with("error: internal error: bad state near *** at src/x.rs:3"),
+            "{line}"
+        );
+        let _ = std::panic::take_hook();
+    }
+
+    #[test]
+    fn debug_logging_turns_up_our_crates_only() {
+        let f = log_filter(Some("debug"));
+        assert!(f.starts_with("warn,"), "{f}");
+        assert!(
+            f.contains("deploy_core=debug") && f.contains("health_check=debug"),
+            "{f}"
+        );
+        assert!(!f.contains("hyper") && !f.contains("reqwest"), "{f}");
+        // Asked for by name: kept.
+        assert!(log_filter(Some("info,hyper=debug")).contains("hyper=debug"));
+        assert!(log_filter(None).contains("smoke_test=info"));
+    }
 
     #[test]
     fn emit_writes_every_sink() {

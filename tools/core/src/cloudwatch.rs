@@ -6,50 +6,72 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StateValue, Statistic};
+use aws_sdk_cloudwatch::types::{
+    AlarmType, Dimension, MetricDatum, StandardUnit, StateValue, Statistic,
+};
 
 use crate::aws::error;
 
-/// An alarm that is firing.
+/// An alarm that fails the gate: in ALARM, or named in the config but not found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Firing {
     /// Alarm name.
     pub name: String,
-    /// CloudWatch's state reason.
+    /// CloudWatch's state reason, or why it counts.
     pub reason: String,
+    /// False when no alarm of this name exists: a gate on a missing alarm must not pass.
+    pub exists: bool,
 }
 
-/// Alarms in ALARM among `names` and those starting with `prefix`.
+/// Alarms that fail the gate: metric and composite alarms in ALARM among `names` and those
+/// starting with `prefix`, and every name in `names` that matches no alarm at all (a typo or
+/// another region would otherwise pass silently).
 pub async fn firing_alarms(
     client: &Client,
     names: &[String],
     prefix: Option<&str>,
 ) -> anyhow::Result<Vec<Firing>> {
     let mut out: Vec<Firing> = Vec::new();
-    let mut push = |alarms: &[aws_sdk_cloudwatch::types::MetricAlarm]| {
-        // moto ignores the StateValue filter when AlarmNamePrefix is given: filter here too.
-        for a in alarms
-            .iter()
-            .filter(|a| a.state_value() == Some(&StateValue::Alarm))
-        {
-            let name = a.alarm_name().unwrap_or_default().to_owned();
-            if !out.iter().any(|f| f.name == name) {
+    let mut seen: Vec<String> = Vec::new();
+    let mut push = |resp: &aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput,
+                    seen: &mut Vec<String>| {
+        let metric = resp.metric_alarms().iter().map(|a| {
+            (
+                a.alarm_name().unwrap_or_default(),
+                a.state_value(),
+                a.state_reason().unwrap_or_default(),
+            )
+        });
+        let composite = resp.composite_alarms().iter().map(|a| {
+            (
+                a.alarm_name().unwrap_or_default(),
+                a.state_value(),
+                a.state_reason().unwrap_or_default(),
+            )
+        });
+        for (name, state, reason) in metric.chain(composite) {
+            seen.push(name.to_owned());
+            // moto ignores the StateValue filter when AlarmNamePrefix is given: filter here too.
+            if state == Some(&StateValue::Alarm) && !out.iter().any(|f| f.name == name) {
                 out.push(Firing {
-                    name,
-                    reason: a.state_reason().unwrap_or_default().to_owned(),
+                    name: name.to_owned(),
+                    reason: reason.to_owned(),
+                    exists: true,
                 });
             }
         }
     };
+    let types = [AlarmType::MetricAlarm, AlarmType::CompositeAlarm];
     for chunk in names.chunks(100) {
+        // No state filter: the answer also tells which names exist.
         let resp = client
             .describe_alarms()
             .set_alarm_names(Some(chunk.to_vec()))
-            .state_value(StateValue::Alarm)
+            .set_alarm_types(Some(types.to_vec()))
             .send()
             .await
             .map_err(|e| error("couldn't describe CloudWatch alarms", &e))?;
-        push(resp.metric_alarms());
+        push(&resp, &mut seen);
     }
     if let Some(prefix) = prefix {
         let mut token = None;
@@ -57,6 +79,7 @@ pub async fn firing_alarms(
             let resp = client
                 .describe_alarms()
                 .alarm_name_prefix(prefix)
+                .set_alarm_types(Some(types.to_vec()))
                 .state_value(StateValue::Alarm)
                 .set_next_token(token)
                 .send()
@@ -67,14 +90,63 @@ pub async fn firing_alarms(
                         &e,
                     )
                 })?;
-            push(resp.metric_alarms());
+            push(&resp, &mut seen);
             token = resp.next_token().map(str::to_owned);
             if token.is_none() {
                 break;
             }
         }
     }
+    for n in names {
+        if !seen.contains(n) && !out.iter().any(|f| &f.name == n) {
+            out.push(Firing {
+                name: n.clone(),
+                reason: "no alarm of this name exists (a typo, or another region or account?)"
+                    .into(),
+                exists: false,
+            });
+        }
+    }
     Ok(out)
+}
+
+/// The reason line of a failed alarm gate: which alarms fire, which do not exist.
+pub fn gate_reason(failing: &[Firing]) -> String {
+    let list = |exists: bool| {
+        failing
+            .iter()
+            .filter(|f| f.exists == exists)
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+    };
+    let (firing, missing) = (list(true), list(false));
+    let mut parts = Vec::new();
+    if !firing.is_empty() {
+        parts.push(format!(
+            "{} alarm(s) in ALARM: {}",
+            firing.len(),
+            firing.join(", ")
+        ));
+    }
+    if !missing.is_empty() {
+        parts.push(format!(
+            "{} alarm(s) not found: {}",
+            missing.len(),
+            missing.join(", ")
+        ));
+    }
+    parts.join("; ")
+}
+
+/// CloudWatch returns at most this many datapoints per GetMetricStatistics call.
+const MAX_DATAPOINTS: u64 = 1440;
+
+/// The period (seconds, a multiple of 60) that covers `window` (plus the minute ahead) in at
+/// most [`MAX_DATAPOINTS`] datapoints: 60 s up to 23 h, coarser beyond.
+pub fn period_for(window: Duration) -> i32 {
+    let secs = window.as_secs().saturating_add(60);
+    let minutes = secs.div_ceil(60).div_ceil(MAX_DATAPOINTS).max(1);
+    i32::try_from(minutes.saturating_mul(60)).unwrap_or(i32::MAX / 60 * 60)
 }
 
 /// Sum of the ALB's `HTTPCode_Target_5XX_Count` over the last `window`.
@@ -100,7 +172,7 @@ pub async fn alb_5xx_sum(
         )
         .start_time(DateTime::from(start))
         .end_time(DateTime::from(end))
-        .period(60)
+        .period(period_for(window))
         .statistics(Statistic::Sum)
         .send()
         .await
@@ -117,6 +189,45 @@ pub async fn alb_5xx_sum(
         .filter_map(|d| d.sum())
         .sum::<f64>()
         + 0.0)
+}
+
+/// The `Availability` metric over the last `window`: (sum of the values, number of values), i.e.
+/// (healthy checks, total checks). The period keeps the datapoints under CloudWatch's 1,440 a call.
+pub async fn availability_stats(
+    client: &Client,
+    namespace: &str,
+    environment: &str,
+    window: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let now = SystemTime::now();
+    let start = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+    // The request carries whole seconds: a datum put in this very second would fall after `now`.
+    let end = now + Duration::from_secs(60);
+    let period = window.as_secs().div_ceil(1440).div_ceil(60).max(1) * 60;
+    let resp = client
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name("Availability")
+        .dimensions(
+            Dimension::builder()
+                .name("Environment")
+                .value(environment)
+                .build(),
+        )
+        .start_time(DateTime::from(start))
+        .end_time(DateTime::from(end))
+        .period(i32::try_from(period).unwrap_or(i32::MAX))
+        .statistics(Statistic::Sum)
+        .statistics(Statistic::SampleCount)
+        .send()
+        .await
+        .map_err(|e| error(&format!("couldn't read {namespace}/Availability"), &e))?;
+    let (mut sum, mut count) = (0.0, 0.0);
+    for d in resp.datapoints() {
+        sum += d.sum().unwrap_or(0.0);
+        count += d.sample_count().unwrap_or(0.0);
+    }
+    Ok((sum, count))
 }
 
 /// Puts `Availability` (1 healthy, 0 not) with dimension `Environment` into `namespace`.
@@ -168,4 +279,36 @@ pub async fn put_metric(
         .await
         .map_err(|e| error(&format!("couldn't put {metric} into {namespace}"), &e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alb_period_keeps_within_the_datapoint_limit() {
+        for mins in [1u64, 5, 60, 23 * 60, 24 * 60, 25 * 60, 3 * 1440, 7 * 1440] {
+            let w = Duration::from_secs(mins * 60);
+            let p = period_for(w) as u64;
+            assert_eq!(p % 60, 0, "{mins}");
+            assert!(
+                (mins * 60 + 60).div_ceil(p) <= MAX_DATAPOINTS,
+                "{mins}: {p}"
+            );
+        }
+        assert_eq!(period_for(Duration::from_secs(300)), 60);
+    }
+
+    #[test]
+    fn gate_reason_names_firing_and_missing() {
+        let f = |n: &str, exists| Firing {
+            name: n.into(),
+            reason: String::new(),
+            exists,
+        };
+        assert_eq!(
+            gate_reason(&[f("a", true), f("typo", false)]),
+            "1 alarm(s) in ALARM: a; 1 alarm(s) not found: typo"
+        );
+    }
 }

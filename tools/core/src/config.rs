@@ -171,6 +171,46 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// `s` for messages, with anything that looks like URL credentials (`user:pass@` after `://`)
+/// replaced by `***@`, so a refused URL never echoes its password.
+pub fn shown_url(s: &str) -> String {
+    let Some(i) = s.find("://") else {
+        return crate::secret::redact(s);
+    };
+    let (scheme, rest) = s.split_at(i + 3);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let shown = match authority.rfind('@') {
+        Some(at) => format!("{scheme}***@{}{tail}", &authority[at + 1..]),
+        None => s.to_owned(),
+    };
+    crate::secret::redact(&shown)
+}
+
+/// A plain string field, `${VAR}` expanded like every string of the file; a value that used a
+/// variable is registered as a secret (masked and redacted wherever it would be printed).
+fn expanded<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Text::deserialize(d)?.value)
+}
+
+fn expanded_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Text>::deserialize(d)?.map(|t| t.value))
+}
+
+fn expanded_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Vec::<Text>::deserialize(d)?
+        .into_iter()
+        .map(|t| t.value)
+        .collect())
+}
+
+fn expanded_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(BTreeMap::<String, Text>::deserialize(d)?
+        .into_iter()
+        .map(|(k, t)| (k, t.value))
+        .collect())
+}
+
 /// An absolute http(s) URL (after expansion).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UrlText(pub Text);
@@ -188,9 +228,17 @@ impl fmt::Display for UrlText {
     }
 }
 
-/// Checks that `s` is an absolute http or https URL with a host.
+/// Checks that `s` is an absolute http or https URL with a host and no credentials in it.
+/// Credentials in a URL (`https://user:pass@host`) are refused: they would be printed wherever
+/// the URL is (targets, errors, reports); send them in a header with `${VAR}` instead.
 pub fn validate_url(s: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "URL must not carry credentials (user:password@): send them in a header read from ${VAR}, e.g. headers = { Authorization = \"Bearer ${TOKEN}\" }"
+                .into(),
+        );
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "URL scheme must be http or https, not {}",
@@ -207,7 +255,11 @@ impl<'de> Deserialize<'de> for UrlText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let t = Text::deserialize(d)?;
         validate_url(t.expose()).map_err(|e| {
-            let shown = if t.is_secret() { "***" } else { t.expose() };
+            let shown = if t.is_secret() {
+                "***".to_owned()
+            } else {
+                shown_url(t.expose())
+            };
             serde::de::Error::custom(format!("{e}: {shown:?}"))
         })?;
         Ok(UrlText(t))
@@ -255,6 +307,9 @@ pub struct Config {
     /// How `rollback` waits and where it records incidents.
     #[serde(default)]
     pub rollback: Rollback,
+    /// KPI targets (runbook section 7) for `health-check --kpi`.
+    #[serde(default)]
+    pub kpi: Kpi,
     /// Where this config came from (set by the loader).
     #[serde(skip)]
     pub source: String,
@@ -265,8 +320,10 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     /// AWS region (else the standard chain: `AWS_REGION`, profile).
+    #[serde(default, deserialize_with = "expanded_opt")]
     pub region: Option<String>,
     /// The branch syncs and PR checks compare with.
+    #[serde(default, deserialize_with = "expanded_opt")]
     pub base_branch: Option<String>,
 }
 
@@ -285,6 +342,7 @@ pub struct Environment {
     #[serde(default)]
     pub protected: bool,
     /// AWS region for this environment.
+    #[serde(default, deserialize_with = "expanded_opt")]
     pub region: Option<String>,
     /// ALB dimension value (`app/name/id`) for the 5xx gate.
     pub load_balancer: Option<Text>,
@@ -311,10 +369,10 @@ pub struct Image {
     /// Where the built image is: an OCI layout dir, an OCI/docker-archive tarball, `docker:NAME`.
     pub source: Option<Text>,
     /// Tag templates: `{version}`, `{sha}`, `{sha7}`, `{env}` and literals.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "expanded_vec")]
     pub tags: Vec<String>,
     /// Tags that may move to a new digest on mutable repositories (e.g. `{env}`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "expanded_vec")]
     pub moving_tags: Vec<String>,
     /// Mutability when `--create-repo` creates the repository.
     pub mutability: Option<Mutability>,
@@ -336,6 +394,7 @@ pub struct Health {
     /// Delay before the first poll.
     pub stabilize: Option<Dur>,
     /// JSON field of the health body that carries the deployed commit (dotted path).
+    #[serde(default, deserialize_with = "expanded_opt")]
     pub version_field: Option<String>,
     /// Statuses retried during warm-up (default 408, 429, 502, 503, 504; add 404 here).
     pub retry_on: Option<StatusSet>,
@@ -488,9 +547,11 @@ pub enum CheckTarget {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCheck {
+    #[serde(deserialize_with = "expanded")]
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "expanded_opt")]
     method: Option<String>,
+    #[serde(default, deserialize_with = "expanded_opt")]
     path: Option<String>,
     url: Option<UrlText>,
     #[serde(default)]
@@ -498,11 +559,11 @@ struct RawCheck {
     body: Option<Text>,
     #[serde(default)]
     status: StatusSet,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "expanded_vec")]
     assert: Vec<String>,
     max_latency: Option<Dur>,
     timeout: Option<Dur>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "expanded_map")]
     expect_headers: BTreeMap<String, String>,
     retry_for: Option<Dur>,
 }
@@ -548,6 +609,10 @@ impl TryFrom<RawCheck> for CheckSpec {
                 return Err(format!("check {:?}: invalid header name {h:?}", r.name));
             }
         }
+        // A bad jq expression is refused here, so the message names the file, line and key.
+        for (i, a) in r.assert.iter().enumerate() {
+            valid_assertion(a).map_err(|e| format!("check {:?}: assert[{i}]: {e}", r.name))?;
+        }
         Ok(CheckSpec {
             name: r.name,
             method,
@@ -582,12 +647,35 @@ pub struct Rollback {
     pub changelog: Option<Text>,
 }
 
+/// `[kpi]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kpi {
+    /// Lowest acceptable uptime, percent (e.g. 99.5).
+    pub uptime_target: Option<f64>,
+    /// Longest acceptable average MTTR (e.g. "15m").
+    pub mttr_target: Option<Dur>,
+}
+
+/// Compiles `expr` once per process to check it (a suite repeats the same few assertions).
+fn valid_assertion(expr: &str) -> Result<(), String> {
+    thread_local! {
+        static VALID: RefCell<std::collections::HashSet<String>> = RefCell::default();
+    }
+    if VALID.with(|v| v.borrow().contains(expr)) {
+        return Ok(());
+    }
+    crate::jq::Program::compile(expr)?;
+    VALID.with(|v| v.borrow_mut().insert(expr.to_owned()));
+    Ok(())
+}
+
 /// `[metrics]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     /// CloudWatch namespace of the Availability metric.
-    #[serde(default = "default_namespace")]
+    #[serde(default = "default_namespace", deserialize_with = "expanded")]
     pub namespace: String,
 }
 
@@ -608,9 +696,10 @@ fn default_namespace() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Alarms {
     /// Exact alarm names.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "expanded_vec")]
     pub names: Vec<String>,
     /// Alarm-name prefix.
+    #[serde(default, deserialize_with = "expanded_opt")]
     pub prefix: Option<String>,
 }
 
@@ -663,9 +752,26 @@ impl Config {
 
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // Say where: the line and column of the first byte that is not UTF-8.
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let head = String::from_utf8_lossy(&bytes[..valid]);
+            let (line, column) = line_col(&head, head.len());
+            ConfigError::Invalid {
+                path: path.display().to_string(),
+                line,
+                column,
+                key: "(document)".into(),
+                message: format!(
+                    "not UTF-8 text (byte 0x{:02x}); TOML files are UTF-8",
+                    bytes.get(valid).copied().unwrap_or_default()
+                ),
+            }
         })?;
         Self::parse(&text, &path.display().to_string())
     }
@@ -876,6 +982,15 @@ mod tests {
         );
         let e = err("[[smoke.checks]]\nname = \"a\"\npath = \"x\"\n");
         assert!(e.contains("must start with '/'"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_assertion_is_located() {
+        let e = err("[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nassert = [\".a == \"]\n");
+        assert!(
+            e.starts_with("deploy.toml:1:1: smoke.checks[0]: check \"a\": assert[0]: invalid jq"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -65,10 +65,16 @@ pub struct Service {
     pub deployments: Vec<Deployment>,
     /// Newest events first.
     pub events: Vec<Event>,
-    /// `ECS`, `CODE_DEPLOY` or `EXTERNAL` (absent means ECS).
+    /// `ECS`, `CODE_DEPLOY` or `EXTERNAL` (absent means ECS). This and the next two are read from
+    /// the SDK's types only (the fixtures carry ECS's nested shapes, which the judge does not use).
+    #[serde(skip)]
     pub deployment_controller: Option<String>,
     /// The deployment circuit breaker: (enabled, rolls back on failure).
+    #[serde(skip)]
     pub circuit_breaker: Option<(bool, bool)>,
+    /// Target groups of its load balancers.
+    #[serde(skip)]
+    pub target_groups: Vec<String>,
 }
 
 /// What a service's rollout looks like now.
@@ -214,6 +220,11 @@ mod fetch {
                     .deployment_configuration()
                     .and_then(|c| c.deployment_circuit_breaker())
                     .map(|cb| (cb.enable(), cb.rollback())),
+                target_groups: s
+                    .load_balancers()
+                    .iter()
+                    .filter_map(|lb| lb.target_group_arn().map(str::to_owned))
+                    .collect(),
             }
         }
     }
@@ -265,71 +276,10 @@ mod fetch {
         }
         Ok(out)
     }
-
-    /// Why the service's most recently stopped tasks stopped (at most `limit`): the stop reason and
-    /// each container's exit code and reason.
-    pub async fn stopped_tasks(
-        client: &aws_sdk_ecs::Client,
-        cluster: &str,
-        service: &str,
-        limit: usize,
-    ) -> anyhow::Result<Vec<String>> {
-        let list = client
-            .list_tasks()
-            .cluster(cluster)
-            .service_name(service)
-            .desired_status(types::DesiredStatus::Stopped)
-            .send()
-            .await
-            .map_err(|e| {
-                crate::aws::error(&format!("couldn't list stopped tasks of {service}"), &e)
-            })?;
-        let arns: Vec<String> = list.task_arns().iter().take(limit).cloned().collect();
-        if arns.is_empty() {
-            return Ok(Vec::new());
-        }
-        let tasks = client
-            .describe_tasks()
-            .cluster(cluster)
-            .set_tasks(Some(arns))
-            .send()
-            .await
-            .map_err(|e| {
-                crate::aws::error(&format!("couldn't describe stopped tasks of {service}"), &e)
-            })?;
-        Ok(tasks
-            .tasks()
-            .iter()
-            .map(|t| {
-                let id = t
-                    .task_arn()
-                    .and_then(|a| a.rsplit('/').next())
-                    .unwrap_or("?");
-                let containers: Vec<String> = t
-                    .containers()
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{} exit {}{}",
-                            c.name().unwrap_or("?"),
-                            c.exit_code()
-                                .map_or_else(|| "-".to_owned(), |x| x.to_string()),
-                            c.reason().map(|r| format!(" ({r})")).unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                format!(
-                    "task {id}: {}; {}",
-                    t.stopped_reason().unwrap_or("no stop reason"),
-                    containers.join(", ")
-                )
-            })
-            .collect())
-    }
 }
 
 #[cfg(feature = "ecs")]
-pub use fetch::{describe, stopped_tasks};
+pub use fetch::describe;
 
 #[cfg(test)]
 mod tests {

@@ -167,12 +167,16 @@ impl<W: Write> Actions<W> {
     }
 
     /// Tells the runner to mask a value (each line separately, as the runner matches per line).
+    /// Pieces shorter than [`secret::MIN_REDACT_LEN`] are not masked (they would hide every `1`
+    /// or `ok` of the log), nor those the mask hook already wrote to stderr.
     pub fn add_mask(&mut self, value: &str) -> io::Result<()> {
         if !self.enabled {
             return Ok(());
         }
-        for line in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            writeln!(self.commands, "::add-mask::{}", escape_data(line))?;
+        for piece in mask_pieces(value) {
+            if !already_masked(piece) {
+                writeln!(self.commands, "::add-mask::{}", escape_data(piece))?;
+            }
         }
         Ok(())
     }
@@ -260,6 +264,45 @@ impl<W: Write> Actions<W> {
         }
         Ok(())
     }
+}
+
+/// The lines of a secret the runner is told to mask.
+fn mask_pieces(value: &str) -> Vec<&str> {
+    secret::pieces(value)
+        .into_iter()
+        .filter(|p| !p.contains(['\n', '\r']))
+        .collect()
+}
+
+fn stderr_masked() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static SET: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(Default::default)
+}
+
+fn already_masked(piece: &str) -> bool {
+    stderr_masked()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(piece)
+}
+
+/// Inside Actions (`GITHUB_ACTIONS=true`), writes `::add-mask::` to stderr for every secret the
+/// moment it is registered (and at once for those registered before), so the mask comes before
+/// any line that could carry the value, whatever logs first. Binaries call it first thing.
+pub fn install_mask_hook() {
+    if !std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        return;
+    }
+    secret::on_register(|value| {
+        let mut set = stderr_masked().lock().unwrap_or_else(|p| p.into_inner());
+        let mut err = io::stderr().lock();
+        for piece in mask_pieces(value) {
+            if set.insert(piece.to_owned()) {
+                let _ = writeln!(err, "::add-mask::{}", escape_data(piece));
+            }
+        }
+    });
 }
 
 /// Escapes a workflow command's message (the runner's `escapeData`).
@@ -379,13 +422,15 @@ mod tests {
     fn masks_each_line_and_groups() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = actions(dir.path());
-        a.add_mask("abc\ndef").unwrap();
+        a.add_mask("abcd-1\ndefg-2").unwrap();
+        // Too short to mask usefully: left alone (README says so).
+        a.add_mask("ab").unwrap();
         a.group("push").unwrap();
         a.endgroup().unwrap();
         let text = String::from_utf8(a.into_writer()).unwrap();
         assert_eq!(
             text,
-            "::add-mask::abc\n::add-mask::def\n::group::push\n::endgroup::\n"
+            "::add-mask::abcd-1\n::add-mask::defg-2\n::group::push\n::endgroup::\n"
         );
     }
 

@@ -166,6 +166,54 @@ pub fn user_agent(tool: &str) -> String {
     format!("deploy-action/{} ({tool})", env!("CARGO_PKG_VERSION"))
 }
 
+/// A request header. A secret one (its value came from `${VAR}`, or its name carries credentials)
+/// is marked sensitive and is never sent to another origin than the request's own.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The header name.
+    pub name: String,
+    /// The value, as sent.
+    pub value: String,
+    secret: bool,
+}
+
+impl Header {
+    /// A header; secret when its name carries credentials ([`is_sensitive_header`]).
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Header {
+        let name = name.into();
+        let secret = is_sensitive_header(&name);
+        Header {
+            name,
+            value: value.into(),
+            secret,
+        }
+    }
+
+    /// A header whose value is secret whatever its name.
+    pub fn secret(name: impl Into<String>, value: impl Into<String>) -> Header {
+        Header {
+            name: name.into(),
+            value: value.into(),
+            secret: true,
+        }
+    }
+
+    /// Whether the value is secret.
+    pub fn is_secret(&self) -> bool {
+        self.secret
+    }
+}
+
+impl std::fmt::Debug for Header {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.secret {
+            write!(f, "{}: ***", self.name)
+        } else {
+            write!(f, "{}: {:?}", self.name, self.value)
+        }
+    }
+}
+
 /// Whether a header carries credentials and must be marked sensitive.
 pub fn is_sensitive_header(name: &str) -> bool {
     matches!(
@@ -183,7 +231,8 @@ impl HttpClient {
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
             .timeout(opts.request_timeout)
-            .redirect(reqwest::redirect::Policy::limited(opts.max_redirects))
+            // Redirects are followed by `send`, hop by hop, so secret headers stay on their origin.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| HttpError::Invalid {
                 url: String::new(),
@@ -192,7 +241,8 @@ impl HttpClient {
         Ok(HttpClient { inner, opts })
     }
 
-    /// The underlying reqwest client, for callers that stream (registry uploads).
+    /// The underlying reqwest client, for callers that stream (registry uploads). It follows no
+    /// redirects; read its bodies with [`read_capped`].
     pub fn inner(&self) -> &reqwest::Client {
         &self.inner
     }
@@ -202,13 +252,15 @@ impl HttpClient {
         &self.opts
     }
 
-    /// Sends a request and reads the whole body (up to the cap). Header values whose names carry
-    /// credentials are marked sensitive, so they never appear in debug output.
+    /// Sends a request and reads the whole body (up to the cap). Secret headers (and those whose
+    /// names carry credentials) are marked sensitive, so they never appear in debug output, and
+    /// are sent only to the origin (scheme, host, port) of `url`: redirects are followed here, one
+    /// hop at a time, and from the first hop to another origin on no secret header is sent again.
     pub async fn send(
         &self,
         method: &str,
         url: &str,
-        headers: &[(String, String)],
+        headers: &[Header],
         body: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<Response, HttpError> {
@@ -217,46 +269,96 @@ impl HttpClient {
             url: shown.clone(),
             message,
         };
-        let method = reqwest::Method::from_bytes(method.as_bytes())
+        let mut method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| invalid(format!("invalid method {method:?}")))?;
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| invalid(format!("invalid header name {k:?}")))?;
-            let mut value = HeaderValue::from_str(v)
-                .map_err(|_| invalid(format!("invalid value for header {k}")))?;
-            if is_sensitive_header(k) {
+        let mut current = crate::config::validate_url(url).map_err(&invalid)?;
+        let mut plain = HeaderMap::new();
+        let mut secret = HeaderMap::new();
+        for h in headers {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| invalid(format!("invalid header name {:?}", h.name)))?;
+            let mut value = HeaderValue::from_str(&h.value)
+                .map_err(|_| invalid(format!("invalid value for header {}", h.name)))?;
+            if h.is_secret() {
                 value.set_sensitive(true);
+                secret.append(name, value);
+            } else {
+                plain.append(name, value);
             }
-            map.append(name, value);
         }
-        let mut req = self.inner.request(method, url).headers(map);
-        if let Some(b) = body {
-            req = req.body(b);
-        }
-        if let Some(t) = timeout {
-            req = req.timeout(t);
-        }
+        let mut body = body;
+        let mut send_secrets = true;
         let start = Instant::now();
-        let mut resp = req.send().await.map_err(|e| classify(&e, &shown, start))?;
+        let mut hops = 0usize;
+        let mut resp = loop {
+            let mut map = plain.clone();
+            if send_secrets {
+                for (k, v) in &secret {
+                    map.append(k.clone(), v.clone());
+                }
+            }
+            let hop_url = redact(current.as_str());
+            let mut req = self
+                .inner
+                .request(method.clone(), current.clone())
+                .headers(map);
+            if let Some(b) = &body {
+                req = req.body(b.clone());
+            }
+            if let Some(t) = timeout {
+                let left = t.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Err(HttpError::Timeout {
+                        url: hop_url,
+                        elapsed_ms: start.elapsed().as_millis() as u64,
+                    });
+                }
+                req = req.timeout(left);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| classify(&e, &hop_url, start))?;
+            let code = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let (true, Some(location)) = (matches!(code, 301 | 302 | 303 | 307 | 308), location)
+            else {
+                break resp;
+            };
+            if hops >= self.opts.max_redirects {
+                return Err(HttpError::Redirects {
+                    url: shown,
+                    limit: self.opts.max_redirects,
+                });
+            }
+            hops += 1;
+            let next = current
+                .join(&location)
+                .ok()
+                .and_then(|u| crate::config::validate_url(u.as_str()).ok())
+                .ok_or_else(|| HttpError::Invalid {
+                    url: hop_url.clone(),
+                    message: format!("redirect to an invalid location {:?}", redact(&location)),
+                })?;
+            if !same_origin(&current, &next) {
+                // Credentials were meant for the origin they were configured for, never for
+                // whatever host a response points at.
+                send_secrets = false;
+            }
+            if code == 303 || (matches!(code, 301 | 302) && method == reqwest::Method::POST) {
+                method = reqwest::Method::GET;
+                body = None;
+            }
+            current = next;
+        };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let final_url = redact(resp.url().as_str());
-        let limit = self.opts.max_body_bytes;
-        if resp.content_length().is_some_and(|n| n as usize > limit) {
-            return Err(HttpError::BodyTooLarge { url: shown, limit });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| classify(&e, &shown, start))?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(HttpError::BodyTooLarge { url: shown, limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(&mut resp, self.opts.max_body_bytes, &shown, start).await?;
         Ok(Response {
             status,
             headers,
@@ -265,6 +367,46 @@ impl HttpClient {
             url: final_url,
         })
     }
+}
+
+/// Whether two URLs have the same origin (scheme, host, port).
+pub fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Reads a response body of at most `limit` bytes: more is [`HttpError::BodyTooLarge`]. Every
+/// body read in the tools goes through here (or [`HttpClient::send`]), so no server can make a
+/// tool hold more than its cap in memory.
+pub async fn read_capped(
+    resp: &mut reqwest::Response,
+    limit: usize,
+    shown_url: &str,
+    start: Instant,
+) -> Result<Vec<u8>, HttpError> {
+    let too_large = || HttpError::BodyTooLarge {
+        url: shown_url.to_owned(),
+        limit,
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > limit))
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| classify(&e, shown_url, start))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// An error and its sources on one line (`a: b: c`), redacted.
@@ -385,6 +527,66 @@ mod tests {
         assert!(e.is_transient());
     }
 
+    /// A one-route-per-path HTTP/1.1 server: `/a` redirects (302) to `/b` on the same origin, and
+    /// `/b` answers with the `x-key` header it received (or `none`).
+    async fn echo_server() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let req = String::from_utf8_lossy(&buf).to_string();
+                    let key = req
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-key: "))
+                        .unwrap_or("none")
+                        .to_owned();
+                    let resp = if req.starts_with("GET /a ") || req.starts_with("POST /a ") {
+                        "HTTP/1.1 302 Found\r\nLocation: /b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                    } else {
+                        let method = req.split(' ').next().unwrap_or("").to_owned();
+                        let body = format!("{method} {key}");
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    };
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn secret_headers_follow_a_same_origin_redirect_and_post_becomes_get() {
+        let url = echo_server().await;
+        let c = HttpClient::new("test", HttpOptions::default()).unwrap();
+        let r = c
+            .send(
+                "POST",
+                &format!("{url}/a"),
+                &[Header::secret("x-key", "k-123")],
+                Some(b"x".to_vec()),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(String::from_utf8_lossy(&r.body), "GET k-123");
+        assert!(r.url.ends_with("/b"), "{}", r.url);
+    }
+
     #[tokio::test]
     async fn bad_header_is_invalid_not_sent() {
         let c = HttpClient::new("test", HttpOptions::default()).unwrap();
@@ -392,7 +594,7 @@ mod tests {
             .send(
                 "GET",
                 "http://127.0.0.1:1/",
-                &[("bad header".into(), "x".into())],
+                &[Header::new("bad header", "x")],
                 None,
                 None,
             )

@@ -56,9 +56,45 @@ fn found(part: &str) -> String {
     }
 }
 
+/// Whether `expr` defines a function (`def name: ...;`), outside string literals.
+fn defines_function(expr: &str) -> bool {
+    let mut chars = expr.chars().peekable();
+    let mut word = String::new();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' || c == '$' {
+            word.push(c);
+            continue;
+        }
+        if word == "def" {
+            return true;
+        }
+        word.clear();
+        in_string = c == '"';
+    }
+    word == "def"
+}
+
 impl Program {
     /// Parse and compile `expr` with the jq standard library (jaq-core + jaq-std + jaq-json defs/funs).
+    /// An assertion may not define functions: a recursive `def` could overflow the stack, which
+    /// ends the process without a report (the standard library's functions remain).
     pub fn compile(expr: &str) -> Result<Program, String> {
+        if defines_function(expr) {
+            return Err(format!(
+                "invalid jq expression {expr:?}: assertions may not define functions (def); use the standard library's"
+            ));
+        }
         // Parsing the std-library definitions is most of the compile cost: do it once.
         static DEFS: std::sync::OnceLock<Vec<load::parse::Def>> = std::sync::OnceLock::new();
         let defs = DEFS.get_or_init(|| {
@@ -176,17 +212,16 @@ impl Program {
         Ok(outs)
     }
 
-    /// `jq -e`-like truthiness: true iff there is at least one output and
-    /// every output is neither `false` nor `null`. Stops at the first falsy
-    /// output (later outputs/errors are not evaluated). Errors before that are returned.
+    /// `jq -e` truthiness: true iff there is at least one output and the last output is
+    /// neither `false` nor `null` (jq -e's exit status looks at the last output only; write
+    /// `all(...)` to require every output). A runtime error is returned as the error.
     pub fn truthy(&self, input: &Value) -> Result<bool, String> {
-        let (mut any, mut all) = (false, true);
+        let mut last: Option<bool> = None;
         self.for_each(input, |v| {
-            any = true;
-            all = !matches!(v, Val::Null | Val::Bool(false));
-            all
+            last = Some(!matches!(v, Val::Null | Val::Bool(false)));
+            true
         })?;
-        Ok(any && all)
+        Ok(last.unwrap_or(false))
     }
 }
 
@@ -279,7 +314,12 @@ mod tests {
     fn truthiness_is_jq_e() {
         assert!(!t("empty", json!(null)));
         assert!(!t("null", json!(null)));
-        assert!(!t("false, true", json!(null)));
+        // jq -e looks at the last output only: `false, true` exits 0, `true, false` exits 1.
+        assert!(t("false, true", json!(null)));
+        assert!(!t("true, false", json!(null)));
+        assert!(!t(".[] | . > 1", json!([3, 0])));
+        assert!(t("all(.[]; . > 1)", json!([3, 2])));
+        assert!(!t("all(.[]; . > 1)", json!([3, 0])));
         assert!(t("0", json!(null)));
     }
 
@@ -297,6 +337,15 @@ mod tests {
             .run(&json!({"a": "str"}))
             .unwrap_err();
         assert!(e.starts_with("jq error"), "{e}");
+    }
+
+    #[test]
+    fn function_definitions_are_refused_but_the_word_in_strings_is_fine() {
+        let e = Program::compile("def f: f; f").unwrap_err();
+        assert!(e.contains("may not define functions"), "{e}");
+        assert!(Program::compile("1 as $x | def g: 2; g").is_err());
+        assert!(t(r#".a == "def f: 1;""#, json!({"a": "def f: 1;"})));
+        assert!(t(".define == 1", json!({"define": 1})));
     }
 
     #[test]

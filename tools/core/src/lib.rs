@@ -10,6 +10,8 @@ pub mod cli;
 #[cfg(feature = "cloudwatch")]
 pub mod cloudwatch;
 pub mod config;
+#[cfg(feature = "diagnose")]
+pub mod diagnose;
 pub mod ecs;
 pub mod exit;
 pub mod gha;
@@ -17,6 +19,8 @@ pub mod http;
 pub mod jq;
 #[cfg(feature = "logs")]
 pub mod logs;
+#[cfg(test)]
+mod proptests;
 pub mod render;
 pub mod report;
 pub mod retry;

@@ -73,3 +73,55 @@ pub async fn put_event(
         })?;
     Ok(())
 }
+
+/// The messages of `group`/`stream` since `since` (oldest first), at most `max`. A missing group
+/// or stream is no events.
+pub async fn read_events(
+    client: &Client,
+    group: &str,
+    stream: &str,
+    since: SystemTime,
+    max: usize,
+) -> anyhow::Result<Vec<String>> {
+    let start = since
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    while out.len() < max {
+        let resp = client
+            .filter_log_events()
+            .log_group_name(group)
+            .log_stream_names(stream)
+            .start_time(start)
+            .set_next_token(token.take())
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                return Ok(out);
+            }
+            Err(e) => {
+                return Err(error(
+                    &format!("couldn't read log stream {group}/{stream}"),
+                    &e,
+                ));
+            }
+        };
+        out.extend(
+            resp.events()
+                .iter()
+                .filter_map(|e| e.message().map(str::to_owned)),
+        );
+        match resp.next_token() {
+            Some(t) if !t.is_empty() && !resp.events().is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    out.truncate(max);
+    Ok(out)
+}

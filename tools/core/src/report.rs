@@ -130,6 +130,23 @@ pub struct Annotation {
     pub message: String,
 }
 
+/// One finding of "why it failed": what was seen, what kind of failure it is, and the runbook's
+/// hint (section 8) on what to check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// What it is about: `service control-center`, `target group ...`, `alarm ...`.
+    pub subject: String,
+    /// The kind: `image pull failure`, `out of memory`, `no capacity to place tasks`...
+    pub class: String,
+    /// What was seen, one line.
+    pub summary: String,
+    /// What to check (runbook section 8).
+    pub hint: String,
+    /// Supporting lines (stop reasons, events, the last log lines), redacted and capped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
+}
+
 /// Everything one tool run found and did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -160,6 +177,9 @@ pub struct Report {
     /// File-level findings (conflicting files), emitted as annotations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<Annotation>,
+    /// Why it failed: what the diagnosis found (health-check and rollback, on failure).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnosis: Vec<Finding>,
     /// The error that ended the run early, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -182,6 +202,7 @@ impl Report {
             outputs: BTreeMap::new(),
             audit: Vec::new(),
             annotations: Vec::new(),
+            diagnosis: Vec::new(),
             error: None,
         }
     }

@@ -41,13 +41,44 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// Values shorter than this are not redacted from free text: masking `1` or `ok` everywhere would
-/// garble every report. (They are still never printed through [`Secret`].)
-const MIN_REDACT_LEN: usize = 4;
+/// Values (and lines of values) shorter than this are neither redacted from free text nor masked
+/// with `::add-mask::`: masking `1` or `ok` everywhere would garble every report and log. (They
+/// are still never printed through [`Secret`].) README says so.
+pub const MIN_REDACT_LEN: usize = 4;
 
 fn registry() -> &'static Mutex<Vec<String>> {
     static REG: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
     REG.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Called with every newly registered secret (the binaries install one that writes
+/// `::add-mask::` at once, so the mask precedes any line that could carry the value).
+type Hook = Box<dyn Fn(&str) + Send + Sync>;
+
+fn hook() -> &'static Mutex<Option<Hook>> {
+    static HOOK: OnceLock<Mutex<Option<Hook>>> = OnceLock::new();
+    HOOK.get_or_init(|| Mutex::new(None))
+}
+
+/// Installs the function called with each secret as it is registered, and calls it at once with
+/// every secret registered before.
+pub fn on_register(f: impl Fn(&str) + Send + Sync + 'static) {
+    for s in registered() {
+        f(&s);
+    }
+    *hook().lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
+}
+
+/// The pieces of a secret that are masked and redacted: the whole value and each of its lines,
+/// trimmed, when at least [`MIN_REDACT_LEN`] long.
+pub fn pieces(secret: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for piece in std::iter::once(secret.trim()).chain(secret.lines().map(str::trim)) {
+        if piece.len() >= MIN_REDACT_LEN && !out.contains(&piece) {
+            out.push(piece);
+        }
+    }
+    out
 }
 
 /// Remembers a secret so [`redact`] removes it from text and the Actions module masks it.
@@ -55,11 +86,19 @@ pub fn register(value: &str) {
     if value.trim().is_empty() {
         return;
     }
-    let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
-    if !reg.iter().any(|v| v == value) {
-        reg.push(value.to_owned());
-        // Longest first, so a secret that contains another is replaced whole.
-        reg.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let added = {
+        let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+        if reg.iter().any(|v| v == value) {
+            false
+        } else {
+            reg.push(value.to_owned());
+            // Longest first, so a secret that contains another is replaced whole.
+            reg.sort_by_key(|v| std::cmp::Reverse(v.len()));
+            true
+        }
+    };
+    if added && let Some(f) = &*hook().lock().unwrap_or_else(|p| p.into_inner()) {
+        f(value);
     }
 }
 
@@ -72,12 +111,12 @@ pub fn registered() -> Vec<String> {
 pub fn redact(text: &str) -> String {
     let reg = registry().lock().unwrap_or_else(|p| p.into_inner());
     let mut out = text.to_owned();
-    for secret in reg.iter() {
-        for piece in std::iter::once(secret.as_str()).chain(secret.lines()) {
-            let piece = piece.trim();
-            if piece.len() >= MIN_REDACT_LEN && out.contains(piece) {
-                out = out.replace(piece, "***");
-            }
+    // Every piece of every secret, longest first, so a piece containing another goes whole.
+    let mut all: Vec<&str> = reg.iter().flat_map(|s| pieces(s)).collect();
+    all.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for piece in all {
+        if out.contains(piece) {
+            out = out.replace(piece, "***");
         }
     }
     out

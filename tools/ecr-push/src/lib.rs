@@ -7,6 +7,8 @@
 //! refused on IMMUTABLE repositories and, on MUTABLE ones, moved only when it is a moving tag
 //! (or `--allow-retag`). A refused image pushes nothing.
 
+#[cfg(test)]
+mod proptests;
 pub mod registry;
 pub mod source;
 
@@ -236,6 +238,15 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             )));
         }
     }
+    if let Some(u) = &args.registry_url {
+        // Before any network call, and never echoing credentials a URL might carry.
+        deploy_core::config::validate_url(u).map_err(|e| {
+            exit::usage(format!(
+                "--registry-url: {e}: {:?}",
+                deploy_core::config::shown_url(u)
+            ))
+        })?;
+    }
     let jobs = jobs(&args, cfg.as_ref())?;
     let sha = args
         .sha
@@ -300,8 +311,12 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             exit::dependency("ECR returned no proxy endpoint; pass --registry-url")
         })?,
     };
-    deploy_core::config::validate_url(&registry_url)
-        .map_err(|e| exit::usage(format!("--registry-url: {e}")))?;
+    deploy_core::config::validate_url(&registry_url).map_err(|e| {
+        exit::dependency(format!(
+            "ECR's proxy endpoint is not a usable URL: {e}: {:?}",
+            deploy_core::config::shown_url(&registry_url)
+        ))
+    })?;
     if login
         .expires_at
         .is_some_and(|t| t < std::time::SystemTime::now())

@@ -31,11 +31,19 @@ pub enum Transfer {
     Pending,
 }
 
+/// The most of an error body read (for the message).
+const ERROR_BODY_MAX: usize = 64 * 1024;
+/// The largest manifest read back (the distribution spec's limit is 4 MiB).
+const MANIFEST_MAX: usize = 4 * 1024 * 1024;
+/// The largest blob [`Registry::get_blob`] reads into memory.
+const BLOB_READ_MAX: usize = 16 * 1024 * 1024;
+
 /// A registry, authenticated.
 #[derive(Clone)]
 pub struct Registry {
     http: reqwest::Client,
     base: String,
+    origin: reqwest::Url,
     auth: HeaderValue,
     /// Upload attempts per blob.
     pub attempts: u32,
@@ -81,9 +89,12 @@ impl Registry {
         let http = deploy_core::http::HttpClient::new("ecr-push", opts)?
             .inner()
             .clone();
+        let origin = deploy_core::config::validate_url(base)
+            .map_err(|e| exit::usage(format!("registry URL: {e}")))?;
         Ok(Registry {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            origin,
             auth,
             attempts: 4,
         })
@@ -104,15 +115,49 @@ impl Registry {
         }
     }
 
+    /// A request to `url` (a path on the registry, or an absolute `Location` it returned). The
+    /// credentials go only to the registry's own origin: a `Location` on another host (a storage
+    /// backend, or a hostile registry) gets no Authorization header. The client follows no
+    /// redirects, so they cannot travel further either.
+    fn request(&self, method: Method, url: &str) -> anyhow::Result<reqwest::RequestBuilder> {
+        let full = self.url(url);
+        let parsed = reqwest::Url::parse(&full).map_err(|e| {
+            exit::dependency(format!(
+                "registry returned an invalid location {:?}: {e}",
+                deploy_core::secret::redact(url)
+            ))
+        })?;
+        let req = self.http.request(method, parsed.clone());
+        Ok(if deploy_core::http::same_origin(&parsed, &self.origin) {
+            req.header(AUTHORIZATION, self.auth.clone())
+        } else {
+            req
+        })
+    }
+
+    /// An error response's body, at most [`ERROR_BODY_MAX`] bytes of it.
+    async fn error_text(mut r: reqwest::Response) -> String {
+        let url = deploy_core::secret::redact(r.url().as_str());
+        match deploy_core::http::read_capped(
+            &mut r,
+            ERROR_BODY_MAX,
+            &url,
+            std::time::Instant::now(),
+        )
+        .await
+        {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) => format!("({e})"),
+        }
+    }
+
     async fn send(
         &self,
         method: Method,
         url: &str,
         what: &str,
     ) -> anyhow::Result<reqwest::Response> {
-        self.http
-            .request(method, self.url(url))
-            .header(AUTHORIZATION, self.auth.clone())
+        self.request(method, url)?
             .header(CONTENT_LENGTH, 0)
             .send()
             .await
@@ -127,6 +172,8 @@ impl Registry {
             .await?;
         match r.status() {
             s if s.is_success() => Ok(true),
+            // A registry may answer a blob from its storage backend: a redirect means it is there.
+            StatusCode::TEMPORARY_REDIRECT | StatusCode::FOUND | StatusCode::SEE_OTHER => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
             s => Err(fail(&what, s, "")),
         }
@@ -140,9 +187,7 @@ impl Registry {
     ) -> anyhow::Result<Option<String>> {
         let what = format!("HEAD manifest {repo}:{reference}");
         let r = self
-            .http
-            .head(self.url(&format!("/v2/{repo}/manifests/{reference}")))
-            .header(AUTHORIZATION, self.auth.clone())
+            .request(Method::HEAD, &format!("/v2/{repo}/manifests/{reference}"))?
             .header("Accept", ACCEPT)
             .send()
             .await
@@ -157,10 +202,8 @@ impl Registry {
                     return Ok(Some(d.to_owned()));
                 }
                 // No digest header: fetch the manifest and hash it, never guess "absent".
-                let g = self
-                    .http
-                    .get(self.url(&format!("/v2/{repo}/manifests/{reference}")))
-                    .header(AUTHORIZATION, self.auth.clone())
+                let mut g = self
+                    .request(Method::GET, &format!("/v2/{repo}/manifests/{reference}"))?
                     .header("Accept", ACCEPT)
                     .send()
                     .await
@@ -168,10 +211,14 @@ impl Registry {
                 if !g.status().is_success() {
                     return Err(fail(&what, g.status(), ""));
                 }
-                let body = g
-                    .bytes()
-                    .await
-                    .map_err(|e| exit::dependency(format!("{what}: {}", error_chain(&e))))?;
+                let body = deploy_core::http::read_capped(
+                    &mut g,
+                    MANIFEST_MAX,
+                    &what,
+                    std::time::Instant::now(),
+                )
+                .await
+                .map_err(|e| exit::dependency(format!("{what}: {e}")))?;
                 Ok(Some(crate::source::sha256(&body)))
             }
             StatusCode::NOT_FOUND => Ok(None),
@@ -199,7 +246,7 @@ impl Registry {
                 Ok(false)
             }
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Ok(false),
-            s => Err(fail(&what, s, &r.text().await.unwrap_or_default())),
+            s => Err(fail(&what, s, &Self::error_text(r).await)),
         }
     }
 
@@ -290,10 +337,7 @@ impl Registry {
         let status = r.status();
         if !status.is_success() {
             let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-            return Err((
-                fail(&what, status, &r.text().await.unwrap_or_default()),
-                retry,
-            ));
+            return Err((fail(&what, status, &Self::error_text(r).await), retry));
         }
         let location = r
             .headers()
@@ -307,9 +351,8 @@ impl Registry {
             })?
             .to_owned();
         let r = self
-            .http
-            .patch(self.url(&location))
-            .header(AUTHORIZATION, self.auth.clone())
+            .request(Method::PATCH, &location)
+            .map_err(|e| (e, false))?
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
             .header("Content-Range", format!("0-{}", size.saturating_sub(1)))
@@ -325,7 +368,7 @@ impl Registry {
         let status = r.status();
         if !status.is_success() {
             return Err((
-                fail(&what, status, &r.text().await.unwrap_or_default()),
+                fail(&what, status, &Self::error_text(r).await),
                 status.is_server_error(),
             ));
         }
@@ -348,7 +391,7 @@ impl Registry {
             Ok(())
         } else {
             Err((
-                fail(&what, status, &r.text().await.unwrap_or_default()),
+                fail(&what, status, &Self::error_text(r).await),
                 status.is_server_error(),
             ))
         }
@@ -369,9 +412,7 @@ impl Registry {
             OCI_MANIFEST
         };
         let r = self
-            .http
-            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
-            .header(AUTHORIZATION, self.auth.clone())
+            .request(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))?
             .header(CONTENT_TYPE, mt)
             .body(bytes.to_vec())
             .send()
@@ -381,7 +422,7 @@ impl Registry {
         if status.is_success() {
             Ok(())
         } else {
-            Err(fail(&what, status, &r.text().await.unwrap_or_default()))
+            Err(fail(&what, status, &Self::error_text(r).await))
         }
     }
 
@@ -394,10 +435,10 @@ impl Registry {
         if !r.status().is_success() {
             return Err(fail(&what, r.status(), ""));
         }
-        Ok(r.bytes()
+        let mut r = r;
+        deploy_core::http::read_capped(&mut r, BLOB_READ_MAX, &what, std::time::Instant::now())
             .await
-            .map_err(|e| exit::dependency(error_chain(&e)))?
-            .to_vec())
+            .map_err(|e| exit::dependency(format!("{what}: {e}")))
     }
 
     /// Ensures a blob is in `repo`: present, mounted from one of `mount_from`, or uploaded.

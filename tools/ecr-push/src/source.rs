@@ -443,9 +443,16 @@ pub fn docker_binary() -> String {
     std::env::var("DEPLOY_DOCKER").unwrap_or_else(|_| "docker".to_owned())
 }
 
+/// A running `docker save NAME`: its stdout is the archive; its stderr is read on a thread of
+/// its own from the start, so a chatty daemon can never fill the pipe and stall the save.
+pub struct Save {
+    child: std::process::Child,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
 /// Starts `docker save NAME` with its stdout piped.
-pub fn docker_save(name: &str) -> anyhow::Result<std::process::Child> {
-    std::process::Command::new(docker_binary())
+pub fn docker_save(name: &str) -> anyhow::Result<Save> {
+    let mut child = std::process::Command::new(docker_binary())
         .args(["save", name])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -455,24 +462,50 @@ pub fn docker_save(name: &str) -> anyhow::Result<std::process::Child> {
                 "couldn't run `{} save {name}`: {e}",
                 docker_binary()
             ))
+        })?;
+    let stderr = child.stderr.take().map(|mut s| {
+        std::thread::spawn(move || {
+            // Keep the first 64 KiB for the message; drain the rest.
+            let mut kept = Vec::new();
+            let _ = (&mut s).take(64 * 1024).read_to_end(&mut kept);
+            let _ = std::io::copy(&mut s, &mut std::io::sink());
+            String::from_utf8_lossy(&kept).into_owned()
         })
+    });
+    Ok(Save { child, stderr })
 }
 
-fn finish_save(mut child: std::process::Child, name: &str) -> anyhow::Result<()> {
+/// Whether `docker`'s error output says the daemon itself is unreachable (exit 3), rather than
+/// something about the image (exit 2).
+pub fn daemon_unreachable(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    [
+        "cannot connect to the docker daemon",
+        "is the docker daemon running",
+        "error during connect",
+        "permission denied while trying to connect",
+        "connection refused",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
+}
+
+/// Waits for `docker save` (its stdout must be dropped first) and classifies a failure.
+fn finish_save(save: Save, name: &str) -> anyhow::Result<()> {
+    let Save { mut child, stderr } = save;
     let status = child
         .wait()
         .map_err(|e| exit::dependency(format!("docker save {name}: {e}")))?;
+    let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     if status.success() {
         return Ok(());
     }
-    let mut err = String::new();
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
-    Err(exit::usage(format!(
-        "`docker save {name}` failed ({status}): {}",
-        err.trim()
-    )))
+    let message = format!("`docker save {name}` failed ({status}): {}", err.trim());
+    Err(if daemon_unreachable(&err) {
+        exit::dependency(message)
+    } else {
+        exit::usage(message)
+    })
 }
 
 /// Metadata entries are kept in memory; anything larger is a layer and is only hashed.
@@ -482,13 +515,29 @@ const STREAM_META_MAX: u64 = 4 * 1024 * 1024;
 /// entries (manifests, configs) are kept, layers are hashed and dropped. The push streams the
 /// missing layers from a second `docker save` ([`stream_blobs`]).
 pub fn load_daemon(name: &str) -> anyhow::Result<Image> {
-    let mut child = docker_save(name)?;
-    let stdout = child
+    let mut save = docker_save(name)?;
+    let stdout = save
+        .child
         .stdout
         .take()
         .ok_or_else(|| exit::dependency("docker save: no stdout"))?;
-    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut large: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let read = read_save(name, stdout);
+    // A failed `docker save` (daemon down, no such image) explains a bad archive: say that.
+    finish_save(save, name)?;
+    let (small, large) = read?;
+    let src = Path::new(name);
+    daemon_image(name, src, small, large)
+}
+
+type SmallEntries = BTreeMap<String, Vec<u8>>;
+type LargeEntries = BTreeMap<String, (String, u64)>;
+
+fn read_save(
+    name: &str,
+    stdout: std::process::ChildStdout,
+) -> anyhow::Result<(SmallEntries, LargeEntries)> {
+    let mut small: SmallEntries = BTreeMap::new();
+    let mut large: LargeEntries = BTreeMap::new();
     let src = Path::new(name);
     let mut ar = tar::Archive::new(stdout);
     for e in ar
@@ -516,8 +565,15 @@ pub fn load_daemon(name: &str) -> anyhow::Result<Image> {
             large.insert(path, (format!("sha256:{:x}", h.finalize()), size));
         }
     }
-    drop(ar);
-    finish_save(child, name)?;
+    Ok((small, large))
+}
+
+fn daemon_image(
+    name: &str,
+    src: &Path,
+    small: SmallEntries,
+    large: LargeEntries,
+) -> anyhow::Result<Image> {
     let files = Files::Memory { small, large };
     let stream_loc = |entry: &str| {
         Location {
@@ -589,11 +645,23 @@ pub fn stream_blobs(
     wanted: &BTreeMap<String, (String, u64)>,
     sink: tokio::sync::mpsc::Sender<StreamedBlob>,
 ) -> anyhow::Result<()> {
-    let mut child = docker_save(name)?;
-    let stdout = child
+    let mut save = docker_save(name)?;
+    let stdout = save
+        .child
         .stdout
         .take()
         .ok_or_else(|| exit::dependency("docker save: no stdout"))?;
+    let streamed = stream_entries(name, stdout, wanted, &sink);
+    finish_save(save, name)?;
+    streamed
+}
+
+fn stream_entries(
+    name: &str,
+    stdout: std::process::ChildStdout,
+    wanted: &BTreeMap<String, (String, u64)>,
+    sink: &tokio::sync::mpsc::Sender<StreamedBlob>,
+) -> anyhow::Result<()> {
     let src = Path::new(name);
     let mut ar = tar::Archive::new(stdout);
     for e in ar.entries().map_err(|e| bad(src, e))? {
@@ -627,6 +695,5 @@ pub fn stream_blobs(
             }
         }
     }
-    drop(ar);
-    finish_save(child, name)
+    Ok(())
 }

@@ -4,6 +4,8 @@
 //! or the deadline passes. Then the optional bake window, the ALB 5xx gate and the Availability
 //! metric. Attempts are counted and reported, never used as the limit.
 
+mod kpi;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -119,6 +121,25 @@ pub struct Args {
     /// Namespace of the Availability metric (default: metrics.namespace, else AFU9/Factory).
     #[arg(long, value_name = "NAMESPACE", help_heading = "CloudWatch")]
     pub metric_namespace: Option<String>,
+
+    /// Report the runbook's KPIs over this window instead of checking health: uptime from the
+    /// Availability metric, incidents and MTTR from rollback's incident records (e.g. 30d).
+    #[arg(long, value_name = "WINDOW", value_parser = parse_duration, help_heading = "KPIs")]
+    pub kpi: Option<Duration>,
+    /// Lowest acceptable uptime in percent for --kpi (default: kpi.uptime_target).
+    #[arg(long, value_name = "PERCENT", requires = "kpi", help_heading = "KPIs")]
+    pub uptime_target: Option<f64>,
+    /// Longest acceptable average MTTR for --kpi (default: kpi.mttr_target).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "kpi", help_heading = "KPIs")]
+    pub mttr_target: Option<Duration>,
+    /// CloudWatch Logs group of rollback's incident records (default: rollback.incident_log_group).
+    #[arg(long, value_name = "GROUP", requires = "kpi", help_heading = "KPIs")]
+    pub incident_log_group: Option<String>,
+
+    /// On failure, skip gathering why (stopped tasks, pending tasks and events, target health, log
+    /// lines, alarms): by default it runs on every failure with AWS in use.
+    #[arg(long, help_heading = "Diagnosis")]
+    pub no_diagnose: bool,
 
     /// When healthy, tag each service's running task definition revision as verified
     /// (`deploy-action:verified`, `deploy-action:sha`, `deploy-action:run`): what rollback
@@ -257,15 +278,7 @@ async fn round(ctx: &Ctx, probes: &[Probe], deadline: Deadline) -> anyhow::Resul
                 Verdict::Pass
             } else {
                 Verdict::Fatal {
-                    reason: format!(
-                        "{} alarm(s) in ALARM: {}",
-                        firing.len(),
-                        firing
-                            .iter()
-                            .map(|f| f.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    reason: deploy_core::cloudwatch::gate_reason(&firing),
                 }
             });
             a.details = firing.into_iter().map(|f| (f.name, f.reason)).collect();
@@ -400,6 +413,9 @@ fn plan_probes(
 pub async fn check(args: &Args) -> anyhow::Result<Report> {
     let started = Instant::now();
     let r = args.common.resolve(EMBEDDED_HEALTH)?;
+    if let Some(window) = args.kpi {
+        return kpi::report(args, window, &r).await;
+    }
     let h = &r.config.health;
     let wait = args
         .wait
@@ -652,12 +668,8 @@ pub async fn check(args: &Args) -> anyhow::Result<Report> {
                 .await?;
                 if !firing.is_empty() {
                     check = Check::new(check.name.clone(), Status::Failed).reason(format!(
-                        "alarm(s) in ALARM during the bake window: {}",
-                        firing
-                            .iter()
-                            .map(|f| f.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        "during the bake window: {}",
+                        deploy_core::cloudwatch::gate_reason(&firing)
                     ));
                     for f in firing {
                         check = check.detail(f.name, f.reason);
@@ -696,21 +708,21 @@ pub async fn check(args: &Args) -> anyhow::Result<Report> {
         gates.push(c);
     }
 
-    // Evidence for failed ECS services: why their latest tasks stopped.
-    if let Some((client, cluster)) = &ctx.ecs {
-        for p in probes.iter_mut() {
-            if let (Kind::Ecs { service, .. }, Some(last)) = (&p.kind, &p.last)
-                && !last.verdict.passed()
-            {
-                match ecs::stopped_tasks(client, cluster, service, 5).await {
-                    Ok(lines) => p
-                        .extra
-                        .extend(lines.into_iter().map(|l| ("stopped".to_owned(), l))),
-                    Err(e) => p.extra.push(("stopped tasks".into(), format!("{e:#}"))),
-                }
+    // The services to diagnose if the run fails: those that failed, else (an HTTP failure) all.
+    let failing: Vec<String> = probes
+        .iter()
+        .filter_map(|p| match (&p.kind, &p.last) {
+            (Kind::Ecs { service, .. }, Some(last)) if !last.verdict.passed() => {
+                Some(service.clone())
             }
-        }
-    }
+            _ => None,
+        })
+        .collect();
+    let diagnose_services = if failing.is_empty() {
+        services.clone()
+    } else {
+        failing
+    };
 
     let target = r.label();
     let mut report = Report::new("health-check", env!("CARGO_PKG_VERSION"), target);
@@ -835,6 +847,31 @@ pub async fn check(args: &Args) -> anyhow::Result<Report> {
             .await;
         }
         report.output("verified", marked && report.outcome == Exit::Passed);
+    }
+    if !healthy
+        && interrupted.is_none()
+        && !args.no_diagnose
+        && let Some(sdk) = &sdk
+    {
+        let scope = deploy_core::diagnose::Scope {
+            cluster: ctx.ecs.as_ref().map(|(_, c)| c.clone()),
+            services: diagnose_services,
+            alarm_names: if alarms_on {
+                ctx.alarm_names.clone()
+            } else {
+                Vec::new()
+            },
+            alarm_prefix: if alarms_on {
+                ctx.alarm_prefix.clone()
+            } else {
+                None
+            },
+            stopped_tasks: 5,
+            log_lines: 20,
+        };
+        let src = deploy_core::diagnose::Sources::new(sdk);
+        report.diagnosis =
+            deploy_core::diagnose::diagnose(&src, &scope, Duration::from_secs(20)).await;
     }
     let (passed, ..) = report.counts();
     report.output("passed", passed);

@@ -28,6 +28,8 @@ pub struct Outcome {
     pub details: Vec<(String, String)>,
     /// Polls made.
     pub attempts: u32,
+    /// Time from the first call to the end of the wait.
+    pub took: Duration,
 }
 
 /// The audit trail, shared so that a run cut short by a signal still reports every call made.
@@ -51,6 +53,7 @@ fn failed(reason: impl Into<String>) -> Outcome {
         reason: reason.into(),
         details: Vec::new(),
         attempts: 0,
+        took: Duration::ZERO,
     }
 }
 
@@ -71,8 +74,10 @@ pub async fn roll_back(
             reason: format!("already running {}: nothing to do", plan.target.name()),
             details: Vec::new(),
             attempts: 0,
+            took: Duration::ZERO,
         };
     }
+    let started = std::time::Instant::now();
     let bad = format!("{} rolled back: {reason}", now_rfc3339());
     match taskdef::tag(client, &plan.current.arn, &[(TAG_BAD, bad.clone())]).await {
         Ok(()) => audit(
@@ -93,7 +98,7 @@ pub async fn roll_back(
             );
         }
     }
-    let started = match &plan.action {
+    let deployment = match &plan.action {
         Action::Native { arn } => match stop_deployment(client, arn).await {
             Ok(()) => {
                 audit(
@@ -119,7 +124,7 @@ pub async fn roll_back(
         },
         _ => update(client, cluster, plan, log).await.map(Some),
     };
-    let deployment = match started {
+    let deployment = match deployment {
         Ok(d) => d,
         Err(e) => return failed(format!("couldn't start the rollback of {svc}: {e:#}")),
     };
@@ -141,14 +146,7 @@ pub async fn roll_back(
         interval,
     )
     .await;
-    if !out.ok {
-        match ecs::stopped_tasks(client, cluster, svc, 5).await {
-            Ok(lines) => out
-                .details
-                .extend(lines.into_iter().map(|l| ("stopped".to_owned(), l))),
-            Err(e) => out.details.push(("stopped tasks".into(), format!("{e:#}"))),
-        }
-    }
+    out.took = started.elapsed();
     out
 }
 
@@ -329,12 +327,14 @@ async fn wait(
             ),
             details,
             attempts: outcome.attempts,
+            took: Duration::ZERO,
         },
         Some(StopReason::Fatal(reason)) => Outcome {
             ok: false,
             reason,
             details,
             attempts: outcome.attempts,
+            took: Duration::ZERO,
         },
         Some(StopReason::DeadlineExceeded(last)) => Outcome {
             ok: false,
@@ -344,6 +344,7 @@ async fn wait(
             ),
             details,
             attempts: outcome.attempts,
+            took: Duration::ZERO,
         },
     }
 }

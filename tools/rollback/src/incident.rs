@@ -61,6 +61,16 @@ pub struct Incident {
     pub services: Vec<ServiceRecord>,
 }
 
+/// `t` without its fraction of a second, so that the record's arithmetic can be checked from its
+/// own RFC 3339 times.
+pub fn whole_seconds(t: SystemTime) -> SystemTime {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
 /// RFC 3339 UTC with seconds.
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()

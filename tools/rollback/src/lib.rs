@@ -124,6 +124,11 @@ pub struct Args {
     #[arg(long, help_heading = "Incident record")]
     pub github_deployment: bool,
 
+    /// When a service fails, skip gathering why (stopped tasks, events, target health, log lines,
+    /// alarms).
+    #[arg(long, help_heading = "Waiting")]
+    pub no_diagnose: bool,
+
     /// Plan every service and show it; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -270,6 +275,14 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
         .all(|p| outcomes.get(&p.service).is_some_and(|o| o.ok));
     for p in &plans {
         report.push(service_check(p, outcomes.get(&p.service), interrupted));
+    }
+    let failed: Vec<String> = plans
+        .iter()
+        .filter(|p| outcomes.get(&p.service).is_some_and(|o| !o.ok))
+        .map(|p| p.service.clone())
+        .collect();
+    if !failed.is_empty() && interrupted.is_none() && !args.no_diagnose {
+        report.diagnosis = diagnose(&s, &sdk, failed).await;
     }
     let mut interrupted = interrupted;
     if interrupted.is_none() {
@@ -471,6 +484,7 @@ async fn act_all(
                                 reason: "abandoned: another service failed (--on-failure stop)".into(),
                                 details: Vec::new(),
                                 attempts: 0,
+                                took: Duration::ZERO,
                             });
                         }
                         break;
@@ -495,7 +509,8 @@ fn service_check(p: &Plan, o: Option<&Outcome>, interrupted: Option<&str>) -> Ch
         Some(o) => {
             let mut c = Check::new(&name, if o.ok { Status::Passed } else { Status::Failed })
                 .reason(o.reason.clone())
-                .attempts(o.attempts.max(1));
+                .attempts(o.attempts.max(1))
+                .took(o.took);
             c.details = o.details.clone();
             c
         }
@@ -508,6 +523,29 @@ fn service_check(p: &Plan, o: Option<&Outcome>, interrupted: Option<&str>) -> Ch
     };
     c.details.extend(plan_details(p));
     c
+}
+
+/// Why the failed services did not roll back, with the environment's alarms.
+async fn diagnose(
+    s: &Settings,
+    sdk: &deploy_core::aws_config::SdkConfig,
+    services: Vec<String>,
+) -> Vec<deploy_core::report::Finding> {
+    let alarms = s
+        .resolved
+        .env()
+        .and_then(|e| e.alarms.clone())
+        .unwrap_or_else(|| s.resolved.config.alarms.clone());
+    let scope = deploy_core::diagnose::Scope {
+        cluster: Some(s.cluster.clone()),
+        services,
+        alarm_names: alarms.names,
+        alarm_prefix: alarms.prefix,
+        stopped_tasks: 5,
+        log_lines: 20,
+    };
+    let src = deploy_core::diagnose::Sources::new(sdk);
+    deploy_core::diagnose::diagnose(&src, &scope, Duration::from_secs(20)).await
 }
 
 enum Verified {
@@ -600,19 +638,18 @@ fn build_incident(
         .filter_map(|p| p.bad_since.as_deref())
         .filter_map(|t| incident::parse_time(t).ok())
         .min();
-    let start = s
-        .incident_start
-        .or(bad_since)
-        .unwrap_or(s.detected)
-        .min(s.detected);
+    let detected = incident::whole_seconds(s.detected);
+    let recovered_at = recovered_at.map(incident::whole_seconds);
+    let start =
+        incident::whole_seconds(s.incident_start.or(bad_since).unwrap_or(detected)).min(detected);
     let env_var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     Incident {
         incident_id: incident::incident_id(&s.environment, s.detected),
         start_time: incident::rfc3339(start),
-        detection_time: incident::rfc3339(s.detected),
+        detection_time: incident::rfc3339(detected),
         recovery_time: recovered_at.map(incident::rfc3339),
-        mttr_seconds: recovered_at.map(|r| incident::seconds_between(s.detected, r)),
-        time_to_detect_seconds: incident::seconds_between(start, s.detected),
+        mttr_seconds: recovered_at.map(|r| incident::seconds_between(detected, r)),
+        time_to_detect_seconds: incident::seconds_between(start, detected),
         outcome: match (interrupted, recovered_at) {
             (Some(_), _) => "interrupted",
             (None, Some(_)) => "recovered",

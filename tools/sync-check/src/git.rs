@@ -11,9 +11,10 @@ use deploy_core::exit;
 #[derive(Debug, Clone)]
 pub struct Git {
     dir: PathBuf,
-    /// Extra config for every command, passed through the environment (`GIT_CONFIG_*`), never
-    /// on the command line where other processes could read it.
-    config: Vec<(String, String)>,
+    /// The credentials for the remote (`http.<url>.extraheader`), passed through the environment
+    /// (`GIT_CONFIG_*`), never on the command line where other processes could read it, and only
+    /// to the fetches and pushes that need them ([`Git::transport`]).
+    credentials: Vec<(String, String)>,
 }
 
 /// A failed git command.
@@ -24,32 +25,70 @@ pub struct GitError {
     pub args: String,
     /// Exit status.
     pub status: String,
-    /// What git said.
+    /// What git said (secrets redacted).
     pub stderr: String,
+    /// What git printed on stdout (secrets redacted): `push --porcelain` reports there.
+    pub stdout: String,
 }
+
+/// Config for a fetch or push that may carry credentials: no hook, credential helper, askpass
+/// program or automatic gc/maintenance may run as its child (they would inherit the credentials
+/// from the environment), and no submodule is fetched.
+const TRANSPORT_CONFIG: [&str; 10] = [
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "credential.helper=",
+    "-c",
+    "core.askPass=",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+];
+
+/// Environment variables no git command gets (tokens the workflow set for us, and programs git
+/// would hand credentials to).
+const SCRUBBED_ENV: [&str; 4] = ["GITHUB_TOKEN", "GH_TOKEN", "GIT_ASKPASS", "SSH_ASKPASS"];
 
 impl Git {
     /// A repository at `dir` (checked with `rev-parse --git-dir`).
     pub fn open(dir: &Path) -> anyhow::Result<Git> {
         let g = Git {
             dir: dir.to_owned(),
-            config: Vec::new(),
+            credentials: Vec::new(),
         };
         g.ok(&["rev-parse", "--git-dir"])
             .map_err(|_| exit::usage(format!("{} is not a git repository", dir.display())))?;
         Ok(g)
     }
 
-    /// Runs git; returns the raw output whatever the exit status.
-    pub fn raw(&self, args: &[&str]) -> anyhow::Result<Output> {
+    fn command(&self, args: &[&str], transport: bool) -> Command {
         let mut cmd = Command::new("git");
+        if transport {
+            cmd.args(TRANSPORT_CONFIG);
+        }
         cmd.args(args)
             .current_dir(&self.dir)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("LC_ALL", "C");
-        if !self.config.is_empty() {
-            cmd.env("GIT_CONFIG_COUNT", self.config.len().to_string());
-            for (i, (k, v)) in self.config.iter().enumerate() {
+        // git and everything it starts (hooks, editors, helpers) see no secret of ours: not the
+        // token's variable, nor any other variable holding a registered secret (8 characters or
+        // more: a short value would match unrelated variables).
+        let secrets = deploy_core::secret::registered();
+        for (k, v) in std::env::vars_os() {
+            let v = v.to_string_lossy();
+            let scrub = SCRUBBED_ENV.iter().any(|s| k == *s)
+                || secrets
+                    .iter()
+                    .any(|s| s.len() >= 8 && v.contains(s.as_str()));
+            if scrub {
+                cmd.env_remove(&k);
+            }
+        }
+        if transport && !self.credentials.is_empty() {
+            cmd.env("GIT_CONFIG_COUNT", self.credentials.len().to_string());
+            for (i, (k, v)) in self.credentials.iter().enumerate() {
                 cmd.env(format!("GIT_CONFIG_KEY_{i}"), k)
                     .env(format!("GIT_CONFIG_VALUE_{i}"), v);
             }
@@ -57,29 +96,44 @@ impl Git {
         // Its own process group: a Ctrl-C meant for us does not stop git halfway.
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        cmd.output()
+        cmd
+    }
+
+    /// Runs git; returns the raw output whatever the exit status. No credentials, no secret in
+    /// the environment.
+    pub fn raw(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.command(args, false)
+            .output()
             .map_err(|e| exit::dependency(format!("couldn't run git: {e}")))
     }
 
-    /// Sends `token` as the HTTP credentials for `remote` when it is an https URL on `host`
-    /// (what actions/checkout does), so a private repository can be fetched without
-    /// persisted credentials.
-    pub fn use_token(&mut self, remote: &str, host: &str, token: &str) {
+    /// Sends `token` as the HTTP credentials for `remote` when its URL is on `server`
+    /// (`GITHUB_SERVER_URL`, e.g. `https://github.com`), as actions/checkout does, so a private
+    /// repository can be fetched without persisted credentials. Only [`Git::transport`] calls
+    /// (fetch, push) get them.
+    pub fn use_token(&mut self, remote: &str, server: &str, token: &str) {
         use base64::Engine;
-        let Ok(url) = self.ok(&["remote", "get-url", remote]) else {
+        let Ok(url) = self.ok(&["remote", "get-url", "--end-of-options", remote]) else {
             return;
         };
-        let prefix = format!("https://{host}/");
+        let prefix = format!("{}/", server.trim_end_matches('/'));
         if !url.trim().starts_with(&prefix) {
             return;
         }
         let basic =
             base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
         deploy_core::secret::register(&basic);
-        self.config.push((
+        self.credentials.push((
             format!("http.{prefix}.extraheader"),
             format!("AUTHORIZATION: basic {basic}"),
         ));
+    }
+
+    /// Runs a fetch or push: with the credentials, and with hooks, credential helpers, askpass
+    /// and automatic maintenance off (see [`TRANSPORT_CONFIG`]).
+    pub fn transport(&self, args: &[&str]) -> Result<String, GitError> {
+        let out = self.command(args, true).output();
+        self.check(args, out)
     }
 
     /// A path git printed, relative to the repository directory.
@@ -89,10 +143,17 @@ impl Git {
 
     /// Runs git; stdout on success, a [`GitError`] otherwise.
     pub fn ok(&self, args: &[&str]) -> Result<String, GitError> {
-        let out = self.raw(args).map_err(|e| GitError {
+        let out = self.command(args, false).output();
+        self.check(args, out)
+    }
+
+    fn check(&self, args: &[&str], out: std::io::Result<Output>) -> Result<String, GitError> {
+        let redact = |b: &[u8]| deploy_core::secret::redact(String::from_utf8_lossy(b).trim());
+        let out = out.map_err(|e| GitError {
             args: args.join(" "),
             status: "not run".into(),
-            stderr: format!("{e:#}"),
+            stderr: format!("couldn't run git: {e}"),
+            stdout: String::new(),
         })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -100,7 +161,8 @@ impl Git {
             Err(GitError {
                 args: args.join(" "),
                 status: out.status.to_string(),
-                stderr: deploy_core::secret::redact(String::from_utf8_lossy(&out.stderr).trim()),
+                stderr: redact(&out.stderr),
+                stdout: redact(&out.stdout),
             })
         }
     }
@@ -111,6 +173,7 @@ impl Git {
             "rev-parse",
             "--verify",
             "--quiet",
+            "--end-of-options",
             &format!("{rev}^{{commit}}"),
         ])
         .ok()
@@ -134,7 +197,7 @@ impl Git {
 
     /// The merge base of two commits, if they share history (so far as it is fetched).
     pub fn merge_base(&self, a: &str, b: &str) -> Option<String> {
-        self.ok(&["merge-base", a, b])
+        self.ok(&["merge-base", "--end-of-options", a, b])
             .ok()
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
@@ -163,105 +226,331 @@ pub fn parse_counts(s: &str) -> Option<(u64, u64)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-/// What kind of conflict a path has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// What kind of conflict a path has: the conflict types of git's own messages (`merge-ort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum ConflictKind {
-    /// Both sides changed the same lines.
+    /// Both sides changed the same lines (`CONFLICT (content)`).
+    #[serde(rename = "content")]
     Content,
-    /// A binary file changed on both sides.
+    /// A binary file changed on both sides (`CONFLICT (binary)`; git also reports it as a content
+    /// conflict, which this kind includes).
+    #[serde(rename = "binary")]
     Binary,
-    /// A rename on one side collides with a rename or delete on the other.
-    Rename,
+    /// Added on both sides with different contents or modes (`CONFLICT (add/add)`).
+    #[serde(rename = "add/add")]
+    AddAdd,
     /// Modified on one side, deleted on the other.
+    #[serde(rename = "modify/delete")]
     ModifyDelete,
+    /// Renamed to different names on the two sides.
+    #[serde(rename = "rename/rename")]
+    RenameRename,
+    /// Renamed on one side, deleted on the other.
+    #[serde(rename = "rename/delete")]
+    RenameDelete,
+    /// A rename whose target collides with another path.
+    #[serde(rename = "rename collision")]
+    RenameCollision,
     /// A file on one side where the other has a directory.
-    DirectoryFile,
-    /// Anything else git reports (modes, submodules).
+    #[serde(rename = "file/directory")]
+    FileDirectory,
+    /// Different file modes (executable bit) or types (file, symlink, submodule) on the two sides.
+    #[serde(rename = "mode")]
+    Mode,
+    /// A conflict from a directory rename (suggested, collision, unclear split, file in the way).
+    #[serde(rename = "directory rename")]
+    DirectoryRename,
+    /// A submodule that could not be merged.
+    #[serde(rename = "submodule")]
+    Submodule,
+    /// Any other conflict type git reports.
+    #[serde(rename = "other")]
     Other,
 }
 
 impl ConflictKind {
-    fn from_type(t: &str) -> Option<ConflictKind> {
-        let t = t.strip_prefix("CONFLICT (")?.trim_end_matches(')');
+    /// The kind of one of git's messages (`conflict-type` and message text from `merge-tree -z`),
+    /// or None for informational messages (`Auto-merging`, `Path updated due to directory rename`).
+    pub fn of_message(kind: &str, text: &str) -> Option<ConflictKind> {
+        let t = kind.strip_prefix("CONFLICT")?.trim_start();
+        let t = t.strip_prefix('(')?.trim_end_matches(')');
         Some(match t {
+            "contents" if text.starts_with("CONFLICT (add/add)") => ConflictKind::AddAdd,
             "contents" => ConflictKind::Content,
             "binary" => ConflictKind::Binary,
             "modify/delete" => ConflictKind::ModifyDelete,
-            "file/directory" | "directory rename split" => ConflictKind::DirectoryFile,
-            t if t.starts_with("rename") => ConflictKind::Rename,
+            "file/directory" => ConflictKind::FileDirectory,
+            "distinct modes" | "distinct types" => ConflictKind::Mode,
+            "rename/rename" => ConflictKind::RenameRename,
+            "rename/delete" => ConflictKind::RenameDelete,
+            "rename involved in collision" => ConflictKind::RenameCollision,
+            t if t.starts_with("directory rename") || t.contains("directory rename") => {
+                ConflictKind::DirectoryRename
+            }
+            t if t.starts_with("submodule") => ConflictKind::Submodule,
             _ => ConflictKind::Other,
         })
     }
 
-    /// As people say it.
+    /// As people say it (also its JSON form).
     pub fn label(self) -> &'static str {
         match self {
             ConflictKind::Content => "content",
             ConflictKind::Binary => "binary",
-            ConflictKind::Rename => "rename",
+            ConflictKind::AddAdd => "add/add",
             ConflictKind::ModifyDelete => "modify/delete",
-            ConflictKind::DirectoryFile => "directory/file",
+            ConflictKind::RenameRename => "rename/rename",
+            ConflictKind::RenameDelete => "rename/delete",
+            ConflictKind::RenameCollision => "rename collision",
+            ConflictKind::FileDirectory => "file/directory",
+            ConflictKind::Mode => "mode",
+            ConflictKind::DirectoryRename => "directory rename",
+            ConflictKind::Submodule => "submodule",
             ConflictKind::Other => "other",
         }
     }
 }
 
-/// One conflicting path.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Conflict {
-    /// The path (the first one git names for the conflict).
+/// One entry of merge-tree's conflicted file info: `<mode> <object> <stage>\t<path>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageEntry {
+    /// The file mode, octal as git prints it (`100644`, `100755`, `120000`, `160000`).
+    pub mode: String,
+    /// The object id.
+    pub oid: String,
+    /// 1 base, 2 ours (the base branch), 3 theirs (the head).
+    pub stage: u8,
+    /// The path.
     pub path: String,
-    /// The kind.
-    pub kind: ConflictKind,
-    /// git's message.
-    pub message: String,
 }
 
-/// Parses `git merge-tree --write-tree -z` output into conflicts, one per path (a binary conflict
-/// also reported as a content conflict counts once, as binary).
-pub fn parse_merge_tree(out: &[u8]) -> Vec<Conflict> {
-    let text = String::from_utf8_lossy(out);
-    let mut tokens = text.split('\0');
-    let _tree = tokens.next();
+/// One of merge-tree's informational messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeMessage {
+    /// The paths it is about (for a rename: the old name and the new ones).
+    pub paths: Vec<String>,
+    /// git's conflict type (`CONFLICT (rename/rename)`, `Auto-merging`...).
+    pub kind: String,
+    /// The message, without its trailing newline.
+    pub text: String,
+}
+
+/// The parsed output of `git merge-tree --write-tree -z` (without `--name-only`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeTree {
+    /// The merged tree (with conflict markers where it did not merge).
+    pub tree: String,
+    /// The conflicted file info, in git's order.
+    pub stages: Vec<StageEntry>,
+    /// The messages, in git's order.
+    pub messages: Vec<MergeMessage>,
+}
+
+/// A path from git's output. Paths are bytes to git; a path that is not UTF-8 keeps U+FFFD in
+/// place of the bad bytes.
+fn path_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Parses `git merge-tree --write-tree -z` output. Never panics: anything after a malformed part
+/// is ignored (`None` only when there is no tree id at all).
+pub fn parse_merge_tree(out: &[u8]) -> Option<MergeTree> {
+    let mut tokens = out.split(|b| *b == 0);
+    let tree = String::from_utf8_lossy(tokens.next()?).trim().to_owned();
+    if tree.is_empty() {
+        return None;
+    }
+    let mut mt = MergeTree {
+        tree,
+        ..MergeTree::default()
+    };
     // Conflicted file info, up to an empty token.
     for t in tokens.by_ref() {
         if t.is_empty() {
             break;
         }
-    }
-    let mut conflicts: Vec<Conflict> = Vec::new();
-    while let Some(count) = tokens.next() {
-        let Ok(n) = count.trim().parse::<usize>() else {
-            break;
-        };
-        let paths: Vec<&str> = tokens.by_ref().take(n).collect();
-        let (Some(kind), Some(message)) = (tokens.next(), tokens.next()) else {
-            break;
-        };
-        let Some(kind) = ConflictKind::from_type(kind) else {
+        let Some(tab) = t.iter().position(|b| *b == b'\t') else {
             continue;
         };
-        let Some(path) = paths.first() else { continue };
-        let message = message.trim().to_owned();
-        match conflicts.iter_mut().find(|c| c.path == *path) {
-            Some(existing) => {
-                if kind == ConflictKind::Binary
-                    || existing.kind == ConflictKind::Content && kind != ConflictKind::Content
-                {
-                    existing.kind = kind;
-                    existing.message = message;
-                }
+        let (head, path) = (&t[..tab], &t[tab + 1..]);
+        let head = String::from_utf8_lossy(head);
+        let mut f = head.split(' ');
+        let (Some(mode), Some(oid), Some(stage)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(stage) = stage.parse::<u8>() else {
+            continue;
+        };
+        mt.stages.push(StageEntry {
+            mode: mode.to_owned(),
+            oid: oid.to_owned(),
+            stage,
+            path: path_of(path),
+        });
+    }
+    // Messages: <count> NUL <path>{count} NUL <type> NUL <message> NUL.
+    while let Some(count) = tokens.next() {
+        let Some(n) = std::str::from_utf8(count)
+            .ok()
+            .and_then(|c| c.trim().parse::<usize>().ok())
+        else {
+            break;
+        };
+        let mut paths = Vec::new();
+        for _ in 0..n {
+            match tokens.next() {
+                Some(p) => paths.push(path_of(p)),
+                None => return Some(mt),
             }
-            None => conflicts.push(Conflict {
-                path: (*path).to_owned(),
-                kind,
-                message,
-            }),
+        }
+        let (Some(kind), Some(text)) = (tokens.next(), tokens.next()) else {
+            break;
+        };
+        mt.messages.push(MergeMessage {
+            paths,
+            kind: String::from_utf8_lossy(kind).into_owned(),
+            text: String::from_utf8_lossy(text).trim_end().to_owned(),
+        });
+    }
+    Some(mt)
+}
+
+/// One conflicting path: a path git lists as conflicted, with every kind its messages give it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Conflict {
+    /// The path, exactly as git names it (raw: may hold any character but NUL).
+    pub path: String,
+    /// The kinds, at least one.
+    pub kinds: Vec<ConflictKind>,
+    /// The other paths git's messages name with it: for a rename, the old and the new names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<String>,
+    /// git's messages about it.
+    pub messages: Vec<String>,
+    /// Where to point an annotation: the path itself when it is a file on the head, else the
+    /// first related path that is (a rename's new name on the head); None when neither is.
+    #[serde(rename = "annotated-at", skip_serializing_if = "Option::is_none")]
+    pub head_path: Option<String>,
+}
+
+impl Conflict {
+    /// The kinds as people say them, comma-separated.
+    pub fn kinds_label(&self) -> String {
+        self.kinds
+            .iter()
+            .map(|k| k.label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn regular(mode: &str) -> bool {
+    mode == "100644" || mode == "100755"
+}
+
+/// The conflicts of a merge: exactly the paths of the conflicted file info (what `--name-only`
+/// lists), each with the kinds of the `CONFLICT` messages that name it. A binary conflict is not
+/// also counted as a content conflict; a path whose two sides are regular files with different
+/// modes (and the base has neither or is missing) also gets [`ConflictKind::Mode`]; a path no
+/// message explains is [`ConflictKind::Other`].
+pub fn conflicts(mt: &MergeTree) -> Vec<Conflict> {
+    use std::collections::{BTreeSet, HashMap};
+    // path -> (modes by stage 1..=3), and path -> the messages naming it.
+    let mut modes: HashMap<&str, [Option<&str>; 3]> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for e in &mt.stages {
+        let slot = modes.entry(e.path.as_str()).or_insert_with(|| {
+            order.push(e.path.as_str());
+            [None; 3]
+        });
+        if let Some(m) = (1..=3)
+            .contains(&e.stage)
+            .then(|| slot.get_mut(usize::from(e.stage) - 1))
+            .flatten()
+        {
+            *m = Some(e.mode.as_str());
         }
     }
-    conflicts.sort_by(|a, b| a.path.cmp(&b.path));
-    conflicts
+    let mut naming: HashMap<&str, Vec<(ConflictKind, &MergeMessage)>> = HashMap::new();
+    for m in &mt.messages {
+        let Some(k) = ConflictKind::of_message(&m.kind, &m.text) else {
+            continue;
+        };
+        for p in &m.paths {
+            if modes.contains_key(p.as_str()) {
+                naming.entry(p.as_str()).or_default().push((k, m));
+            }
+        }
+    }
+    let mut out: Vec<Conflict> = Vec::with_capacity(order.len());
+    for path in order {
+        let mut kinds = BTreeSet::new();
+        let mut related: Vec<String> = Vec::new();
+        let mut messages: Vec<String> = Vec::new();
+        for (k, m) in naming.get(path).map(Vec::as_slice).unwrap_or_default() {
+            kinds.insert(*k);
+            if !messages.contains(&m.text) {
+                messages.push(m.text.clone());
+            }
+            for p in &m.paths {
+                if p != path && !related.contains(p) {
+                    related.push(p.clone());
+                }
+            }
+        }
+        if kinds.contains(&ConflictKind::Binary) {
+            kinds.remove(&ConflictKind::Content);
+        }
+        if let Some([base, Some(ours), Some(theirs)]) = modes.get(path).copied()
+            && regular(ours)
+            && regular(theirs)
+            && ours != theirs
+            && base.is_none_or(|b| b != ours && b != theirs)
+        {
+            kinds.insert(ConflictKind::Mode);
+        }
+        if kinds.is_empty() {
+            kinds.insert(ConflictKind::Other);
+        }
+        out.push(Conflict {
+            path: path.to_owned(),
+            kinds: kinds.into_iter().collect(),
+            related,
+            messages,
+            head_path: None,
+        });
+    }
+    out.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    out
+}
+
+/// A path as git prints it with `core.quotePath=false`: as is, unless it holds a control
+/// character, a double quote or a backslash; then in double quotes with C escapes (`\n`, `\t`,
+/// `\"`, `\\`, octal for the other control characters).
+pub fn quote_path(p: &str) -> std::borrow::Cow<'_, str> {
+    let needs = |c: char| (c as u32) < 0x20 || c == '\x7f' || c == '"' || c == '\\';
+    if !p.chars().any(needs) {
+        return std::borrow::Cow::Borrowed(p);
+    }
+    let mut q = String::with_capacity(p.len() + 8);
+    q.push('"');
+    for c in p.chars() {
+        match c {
+            '\x07' => q.push_str("\\a"),
+            '\x08' => q.push_str("\\b"),
+            '\t' => q.push_str("\\t"),
+            '\n' => q.push_str("\\n"),
+            '\x0b' => q.push_str("\\v"),
+            '\x0c' => q.push_str("\\f"),
+            '\r' => q.push_str("\\r"),
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            c if needs(c) => q.push_str(&format!("\\{:03o}", c as u32)),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    std::borrow::Cow::Owned(q)
 }
 
 /// The working tree's state (`status --porcelain=v2 -z`).
@@ -334,36 +623,219 @@ pub fn parse_status(out: &[u8]) -> TreeState {
 mod tests {
     use super::*;
 
+    /// Real `git merge-tree --write-tree -z` output (git 2.47): a rename/rename, a modify/delete,
+    /// a binary conflict and a file/directory conflict.
+    const REAL: &[u8] = b"89f763cf\0\
+100644 f0f2 1\ta\x00100644 f0f2 3\ta-feat\x00100644 f0f2 2\ta-main\0\
+100644 587b 1\tb\x00100644 b77b 3\tb\0\
+100644 e899 1\tc.bin\x00100644 7240 2\tc.bin\x00100644 867a 3\tc.bin\0\
+100644 1a9c 2\tpth~main\0\0\
+3\0a\0a-main\0a-feat\0CONFLICT (rename/rename)\0CONFLICT (rename/rename): a renamed to a-main in main and to a-feat in feat.\n\0\
+1\0b\0CONFLICT (modify/delete)\0CONFLICT (modify/delete): b deleted in main and modified in feat.  Version feat of b left in tree.\n\0\
+1\0c.bin\0CONFLICT (binary)\0warning: Cannot merge binary files: c.bin (main vs. feat)\n\0\
+1\0c.bin\0Auto-merging\0Auto-merging c.bin\n\0\
+1\0c.bin\0CONFLICT (contents)\0CONFLICT (content): Merge conflict in c.bin\n\0\
+2\0pth~main\0pth\0CONFLICT (file/directory)\0CONFLICT (file/directory): directory in the way of pth from main; moving it to pth~main instead.\n\0";
+
     #[test]
-    fn merge_tree_output_is_parsed_by_kind() {
-        let out = "2474966c\x00100644 88 1\tb.bin\x00100644 e7 2\tb.bin\0\0\
-1\0b.bin\0CONFLICT (binary)\0warning: Cannot merge binary files: b.bin (main vs. feat)\n\0\
-1\0b.bin\0Auto-merging\0Auto-merging b.bin\n\0\
-1\0b.bin\0CONFLICT (contents)\0CONFLICT (content): Merge conflict in b.bin\n\0\
-2\0dir~main\0dir\0CONFLICT (file/directory)\0CONFLICT (file/directory): directory in the way\n\0\
-1\0f.txt\0CONFLICT (contents)\0CONFLICT (content): Merge conflict in f.txt\n\0\
-1\0md.txt\0CONFLICT (modify/delete)\0CONFLICT (modify/delete): md.txt deleted in main\n\0\
-3\0ren.txt\0ren-main.txt\0ren-feat.txt\0CONFLICT (rename/rename)\0CONFLICT (rename/rename): ren.txt renamed\n\0";
-        let c = parse_merge_tree(out.as_bytes());
-        let kinds: Vec<(&str, ConflictKind)> =
-            c.iter().map(|c| (c.path.as_str(), c.kind)).collect();
+    fn every_conflicted_path_is_listed_with_the_kinds_of_its_messages() {
+        let mt = parse_merge_tree(REAL).unwrap();
+        assert_eq!(mt.tree, "89f763cf");
+        assert_eq!(mt.stages.len(), 9);
+        let c = conflicts(&mt);
+        let got: Vec<(&str, String, Vec<&str>)> = c
+            .iter()
+            .map(|c| {
+                (
+                    c.path.as_str(),
+                    c.kinds_label(),
+                    c.related.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
         assert_eq!(
-            kinds,
+            got,
             vec![
-                ("b.bin", ConflictKind::Binary),
-                ("dir~main", ConflictKind::DirectoryFile),
-                ("f.txt", ConflictKind::Content),
-                ("md.txt", ConflictKind::ModifyDelete),
-                ("ren.txt", ConflictKind::Rename),
+                ("a", "rename/rename".into(), vec!["a-main", "a-feat"]),
+                ("a-feat", "rename/rename".into(), vec!["a", "a-main"]),
+                ("a-main", "rename/rename".into(), vec!["a", "a-feat"]),
+                ("b", "modify/delete".into(), vec![]),
+                ("c.bin", "binary".into(), vec![]),
+                ("pth~main", "file/directory".into(), vec!["pth"]),
             ]
         );
-        assert_eq!(c[2].message, "CONFLICT (content): Merge conflict in f.txt");
+        assert_eq!(
+            c[4].messages,
+            [
+                "warning: Cannot merge binary files: c.bin (main vs. feat)",
+                "CONFLICT (content): Merge conflict in c.bin"
+            ]
+        );
+    }
+
+    #[test]
+    fn add_add_with_different_modes_is_also_a_mode_conflict() {
+        let out =
+            b"t\x00100755 12 2\tmm\x00100644 12 3\tmm\x00100644 65 2\taa\x00100644 5e 3\taa\0\0\
+1\0mm\0CONFLICT (contents)\0CONFLICT (add/add): Merge conflict in mm\n\0\
+1\0aa\0CONFLICT (contents)\0CONFLICT (add/add): Merge conflict in aa\n\0\
+2\0ln\0ln~main\0CONFLICT (distinct modes)\0CONFLICT (distinct types): ln had different types\n\0";
+        let c = conflicts(&parse_merge_tree(out).unwrap());
+        let got: Vec<(&str, Vec<ConflictKind>)> = c
+            .iter()
+            .map(|c| (c.path.as_str(), c.kinds.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("aa", vec![ConflictKind::AddAdd]),
+                ("mm", vec![ConflictKind::AddAdd, ConflictKind::Mode]),
+            ],
+            "ln is named by a message but is not in the conflicted list"
+        );
+    }
+
+    #[test]
+    fn a_conflicted_path_no_message_explains_is_other() {
+        let c = conflicts(&parse_merge_tree(b"t\x00100644 1 2\tx\x00100644 2 3\tx\0\0").unwrap());
+        assert_eq!(c[0].kinds, [ConflictKind::Other]);
     }
 
     #[test]
     fn clean_merge_has_no_conflicts() {
-        assert!(parse_merge_tree(b"2474966c\0").is_empty());
-        assert!(parse_merge_tree(b"2474966c\0\0").is_empty());
+        assert!(conflicts(&parse_merge_tree(b"2474966c\0").unwrap()).is_empty());
+        assert!(conflicts(&parse_merge_tree(b"2474966c\0\0").unwrap()).is_empty());
+        assert!(parse_merge_tree(b"").is_none());
+    }
+
+    #[test]
+    fn paths_are_quoted_as_git_quotes_them() {
+        assert_eq!(quote_path("src/lib.rs"), "src/lib.rs");
+        assert_eq!(quote_path("ünï cödé -x.md"), "ünï cödé -x.md");
+        assert_eq!(quote_path("new\nline"), r#""new\nline""#);
+        assert_eq!(quote_path("tab\there"), r#""tab\there""#);
+        assert_eq!(quote_path("q\"uote"), r#""q\"uote""#);
+        assert_eq!(quote_path("back\\slash"), r#""back\\slash""#);
+        assert_eq!(quote_path("c\x01r\r\x7f"), r#""c\001r\r\177""#);
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed};
+
+        /// Seeded, so CI runs the same cases every time; PROPTEST_CASES runs more locally, and
+        /// PROPTEST_RNG_SEED another sequence.
+        fn config() -> Config {
+            let seed = std::env::var("PROPTEST_RNG_SEED")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0x5_13c4);
+            Config {
+                rng_seed: RngSeed::Fixed(seed),
+                failure_persistence: None,
+                ..Config::default()
+            }
+        }
+
+        /// Bytes that look like git's output: NULs, tabs, digits, spaces and CONFLICT words.
+        fn gitish() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"\0".to_vec()),
+                Just(b"\t".to_vec()),
+                Just(b" ".to_vec()),
+                Just(b"100644 ".to_vec()),
+                Just(b"CONFLICT (contents)".to_vec()),
+                Just(b"CONFLICT (rename/rename)".to_vec()),
+                Just(b"CONFLICT (add/add)".to_vec()),
+                Just(b"1 ".to_vec()),
+                Just(b"u UU N... ".to_vec()),
+                Just(b"2 R. ".to_vec()),
+                Just(b"? ".to_vec()),
+                "[0-9]{1,3}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..8),
+            ];
+            proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn merge_tree_parser_never_panics(out in prop_oneof![gitish(), proptest::collection::vec(any::<u8>(), 0..300)]) {
+                if let Some(mt) = parse_merge_tree(&out) {
+                    let c = conflicts(&mt);
+                    // Every conflict is a conflicted path, listed once, with a kind.
+                    for x in &c {
+                        prop_assert!(mt.stages.iter().any(|s| s.path == x.path));
+                        prop_assert!(!x.kinds.is_empty());
+                    }
+                    let mut paths: Vec<&str> = c.iter().map(|x| x.path.as_str()).collect();
+                    paths.dedup();
+                    prop_assert_eq!(paths.len(), c.len());
+                }
+            }
+
+            #[test]
+            fn status_parser_never_panics(out in prop_oneof![gitish(), proptest::collection::vec(any::<u8>(), 0..300)]) {
+                let _ = parse_status(&out);
+            }
+
+            #[test]
+            fn version_and_count_parsers_never_panic(s in ".{0,40}") {
+                let _ = parse_version(&s);
+                let _ = parse_counts(&s);
+            }
+
+            /// A quoted path is one line, and reads back to the path with C unquoting.
+            #[test]
+            fn quoted_paths_are_one_line_and_round_trip(p in "[a-z\\\\\"\t\n\r\x01é ]{0,20}") {
+                let q = quote_path(&p);
+                prop_assert!(!q.contains('\n') && !q.contains('\t'));
+                prop_assert_eq!(unquote(&q), p);
+            }
+
+            /// A parsed stage entry or message path is exactly what was written, whatever bytes
+            /// (but NUL) it holds.
+            #[test]
+            fn paths_survive_parsing(p in "[^\0]{1,30}") {
+                let out = format!("t\x00100644 1 2\t{p}\0\x001\0{p}\0CONFLICT (contents)\0CONFLICT (content): x\n\0");
+                let c = conflicts(&parse_merge_tree(out.as_bytes()).unwrap());
+                prop_assert_eq!(c.len(), 1);
+                prop_assert_eq!(&c[0].path, &p);
+                prop_assert_eq!(&c[0].kinds, &vec![ConflictKind::Content]);
+            }
+        }
+
+        fn unquote(q: &str) -> String {
+            let Some(inner) = q.strip_prefix('"').and_then(|q| q.strip_suffix('"')) else {
+                return q.to_owned();
+            };
+            let mut out = String::new();
+            let mut it = inner.chars();
+            while let Some(c) = it.next() {
+                if c != '\\' {
+                    out.push(c);
+                    continue;
+                }
+                match it.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some('r') => out.push('\r'),
+                    Some('a') => out.push('\x07'),
+                    Some('b') => out.push('\x08'),
+                    Some('v') => out.push('\x0b'),
+                    Some('f') => out.push('\x0c'),
+                    Some(d @ '0'..='7') => {
+                        let o: String = std::iter::once(d).chain(it.by_ref().take(2)).collect();
+                        out.push(char::from(u8::from_str_radix(&o, 8).unwrap()));
+                    }
+                    Some(c) => out.push(c),
+                    None => {}
+                }
+            }
+            out
+        }
     }
 
     #[test]

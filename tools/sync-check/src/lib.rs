@@ -107,8 +107,15 @@ pub struct Findings {
     pub ahead: u64,
     /// The first 20 missing base commits, `sha subject`.
     pub missing: Vec<String>,
-    /// Conflicts of merging the head into the base.
+    /// Conflicts of merging the head into the base: exactly the paths git lists as conflicted.
     pub conflicts: Vec<Conflict>,
+    /// Whether git merges the two cleanly (merge-tree's exit status: a merge can be unclean
+    /// without a conflicted path, e.g. a directory rename git only suggests).
+    pub merges_cleanly: bool,
+    /// git's CONFLICT messages, when the merge is not clean.
+    pub merge_messages: Vec<String>,
+    /// The tree of the clean merge merge-tree wrote, when it merges cleanly.
+    pub merged_tree: Option<String>,
     /// The working tree.
     pub tree: TreeState,
     /// How many times the clone was deepened.
@@ -125,6 +132,8 @@ pub fn fetch(g: &Git, args: &Args, target: &event::Target, base: &str) -> anyhow
         "fetch",
         "--no-tags",
         "--quiet",
+        "--no-recurse-submodules",
+        "--end-of-options",
         args.remote.as_str(),
         spec.as_str(),
     ];
@@ -132,7 +141,7 @@ pub fn fetch(g: &Git, args: &Args, target: &event::Target, base: &str) -> anyhow
     if shallow {
         fetch_args.insert(1, &depth);
     }
-    if let Err(e) = g.ok(&fetch_args) {
+    if let Err(e) = g.transport(&fetch_args) {
         if e.stderr.contains("couldn't find remote ref") {
             return Err(exit::usage(format!(
                 "base branch {base:?} does not exist on remote {:?}",
@@ -146,15 +155,31 @@ pub fn fetch(g: &Git, args: &Args, target: &event::Target, base: &str) -> anyhow
     }
     if g.commit(&target.head).is_none() {
         // The head is not local (a checkout of another ref): fetch it by SHA, or the PR's head ref.
-        let by_sha = g.ok(&["fetch", "--no-tags", "--quiet", &args.remote, &target.head]);
+        let by_sha = g.transport(&[
+            "fetch",
+            "--no-tags",
+            "--quiet",
+            "--no-recurse-submodules",
+            "--end-of-options",
+            &args.remote,
+            &target.head,
+        ]);
         if by_sha.is_err()
             && let Some(n) = target.pr_number
         {
             let pr = format!("+refs/pull/{n}/head:refs/remotes/{}/pr/{n}", args.remote);
-            g.ok(&["fetch", "--no-tags", "--quiet", &args.remote, &pr])
-                .map_err(|e| {
-                    exit::dependency(format!("couldn't fetch the PR head {}: {e}", target.head))
-                })?;
+            g.transport(&[
+                "fetch",
+                "--no-tags",
+                "--quiet",
+                "--no-recurse-submodules",
+                "--end-of-options",
+                &args.remote,
+                &pr,
+            ])
+            .map_err(|e| {
+                exit::dependency(format!("couldn't fetch the PR head {}: {e}", target.head))
+            })?;
         }
         if g.commit(&target.head).is_none() {
             return Err(exit::usage(format!(
@@ -169,8 +194,17 @@ pub fn fetch(g: &Git, args: &Args, target: &event::Target, base: &str) -> anyhow
         deepened += 1;
         tracing::info!("no merge base yet: deepening the clone by {step} commits");
         let d = format!("--deepen={step}");
-        g.ok(&["fetch", "--no-tags", "--quiet", &d, &args.remote, &spec])
-            .map_err(|e| exit::dependency(format!("couldn't deepen the clone: {e}")))?;
+        g.transport(&[
+            "fetch",
+            "--no-tags",
+            "--quiet",
+            "--no-recurse-submodules",
+            &d,
+            "--end-of-options",
+            &args.remote,
+            &spec,
+        ])
+        .map_err(|e| exit::dependency(format!("couldn't deepen the clone: {e}")))?;
         step = step.saturating_mul(2);
     }
     Ok(deepened)
@@ -188,8 +222,14 @@ pub fn inspect(g: &Git, head: &str, base_ref: &str, deepened: u32) -> anyhow::Re
     let merge_base = g.merge_base(&head_sha, &base_sha);
     let range = format!("{base_sha}...{head_sha}");
     let (behind, ahead) = git::parse_counts(
-        &g.ok(&["rev-list", "--left-right", "--count", &range])
-            .map_err(dep)?,
+        &g.ok(&[
+            "rev-list",
+            "--left-right",
+            "--count",
+            "--end-of-options",
+            &range,
+        ])
+        .map_err(dep)?,
     )
     .ok_or_else(|| exit::dependency("couldn't read git rev-list --count output"))?;
     let missing: Vec<String> = g
@@ -198,27 +238,52 @@ pub fn inspect(g: &Git, head: &str, base_ref: &str, deepened: u32) -> anyhow::Re
             "--format=%h %s",
             "-n",
             "20",
+            "--end-of-options",
             &format!("{head_sha}..{base_sha}"),
         ])
         .map_err(dep)?
         .lines()
         .map(str::to_owned)
         .collect();
-    let conflicts = if merge_base.is_some() {
-        let out = g.raw(&["merge-tree", "--write-tree", "-z", &base_sha, &head_sha])?;
+    let mut merged_tree = None;
+    let (mut conflicts, merges_cleanly, merge_messages) = if merge_base.is_some() {
+        let (base_label, head_label) = merge_labels(g, head, &head_sha, base_ref, &base_sha);
+        let out = g.raw(&[
+            "merge-tree",
+            "--write-tree",
+            "-z",
+            "--end-of-options",
+            &base_label,
+            &head_label,
+        ])?;
         match out.status.code() {
-            Some(0) => Vec::new(),
-            Some(1) => git::parse_merge_tree(&out.stdout),
+            Some(0) => {
+                merged_tree = git::parse_merge_tree(&out.stdout).map(|mt| mt.tree);
+                (Vec::new(), true, Vec::new())
+            }
+            Some(1) => {
+                let mt = git::parse_merge_tree(&out.stdout).ok_or_else(|| {
+                    exit::dependency("couldn't read git merge-tree's output (no tree id)")
+                })?;
+                let messages = mt
+                    .messages
+                    .iter()
+                    .filter(|m| git::ConflictKind::of_message(&m.kind, &m.text).is_some())
+                    .map(|m| m.text.clone())
+                    .collect();
+                (git::conflicts(&mt), false, messages)
+            }
             _ => {
                 return Err(exit::dependency(format!(
                     "git merge-tree failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    deploy_core::secret::redact(String::from_utf8_lossy(&out.stderr).trim())
                 )));
             }
         }
     } else {
-        Vec::new()
+        (Vec::new(), true, Vec::new())
     };
+    locate_on_head(g, &head_sha, &mut conflicts);
     let status = g.raw(&["status", "--porcelain=v2", "-z", "--untracked-files=normal"])?;
     let tree = if status.status.success() {
         git::parse_status(&status.stdout)
@@ -234,26 +299,144 @@ pub fn inspect(g: &Git, head: &str, base_ref: &str, deepened: u32) -> anyhow::Re
         ahead,
         missing,
         conflicts,
+        merges_cleanly,
+        merge_messages,
+        merged_tree,
         tree,
         deepened,
     })
+}
+
+/// The names to give merge-tree for the two sides, as a person would type them: git names the
+/// sides' versions of a file it must move aside after them (`src~feat`, `src~origin_main`). The
+/// base is `origin/main` and the head its branch (or the revision as given) when those names resolve
+/// to the commits checked; else the full ref or the SHA.
+fn merge_labels(
+    g: &Git,
+    head: &str,
+    head_sha: &str,
+    base_ref: &str,
+    base_sha: &str,
+) -> (String, String) {
+    let resolves = |name: &str, sha: &str| g.commit(name).as_deref() == Some(sha);
+    let short = base_ref.trim_start_matches("refs/remotes/");
+    let base = if resolves(short, base_sha) {
+        short.to_owned()
+    } else if resolves(base_ref, base_sha) {
+        base_ref.to_owned()
+    } else {
+        base_sha.to_owned()
+    };
+    let branch = (head == "HEAD")
+        .then(|| g.current_branch())
+        .flatten()
+        .filter(|b| resolves(b, head_sha));
+    let head = match branch {
+        Some(b) => b,
+        None if resolves(head, head_sha) => head.to_owned(),
+        None => head_sha.to_owned(),
+    };
+    (base, head)
+}
+
+/// Sets each conflict's [`Conflict::head_path`]: the path itself when it is a file on the head,
+/// else the first related path (a rename's other name) that is.
+fn locate_on_head(g: &Git, head_sha: &str, conflicts: &mut [Conflict]) {
+    if conflicts.is_empty() {
+        return;
+    }
+    let mut wanted: Vec<&str> = Vec::new();
+    for c in conflicts.iter() {
+        for p in std::iter::once(&c.path).chain(&c.related) {
+            if !wanted.contains(&p.as_str()) {
+                wanted.push(p);
+            }
+        }
+    }
+    let mut argv = vec![
+        "--literal-pathspecs",
+        "ls-tree",
+        "-r",
+        "-z",
+        "--name-only",
+        "--full-tree",
+        "--end-of-options",
+        head_sha,
+        "--",
+    ];
+    argv.extend(wanted);
+    let Ok(out) = g.raw(&argv) else { return };
+    if !out.status.success() {
+        return;
+    }
+    let on_head: std::collections::HashSet<&[u8]> = out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .collect();
+    for c in conflicts.iter_mut() {
+        c.head_path = std::iter::once(&c.path)
+            .chain(&c.related)
+            .find(|p| on_head.contains(p.as_bytes()))
+            .cloned();
+    }
+}
+
+/// Refuses a revision that git could read as an option (`--upload-pack=...`), or that is empty.
+fn validate_rev(what: &str, rev: &str) -> anyhow::Result<()> {
+    if rev.is_empty() || rev.starts_with('-') {
+        return Err(exit::usage(format!(
+            "{what} {rev:?} is not a revision: it is empty or starts with '-'"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 
-/// The `conflicts` and `conflict-files` (one per line) outputs.
+/// The `conflicts`, `conflict-files` (one per line, quoted as git quotes paths) and
+/// `conflicts-json` (the raw paths with their kinds) outputs.
 pub fn conflict_outputs(report: &mut Report, conflicts: &[Conflict]) {
     report.output("conflicts", conflicts.len());
     report.output(
         "conflict-files",
         conflicts
             .iter()
-            .map(|c| c.path.as_str())
+            .map(|c| git::quote_path(&c.path))
             .collect::<Vec<_>>()
             .join("\n"),
     );
+    report.output(
+        "conflicts-json",
+        serde_json::to_string(conflicts).unwrap_or_else(|_| "[]".to_owned()),
+    );
+}
+
+/// A conflict's line in the check's details: the kinds, and the other names of a rename.
+fn conflict_detail(c: &Conflict) -> String {
+    if c.related.is_empty() {
+        c.kinds_label()
+    } else {
+        format!(
+            "{} (with {})",
+            c.kinds_label(),
+            c.related
+                .iter()
+                .map(|p| git::quote_path(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// The conflicts as check details: (quoted path, kinds and related paths).
+pub(crate) fn conflict_details(mut c: Check, conflicts: &[Conflict]) -> Check {
+    for x in conflicts {
+        c = c.detail(git::quote_path(&x.path), conflict_detail(x));
+    }
+    c
 }
 
 /// Builds the report's checks from the findings and the policy.
@@ -266,11 +449,27 @@ pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
             "{} and {base_name} have no common history (unrelated histories)",
             short(&f.head_sha)
         ))
-    } else if f.conflicts.is_empty() {
+    } else if f.conflicts.is_empty() && f.merges_cleanly {
         Check::new("Merges cleanly", Status::Passed)
             .reason(format!("no conflicts with {base_name}"))
-    } else {
+    } else if f.conflicts.is_empty() {
         let mut c = Check::new(
+            "Merges cleanly",
+            if fail_on(FailOn::Conflicts) {
+                Status::Failed
+            } else {
+                Status::Passed
+            },
+        )
+        .reason(format!(
+            "git does not merge it cleanly with {base_name}, though no path is conflicted"
+        ));
+        for m in &f.merge_messages {
+            c = c.detail("git", m.clone());
+        }
+        c
+    } else {
+        let c = Check::new(
             "Merges cleanly",
             if fail_on(FailOn::Conflicts) {
                 Status::Failed
@@ -282,10 +481,7 @@ pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
             "{} conflicting files with {base_name}",
             f.conflicts.len()
         ));
-        for x in &f.conflicts {
-            c = c.detail(x.path.clone(), x.kind.label());
-        }
-        c
+        conflict_details(c, &f.conflicts)
     };
     report.push(merge);
     // Behind.
@@ -346,17 +542,32 @@ pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
         }
     }
     report.push(c);
+    let level = if fail_on(FailOn::Conflicts) {
+        "error"
+    } else {
+        "warning"
+    };
     for x in &f.conflicts {
+        let shown = git::quote_path(&x.path);
+        let (file, note) = match &x.head_path {
+            Some(p) if *p == x.path => (p.clone(), String::new()),
+            Some(p) => (
+                p.clone(),
+                format!(
+                    "{shown} (conflicted in git) is not on this branch; shown at {}. ",
+                    git::quote_path(p)
+                ),
+            ),
+            None => (
+                x.path.clone(),
+                format!("{shown} (conflicted in git) is not a file on this branch. "),
+            ),
+        };
         report.annotations.push(Annotation {
-            level: if fail_on(FailOn::Conflicts) {
-                "error"
-            } else {
-                "warning"
-            }
-            .into(),
-            file: x.path.clone(),
-            title: format!("merge conflict ({}) with {base_name}", x.kind.label()),
-            message: x.message.clone(),
+            level: level.into(),
+            file,
+            title: format!("merge conflict ({}) with {base_name}", x.kinds_label()),
+            message: format!("{note}{}", x.messages.join("\n")),
         });
     }
     report.output("ahead", f.ahead);
@@ -373,16 +584,22 @@ pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
+    if args.remote.starts_with('-') || args.remote.is_empty() {
+        return Err(exit::usage(format!(
+            "--remote {:?}: a remote name or URL cannot be empty or start with '-'",
+            args.remote
+        )));
+    }
+    if let Some(h) = &args.head {
+        validate_rev("--head", h)?;
+    }
     let mut g = Git::open(&args.repo)?;
     if let Some(token) = &args.github.github_token {
-        let host = std::env::var("GITHUB_SERVER_URL")
+        let server = std::env::var("GITHUB_SERVER_URL")
             .ok()
-            .and_then(|u| {
-                u.strip_prefix("https://")
-                    .map(|h| h.trim_end_matches('/').to_owned())
-            })
-            .unwrap_or_else(|| "github.com".to_owned());
-        g.use_token(&args.remote, &host, token.expose());
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .unwrap_or_else(|| "https://github.com".to_owned());
+        g.use_token(&args.remote, &server, token.expose());
     }
     let (major, minor) = g.version()?;
     if (major, minor) < (2, 38) {
@@ -412,6 +629,14 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         .or_else(|| target.base.clone())
         .or(config_base)
         .unwrap_or_else(|| "main".to_owned());
+    validate_rev("the head commit", &target.head)?;
+    if g.ok(&["check-ref-format", &format!("refs/heads/{base}")])
+        .is_err()
+    {
+        return Err(exit::usage(format!(
+            "base branch {base:?} is not a valid branch name"
+        )));
+    }
     let deepened = if args.no_fetch {
         0
     } else {
@@ -454,6 +679,10 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     report.finish(started.elapsed());
     report.summary = match (f.merge_base.is_some(), f.conflicts.len(), f.behind) {
         (false, ..) => format!("no common history with {}/{base}", args.remote),
+        (true, 0, b) if !f.merges_cleanly => format!(
+            "does not merge cleanly with {}/{base} ({b} behind, {} ahead)",
+            args.remote, f.ahead
+        ),
         (true, 0, 0) => format!(
             "up to date with {}/{base}, {} ahead, merges cleanly",
             args.remote, f.ahead

@@ -17,11 +17,13 @@ fn timestamp() -> String {
 
 /// Commits of `from` not in `to`, as full SHAs.
 fn only_in(g: &Git, from: &str, to: &str) -> anyhow::Result<Vec<String>> {
-    Ok(g.ok(&["rev-list", &format!("{to}..{from}")])
-        .map_err(|e| exit::dependency(e.to_string()))?
-        .lines()
-        .map(str::to_owned)
-        .collect())
+    Ok(
+        g.ok(&["rev-list", "--end-of-options", &format!("{to}..{from}")])
+            .map_err(|e| exit::dependency(e.to_string()))?
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 /// Puts the branch, HEAD, index and work tree back at `start` (the tree was clean when we began,
@@ -60,6 +62,42 @@ fn restore(g: &Git, branch: &str, start: &str) -> anyhow::Result<()> {
             .map_err(|e| exit::dependency(format!("couldn't restore {branch} to {start}: {e}")))?;
     }
     Ok(())
+}
+
+/// Why a push failed.
+#[derive(Debug, PartialEq, Eq)]
+enum PushFailure {
+    /// The lease: the remote branch is not where this clone last saw it (git's porcelain line).
+    Lease(String),
+    /// Anything else (auth, network, a hook or rule on the remote): git's reason, redacted.
+    Other(String),
+}
+
+/// Tells a lease rejection (`[rejected] (stale info)` in `push --porcelain`) from every other
+/// failure.
+fn push_failure(e: &crate::git::GitError) -> PushFailure {
+    let lines = || e.stdout.lines().chain(e.stderr.lines());
+    if let Some(l) = lines().find(|l| l.starts_with('!') && l.contains("(stale info)")) {
+        return PushFailure::Lease(
+            l.rsplit('\t')
+                .next()
+                .unwrap_or("[rejected] (stale info)")
+                .to_owned(),
+        );
+    }
+    let reason = lines()
+        .filter(|l| {
+            let l = l.trim();
+            !l.is_empty() && !l.starts_with("To ") && l != "Done"
+        })
+        .map(|l| l.trim().trim_start_matches("!\t").replace('\t', " "))
+        .collect::<Vec<_>>()
+        .join("; ");
+    PushFailure::Other(if reason.is_empty() {
+        format!("git push exited with {}", e.status)
+    } else {
+        reason
+    })
 }
 
 /// Runs the safe sync, recording every mutating git call in the report's audit trail.
@@ -118,15 +156,12 @@ pub fn run(
         report.summary = format!("refused to {verb}: unrelated histories");
         return Ok(());
     }
-    if !f.conflicts.is_empty() {
-        let mut c = Check::new("Merges cleanly", Status::Failed).reason(format!(
+    if !f.conflicts.is_empty() || !f.merges_cleanly {
+        let c = Check::new("Merges cleanly", Status::Failed).reason(format!(
             "{} conflicting files with {base_name}: nothing was changed",
             f.conflicts.len()
         ));
-        for x in &f.conflicts {
-            c = c.detail(x.path.clone(), x.kind.label());
-        }
-        report.push(c);
+        report.push(crate::conflict_details(c, &f.conflicts));
         crate::conflict_outputs(report, &f.conflicts);
         report.summary = format!("did not {verb} {branch}: it would conflict with {base_name}");
         return Ok(());
@@ -206,11 +241,26 @@ pub fn run(
         );
     }
     match mode {
-        UpdateMode::Rebase => {
-            cmd.extend(["rebase", "--no-autostash", "--quiet", base_ref].map(String::from))
-        }
+        UpdateMode::Rebase => cmd.extend(
+            [
+                "rebase",
+                "--no-autostash",
+                "--quiet",
+                "--end-of-options",
+                base_ref,
+            ]
+            .map(String::from),
+        ),
         UpdateMode::Merge => cmd.extend(
-            ["merge", "--no-edit", "--no-autostash", "--quiet", base_ref].map(String::from),
+            [
+                "merge",
+                "--no-edit",
+                "--no-autostash",
+                "--quiet",
+                "--end-of-options",
+                base_ref,
+            ]
+            .map(String::from),
         ),
     }
     let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
@@ -256,15 +306,29 @@ pub fn run(
         Some(format!("{start} -> {new_head}")),
     );
     report.output("new-head", &new_head);
-    // Every original commit's change must still be in the branch (rebase rewrites SHAs, so check
-    // with `cherry`: a `+` line is a commit of the old branch whose change is missing).
-    let lost: Vec<String> = g
-        .ok(&["cherry", &new_head, &start])
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with('+'))
-        .map(str::to_owned)
-        .collect();
+    // Every original commit's change must still be in the branch. The result holds every change
+    // of both sides when its tree is the one merge-tree predicted for merging them. Otherwise
+    // (a rebase can end on another tree, replaying commit by commit) each old commit must have its
+    // patch in the result (`cherry`: a `+` line is a commit whose change is missing). Patch ids
+    // alone would not do: a replayed commit's patch changes when the base renamed or edited
+    // nearby lines, though nothing is lost.
+    let new_tree = g.ok(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        &format!("{new_head}^{{tree}}"),
+    ]);
+    let as_predicted = matches!((&f.merged_tree, &new_tree), (Some(p), Ok(t)) if p == t.trim());
+    let lost: Vec<String> = if as_predicted {
+        Vec::new()
+    } else {
+        g.ok(&["cherry", &new_head, &start])
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with('+'))
+            .map(str::to_owned)
+            .collect()
+    };
     if !lost.is_empty() {
         restore(g, &branch, &start)?;
         if let Some(last) = report.audit.last_mut() {
@@ -292,11 +356,14 @@ pub fn run(
     // 3. Push with a lease.
     if args.push {
         let refspec = format!("HEAD:refs/heads/{branch}");
-        match g.ok(&[
+        match g.transport(&[
             "push",
             "--porcelain",
             "--quiet",
+            "--no-verify",
+            "--no-recurse-submodules",
             &lease,
+            "--end-of-options",
             &args.remote,
             &refspec,
         ]) {
@@ -329,15 +396,35 @@ pub fn run(
                 );
                 report.output("pushed", false);
                 report.output("new-head", &start);
-                report.push(Check::new("Push", Status::Failed).reason(format!(
-                    "push rejected ({}): {}/{branch} moved since this clone last saw it; restored {branch} to {}, backup {backup}",
-                    e.stderr.lines().last().unwrap_or("rejected"),
-                    args.remote,
+                let restored = format!(
+                    "restored {branch} to {}, backup {backup}",
                     crate::short(&start)
-                )));
-                report.fail_with(Exit::Failed, "push rejected by the lease");
-                report.summary =
-                    format!("{verb} done but push rejected; {branch} restored, nothing lost");
+                );
+                match push_failure(&e) {
+                    PushFailure::Lease(line) => {
+                        report.push(Check::new("Push", Status::Failed).reason(format!(
+                            "push rejected ({line}): {}/{branch} moved since this clone last saw it; {restored}",
+                            args.remote,
+                        )));
+                        report.fail_with(Exit::Failed, "push rejected by the lease");
+                        report.summary = format!(
+                            "{verb} done but push rejected; {branch} restored, nothing lost"
+                        );
+                    }
+                    PushFailure::Other(reason) => {
+                        report.push(Check::new("Push", Status::Error).reason(format!(
+                            "couldn't push to {}/{branch}: {reason}; {restored}",
+                            args.remote,
+                        )));
+                        report.fail_with(
+                            Exit::Dependency,
+                            format!("couldn't push to {}: {reason}", args.remote),
+                        );
+                        report.summary = format!(
+                            "{verb} done but the push failed; {branch} restored, nothing lost"
+                        );
+                    }
+                }
                 return Ok(());
             }
         }

@@ -56,6 +56,22 @@ pub fn render(report: &Report, colour: bool, out: &mut impl Write) -> io::Result
             writeln!(out, "      {}: {}", redact(k), redact(v))?;
         }
     }
+    if !report.diagnosis.is_empty() {
+        writeln!(out, "  {}", paint("1", "Why it failed:"))?;
+        for f in &report.diagnosis {
+            writeln!(
+                out,
+                "  • {}: {}: {}",
+                redact(&f.subject),
+                paint("31", &f.class),
+                redact(&f.summary)
+            )?;
+            writeln!(out, "      check: {}", redact(&f.hint))?;
+            for line in &f.evidence {
+                writeln!(out, "      | {}", redact(line))?;
+            }
+        }
+    }
     for e in &report.audit {
         writeln!(
             out,

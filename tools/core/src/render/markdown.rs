@@ -68,6 +68,27 @@ pub fn render(report: &Report) -> String {
         }
         md.push('\n');
     }
+    if !report.diagnosis.is_empty() {
+        md.push_str("#### Why it failed\n\n");
+        for f in &report.diagnosis {
+            let _ = writeln!(
+                md,
+                "- **{}**: {}: {}<br>Check: {}",
+                cell(&f.subject),
+                cell(&f.class),
+                cell(&f.summary),
+                cell(&f.hint)
+            );
+            if !f.evidence.is_empty() {
+                md.push_str("  <details><summary>Evidence</summary>\n\n  ```text\n");
+                for line in &f.evidence {
+                    let _ = writeln!(md, "  {}", redact(line).replace("```", "` ` `"));
+                }
+                md.push_str("  ```\n\n  </details>\n");
+            }
+        }
+        md.push('\n');
+    }
     if !report.outputs.is_empty() {
         md.push_str("<details><summary>Outputs</summary>\n\n| Output | Value |\n|---|---|\n");
         for (k, v) in &report.outputs {
