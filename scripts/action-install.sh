@@ -1,74 +1,170 @@
 #!/usr/bin/env bash
 # Step 1 of action.yml: put the requested tool's binary in place and output its path as `bin`.
-# Order: a given bin-dir; else a published release whose checksum is in this repository's
-# checksums.txt (downloaded over https and verified); else a build from this action's source.
+#
+# Where the binary comes from, in this order:
+#   1. `bin-dir`: binaries already on the machine (self-hosted runners, tests).
+#   2. `build-from-source: true`: cargo builds it from this action's own source, in an
+#      environment holding no credentials, inside a log group that says so.
+#   3. The release named by `version`, else by the VERSION file next to checksums.txt (never by
+#      the ref the action is used at, so @v1, @v1.2.3 and @<sha> install the same archive):
+#      taken from the runner's tool cache when a completed install is there, else downloaded over
+#      https, refused unless its sha256 is the one checksums.txt lists, and extracted into the
+#      tool cache the way actions/tool-cache lays it out (<cache>/deploy-action/<version>/<arch>
+#      plus an <arch>.complete marker), atomically.
+# No GitHub API call is made. On failure the step writes `outcome` and `exit-code` (2: bad
+# input or unsupported runner; 3: download or verification failed) and runs nothing.
 set -Eeuo pipefail
 
+out() { printf '%s=%s\n' "$1" "$2" >>"${GITHUB_OUTPUT:-/dev/null}"; }
+
+# fail CODE MESSAGE: an error annotation, the action's outcome outputs, and exit CODE.
 fail() {
-    printf '::error title=deploy-action::%s\n' "$1"
-    exit 2
+    local code=$1 msg=$2
+    printf '::error title=deploy-action install::%s\n' "$msg"
+    out outcome "$([[ $code == 2 ]] && echo 'usage error' || echo 'dependency error')"
+    out exit-code "$code"
+    exit "$code"
 }
 
 tool="${INPUT_TOOL:-}"
 case "$tool" in
 sync-check | ecr-push | health-check | smoke-test | rollback) ;;
-*) fail "input 'tool' must be one of sync-check, ecr-push, health-check, smoke-test, rollback (got '${tool}')" ;;
+*) fail 2 "input 'tool' must be one of sync-check, ecr-push, health-check, smoke-test, rollback (got '${tool}')" ;;
 esac
+TOOLS=(sync-check ecr-push health-check smoke-test rollback)
 
 action_dir="${GITHUB_ACTION_PATH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+temp_root="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
 
+# emit BIN: check that it runs, then hand it to the run step.
 emit() {
-    "$1" --version >/dev/null || fail "installed $tool does not run: $1"
-    printf 'bin=%s\n' "$1" >>"${GITHUB_OUTPUT:-/dev/null}"
-    printf 'deploy-action: using %s\n' "$1" >&2
+    local v
+    v="$("$1" --version 2>&1)" || fail 3 "the installed $tool does not run: $1: $v"
+    out bin "$1"
+    printf 'deploy-action: %s (%s)\n' "$v" "$1" >&2
 }
 
 if [[ -n "${INPUT_BIN_DIR:-}" ]]; then
     bin="${INPUT_BIN_DIR%/}/$tool"
-    [[ -x "$bin" ]] || fail "input 'bin-dir': no executable $tool in ${INPUT_BIN_DIR}"
+    [[ -x "$bin" ]] || fail 2 "input 'bin-dir': no executable $tool in ${INPUT_BIN_DIR}"
     emit "$bin"
     exit 0
 fi
 
-version="${INPUT_VERSION:-${ACTION_REF:-}}"
-if [[ -n "$version" && ! "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$ && ! "$version" =~ ^[0-9A-Za-z._/-]+$ ]]; then
-    fail "input 'version' is not a version or ref: '${version}'"
-fi
-
-case "$(uname -s)-$(uname -m)" in
-Linux-x86_64) target=x86_64-unknown-linux-gnu ;;
-Linux-aarch64 | Linux-arm64) target=aarch64-unknown-linux-gnu ;;
-*) target="" ;;
+case "${INPUT_BUILD_FROM_SOURCE:-false}" in
+true | false) ;;
+*) fail 2 "input 'build-from-source' must be true or false (got '${INPUT_BUILD_FROM_SOURCE}')" ;;
 esac
 
-asset="deploy-action-${version}-${target}.tar.gz"
-sum=""
-if [[ -n "$target" && "$version" =~ ^v[0-9] && -f "$action_dir/checksums.txt" ]]; then
-    sum="$(awk -v a="$asset" '$2 == a { print $1 }' "$action_dir/checksums.txt")"
-fi
-
-cache="${RUNNER_TOOL_CACHE:-${RUNNER_TEMP:-/tmp}}/deploy-action"
-if [[ -n "$sum" ]]; then
-    dir="$cache/$version/$target"
-    if [[ ! -x "$dir/$tool" ]]; then
-        tmp="$(mktemp -d)"
-        curl --proto '=https' --tlsv1.2 -fsSL --retry 3 --retry-delay 2 \
-            -o "$tmp/$asset" "https://github.com/afu9/deploy-action/releases/download/${version}/${asset}" ||
-            fail "couldn't download $asset"
-        echo "$sum  $tmp/$asset" | sha256sum --check --strict --quiet ||
-            fail "checksum mismatch for $asset: refusing to run it"
-        mkdir -p "$dir"
-        tar -xzf "$tmp/$asset" -C "$dir"
-        rm -rf "$tmp"
+if [[ "${INPUT_BUILD_FROM_SOURCE:-false}" == true ]]; then
+    command -v cargo >/dev/null ||
+        fail 2 "build-from-source: true needs cargo on PATH (install a Rust toolchain first, e.g. with rustup)"
+    target_dir="$temp_root/deploy-action-build"
+    printf '::group::deploy-action: building %s from source (build-from-source: true)\n' "$tool"
+    printf 'Building from %s with cargo build --release --locked, in an environment without credentials.\n' "$action_dir"
+    # Only what cargo needs: no AWS credentials, no GitHub or other tokens reach the build
+    # (build scripts of dependencies run with this environment).
+    keep=(PATH HOME CARGO_HOME RUSTUP_HOME RUSTUP_TOOLCHAIN TMPDIR LANG
+        http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY)
+    clean=(CARGO_TARGET_DIR="$target_dir" CARGO_TERM_COLOR=never)
+    for v in "${keep[@]}"; do
+        if [[ -n "${!v:-}" ]]; then clean+=("$v=${!v}"); fi
+    done
+    if ! env -i "${clean[@]}" cargo build --release --locked \
+        --manifest-path "$action_dir/Cargo.toml" -p "$tool" >&2; then
+        printf '::endgroup::\n'
+        fail 3 "building $tool from source failed (the log group above has cargo's output)"
     fi
-    emit "$dir/$tool"
+    printf '::endgroup::\n'
+    emit "$target_dir/release/$tool"
     exit 0
 fi
 
-# No checksummed release for this ref: build from the action's own source.
-command -v cargo >/dev/null || fail "no release with a known checksum for '${version:-this ref}' and no cargo to build from source; pin a released version"
-printf 'deploy-action: no checksummed release for %s; building %s from source\n' "${version:-this ref}" "$tool" >&2
-export CARGO_TARGET_DIR="$cache/target"
-cargo build --release --locked --quiet --manifest-path "$action_dir/Cargo.toml" -p "$tool" ||
-    fail "building $tool from source failed"
-emit "$CARGO_TARGET_DIR/release/$tool"
+# ---- the release: version, target, checksum -------------------------------------------------
+if [[ -n "${INPUT_VERSION:-}" ]]; then
+    version="$INPUT_VERSION"
+    from="input 'version'"
+else
+    [[ -f "$action_dir/VERSION" ]] || fail 2 "this action has no VERSION file ($action_dir/VERSION): pass version:, or build-from-source: true"
+    version="$(tr -d ' \t\r\n' <"$action_dir/VERSION")"
+    from="the action's VERSION file"
+fi
+[[ "$version" =~ ^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] ||
+    fail 2 "$from is not a release version like v1.2.3: '${version}'"
+version="v${version#v}"
+
+os="${RUNNER_OS:-$(uname -s)}"
+arch="${RUNNER_ARCH:-$(uname -m)}"
+case "$os/$arch" in
+Linux/X64 | Linux/x86_64) target=x86_64-unknown-linux-musl cache_arch=x64 ;;
+Linux/ARM64 | Linux/aarch64 | Linux/arm64) target=aarch64-unknown-linux-musl cache_arch=arm64 ;;
+macOS/ARM64 | Darwin/arm64) target=aarch64-apple-darwin cache_arch=arm64 ;;
+macOS/X64 | Darwin/x86_64) target=x86_64-apple-darwin cache_arch=x64 ;;
+*) fail 2 "no release binary for this runner (RUNNER_OS=$os, RUNNER_ARCH=$arch): releases cover Linux X64/ARM64 and macOS X64/ARM64; use bin-dir or build-from-source: true" ;;
+esac
+
+asset="deploy-action-${version}-${target}.tar.gz"
+sums="$action_dir/checksums.txt"
+sum=""
+if [[ -f "$sums" ]]; then
+    sum="$(awk -v a="$asset" '$2 == a { print $1; exit }' "$sums")"
+fi
+if [[ ! "$sum" =~ ^[0-9a-f]{64}$ ]]; then
+    fail 2 "no checksum for $asset in this action's checksums.txt, so $version (from $from) cannot be installed verified; use a version listed there, or build-from-source: true"
+fi
+
+# ---- the tool cache -------------------------------------------------------------------------
+cache_root="${RUNNER_TOOL_CACHE:-$temp_root/deploy-action-tool-cache}"
+version_dir="$cache_root/deploy-action/${version#v}"
+dest="$version_dir/$cache_arch"
+marker="$dest.complete"
+# The marker holds the archive's sha256: an install from another archive is not reused.
+if [[ -f "$marker" && "$(cat "$marker")" == "$sum" && -x "$dest/$tool" ]]; then
+    printf 'deploy-action: %s %s from the tool cache\n' "$tool" "$version" >&2
+    emit "$dest/$tool"
+    exit 0
+fi
+
+base_url="${DEPLOY_ACTION_RELEASE_URL:-https://github.com/afu9/deploy-action/releases/download}"
+[[ "$base_url" == https://* ]] || fail 2 "DEPLOY_ACTION_RELEASE_URL must be an https:// URL (got '${base_url}')"
+url="${base_url%/}/${version}/${asset}"
+
+mkdir -p "$temp_root" "$version_dir"
+tmp="$(mktemp -d "$temp_root/deploy-action-download.XXXXXX")"
+staging="$(mktemp -d "$version_dir/.${cache_arch}.partial.XXXXXX")"
+cleanup() { rm -rf "$tmp" "$staging"; }
+trap cleanup EXIT
+
+printf 'deploy-action: downloading %s\n' "$url" >&2
+curl --proto '=https' --tlsv1.2 -fsSL --retry 3 --retry-delay 2 --connect-timeout 10 --max-time 300 \
+    -o "$tmp/$asset" "$url" || fail 3 "couldn't download $url"
+
+if command -v sha256sum >/dev/null; then
+    got="$(sha256sum "$tmp/$asset" | cut -d' ' -f1)"
+else
+    got="$(shasum -a 256 "$tmp/$asset" | cut -d' ' -f1)"
+fi
+[[ "$got" == "$sum" ]] ||
+    fail 3 "checksum mismatch for $asset: checksums.txt says $sum, the download is $got; refusing to install or run it"
+
+# Only the five binaries and the licence files, at the top level: nothing else is extracted.
+listing="$(tar -tzf "$tmp/$asset")" || fail 3 "$asset is not a readable tar.gz"
+while IFS= read -r entry; do
+    case "${entry#./}" in
+    "" | sync-check | ecr-push | health-check | smoke-test | rollback | LICENSE-MIT | LICENSE-APACHE) ;;
+    *) fail 3 "$asset holds an unexpected entry '${entry}'; refusing it" ;;
+    esac
+done <<<"$listing"
+tar --no-same-owner -xzf "$tmp/$asset" -C "$staging" || fail 3 "couldn't extract $asset"
+for t in "${TOOLS[@]}"; do
+    [[ -x "$staging/$t" ]] || fail 3 "$asset lacks the $t binary"
+done
+
+# Atomic for readers: the complete directory appears under its final name in one rename, and the
+# marker is written only after it.
+rm -rf "$dest" "$marker"
+mv "$staging" "$dest"
+printf '%s' "$sum" >"$marker.tmp.$$"
+mv "$marker.tmp.$$" "$marker"
+printf 'deploy-action: installed %s into %s\n' "$asset" "$dest" >&2
+emit "$dest/$tool"

@@ -1,26 +1,63 @@
 #!/usr/bin/env bash
-# Step 2 of action.yml: run the tool with the inputs. Inputs arrive as environment variables
-# (never expanded into this script), extra arguments one per line, so nothing is shell-parsed.
+# Step 2 of action.yml: run the tool with the inputs. Inputs arrive as INPUT_* environment
+# variables (never expanded into this script); extra arguments one per line, so nothing is
+# shell-parsed. Each input reaches the tool only in a form that tool takes:
+#   config, environment, base-url -> DEPLOY_CONFIG, DEPLOY_ENVIRONMENT, DEPLOY_BASE_URL, set only
+#                                     when the input is non-empty (a job-level value survives)
+#   dry-run: true                  -> --dry-run, for the tools that have it (else: usage error)
+#   confirm                        -> --confirm ENV, for the tools that have it (else: usage error)
+#   github-token                   -> GITHUB_TOKEN, only for the tools that publish to GitHub
 set -Eeuo pipefail
 
-bin="${DEPLOY_TOOL_BIN:?install step gave no binary}"
+# The flags each tool takes (tests/tests/contract.rs checks these lists against every tool's --help).
+DRY_RUN_TOOLS=" sync-check ecr-push rollback "
+CONFIRM_TOOLS=" ecr-push rollback "
+PUBLISHING_TOOLS=" sync-check ecr-push health-check smoke-test rollback "
 
-# An empty input means "not given": drop it so the tool's own default applies.
-for v in DEPLOY_CONFIG DEPLOY_ENVIRONMENT DEPLOY_BASE_URL GITHUB_TOKEN; do
-    if [[ -z "${!v:-}" ]]; then unset "$v"; fi
-done
+out() { printf '%s=%s\n' "$1" "$2" >>"${GITHUB_OUTPUT:-/dev/null}"; }
+usage() {
+    printf '::error title=deploy-action::%s\n' "$1"
+    out outcome 'usage error'
+    out exit-code 2
+    exit 2
+}
+
+bin="${DEPLOY_TOOL_BIN:-}"
+[[ -n "$bin" ]] || usage "the install step gave no binary"
+tool="${INPUT_TOOL:-}"
+
+if [[ -n "${INPUT_CONFIG:-}" ]]; then export DEPLOY_CONFIG="$INPUT_CONFIG"; fi
+if [[ -n "${INPUT_ENVIRONMENT:-}" ]]; then export DEPLOY_ENVIRONMENT="$INPUT_ENVIRONMENT"; fi
+if [[ -n "${INPUT_BASE_URL:-}" ]]; then export DEPLOY_BASE_URL="$INPUT_BASE_URL"; fi
+
+if [[ "$PUBLISHING_TOOLS" == *" $tool "* ]]; then
+    if [[ -n "${INPUT_GITHUB_TOKEN:-}" ]]; then export GITHUB_TOKEN="$INPUT_GITHUB_TOKEN"; fi
+else
+    unset GITHUB_TOKEN
+fi
+unset INPUT_GITHUB_TOKEN
 
 args=()
 case "${INPUT_DRY_RUN:-false}" in
-true) args+=(--dry-run) ;;
+true)
+    [[ "$DRY_RUN_TOOLS" == *" $tool "* ]] ||
+        usage "input 'dry-run' applies to sync-check (with --update), ecr-push and rollback, not to $tool"
+    args+=(--dry-run)
+    ;;
 false | "") ;;
-*) printf "::error title=deploy-action::input 'dry-run' must be true or false\n"; exit 2 ;;
+*) usage "input 'dry-run' must be true or false (got '${INPUT_DRY_RUN}')" ;;
 esac
-if [[ -n "${INPUT_CONFIRM:-}" ]]; then args+=(--confirm "$INPUT_CONFIRM"); fi
+if [[ -n "${INPUT_CONFIRM:-}" ]]; then
+    [[ "$CONFIRM_TOOLS" == *" $tool "* ]] ||
+        usage "input 'confirm' applies to ecr-push and rollback, not to $tool"
+    args+=(--confirm "$INPUT_CONFIRM")
+fi
 if [[ -n "${INPUT_ARGS:-}" ]]; then
     while IFS= read -r line; do
-        [[ -n "$line" ]] && args+=("$line")
+        line="${line%$'\r'}"
+        if [[ -n "$line" ]]; then args+=("$line"); fi
     done <<<"$INPUT_ARGS"
 fi
 
-exec "$bin" "${args[@]}"
+# (The +-form keeps an empty list safe under set -u in the bash 3.2 of macOS.)
+exec "$bin" ${args[@]+"${args[@]}"}

@@ -4,9 +4,14 @@
 //! workspace's unwrap/expect lints are relaxed for it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod actions;
+pub mod contract;
 pub mod ecs_standin;
 pub mod faults;
+pub mod https;
 pub mod oci;
 pub mod recorder;
+pub mod release;
 pub mod rig;
 pub mod standin;
+pub mod tap;

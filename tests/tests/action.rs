@@ -157,3 +157,144 @@ async fn action_fails_the_job_when_checks_fail_and_still_sets_outputs() {
     );
     assert!(!run.outputs.contains(token), "token in the outputs");
 }
+
+const JOB_ENV_WORKFLOW: &str = r#"name: job-env
+on: push
+jobs:
+  smoke:
+    runs-on: ubuntu-latest
+    env:
+      DEPLOY_BASE_URL: __STANDIN_URL__
+    steps:
+      - uses: actions/checkout@v4
+      - id: smoke
+        uses: ./
+        with:
+          tool: smoke-test
+          bin-dir: ${{ env.BIN_DIR }}
+          dry-run: ${{ env.DRY_RUN }}
+          args: |
+            --retry-for=1s
+      - if: always()
+        shell: bash
+        env:
+          OUTCOME: ${{ steps.smoke.outputs.outcome }}
+          EXIT_CODE: ${{ steps.smoke.outputs.exit-code }}
+        run: printf 'outcome=%s\nexit-code=%s\n' "$OUTCOME" "$EXIT_CODE" > "$OUT_FILE"
+"#;
+
+async fn run_job_env(standin: &StandIn, dry_run: &str) -> (bool, String, String) {
+    let root = rig::workspace_root();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let (action, install, run) = (
+        read("action.yml"),
+        read("scripts/action-install.sh"),
+        read("scripts/action-run.sh"),
+    );
+    let repo = act_repo(&[
+        ("action.yml", &action),
+        ("scripts/action-install.sh", &install),
+        ("scripts/action-run.sh", &run),
+        (
+            ".github/workflows/job-env.yml",
+            &JOB_ENV_WORKFLOW.replace("__STANDIN_URL__", &standin.url),
+        ),
+    ]);
+    let out_file = repo.path().join("outputs.txt");
+    let output = tokio::process::Command::new(rig::act())
+        .current_dir(repo.path())
+        .args(["push", "-P", "ubuntu-latest=-self-hosted"])
+        .args(["-W", ".github/workflows/job-env.yml"])
+        .env("API_TOKEN", "standin-token")
+        .arg("--env")
+        .arg(format!("BIN_DIR={}", rig::bin_dir().display()))
+        .arg("--env")
+        .arg(format!("DRY_RUN={dry_run}"))
+        .arg("--env")
+        .arg(format!("OUT_FILE={}", out_file.display()))
+        .output()
+        .await
+        .unwrap();
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let outputs = std::fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{e}\n{log}"));
+    (output.status.success(), outputs, log)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_level_deploy_variable_survives_an_empty_input() {
+    let standin = StandIn::start(Behaviour::default()).await.unwrap();
+    let (ok, outputs, log) = run_job_env(&standin, "false").await;
+    assert!(ok, "{log}");
+    assert_eq!(outputs, "outcome=passed\nexit-code=0\n", "{log}");
+    assert_eq!(standin.shared.hits().get("/api/ready"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_is_refused_for_a_tool_without_it_and_nothing_runs() {
+    let standin = StandIn::start(Behaviour::default()).await.unwrap();
+    let (ok, outputs, log) = run_job_env(&standin, "true").await;
+    assert!(!ok, "{log}");
+    assert_eq!(outputs, "outcome=usage error\nexit-code=2\n", "{log}");
+    assert!(
+        log.contains(
+            "input 'dry-run' applies to sync-check (with --update), ecr-push and rollback, not to smoke-test"
+        ),
+        "{log}"
+    );
+    assert!(
+        standin.shared.hits().is_empty(),
+        "{:?}",
+        standin.shared.hits()
+    );
+}
+
+/// action-run.sh with `env` as the tool: what reaches a tool's environment and argv.
+fn run_sh(tool: &str, inputs: &[(&str, &str)]) -> String {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(rig::workspace_root().join("scripts/action-run.sh"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("DEPLOY_TOOL_BIN", "/usr/bin/env")
+        .env("INPUT_TOOL", tool)
+        .env("GITHUB_TOKEN", "ghs_job_level_token_0123")
+        .env("DEPLOY_ENVIRONMENT", "from-the-job");
+    for (k, v) in inputs {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_token_reaches_only_publishing_tools_and_empty_inputs_leave_job_values() {
+    let env = run_sh(
+        "smoke-test",
+        &[
+            ("INPUT_GITHUB_TOKEN", "ghs_input_token_4567"),
+            ("INPUT_ENVIRONMENT", ""),
+            ("INPUT_BASE_URL", "https://staging.example"),
+        ],
+    );
+    assert!(
+        env.contains("\nGITHUB_TOKEN=ghs_input_token_4567\n"),
+        "{env}"
+    );
+    assert!(env.contains("\nDEPLOY_ENVIRONMENT=from-the-job\n"), "{env}");
+    assert!(
+        env.contains("\nDEPLOY_BASE_URL=https://staging.example\n"),
+        "{env}"
+    );
+    assert!(!env.contains("INPUT_GITHUB_TOKEN"), "{env}");
+    // A tool outside PUBLISHING_TOOLS gets no token, not even the job's (all five publish today,
+    // so a name outside the list stands for the next tool that does not).
+    let env = run_sh(
+        "not-publishing",
+        &[("INPUT_GITHUB_TOKEN", "ghs_input_token_4567")],
+    );
+    assert!(!env.contains("GITHUB_TOKEN"), "{env}");
+}

@@ -192,8 +192,8 @@ async fn pushes_an_oci_layout_exactly_and_a_repush_is_a_no_op() {
     assert_eq!(skopeo(&r, "sha-22cdb6a").0, built.manifest_digest);
     let name = r.rsplit('/').next().unwrap();
     assert_eq!(
-        v["outputs"][format!("{name}-ref")],
-        format!("{}/{r}@{}", host(), built.manifest_digest)
+        v["outputs"]["images"],
+        format!("{name}={}/{r}@{}", host(), built.manifest_digest)
     );
     assert!(
         v["outputs"]["bytes-pushed"]

@@ -96,6 +96,7 @@ fn report() -> CommitReport {
         title: "up to date with main".into(),
         summary: "0 behind, 3 ahead, no conflicts".into(),
         details_url: None,
+        annotations: Vec::new(),
     }
 }
 

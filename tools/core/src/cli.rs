@@ -145,11 +145,15 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 /// Parses the arguments without ever exiting the process: `--help`/`--version` print and give 0,
-/// bad arguments print clap's message and give 2.
+/// bad arguments print clap's message, set the `outcome` and `exit-code` step outputs, and give 2.
 pub fn parse<A: clap::Parser>() -> Result<A, Exit> {
     A::try_parse().map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
+            // The action promises these outputs whatever happened, a bad flag included.
+            let mut gha = Actions::from_env();
+            let _ = gha.set_output("outcome", &Exit::Usage.to_string());
+            let _ = gha.set_output("exit-code", &Exit::Usage.code().to_string());
             Exit::Usage
         } else {
             Exit::Passed

@@ -1,11 +1,14 @@
 //! The GitHub client factory and the two calls every tool reports through: a check run on the
 //! head commit, with a commit status as the fallback when the token may not write checks.
-//! `GITHUB_API_URL` points it at GitHub Enterprise, or at Prism in tests.
+//! [`publish_report`] is the common `--publish`: a finished [`Report`] becomes a check run named
+//! `<tool> (<environment>)` with its annotations. `GITHUB_API_URL` points it at GitHub
+//! Enterprise, or at Prism in tests.
 
 use octocrab::Octocrab;
 use serde_json::json;
 
-use crate::exit;
+use crate::exit::{self, Exit};
+use crate::report::{Report, Status};
 use crate::secret::Secret;
 
 /// GitHub flags shared by the tools that report to GitHub.
@@ -93,6 +96,24 @@ impl Conclusion {
     }
 }
 
+/// One check-run annotation (GitHub's `output.annotations[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckAnnotation {
+    /// Repository-relative path.
+    pub path: String,
+    /// 1-based line.
+    pub line: u32,
+    /// `failure`, `warning` or `notice`.
+    pub level: &'static str,
+    /// Short title.
+    pub title: String,
+    /// The message.
+    pub message: String,
+}
+
+/// GitHub takes at most 50 annotations per check-run request; the rest are counted in the summary.
+pub const MAX_CHECK_ANNOTATIONS: usize = 50;
+
 /// What to publish on a commit.
 #[derive(Debug, Clone)]
 pub struct CommitReport {
@@ -108,6 +129,8 @@ pub struct CommitReport {
     pub summary: String,
     /// Link to the run.
     pub details_url: Option<String>,
+    /// Annotations of the check run (at most [`MAX_CHECK_ANNOTATIONS`] are sent).
+    pub annotations: Vec<CheckAnnotation>,
 }
 
 /// How a report reached GitHub.
@@ -205,6 +228,23 @@ impl GithubClient {
         });
         if let Some(u) = &r.details_url {
             body["details_url"] = json!(u);
+        }
+        if !r.annotations.is_empty() {
+            body["output"]["annotations"] = r
+                .annotations
+                .iter()
+                .take(MAX_CHECK_ANNOTATIONS)
+                .map(|a| {
+                    json!({
+                        "path": a.path,
+                        "start_line": a.line,
+                        "end_line": a.line,
+                        "annotation_level": a.level,
+                        "title": crate::secret::redact(&a.title),
+                        "message": crate::secret::redact(&a.message),
+                    })
+                })
+                .collect::<serde_json::Value>();
         }
         let v = self
             .post(
@@ -316,5 +356,254 @@ impl GithubClient {
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// When a tool publishes its report on the commit (`--publish`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Publish {
+    /// Inside GitHub Actions with a token and a repository.
+    Auto,
+    /// Always (exit 3 if GitHub refuses for another reason than permissions).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The common `--publish` flag with the GitHub flags it needs. Each tool picks its default
+/// (sync-check: auto; the others: never, so a report becomes a check only when asked). The
+/// repository flag is `--github-repository` here, as `--repository` means an ECR repository to
+/// ecr-push.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Publishing")]
+pub struct PublishArgs {
+    /// Post the report on the head commit as a check run named `<tool> (<environment>)`, with
+    /// annotations (a commit status when the token may not write checks; the job summary alone
+    /// when it may write neither, e.g. a fork PR) [default: never].
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub publish: Option<Publish>,
+    /// Token for the GitHub API (the workflow's `github.token`).
+    #[arg(
+        long,
+        env = "GITHUB_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub github_token: Option<Secret>,
+    /// GitHub API base URL.
+    #[arg(
+        long,
+        env = "GITHUB_API_URL",
+        default_value = "https://api.github.com",
+        value_name = "URL"
+    )]
+    pub github_api_url: String,
+    /// Repository to publish on, as owner/name.
+    #[arg(long, env = "GITHUB_REPOSITORY", value_name = "OWNER/NAME")]
+    pub github_repository: Option<String>,
+}
+
+impl PublishArgs {
+    /// The GitHub client flags.
+    pub fn github(&self) -> GithubArgs {
+        GithubArgs {
+            github_token: self.github_token.clone(),
+            github_api_url: self.github_api_url.clone(),
+            repository: self.github_repository.clone(),
+        }
+    }
+
+    /// Publishes `report` (see [`publish_report`]) as `<tool> (<environment>)` on the head commit
+    /// of the event; `annotation_path` is where failed checks point (the config file).
+    pub async fn publish(
+        &self,
+        report: &mut Report,
+        environment: Option<&str>,
+        annotation_path: &str,
+    ) {
+        let name = check_name(&report.tool, environment);
+        publish_report(
+            report,
+            &self.github(),
+            self.publish.unwrap_or(Publish::Never),
+            &name,
+            None,
+            Some(annotation_path),
+        )
+        .await;
+    }
+}
+
+/// The check run's name: `<tool> (<environment>)`, or `<tool>` without an environment.
+pub fn check_name(tool: &str, environment: Option<&str>) -> String {
+    match environment.filter(|e| !e.is_empty()) {
+        Some(e) => format!("{tool} ({e})"),
+        None => tool.to_owned(),
+    }
+}
+
+/// The commit a report belongs to inside Actions: a pull request's head (never the synthetic
+/// merge commit in `GITHUB_SHA`), a merge group's head, else `GITHUB_SHA`.
+pub fn head_sha_from_env() -> Option<String> {
+    let from_event = std::env::var_os("GITHUB_EVENT_PATH")
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v.pointer("/pull_request/head/sha")
+                .or_else(|| v.pointer("/merge_group/head_sha"))
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        });
+    from_event.or_else(|| std::env::var("GITHUB_SHA").ok().filter(|s| !s.is_empty()))
+}
+
+/// The check run's annotations: the report's file findings, then (with a `path`: the config file
+/// the checks come from) one per failed or errored check.
+pub fn annotations_of(report: &Report, path: Option<&str>) -> Vec<CheckAnnotation> {
+    let mut out: Vec<CheckAnnotation> = report
+        .annotations
+        .iter()
+        .map(|a| CheckAnnotation {
+            path: a.file.clone(),
+            line: 1,
+            level: match a.level.as_str() {
+                "warning" => "warning",
+                "notice" => "notice",
+                _ => "failure",
+            },
+            title: a.title.clone(),
+            message: a.message.clone(),
+        })
+        .collect();
+    let Some(path) = path else {
+        return out;
+    };
+    for c in &report.checks {
+        let level = match c.status {
+            Status::Failed => "failure",
+            Status::Error => "warning",
+            Status::Passed | Status::Skipped => continue,
+        };
+        out.push(CheckAnnotation {
+            path: path.to_owned(),
+            line: 1,
+            level,
+            title: format!("{}: {}", report.tool, c.name),
+            message: c
+                .reason
+                .clone()
+                .unwrap_or_else(|| "did not pass".to_owned()),
+        });
+    }
+    out
+}
+
+/// Publishes a finished report on the head commit, the common `--publish` of every tool: a check
+/// run named `name` with the report's Markdown as its summary and its findings as annotations;
+/// a commit status when the token may not write checks; nothing (a warning, the job summary
+/// keeps the result) when it may write neither, as on a fork's pull request. Records
+/// `check-run-id` or `published` in the report's outputs; a GitHub failure of another kind makes
+/// the run a dependency error.
+pub async fn publish_report(
+    report: &mut Report,
+    github: &GithubArgs,
+    when: Publish,
+    name: &str,
+    head_sha: Option<String>,
+    annotation_path: Option<&str>,
+) {
+    let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    let wanted = match when {
+        Publish::Never => false,
+        Publish::Always => true,
+        Publish::Auto => in_actions && github.github_token.is_some() && github.repository.is_some(),
+    };
+    if !wanted {
+        return;
+    }
+    let Some(head_sha) = head_sha.or_else(head_sha_from_env) else {
+        report.fail_with(
+            Exit::Usage,
+            "--publish: no commit to publish on (GITHUB_SHA is not set)",
+        );
+        return;
+    };
+    let client = match GithubClient::new(github) {
+        Ok(c) => c,
+        Err(e) => {
+            report.fail_with(exit::classify(&e), format!("--publish: {e:#}"));
+            return;
+        }
+    };
+    let failed = report.outcome != Exit::Passed
+        || report
+            .checks
+            .iter()
+            .any(|c| matches!(c.status, Status::Failed | Status::Error));
+    let r = CommitReport {
+        name: name.to_owned(),
+        head_sha: head_sha.clone(),
+        conclusion: if failed {
+            Conclusion::Failure
+        } else {
+            Conclusion::Success
+        },
+        title: report.summary.clone(),
+        summary: crate::render::markdown::render(report),
+        details_url: std::env::var("GITHUB_SERVER_URL")
+            .ok()
+            .zip(std::env::var("GITHUB_REPOSITORY").ok())
+            .zip(std::env::var("GITHUB_RUN_ID").ok())
+            .map(|((s, r), id)| format!("{s}/{r}/actions/runs/{id}")),
+        annotations: annotations_of(report, annotation_path),
+    };
+    match client.publish(&r).await {
+        Ok(Published::CheckRun(id)) => report.output("check-run-id", id),
+        Ok(Published::Status) => report.output("published", "commit-status"),
+        Ok(Published::Nowhere(why)) => {
+            tracing::warn!("{why}");
+            report.output("published", "job-summary-only");
+        }
+        Err(e) => report.fail_with(
+            Exit::Dependency,
+            format!("couldn't publish the result on {head_sha}: {e}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Annotation, Check};
+
+    #[test]
+    fn check_name_carries_the_environment() {
+        assert_eq!(
+            check_name("smoke-test", Some("preview-42")),
+            "smoke-test (preview-42)"
+        );
+        assert_eq!(check_name("sync-check", None), "sync-check");
+        assert_eq!(check_name("sync-check", Some("")), "sync-check");
+    }
+
+    #[test]
+    fn annotations_cover_file_findings_and_failed_checks_only() {
+        let mut r = Report::new("health-check", "0", "staging");
+        r.push(Check::new("ok", Status::Passed));
+        r.push(Check::new("ready", Status::Failed).reason("HTTP 503"));
+        r.push(Check::new("ecs", Status::Error).reason("AWS said no"));
+        r.annotations.push(Annotation {
+            level: "warning".into(),
+            file: "src/a.rs".into(),
+            title: "t".into(),
+            message: "m".into(),
+        });
+        assert_eq!(annotations_of(&r, None).len(), 1);
+        let a = annotations_of(&r, Some("deploy.toml"));
+        assert_eq!(a.len(), 3);
+        assert_eq!((a[0].path.as_str(), a[0].level), ("src/a.rs", "warning"));
+        assert_eq!(a[1].title, "health-check: ready");
+        assert_eq!((a[1].level, a[1].message.as_str()), ("failure", "HTTP 503"));
+        assert_eq!((a[2].path.as_str(), a[2].level), ("deploy.toml", "warning"));
     }
 }

@@ -36,6 +36,9 @@ pub struct Args {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub publish: deploy_core::github::PublishArgs,
     /// Image of deploy.toml to push; repeat (default: all of [images]).
     #[arg(long = "image", value_name = "NAME")]
     pub images: Vec<String>,
@@ -348,7 +351,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
                 );
                 report.fail_with(exit, format!("{e:#}"));
                 report.finish(started.elapsed());
-                return deploy_core::cli::emit(&report, &args.common.output);
+                return publish_and_emit(&args, report, started).await;
             }
         }
     }
@@ -374,7 +377,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         }
         report.output("bytes-pushed", 0);
         report.finish(started.elapsed());
-        return deploy_core::cli::emit(&report, &args.common.output);
+        return publish_and_emit(&args, report, started).await;
     }
 
     // Phase 2: repositories, blobs and manifests of every image. Phase 3: only then any tag.
@@ -429,7 +432,6 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
                     job.repository,
                     image.top.digest
                 );
-                report.output(&format!("{}-ref", job.name), &r);
                 refs.push(format!("{}={r}", job.name));
                 let verb = if args.dry_run {
                     "would upload"
@@ -475,6 +477,28 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         "duration-seconds",
         format!("{:.2}", started.elapsed().as_secs_f64()),
     );
+    report.finish(started.elapsed());
+    publish_and_emit(&args, report, started).await
+}
+
+/// The common `--publish` (a check run `ecr-push (<environment>)`), then every other sink.
+async fn publish_and_emit(
+    args: &Args,
+    mut report: Report,
+    started: Instant,
+) -> anyhow::Result<Exit> {
+    let config_path = args
+        .common
+        .config
+        .as_ref()
+        .map_or_else(|| "deploy.toml".to_owned(), |p| p.display().to_string());
+    args.publish
+        .publish(
+            &mut report,
+            args.common.environment.as_deref(),
+            &config_path,
+        )
+        .await;
     report.finish(started.elapsed());
     deploy_core::cli::emit(&report, &args.common.output)
 }

@@ -29,6 +29,9 @@ pub struct Args {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub publish: deploy_core::github::PublishArgs,
 
     /// Deadline for the whole wait (default: health.wait, else 300s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Waiting")]
@@ -916,9 +919,23 @@ pub async fn check(args: &Args) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Runs the tool: waits, then writes the report everywhere it belongs.
+/// Runs the tool: waits, publishes the report when asked (`--publish`), then writes it
+/// everywhere else it belongs.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    let report = check(&args).await?;
+    let mut report = check(&args).await?;
+    let config_path = args
+        .common
+        .config
+        .as_ref()
+        .map_or_else(|| "deploy.toml".to_owned(), |p| p.display().to_string());
+    args.publish
+        .publish(
+            &mut report,
+            args.common.environment.as_deref(),
+            &config_path,
+        )
+        .await;
+    report.finish(Duration::from_millis(report.duration_ms));
     deploy_core::cli::emit(&report, &args.common.output)
 }
 

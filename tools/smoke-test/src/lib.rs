@@ -23,6 +23,9 @@ pub struct Args {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub publish: deploy_core::github::PublishArgs,
     /// Suite file (TOML with [smoke] and [[smoke.checks]]) instead of deploy.toml's [smoke].
     #[arg(long, value_name = "FILE")]
     pub suite: Option<PathBuf>,
@@ -170,7 +173,23 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             report.checks.len()
         );
     }
+    args.publish
+        .publish(
+            &mut report,
+            resolved.environment.as_deref(),
+            &annotation_path(&args),
+        )
+        .await;
+    report.finish(started.elapsed());
     deploy_core::cli::emit(&report, &args.common.output)
+}
+
+/// Where a failed check's annotation points: the suite or config file its checks come from.
+fn annotation_path(args: &Args) -> String {
+    args.suite
+        .as_ref()
+        .or(args.common.config.as_ref())
+        .map_or_else(|| "deploy.toml".to_owned(), |p| p.display().to_string())
 }
 
 /// One check: attempts until it passes, fails for good, or its window (within the suite

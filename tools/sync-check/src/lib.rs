@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use deploy_core::cli::CommonArgs;
-use deploy_core::github::{CommitReport, Conclusion, GithubArgs, GithubClient, Published};
+use deploy_core::github::GithubArgs;
 use deploy_core::report::Annotation;
 use deploy_core::{Check, Exit, Report, Status, exit};
 
@@ -39,16 +39,8 @@ pub enum UpdateMode {
     Merge,
 }
 
-/// When to publish the result on the commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Publish {
-    /// Inside GitHub Actions with a token and a repository.
-    Auto,
-    /// Always (fails with exit 3 if GitHub refuses).
-    Always,
-    /// Never.
-    Never,
-}
+/// When to publish the result on the commit (the common `--publish` of deploy-core).
+pub use deploy_core::github::Publish;
 
 /// Is this branch up to date with its base, and would it merge cleanly?
 #[derive(Debug, clap::Parser)]
@@ -710,51 +702,14 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
 }
 
 async fn publish(args: &Args, f: &Findings, report: &mut Report) {
-    let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-    let wanted = match args.publish {
-        Publish::Never => false,
-        Publish::Always => true,
-        Publish::Auto => {
-            in_actions && args.github.github_token.is_some() && args.github.repository.is_some()
-        }
-    };
-    if !wanted {
-        return;
-    }
-    let client = match GithubClient::new(&args.github) {
-        Ok(c) => c,
-        Err(e) => {
-            report.fail_with(exit::classify(&e), format!("{e:#}"));
-            return;
-        }
-    };
-    let failed = report.checks.iter().any(|c| c.status == Status::Failed);
-    let r = CommitReport {
-        name: "sync-check".into(),
-        head_sha: f.head_sha.clone(),
-        conclusion: if failed {
-            Conclusion::Failure
-        } else {
-            Conclusion::Success
-        },
-        title: report.summary.clone(),
-        summary: deploy_core::render::markdown::render(report),
-        details_url: std::env::var("GITHUB_SERVER_URL")
-            .ok()
-            .zip(std::env::var("GITHUB_REPOSITORY").ok())
-            .zip(std::env::var("GITHUB_RUN_ID").ok())
-            .map(|((s, r), id)| format!("{s}/{r}/actions/runs/{id}")),
-    };
-    match client.publish(&r).await {
-        Ok(Published::CheckRun(id)) => report.output("check-run-id", id),
-        Ok(Published::Status) => report.output("published", "commit-status"),
-        Ok(Published::Nowhere(why)) => {
-            tracing::warn!("{why}");
-            report.output("published", "job-summary-only");
-        }
-        Err(e) => report.fail_with(
-            Exit::Dependency,
-            format!("couldn't publish the result on {}: {e}", f.head_sha),
-        ),
-    }
+    // The check run keeps its plain name `sync-check`: branch protection rules require it by name.
+    deploy_core::github::publish_report(
+        report,
+        &args.github,
+        args.publish,
+        "sync-check",
+        Some(f.head_sha.clone()),
+        None,
+    )
+    .await;
 }

@@ -1,0 +1,211 @@
+//! The common `--publish`: health-check and smoke-test post their report as a check run that
+//! Prism (GitHub's OpenAPI description) accepts, named `<tool> (<environment>)`, on the right
+//! commit, with the right conclusion and one annotation per failed check; a token that may not
+//! write checks falls back to a commit status, one that may write neither (a fork's PR) leaves the
+//! result in the job summary without failing the run. A recording tap in front of Prism shows
+//! what was sent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::path::Path;
+
+use deploy_action_e2e::rig::{self, Ran, run, tool};
+use deploy_action_e2e::standin::{Behaviour, StandIn};
+use deploy_action_e2e::tap::{Recorded, Tap};
+use serde_json::Value;
+
+const SHA: &str = "22cdb6a41c42366ad165a0fb4c96282304f6f7ae";
+const TOKEN: &str = "ghs_publish_token_0123456789";
+
+fn config(dir: &Path, url: &str) {
+    std::fs::write(
+        dir.join("deploy.toml"),
+        format!(
+            r#"[environments.staging]
+base_url = "{url}"
+
+[[health.checks]]
+name = "Control Center health"
+path = "/api/health"
+
+[[health.checks]]
+name = "Control Center readiness"
+path = "/api/ready"
+assert = [".ready == true"]
+
+[[smoke.checks]]
+name = "API health"
+path = "/api/health"
+
+[[smoke.checks]]
+name = "API readiness"
+path = "/api/ready"
+assert = [".ready == true"]
+"#
+        ),
+    )
+    .unwrap();
+}
+
+async fn publish(name: &str, dir: &Path, api: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut c = tool(name, dir);
+    c.args(["-e", "staging", "--publish", "always", "--format", "json"])
+        .args(args)
+        .env("GITHUB_API_URL", api)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "afu9/control-center")
+        .env("GITHUB_SHA", SHA);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run(c).await
+}
+
+fn check_runs(tap: &Tap) -> Vec<Recorded> {
+    tap.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/repos/afu9/control-center/check-runs")
+        .collect()
+}
+
+fn outputs(ran: &Ran) -> Value {
+    let v: Value = serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("{e}: {ran:?}"));
+    v["outputs"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_smoke_test_becomes_a_failed_check_run_with_annotations() {
+    let s = StandIn::start(Behaviour {
+        ready: false,
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &s.url);
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let ran = publish(
+        "smoke-test",
+        dir.path(),
+        &tap.url,
+        &["--retry-for", "0s"],
+        &[],
+    )
+    .await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let runs = check_runs(&tap);
+    assert_eq!(runs.len(), 1, "{:?}", tap.requests());
+    let r = &runs[0];
+    assert_eq!(r.status, 201, "Prism accepted it: {r:?}");
+    assert_eq!(r.body["name"], "smoke-test (staging)");
+    assert_eq!(r.body["head_sha"], SHA);
+    assert_eq!(r.body["status"], "completed");
+    assert_eq!(r.body["conclusion"], "failure");
+    assert_eq!(r.body["output"]["title"], "1 of 2 smoke checks failed");
+    let annotations = r.body["output"]["annotations"].as_array().unwrap();
+    assert_eq!(annotations.len(), 1, "{annotations:?}");
+    let a = &annotations[0];
+    assert_eq!(a["annotation_level"], "failure");
+    assert_eq!(a["path"], "deploy.toml");
+    assert_eq!(a["title"], "smoke-test: API readiness");
+    assert!(
+        a["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("status 503, expected 2xx"),
+        "{a}"
+    );
+    assert!(outputs(&ran)["check-run-id"].as_str().is_some());
+    assert!(!ran.all().contains(TOKEN), "token leaked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthy_pull_request_deploy_passes_on_the_pr_head_not_the_merge_commit() {
+    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &s.url);
+    let head = "0123456789abcdef0123456789abcdef01234567";
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        format!(r#"{{"number":3,"pull_request":{{"head":{{"sha":"{head}","ref":"feat"}}}}}}"#),
+    )
+    .unwrap();
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let ran = publish(
+        "health-check",
+        dir.path(),
+        &tap.url,
+        &["--interval", "100ms", "--wait", "20s"],
+        &[
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            ("GITHUB_EVENT_PATH", event.to_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let runs = check_runs(&tap);
+    assert_eq!(runs.len(), 1, "{:?}", tap.requests());
+    let r = &runs[0];
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["name"], "health-check (staging)");
+    assert_eq!(r.body["head_sha"], head, "the PR head, not GITHUB_SHA");
+    assert_eq!(r.body["conclusion"], "success");
+    assert!(r.body["output"].get("annotations").is_none(), "{r:?}");
+    assert!(
+        r.body["output"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Control Center readiness"),
+        "the job summary's table is the check run's summary"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_checks_permission_it_falls_back_to_a_status_then_to_the_summary() {
+    let s = StandIn::start(Behaviour {
+        ready: false,
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &s.url);
+    // The token may not write checks: a commit status, accepted by Prism.
+    let tap = Tap::start(rig::prism_url(), &["/check-runs"]).await;
+    let ran = publish(
+        "health-check",
+        dir.path(),
+        &tap.url,
+        &["--interval", "100ms", "--wait", "1s"],
+        &[],
+    )
+    .await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let status = tap
+        .requests()
+        .into_iter()
+        .find(|r| r.path == format!("/repos/afu9/control-center/statuses/{SHA}"))
+        .unwrap_or_else(|| panic!("{:?}", tap.requests()));
+    assert_eq!(status.status, 201, "{status:?}");
+    assert_eq!(status.body["context"], "health-check (staging)");
+    assert_eq!(status.body["state"], "failure");
+    assert_eq!(outputs(&ran)["published"], "commit-status");
+    // A fork's pull request: neither. The run's verdict is the health check's alone.
+    let fork = Tap::start(rig::prism_url(), &["/check-runs", "/statuses/"]).await;
+    let ran = publish(
+        "health-check",
+        dir.path(),
+        &fork.url,
+        &["--interval", "100ms", "--wait", "1s"],
+        &[],
+    )
+    .await;
+    assert_eq!(ran.code, 1, "unhealthy, not a dependency error: {ran:?}");
+    assert_eq!(outputs(&ran)["published"], "job-summary-only");
+    assert!(
+        ran.stderr
+            .contains("the token may write neither check runs nor statuses"),
+        "{ran:?}"
+    );
+}
