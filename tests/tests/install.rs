@@ -413,18 +413,23 @@ fn source_copy() -> tempfile::TempDir {
     dir
 }
 
-// A `cargo` first on PATH that records the environment and arguments the build gets, then runs
-// the real cargo with them. Only the output directory differs: a persistent one under target/,
-// so later test runs build incrementally; the binary is copied to where the action expects it.
+// A `cargo` first on PATH that records the environment and arguments the build gets (asserted
+// below exactly as the action passed them), then runs the real cargo with them but two: the
+// output directory is a persistent one under target/, so later test runs build incrementally, and
+// the dev profile replaces --release, so a cold CI run compiles the dependencies in minutes rather
+// than the release profile's many (what is tested is the action's call and environment, not the
+// optimiser). The binary is copied to where the action expects the release build.
 const CARGO_SHIM: &str = r#"#!/usr/bin/env bash
 set -euo pipefail
 env > "__RECORD__/env"
 printf '%s\n' "$@" > "__RECORD__/args"
 wanted="$CARGO_TARGET_DIR"
 tool="${*: -1}"
-CARGO_TARGET_DIR="__PERSIST__" "__CARGO__" "$@"
+args=()
+for a in "$@"; do [[ "$a" == --release ]] || args+=("$a"); done
+CARGO_TARGET_DIR="__PERSIST__" "__CARGO__" "${args[@]}"
 mkdir -p "$wanted/release"
-cp "__PERSIST__/release/$tool" "$wanted/release/$tool"
+cp "__PERSIST__/debug/$tool" "$wanted/release/$tool"
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -454,7 +459,7 @@ async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
         .arg(shim.path().join("cargo"))
         .status()
         .unwrap();
-    let cold = !persist.join("release/smoke-test").is_file();
+    let cold = !persist.join("debug/smoke-test").is_file();
     let cache_home = tempfile::tempdir().unwrap();
     let secret = "aws-secret-never-in-a-build-0815";
     let run = act(
