@@ -81,7 +81,8 @@ struct Inner {
     canned: BTreeMap<String, (u16, String, String)>,
     /// Where to append `EPOCH_MS OPERATION` per call.
     log: Option<std::fs::File>,
-    /// Services updated without a script: (new deployment id, task definition), shown as a
+    /// Services (`cluster/service`) updated without a script: (new deployment id, task
+    /// definition), shown as a
     /// completed rollout (moto keeps the old deployment PRIMARY for ever).
     updated: BTreeMap<String, (String, String)>,
 }
@@ -223,6 +224,11 @@ fn ok(v: Value) -> Response {
 /// The service name of a name or ARN (`arn:...:service/cluster/name`).
 fn service_name(s: &str) -> &str {
     s.rsplit('/').next().unwrap_or(s)
+}
+
+/// The cluster a request names (`default` when it names none), by name.
+fn cluster_of(request: &Value) -> String {
+    service_name(request["cluster"].as_str().unwrap_or("default")).to_owned()
 }
 
 fn substitute(v: &Value, new_id: &str) -> Value {
@@ -428,7 +434,7 @@ async fn handle(
                         .unwrap_or_default()
                         .to_owned();
                     inner.updated.insert(
-                        svc,
+                        format!("{}/{svc}", cluster_of(&json)),
                         (new_id.unwrap_or_else(|| "ecs-svc/updated".into()), td),
                     );
                 }
@@ -438,7 +444,9 @@ async fn handle(
             if let Some(list) = answer["services"].as_array_mut() {
                 for svc in list {
                     let name = svc["serviceName"].as_str().unwrap_or_default().to_owned();
-                    if let Some((id, td)) = inner.updated.get(&name) {
+                    if let Some((id, td)) =
+                        inner.updated.get(&format!("{}/{name}", cluster_of(&json)))
+                    {
                         let desired = svc["desiredCount"].clone();
                         let completed = json!({
                             "taskDefinition": td,

@@ -168,6 +168,7 @@ async fn health_check_cases() -> Vec<Written> {
         .await
         .unwrap();
     let mut out = Vec::new();
+    let namespace = unique("Contract/Factory");
     let s = Step::new();
     let mut c = s.cmd("health-check", s.dir.path());
     aws_env(&mut c).args([
@@ -187,12 +188,32 @@ async fn health_check_cases() -> Vec<Written> {
         &Behaviour::default().commit_sha,
         "--emit-metric",
         "--metric-namespace",
-        &unique("Contract/Factory"),
+        &namespace,
     ]);
     out.push(
         s.run("health-check", "healthy, ECS verified, metric", 0, c)
             .await,
     );
+    // The KPI report over what that run emitted, and one incident record.
+    let group = unique("/contract/incidents");
+    let logs = deploy_core::logs::client(&rig::moto_sdk().await);
+    deploy_core::logs::put_event(
+        &logs,
+        &group,
+        "incidents",
+        r#"{"incident_id":"inc-1","environment":"default","mttr_seconds":60}"#,
+    )
+    .await
+    .unwrap();
+    let s = Step::new();
+    std::fs::write(
+        s.dir.path().join("deploy.toml"),
+        format!("[environments.default]\n\n[metrics]\nnamespace = \"{namespace}\"\n\n[rollback]\nincident_log_group = \"{group}\"\n"),
+    )
+    .unwrap();
+    let mut c = s.cmd("health-check", s.dir.path());
+    aws_env(&mut c).args(["-e", "default", "--kpi", "1d"]);
+    out.push(s.run("health-check", "KPI report", 0, c).await);
     let s = Step::new();
     let mut c = s.cmd("health-check", s.dir.path());
     c.args([
