@@ -746,3 +746,76 @@ async fn dirty_tree_is_refused_and_dry_run_changes_nothing() {
     untouched(&r.work, &head);
     assert_eq!(git(&r.work, &["for-each-ref", "refs/sync-backup"]), "");
 }
+
+/// A cancelled job (SIGTERM) while a fetch hangs on a remote that never answers: sync-check stops
+/// git (its connection closes), writes a partial report, exits 1, and leaves the refs and the
+/// work tree as they were, with no lock file behind.
+#[tokio::test]
+async fn sigterm_during_a_fetch_stops_git_and_changes_nothing() {
+    use tokio::io::AsyncReadExt;
+    let r = repos();
+    let head = git(&r.work, &["rev-parse", "HEAD"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/origin.git", listener.local_addr().unwrap());
+    git(&r.work, &["remote", "add", "stuck", &url]);
+    let refs = git(&r.work, &["for-each-ref"]);
+    let mut c = tool("sync-check", &r.work);
+    c.args([
+        "--remote",
+        "stuck",
+        "--format",
+        "json",
+        "--publish",
+        "never",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let wait = std::time::Duration::from_secs(60);
+    let (mut conn, _) = tokio::time::timeout(wait, listener.accept())
+        .await
+        .expect("git never connected")
+        .unwrap();
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(v["outcome"], "failed", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted by SIGTERM during the fetch"),
+        "{v}"
+    );
+    // git was stopped, not left behind: the connection it held is closed.
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("git still holds the connection: it was not stopped");
+        if !matches!(read, Ok(n) if n > 0) {
+            break;
+        }
+    }
+    untouched(&r.work, &head);
+    assert_eq!(git(&r.work, &["for-each-ref"]), refs);
+    let locks = Command::new("find")
+        .args([".git", "-name", "*.lock"])
+        .current_dir(&r.work)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&locks.stdout),
+        "",
+        "lock files left"
+    );
+}

@@ -366,42 +366,52 @@ pub async fn interrupted() -> &'static str {
     }
 }
 
-/// Holds SIGINT and SIGTERM off while it lives: once tokio listens for a signal the default
-/// "terminate now" is gone, so a cancelled job cannot kill a tool between two steps that must
-/// happen together (a rebase and its abort-and-restore). `received()` says whether one came.
-pub struct SignalGuard {
-    #[cfg(unix)]
-    streams: Vec<tokio::signal::unix::Signal>,
-}
+/// Watches for SIGINT and SIGTERM from the moment it is made, without letting either end the
+/// process: once tokio listens for a signal the default "terminate now" is gone, so a cancelled
+/// job cannot kill a tool between two steps that must happen together (a rebase and its restore,
+/// a manifest and its tags). Blocking work polls [`Cancel::signal`]; clones share one watch.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::OnceLock<&'static str>>);
 
-impl SignalGuard {
-    /// Starts holding the signals.
-    pub fn hold() -> SignalGuard {
+impl Cancel {
+    /// Starts watching (the handlers are installed before this returns). Needs a tokio runtime.
+    pub fn watch() -> Cancel {
+        let cancel = Cancel::default();
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let streams = [SignalKind::interrupt(), SignalKind::terminate()]
-                .into_iter()
-                .filter_map(|k| signal(k).ok())
-                .collect();
-            SignalGuard { streams }
+            let (int, term) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            );
+            let seen = cancel.0.clone();
+            if let (Ok(mut int), Ok(mut term)) = (int, term) {
+                tokio::spawn(async move {
+                    let name = tokio::select! {
+                        _ = int.recv() => "SIGINT",
+                        _ = term.recv() => "SIGTERM",
+                    };
+                    let _ = seen.set(name);
+                });
+            }
         }
-        #[cfg(not(unix))]
-        SignalGuard {}
+        cancel
     }
 
-    /// Whether a held signal arrived.
-    pub fn received(&mut self) -> bool {
-        #[cfg(unix)]
-        {
-            let waker = std::task::Waker::noop();
-            let mut cx = std::task::Context::from_waker(waker);
-            self.streams
-                .iter_mut()
-                .any(|s| matches!(s.poll_recv(&mut cx), std::task::Poll::Ready(Some(()))))
+    /// The signal that arrived, if one did.
+    pub fn signal(&self) -> Option<&'static str> {
+        self.0.get().copied()
+    }
+
+    /// Completes when a signal has arrived (polls every 20 ms; for `select!` next to work that
+    /// cannot itself be cancelled halfway).
+    pub async fn arrived(&self) -> &'static str {
+        loop {
+            if let Some(s) = self.signal() {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        #[cfg(not(unix))]
-        false
     }
 }
 

@@ -15,6 +15,9 @@ pub struct Git {
     /// (`GIT_CONFIG_*`), never on the command line where other processes could read it, and only
     /// to the fetches and pushes that need them ([`Git::transport`]).
     credentials: Vec<(String, String)>,
+    /// When set, a fetch or push in flight is stopped (SIGTERM to git's process group, so git
+    /// removes its lock files) once a signal arrives. Unset while an update must finish.
+    cancel: Option<deploy_core::cli::Cancel>,
 }
 
 /// A failed git command.
@@ -51,12 +54,60 @@ const TRANSPORT_CONFIG: [&str; 10] = [
 /// would hand credentials to).
 const SCRUBBED_ENV: [&str; 4] = ["GITHUB_TOKEN", "GH_TOKEN", "GIT_ASKPASS", "SSH_ASKPASS"];
 
+/// Runs `cmd` like [`Command::output`], but once `cancel` sees a signal sends SIGTERM to git's
+/// process group (git removes its lock files on SIGTERM) and returns the output so far, whose
+/// status is then a failure.
+fn output_or_cancel(
+    mut cmd: Command,
+    cancel: &deploy_core::cli::Cancel,
+) -> std::io::Result<Output> {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let stderr = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let mut signalled = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if !signalled && cancel.signal().is_some() {
+            signalled = true;
+            let pid = i32::try_from(child.id())
+                .ok()
+                .and_then(rustix::process::Pid::from_raw);
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
 impl Git {
     /// A repository at `dir` (checked with `rev-parse --git-dir`).
     pub fn open(dir: &Path) -> anyhow::Result<Git> {
         let g = Git {
             dir: dir.to_owned(),
             credentials: Vec::new(),
+            cancel: None,
         };
         g.ok(&["rev-parse", "--git-dir"])
             .map_err(|_| exit::usage(format!("{} is not a git repository", dir.display())))?;
@@ -132,8 +183,20 @@ impl Git {
     /// Runs a fetch or push: with the credentials, and with hooks, credential helpers, askpass
     /// and automatic maintenance off (see [`TRANSPORT_CONFIG`]).
     pub fn transport(&self, args: &[&str]) -> Result<String, GitError> {
-        let out = self.command(args, true).output();
+        let cmd = self.command(args, true);
+        let out = match &self.cancel {
+            Some(cancel) => output_or_cancel(cmd, cancel),
+            None => {
+                let mut cmd = cmd;
+                cmd.output()
+            }
+        };
         self.check(args, out)
+    }
+
+    /// Makes fetches and pushes stop when `cancel` sees a signal (`None`: they run to the end).
+    pub fn cancel_with(&mut self, cancel: Option<deploy_core::cli::Cancel>) {
+        self.cancel = cancel;
     }
 
     /// A path git printed, relative to the repository directory.

@@ -584,6 +584,53 @@ pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
+    // From here on a cancelled job (SIGINT/SIGTERM) gets a partial report, never a half-done step.
+    let cancel = deploy_core::cli::Cancel::watch();
+    let (mut g, target, base) = open(&args)?;
+    let mut report = new_report(&args, &g, &target, &base);
+    g.cancel_with(Some(cancel.clone()));
+    let fetched = if args.no_fetch {
+        Ok(0)
+    } else {
+        fetch(&g, &args, &target, &base)
+    };
+    if let Some(signal) = cancel.signal() {
+        return interrupted(report, &args.common.output, signal, "fetch", started);
+    }
+    let deepened = fetched?;
+    let base_ref = format!("refs/remotes/{}/{base}", args.remote);
+
+    if let Some(mode) = args.update {
+        // The update runs to its end (or its restore): a signal is only reported afterwards.
+        g.cancel_with(None);
+        update::run(&g, &args, mode, &base_ref, &mut report)?;
+        if let Some(signal) = cancel.signal() {
+            report.fail_with(
+                Exit::Failed,
+                format!("interrupted by {signal}: the update finished or was rolled back first"),
+            );
+        }
+        report.finish(started.elapsed());
+        return deploy_core::cli::emit(&report, &args.common.output);
+    }
+
+    let f = inspect(&g, &target.head, &base_ref, deepened)?;
+    if let Some(signal) = cancel.signal() {
+        return interrupted(report, &args.common.output, signal, "merge check", started);
+    }
+    judge(&f, &args, &mut report);
+    if deepened > 0 {
+        report.output("deepened", deepened);
+    }
+    report.summary = summary(&f, &args.remote, &base);
+    publish(&args, &f, &mut report).await;
+    report.finish(started.elapsed());
+    deploy_core::cli::emit(&report, &args.common.output)
+}
+
+/// Checks the arguments and opens the repository: the git version, the commit to check (from the
+/// event or `--head`) and the base branch (flag, event, config, `main`). Nothing is fetched yet.
+fn open(args: &Args) -> anyhow::Result<(Git, event::Target, String)> {
     if args.remote.starts_with('-') || args.remote.is_empty() {
         return Err(exit::usage(format!(
             "--remote {:?}: a remote name or URL cannot be empty or start with '-'",
@@ -637,12 +684,11 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             "base branch {base:?} is not a valid branch name"
         )));
     }
-    let deepened = if args.no_fetch {
-        0
-    } else {
-        fetch(&g, &args, &target, &base)?
-    };
-    let base_ref = format!("refs/remotes/{}/{base}", args.remote);
+    Ok((g, target, base))
+}
+
+/// The report, named after the branch checked and the base it is checked against.
+fn new_report(args: &Args, g: &Git, target: &event::Target, base: &str) -> Report {
     let head_label = target
         .head_ref
         .clone()
@@ -656,49 +702,50 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     if let Some(note) = &target.note {
         report.output("note", note);
     }
+    report
+}
 
-    if let Some(mode) = args.update {
-        // A cancelled job must not kill us between a failed rebase and its restore.
-        let mut signals = deploy_core::cli::SignalGuard::hold();
-        update::run(&g, &args, mode, &base_ref, &mut report)?;
-        if signals.received() {
-            report.fail_with(
-                Exit::Failed,
-                "interrupted: the update finished or was rolled back first",
-            );
-        }
-        report.finish(started.elapsed());
-        return deploy_core::cli::emit(&report, &args.common.output);
-    }
-
-    let f = inspect(&g, &target.head, &base_ref, deepened)?;
-    judge(&f, &args, &mut report);
-    if deepened > 0 {
-        report.output("deepened", deepened);
-    }
+/// The partial report of a run a signal cut short (exit 1): what was under way, and that no
+/// branch was changed. Nothing is published: the job is being cancelled.
+fn interrupted(
+    mut report: Report,
+    out: &deploy_core::cli::OutputArgs,
+    signal: &str,
+    step: &str,
+    started: Instant,
+) -> anyhow::Result<Exit> {
+    report.push(
+        Check::new(step, Status::Skipped).reason(format!("not finished: interrupted by {signal}")),
+    );
+    report.fail_with(
+        Exit::Failed,
+        format!("interrupted by {signal} during the {step}: partial report; no branch was changed"),
+    );
     report.finish(started.elapsed());
-    report.summary = match (f.merge_base.is_some(), f.conflicts.len(), f.behind) {
-        (false, ..) => format!("no common history with {}/{base}", args.remote),
+    deploy_core::cli::emit(&report, out)
+}
+
+/// One line on where the head stands against the base.
+fn summary(f: &Findings, remote: &str, base: &str) -> String {
+    match (f.merge_base.is_some(), f.conflicts.len(), f.behind) {
+        (false, ..) => format!("no common history with {remote}/{base}"),
         (true, 0, b) if !f.merges_cleanly => format!(
-            "does not merge cleanly with {}/{base} ({b} behind, {} ahead)",
-            args.remote, f.ahead
+            "does not merge cleanly with {remote}/{base} ({b} behind, {} ahead)",
+            f.ahead
         ),
         (true, 0, 0) => format!(
-            "up to date with {}/{base}, {} ahead, merges cleanly",
-            args.remote, f.ahead
+            "up to date with {remote}/{base}, {} ahead, merges cleanly",
+            f.ahead
         ),
         (true, 0, b) => format!(
-            "{b} behind and {} ahead of {}/{base}, merges cleanly",
-            f.ahead, args.remote
+            "{b} behind and {} ahead of {remote}/{base}, merges cleanly",
+            f.ahead
         ),
         (true, n, b) => format!(
-            "{n} conflicting files with {}/{base} ({b} behind, {} ahead)",
-            args.remote, f.ahead
+            "{n} conflicting files with {remote}/{base} ({b} behind, {} ahead)",
+            f.ahead
         ),
-    };
-    publish(&args, &f, &mut report).await;
-    report.finish(started.elapsed());
-    deploy_core::cli::emit(&report, &args.common.output)
+    }
 }
 
 async fn publish(args: &Args, f: &Findings, report: &mut Report) {
