@@ -17,6 +17,8 @@ pub enum Fault {
     DropFirstUploadAfter(u64),
     /// Answer every request with 401.
     Unauthorized,
+    /// Hold every `PATCH` (blob upload) unanswered: a push stays in flight until it is stopped.
+    StallUploads,
 }
 
 /// A running proxy.
@@ -93,6 +95,13 @@ async fn serve(
             break;
         }
         let chunk = &buf[..n];
+        if chunk.starts_with(b"PATCH ") && fault == Fault::StallUploads {
+            fired.store(true, Ordering::SeqCst);
+            down.abort();
+            // Keep the connection open, read and drop what comes, never answer.
+            while cr.read(&mut buf).await? > 0 {}
+            return Ok(());
+        }
         if chunk.starts_with(b"PATCH ") && !fired.load(Ordering::SeqCst) {
             match fault {
                 Fault::Fail500OnFirstUpload => {
@@ -103,7 +112,7 @@ async fn serve(
                     return w.shutdown().await;
                 }
                 Fault::DropFirstUploadAfter(_) => in_upload = true,
-                Fault::Unauthorized => {}
+                Fault::Unauthorized | Fault::StallUploads => {}
             }
         }
         if in_upload && let Fault::DropFirstUploadAfter(limit) = fault {

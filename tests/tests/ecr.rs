@@ -505,6 +505,66 @@ async fn a_connection_dropped_mid_blob_is_retried() {
     assert_eq!(skopeo(&r, "v1"), (built.manifest_digest, built.layers));
 }
 
+/// A cancelled job (SIGTERM) in the middle of an upload: a partial report, exit 1, and no tag in
+/// the registry (read back with plain HTTP); a re-run then pushes normally.
+#[tokio::test]
+async fn sigterm_mid_upload_moves_no_tag_and_reports_partially() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, built) = layout(dir.path(), "a", &[300_000], 71);
+    let upstream = rig::registry_url().trim_start_matches("http://").to_owned();
+    let proxy = faults::start(upstream, Fault::StallUploads).await;
+    let mut c = tool("ecr-push", dir.path());
+    aws_env(&mut c)
+        .args(["--registry-url", &proxy.url, "--format", "json"])
+        .args(["--sha", "22cdb6a41c42366ad165a0fb4c96282304f6f7ae"])
+        .args(["--repository", &r, "--source", &a, "--tag", "v1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !proxy.fired.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(v["outcome"], "failed", "{v}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("interrupted by SIGTERM during the upload"),
+        "{v}"
+    );
+    assert_eq!(v["checks"][0]["status"], "skipped", "{v}");
+    let plain = registry(&rig::registry_url());
+    assert_eq!(plain.manifest_digest(&r, "v1").await.unwrap(), None);
+    assert_eq!(
+        plain
+            .manifest_digest(&r, &built.manifest_digest)
+            .await
+            .unwrap(),
+        None,
+        "no manifest was pushed"
+    );
+    let (ran, _) = push(
+        dir.path(),
+        &["--repository", &r, "--source", &a, "--tag", "v1"],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(skopeo(&r, "v1").0, built.manifest_digest);
+}
+
 #[tokio::test]
 async fn a_refused_password_is_exit_3_and_never_printed() {
     let r = repo(ImageTagMutability::Immutable).await;

@@ -467,9 +467,27 @@ async fn ecr_push_leaks_nothing_in_any_outcome() {
             src.display()
         )
     };
+    // Image c goes to its own repository through a proxy that holds every upload: SIGTERM then
+    // lands mid-push.
+    let c = dir.path().join("c");
+    deploy_action_e2e::oci::oci_layout(&c, &[deploy_action_e2e::oci::random_bytes(3000, 3)], 3);
+    ecr.create_repository()
+        .repository_name(format!("{repo}-c"))
+        .send()
+        .await
+        .unwrap();
+    let stalled = faults::start(
+        rig::registry_url().trim_start_matches("http://").to_owned(),
+        Fault::StallUploads,
+    )
+    .await;
+    let image_c = format!(
+        "[images.c]\nrepository = \"${{LEAK_REPO}}-c\"\nsource = \"{}\"\ntags = [\"v1\"]\n",
+        c.display()
+    );
     std::fs::write(
         dir.path().join("deploy.toml"),
-        format!("{}\n{}", image("a", &a), image("b", &b)),
+        format!("{}\n{}\n{image_c}", image("a", &a), image("b", &b)),
     )
     .unwrap();
     let push = |name: &str, url: &str| {
@@ -493,6 +511,7 @@ async fn ecr_push_leaks_nothing_in_any_outcome() {
         case("check failure", 1, push("b", &reg)),
         case("usage error", 2, push("a", &userinfo_url(&reg))),
         case("dependency error", 3, push("b", &refused.url)),
+        case("SIGTERM", 1, push("c", &stalled.url)).sigterm(Duration::from_millis(1500)),
     ];
     run_cases(cases, dir.path(), &gh).await;
 }
@@ -532,6 +551,10 @@ async fn sync_check_leaks_nothing_and_leaves_no_token_in_git() {
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-qm", "more"]);
     git(&work, &["push", "-q", "origin", "main"]);
+    // Accepts connections (the kernel does) and never answers them.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stuck = format!("http://{}/origin.git", silent.local_addr().unwrap());
+    git(&work, &["remote", "add", "stuck", &stuck]);
     let repo = |p: &Path| p.to_str().unwrap().to_owned();
     let w = repo(&work);
     let bh = repo(&behind);
@@ -568,6 +591,14 @@ async fn sync_check_leaks_nothing_and_leaves_no_token_in_git() {
             &["--repo", &w, "--publish", "always"],
         )
         .env("GITHUB_API_URL", &closed_port_url()),
+        // A fetch from a remote that never answers, cut short by SIGTERM.
+        Case::new(
+            "SIGTERM",
+            "sync-check",
+            1,
+            &["--repo", &w, "--remote", "stuck", "--publish", "always"],
+        )
+        .sigterm(Duration::from_millis(1000)),
     ]
     .into_iter()
     .map(|c| c.cwd(root.path()))

@@ -225,12 +225,85 @@ enum TagPlan {
     Refuse { from: String, why: String },
 }
 
-/// Runs the tool.
+/// Runs the tool: load and check every source and tag (no network), then plan every image
+/// (reads only), upload every blob and manifest, and only then create or move tags.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
+    // A cancelled job stops before any tag moves; once tagging starts it finishes first.
+    let cancel = deploy_core::cli::Cancel::watch();
     let cfg = args.common.load_config()?;
-    let env_name = args.common.environment.clone();
-    if let (Some(cfg), Some(e)) = (&cfg, &env_name) {
+    refuse_unconfirmed(&args, cfg.as_ref())?;
+    let loaded = load_all(&args, cfg.as_ref())?;
+    let (ecr, registry) = connect(&args, cfg.as_ref()).await?;
+    let mut report = Report::new(
+        "ecr-push",
+        env!("CARGO_PKG_VERSION"),
+        format!("{} ({} images)", registry.host(), loaded.len()),
+    );
+    report.dry_run = args.dry_run;
+    if let Some(signal) = cancel.signal() {
+        return interrupted(&args, report, &loaded, signal, "loading", started).await;
+    }
+
+    // Phase 1, reads only: every image's repository and tags. One refused tag stops the whole run
+    // before anything is pushed, so no environment is left half-updated.
+    let planned = tokio::select! {
+        p = plan_all(&args, &ecr, &registry, &loaded) => Some(p),
+        _ = cancel.arrived() => None,
+    };
+    let plans = match planned {
+        None => {
+            let signal = cancel.signal().unwrap_or("a signal");
+            return interrupted(&args, report, &loaded, signal, "planning", started).await;
+        }
+        Some(Err((name, e))) => {
+            let exit = exit::classify(&e);
+            report.push(Check::new(name, Status::Error).reason(format!("{e:#}; nothing pushed")));
+            report.fail_with(exit, format!("{e:#}"));
+            return publish_and_emit(&args, report, started).await;
+        }
+        Some(Ok(plans)) => plans,
+    };
+    if plans.iter().any(|p| !p.refused.is_empty()) {
+        report_refused(&mut report, &loaded, &plans);
+        return publish_and_emit(&args, report, started).await;
+    }
+
+    // Phase 2: repositories, blobs and manifests of every image. Phase 3: only then any tag.
+    let uploaded = tokio::select! {
+        r = upload_all(&args, &ecr, &registry, &loaded, &plans, &mut report) => Some(r),
+        _ = cancel.arrived() => None,
+    };
+    let Some(results) = uploaded else {
+        let signal = cancel.signal().unwrap_or("a signal");
+        return interrupted(&args, report, &loaded, signal, "upload", started).await;
+    };
+    tag_all(&args, &registry, &loaded, &plans, results, &mut report).await;
+    if let Some(signal) = cancel.signal() {
+        report.fail_with(
+            Exit::Failed,
+            format!("interrupted by {signal}: every image's tags were finished first"),
+        );
+    }
+    report.output(
+        "duration-seconds",
+        format!("{:.2}", started.elapsed().as_secs_f64()),
+    );
+    publish_and_emit(&args, report, started).await
+}
+
+/// An image with its source read and its tags rendered.
+struct Loaded {
+    job: Job,
+    image: source::Image,
+    tags: Vec<String>,
+    moving: Vec<String>,
+}
+
+/// A protected environment needs `--confirm ENV` (or `--dry-run`); a `--registry-url` must be a
+/// plain http(s) URL. Both before any network call, never echoing credentials a URL might carry.
+fn refuse_unconfirmed(args: &Args, cfg: Option<&Config>) -> anyhow::Result<()> {
+    if let (Some(cfg), Some(e)) = (cfg, &args.common.environment) {
         let env = cfg.environment(e)?;
         if env.protected && !args.dry_run && args.confirm.as_deref() != Some(e.as_str()) {
             return Err(exit::usage(format!(
@@ -239,7 +312,6 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         }
     }
     if let Some(u) = &args.registry_url {
-        // Before any network call, and never echoing credentials a URL might carry.
         deploy_core::config::validate_url(u).map_err(|e| {
             exit::usage(format!(
                 "--registry-url: {e}: {:?}",
@@ -247,7 +319,11 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             ))
         })?;
     }
-    let jobs = jobs(&args, cfg.as_ref())?;
+    Ok(())
+}
+
+/// The values of the tag templates' variables: {version}, {sha}, {sha7}, {env}.
+fn template_vars(args: &Args) -> BTreeMap<&'static str, Option<String>> {
     let sha = args
         .sha
         .clone()
@@ -265,15 +341,19 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             .ok()
             .and_then(|r| r.strip_prefix("refs/tags/").map(str::to_owned))
     });
-    let vars: BTreeMap<&str, Option<String>> = BTreeMap::from([
+    BTreeMap::from([
         ("version", version),
         ("sha7", sha.as_ref().map(|s| s.chars().take(7).collect())),
         ("sha", sha),
-        ("env", env_name.clone()),
-    ]);
-    // Load every source and render every tag before any network call: bad input stops here.
+        ("env", args.common.environment.clone()),
+    ])
+}
+
+/// Loads every source and renders every tag before any network call: bad input stops here.
+fn load_all(args: &Args, cfg: Option<&Config>) -> anyhow::Result<Vec<Loaded>> {
+    let vars = template_vars(args);
     let mut loaded = Vec::new();
-    for job in &jobs {
+    for job in jobs(args, cfg)? {
         let (path, reference) = match job.source.rsplit_once(':') {
             Some((p, r)) if !p.is_empty() && std::path::Path::new(p).is_dir() => {
                 (PathBuf::from(p), Some(r.to_owned()))
@@ -291,20 +371,31 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
                 tags.push(t);
             }
         }
-        let moving: Vec<String> = job
+        let moving = job
             .moving
             .iter()
             .filter_map(|t| render_tag(t, &vars).ok())
             .collect();
-        loaded.push((job.clone(), image, tags, moving));
+        loaded.push(Loaded {
+            job,
+            image,
+            tags,
+            moving,
+        });
     }
+    Ok(loaded)
+}
 
-    let region = cfg.as_ref().and_then(|c| c.defaults.region.clone());
+/// ECR's client and the registry, logged in with ECR's token (kept in memory, masked).
+async fn connect(
+    args: &Args,
+    cfg: Option<&Config>,
+) -> anyhow::Result<(deploy_core::aws_sdk_ecr::Client, Registry)> {
+    let region = cfg.and_then(|c| c.defaults.region.clone());
     let sdk = deploy_core::aws::sdk_config(&args.aws, region.as_deref()).await?;
     let ecr = deploy_core::aws::ecr(&sdk);
     let login = deploy_core::aws::ecr_login(&ecr).await?;
-    let mut gha = deploy_core::gha::Actions::from_env();
-    gha.mask_registered()?;
+    deploy_core::gha::Actions::from_env().mask_registered()?;
     let registry_url = match &args.registry_url {
         Some(u) => u.clone(),
         None => login.proxy_endpoint.clone().ok_or_else(|| {
@@ -329,92 +420,101 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         &login.username,
         &Secret::new(login.password.expose()),
     )?;
+    Ok((ecr, registry))
+}
 
-    let mut report = Report::new(
-        "ecr-push",
-        env!("CARGO_PKG_VERSION"),
-        format!("{} ({} images)", registry.host(), loaded.len()),
-    );
-    report.dry_run = args.dry_run;
-    let all_repos: Vec<String> = loaded.iter().map(|(j, ..)| j.repository.clone()).collect();
-
-    // Phase 1, reads only: every image's repository and tags. One refused tag stops the whole run
-    // before anything is pushed, so no environment is left half-updated.
+/// Phase 1 for every image; the first error names its image.
+async fn plan_all(
+    args: &Args,
+    ecr: &deploy_core::aws_sdk_ecr::Client,
+    registry: &Registry,
+    loaded: &[Loaded],
+) -> Result<Vec<Plan>, (String, anyhow::Error)> {
     let mut plans = Vec::new();
-    for (job, image, tags, moving) in &loaded {
-        match plan(&args, &ecr, &registry, job, image, tags, moving).await {
-            Ok(p) => plans.push(p),
-            Err(e) => {
-                let exit = exit::classify(&e);
-                report.push(
-                    Check::new(&job.name, Status::Error).reason(format!("{e:#}; nothing pushed")),
-                );
-                report.fail_with(exit, format!("{e:#}"));
-                report.finish(started.elapsed());
-                return publish_and_emit(&args, report, started).await;
-            }
-        }
+    for l in loaded {
+        let p = plan(args, ecr, registry, &l.job, &l.image, &l.tags, &l.moving).await;
+        plans.push(p.map_err(|e| (l.job.name.clone(), e))?);
     }
-    let refused: Vec<usize> = (0..plans.len())
-        .filter(|i| !plans[*i].refused.is_empty())
-        .collect();
-    if !refused.is_empty() {
-        for (i, ((job, image, ..), p)) in loaded.iter().zip(&plans).enumerate() {
-            let c = plan_check(job, image, p);
-            report.push(if refused.contains(&i) {
-                Check {
-                    status: Status::Failed,
-                    ..c
-                }
-                .reason(format!("nothing pushed: {}", p.refused.join("; ")))
-            } else {
-                Check {
-                    status: Status::Skipped,
-                    ..c
-                }
-                .reason("nothing pushed: another image's tags were refused")
-            });
-        }
-        report.output("bytes-pushed", 0);
-        report.finish(started.elapsed());
-        return publish_and_emit(&args, report, started).await;
-    }
+    Ok(plans)
+}
 
-    // Phase 2: repositories, blobs and manifests of every image. Phase 3: only then any tag.
-    let (mut pushed_bytes, mut skipped_bytes) = (0u64, 0u64);
+/// A refused tag anywhere: every image reported, nothing pushed.
+fn report_refused(report: &mut Report, loaded: &[Loaded], plans: &[Plan]) {
+    for (l, p) in loaded.iter().zip(plans) {
+        let c = plan_check(&l.job, &l.image, p);
+        report.push(if p.refused.is_empty() {
+            Check {
+                status: Status::Skipped,
+                ..c
+            }
+            .reason("nothing pushed: another image's tags were refused")
+        } else {
+            Check {
+                status: Status::Failed,
+                ..c
+            }
+            .reason(format!("nothing pushed: {}", p.refused.join("; ")))
+        });
+    }
+    report.output("bytes-pushed", 0);
+}
+
+/// Phase 2 for every image, in order; after a failure the rest are not pushed.
+async fn upload_all(
+    args: &Args,
+    ecr: &deploy_core::aws_sdk_ecr::Client,
+    registry: &Registry,
+    loaded: &[Loaded],
+    plans: &[Plan],
+    report: &mut Report,
+) -> Vec<(anyhow::Result<Transferred>, std::time::Duration)> {
+    let all_repos: Vec<String> = loaded.iter().map(|l| l.job.repository.clone()).collect();
     let mut results = Vec::new();
     let mut failed = false;
-    for ((job, image, ..), p) in loaded.iter().zip(&plans) {
+    for (l, p) in loaded.iter().zip(plans) {
         let t0 = Instant::now();
         let r = if failed {
             Err(exit::dependency("not pushed: an earlier image failed"))
         } else {
-            upload(
-                &args,
-                &ecr,
-                &registry,
-                job,
-                image,
-                p,
-                &all_repos,
-                &mut report,
-            )
-            .await
+            upload(args, ecr, registry, &l.job, &l.image, p, &all_repos, report).await
         };
         failed |= r.is_err();
         results.push((r, t0.elapsed()));
     }
+    results
+}
+
+/// Phase 3 when every upload succeeded: each image's tags, one check per image, and the outputs.
+async fn tag_all(
+    args: &Args,
+    registry: &Registry,
+    loaded: &[Loaded],
+    plans: &[Plan],
+    results: Vec<(anyhow::Result<Transferred>, std::time::Duration)>,
+    report: &mut Report,
+) {
+    let failed = results.iter().any(|(r, _)| r.is_err());
+    let (mut pushed_bytes, mut skipped_bytes) = (0u64, 0u64);
     let mut refs = Vec::new();
-    for (((job, image, ..), p), (r, took)) in loaded.iter().zip(&plans).zip(results) {
-        let check = plan_check(job, image, p);
+    for ((l, p), (r, took)) in loaded.iter().zip(plans).zip(results) {
+        let check = plan_check(&l.job, &l.image, p);
         let check = match r {
             Ok(t) if !failed => {
                 pushed_bytes += t.pushed;
                 skipped_bytes += t.skipped;
-                if let Err(e) = tag(&args, &registry, job, image, p, &mut report).await {
-                    let exit = exit::classify(&e);
-                    report.fail_with(exit, format!("{e:#}"));
-                    report.push(
+                match tag(args, registry, &l.job, &l.image, p, report).await {
+                    Ok(()) => {
+                        let r = format!(
+                            "{}/{}@{}",
+                            registry.host(),
+                            l.job.repository,
+                            l.image.top.digest
+                        );
+                        refs.push(format!("{}={r}", l.job.name));
+                        check.reason(pushed_reason(args.dry_run, &t, p.tags.len()))
+                    }
+                    Err(e) => {
+                        report.fail_with(exit::classify(&e), format!("{e:#}"));
                         Check {
                             status: Status::Error,
                             ..check
@@ -422,63 +522,69 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
                         .reason(format!(
                             "blobs and manifest pushed, but tagging failed: {e:#}"
                         ))
-                        .took(took),
-                    );
-                    continue;
+                    }
                 }
-                let r = format!(
-                    "{}/{}@{}",
-                    registry.host(),
-                    job.repository,
-                    image.top.digest
-                );
-                refs.push(format!("{}={r}", job.name));
-                let verb = if args.dry_run {
-                    "would upload"
-                } else {
-                    "uploaded"
-                };
-                check.reason(format!(
-                    "{verb} {} blobs ({} bytes), mounted {}, {} already there; {} tags",
-                    t.uploaded,
-                    t.pushed,
-                    t.mounted,
-                    t.present,
-                    p.tags.len()
-                ))
             }
             Ok(_) => Check {
                 status: Status::Skipped,
                 ..check
             }
             .reason("blobs pushed, but no tag changed: another image failed"),
-            Err(e) => {
-                let exit = exit::classify(&e);
-                if exit == Exit::Usage {
-                    report.fail_with(Exit::Usage, format!("{e:#}"));
-                }
-                Check {
-                    status: if exit == Exit::Failed {
-                        Status::Failed
-                    } else {
-                        Status::Error
-                    },
-                    ..check
-                }
-                .reason(format!("{e:#}; no tag was changed"))
-            }
+            Err(e) => upload_failed(report, check, &e),
         };
         report.push(check.took(took));
     }
     report.output("images", refs.join("\n"));
     report.output("bytes-pushed", pushed_bytes);
     report.output("bytes-skipped", skipped_bytes);
-    report.output(
-        "duration-seconds",
-        format!("{:.2}", started.elapsed().as_secs_f64()),
+}
+
+/// The check of an image whose upload failed: a usage error is the run's class, and no tag moved.
+fn upload_failed(report: &mut Report, check: Check, e: &anyhow::Error) -> Check {
+    let exit = exit::classify(e);
+    if exit == Exit::Usage {
+        report.fail_with(Exit::Usage, format!("{e:#}"));
+    }
+    Check {
+        status: if exit == Exit::Failed {
+            Status::Failed
+        } else {
+            Status::Error
+        },
+        ..check
+    }
+    .reason(format!("{e:#}; no tag was changed"))
+}
+
+fn pushed_reason(dry_run: bool, t: &Transferred, tags: usize) -> String {
+    let verb = if dry_run { "would upload" } else { "uploaded" };
+    format!(
+        "{verb} {} blobs ({} bytes), mounted {}, {} already there; {tags} tags",
+        t.uploaded, t.pushed, t.mounted, t.present
+    )
+}
+
+/// The partial report of a run a signal cut short before tagging (exit 1): no tag was changed;
+/// blobs already uploaded stay (they are content-addressed and unreferenced).
+async fn interrupted(
+    args: &Args,
+    mut report: Report,
+    loaded: &[Loaded],
+    signal: &str,
+    step: &str,
+    started: Instant,
+) -> anyhow::Result<Exit> {
+    for l in loaded {
+        report.push(Check::new(&l.job.name, Status::Skipped).reason(format!(
+            "not finished: interrupted by {signal} during the {step}; no tag was changed"
+        )));
+    }
+    report.fail_with(
+        Exit::Failed,
+        format!("interrupted by {signal} during the {step}: partial report; no tag was changed"),
     );
     report.finish(started.elapsed());
-    publish_and_emit(&args, report, started).await
+    deploy_core::cli::emit(&report, &args.common.output)
 }
 
 /// The common `--publish` (a check run `ecr-push (<environment>)`), then every other sink.
@@ -487,6 +593,8 @@ async fn publish_and_emit(
     mut report: Report,
     started: Instant,
 ) -> anyhow::Result<Exit> {
+    // The outcome the check run shows is the finished report's.
+    report.finish(started.elapsed());
     let config_path = args
         .common
         .config
