@@ -111,6 +111,67 @@ async fn missing_variable_in_config_is_a_usage_error() {
     );
 }
 
+/// A fork's pull request has none of the deploy secrets: sync-check, which reads only
+/// `[defaults]`, runs with production's `${PROD_URL}` unset; health-check on staging runs too;
+/// health-check on production stops with exit 2 naming the file, line, key and variable.
+#[tokio::test]
+async fn an_unset_variable_stops_only_the_tools_that_read_it() {
+    let svc = StandIn::start(Behaviour::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for args in [
+        vec!["init", "-q", "-b", "main"],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
+        vec!["remote", "add", "origin", "."],
+    ] {
+        let st = std::process::Command::new("git")
+            .args(&args)
+            .current_dir(d)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    }
+    std::fs::write(
+        d.join("deploy.toml"),
+        format!(
+            "[environments.staging]\nbase_url = \"{}\"\n\n\
+             [environments.production]\nbase_url = \"${{PROD_URL}}\"\nprotected = true\n\n\
+             [[health.checks]]\nname = \"ready\"\npath = \"/api/ready\"\n",
+            svc.url
+        ),
+    )
+    .unwrap();
+    let mut c = tool("sync-check", d);
+    c.args(["--publish", "never"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{r:?}");
+
+    let mut c = tool("health-check", d);
+    c.args(["-e", "staging", "--wait", "10s", "--interval", "100ms"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "{r:?}");
+
+    let mut c = tool("health-check", d);
+    c.args(["-e", "production", "--wait", "10s"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("deploy.toml:5:13: environments.production.base_url: environment variable PROD_URL is not set"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[tokio::test]
 async fn unknown_environment_lists_the_defined_ones() {
     let dir = tempfile::tempdir().unwrap();

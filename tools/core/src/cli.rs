@@ -56,9 +56,15 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     /// Reads the config named by `--config`/`DEPLOY_CONFIG`, or `deploy.toml` in the current
-    /// directory when it exists. `None`: no config at all.
-    pub fn load_config(&self) -> Result<Option<Config>, ConfigError> {
-        Config::discover(self.config.as_deref(), Path::new("."))
+    /// directory when it exists. `None`: no config at all. `reads` names the top-level sections
+    /// the tool reads: a `${VAR}` that is not set there (or in the chosen environment) is an
+    /// error; elsewhere it is not (see [`Config::require`]).
+    pub fn load_config(&self, reads: &[&str]) -> Result<Option<Config>, ConfigError> {
+        let config = Config::discover(self.config.as_deref(), Path::new("."))?;
+        if let Some(c) = &config {
+            c.require(reads, self.environment.as_deref())?;
+        }
+        Ok(config)
     }
 }
 
@@ -95,11 +101,15 @@ impl Resolved {
 
 impl CommonArgs {
     /// Loads the config (or parses `embedded` when there is no file), checks the environment
-    /// exists, and settles the base URL.
-    pub fn resolve(&self, embedded: &str) -> anyhow::Result<Resolved> {
-        let config = match self.load_config()? {
+    /// exists and every variable under `reads` is set, and settles the base URL.
+    pub fn resolve(&self, embedded: &str, reads: &[&str]) -> anyhow::Result<Resolved> {
+        let config = match self.load_config(reads)? {
             Some(c) => c,
-            None => Config::parse(embedded, "<embedded Control Center default>")?,
+            None => {
+                let c = Config::parse(embedded, "<embedded Control Center default>")?;
+                c.require(reads, self.environment.as_deref())?;
+                c
+            }
         };
         let env_url = match &self.environment {
             Some(n) => config

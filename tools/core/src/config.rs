@@ -60,6 +60,8 @@ pub enum ConfigError {
 pub struct Text {
     value: String,
     secret: bool,
+    /// A `${VAR}` in it is not set (the value is then incomplete; see [`Config::require`]).
+    unset: bool,
 }
 
 impl Text {
@@ -68,6 +70,7 @@ impl Text {
         Text {
             value: value.into(),
             secret: false,
+            unset: false,
         }
     }
 
@@ -109,11 +112,20 @@ thread_local! {
     static LOOKUP: RefCell<Option<Lookup>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// Set when the lookup met a variable that is not set (it then reads as empty).
+    static UNSET_SEEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn lookup_var(name: &str) -> Option<String> {
-    LOOKUP.with(|l| match &*l.borrow() {
+    let value = LOOKUP.with(|l| match &*l.borrow() {
         Some(f) => f(name),
         None => std::env::var(name).ok(),
-    })
+    });
+    if value.is_none() {
+        UNSET_SEEN.with(|u| u.set(true));
+    }
+    Some(value.unwrap_or_default())
 }
 
 /// Expands `${VAR}` (and `$$` for a literal `$`). Returns the value and whether a variable was used.
@@ -163,11 +175,18 @@ pub fn expand(
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
+        UNSET_SEEN.with(|u| u.set(false));
         let (value, secret) = expand(&raw, lookup_var).map_err(serde::de::Error::custom)?;
-        if secret {
+        let unset = UNSET_SEEN.with(|u| u.replace(false));
+        // An incomplete value (`Bearer ` of `Bearer ${UNSET}`) is no secret to redact.
+        if secret && !unset {
             secret::register(&value);
         }
-        Ok(Text { value, secret })
+        Ok(Text {
+            value,
+            secret,
+            unset,
+        })
     }
 }
 
@@ -254,6 +273,10 @@ pub fn validate_url(s: &str) -> Result<reqwest::Url, String> {
 impl<'de> Deserialize<'de> for UrlText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let t = Text::deserialize(d)?;
+        if t.unset {
+            // Not validated: a tool that reads it stops first (`Config::require`).
+            return Ok(UrlText(t));
+        }
         validate_url(t.expose()).map_err(|e| {
             let shown = if t.is_secret() {
                 "***".to_owned()
@@ -310,6 +333,10 @@ pub struct Config {
     /// KPI targets (runbook section 7) for `health-check --kpi`.
     #[serde(default)]
     pub kpi: Kpi,
+    /// The `${VAR}`s the environment does not set, where they are (an error only where a tool
+    /// reads: [`Config::require`]).
+    #[serde(skip)]
+    pub unset: Vec<Unset>,
     /// Where this config came from (set by the loader).
     #[serde(skip)]
     pub source: String,
@@ -703,6 +730,79 @@ pub struct Alarms {
     pub prefix: Option<String>,
 }
 
+fn unset_error(path: &str, u: &Unset) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        line: u.line,
+        column: u.column,
+        key: u.key.clone(),
+        message: format!("environment variable {} is not set", u.var),
+    }
+}
+
+/// A `${VAR}` of the file that the environment does not set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unset {
+    /// Dotted key path of the value (`environments.production.base_url`).
+    pub key: String,
+    /// The variable.
+    pub var: String,
+    /// 1-based line and column of its first `${VAR}` in the file.
+    pub line: usize,
+    /// See `line`.
+    pub column: usize,
+}
+
+/// Every `${VAR}` of every string value in `value` that `lookup` does not set.
+fn unset_vars(
+    text: &str,
+    key: &str,
+    value: &toml::Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    out: &mut Vec<Unset>,
+) {
+    let child = |k: &str| {
+        if key.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{key}.{k}")
+        }
+    };
+    match value {
+        toml::Value::String(s) => {
+            let missing = RefCell::new(Vec::new());
+            let _ = expand(s, |n| {
+                if lookup(n).is_none() {
+                    missing.borrow_mut().push(n.to_owned());
+                }
+                Some(String::new())
+            });
+            for var in missing.into_inner() {
+                let (line, column) = text
+                    .find(&format!("${{{var}}}"))
+                    .map_or((1, 1), |i| line_col(text, i));
+                out.push(Unset {
+                    key: key.to_owned(),
+                    var,
+                    line,
+                    column,
+                });
+            }
+        }
+        toml::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                unset_vars(text, &format!("{key}[{i}]"), v, lookup, out);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                unset_vars(text, &child(k), v, lookup, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
@@ -735,6 +835,10 @@ impl Config {
         };
         let de = toml::de::Deserializer::parse(text)
             .map_err(|e| invalid(e.span(), "(document)".into(), e.message().to_owned()))?;
+        let mut unset = Vec::new();
+        if let Ok(doc) = toml::from_str::<toml::Table>(text) {
+            unset_vars(text, "", &toml::Value::Table(doc), &lookup, &mut unset);
+        }
         LOOKUP.with(|l| *l.borrow_mut() = Some(Box::new(lookup)));
         let result: Result<Config, _> = serde_path_to_error::deserialize(de);
         LOOKUP.with(|l| *l.borrow_mut() = None);
@@ -743,10 +847,16 @@ impl Config {
                 k if k == "." || k.is_empty() => "(document)".to_owned(),
                 k => k,
             };
+            // A value that did not fit because a variable is missing: say that, not what the
+            // incomplete value looked like.
+            if let Some(u) = unset.iter().find(|u| key.starts_with(&u.key)) {
+                return unset_error(path, u);
+            }
             let inner = e.into_inner();
             invalid(inner.span(), key, inner.message().trim().to_owned())
         })?;
         cfg.source = path.to_owned();
+        cfg.unset = unset;
         Ok(cfg)
     }
 
@@ -789,6 +899,30 @@ impl Config {
                     Ok(None)
                 }
             }
+        }
+    }
+
+    /// Fails on the first `${VAR}` that is not set where a tool reads: under one of the top-level
+    /// `sections`, or under `environments.<environment>` when `"environments"` is one of them
+    /// (every environment when none is chosen). Elsewhere an unset variable is no error: a
+    /// fork's pull request runs sync-check without the deploy secrets production's URL needs.
+    pub fn require(&self, sections: &[&str], environment: Option<&str>) -> Result<(), ConfigError> {
+        let read = |key: &str| {
+            let top = key.split(['.', '[']).next().unwrap_or_default();
+            if !sections.contains(&top) {
+                return false;
+            }
+            match (top, environment) {
+                ("environments", Some(e)) => {
+                    let rest = &key["environments.".len().min(key.len())..];
+                    rest == e || rest.starts_with(&format!("{e}."))
+                }
+                _ => true,
+            }
+        };
+        match self.unset.iter().find(|u| read(&u.key)) {
+            Some(u) => Err(unset_error(&self.source, u)),
+            None => Ok(()),
         }
     }
 
@@ -943,14 +1077,78 @@ mod tests {
 
     #[test]
     fn missing_variable_names_the_variable_and_key() {
-        let e = err("[environments.staging]\ncluster = \"${CLUSTER_NAME}\"\n");
+        let cfg = Config::parse_with(
+            "[environments.staging]\ncluster = \"${CLUSTER_NAME}\"\n",
+            "deploy.toml",
+            env(&[]),
+        )
+        .unwrap();
+        let e = cfg
+            .require(&["environments"], Some("staging"))
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.starts_with("deploy.toml:2:11: environments.staging.cluster:"),
+            e.starts_with("deploy.toml:2:12: environments.staging.cluster:"),
             "{e}"
         );
         assert!(
             e.contains("environment variable CLUSTER_NAME is not set"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_matters_only_where_a_tool_reads() {
+        let text = "[defaults]\nbase_branch = \"main\"\n\
+            [environments.staging]\nbase_url = \"https://staging.example.com\"\n\
+            [environments.production]\nbase_url = \"${PROD_URL}\"\n\
+            [[smoke.checks]]\nname = \"a\"\npath = \"/\"\nheaders = { Authorization = \"Bearer ${API_TOKEN}\" }\n";
+        let cfg = Config::parse_with(text, "deploy.toml", env(&[])).unwrap();
+        // sync-check reads [defaults] only; health-check on staging never reads production.
+        cfg.require(&["defaults"], None).unwrap();
+        cfg.require(&["defaults", "environments", "health"], Some("staging"))
+            .unwrap();
+        let prod = cfg
+            .require(&["environments"], Some("production"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            prod.contains(
+                "environments.production.base_url: environment variable PROD_URL is not set"
+            ),
+            "{prod}"
+        );
+        let all = cfg
+            .require(&["environments"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(all.contains("PROD_URL"), "{all}");
+        let smoke = cfg
+            .require(&["smoke"], Some("staging"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            smoke.contains(
+                "smoke.checks[0].headers.Authorization: environment variable API_TOKEN is not set"
+            ),
+            "{smoke}"
+        );
+        // A variable that is set is expanded as before.
+        let cfg = Config::parse_with(
+            text,
+            "deploy.toml",
+            env(&[("PROD_URL", "https://p.example.com"), ("API_TOKEN", "t")]),
+        )
+        .unwrap();
+        cfg.require(&["defaults", "environments", "smoke"], None)
+            .unwrap();
+        assert_eq!(
+            cfg.environments["production"]
+                .base_url
+                .as_ref()
+                .unwrap()
+                .base(),
+            "https://p.example.com"
         );
     }
 

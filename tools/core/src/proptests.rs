@@ -158,6 +158,16 @@ proptest! {
     #[test]
     fn config_from_arbitrary_toml_never_panics(text in document()) {
         let r = Config::parse_with(&text, "deploy.toml", lookup);
+        if let Ok(c) = &r {
+            // An unset variable where a tool reads is a located error naming no secret.
+            for env in [None, Some("staging")] {
+                if let Err(e) = c.require(&["defaults", "environments", "health", "smoke"], env) {
+                    let m = e.to_string();
+                    prop_assert!(m.starts_with("deploy.toml:") && m.contains("is not set"), "{m}");
+                    prop_assert!(!m.contains("tok-1234-secret"), "{m}");
+                }
+            }
+        }
         if let Err(e) = &r {
             // Whatever is wrong, the message names the file first and never the secret.
             let m = e.to_string();

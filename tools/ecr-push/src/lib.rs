@@ -225,13 +225,16 @@ enum TagPlan {
     Refuse { from: String, why: String },
 }
 
+/// The sections of deploy.toml ecr-push reads: a `${VAR}` elsewhere may be unset.
+const CONFIG_READS: &[&str] = &["defaults", "environments", "images"];
+
 /// Runs the tool: load and check every source and tag (no network), then plan every image
 /// (reads only), upload every blob and manifest, and only then create or move tags.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
     // A cancelled job stops before any tag moves; once tagging starts it finishes first.
     let cancel = deploy_core::cli::Cancel::watch();
-    let cfg = args.common.load_config()?;
+    let cfg = args.common.load_config(CONFIG_READS)?;
     refuse_unconfirmed(&args, cfg.as_ref())?;
     let loaded = load_all(&args, cfg.as_ref())?;
     let (ecr, registry) = connect(&args, cfg.as_ref()).await?;

@@ -412,7 +412,7 @@ fn plan_probes(
 /// writing it anywhere: `run` emits it; rollback verifies with it.
 pub async fn check(args: &Args) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let r = args.common.resolve(EMBEDDED_HEALTH)?;
+    let r = args.common.resolve(EMBEDDED_HEALTH, CONFIG_READS)?;
     if let Some(window) = args.kpi {
         return kpi::report(args, window, &r).await;
     }
@@ -918,6 +918,16 @@ pub async fn check(args: &Args) -> anyhow::Result<Report> {
     };
     Ok(report)
 }
+
+/// The sections of deploy.toml health-check reads: a `${VAR}` elsewhere may be unset.
+const CONFIG_READS: &[&str] = &[
+    "defaults",
+    "environments",
+    "health",
+    "metrics",
+    "alarms",
+    "kpi",
+];
 
 /// Runs the tool: waits, publishes the report when asked (`--publish`), then writes it
 /// everywhere else it belongs.

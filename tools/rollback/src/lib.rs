@@ -154,7 +154,7 @@ struct Settings {
 }
 
 fn settings(args: &Args) -> anyhow::Result<Settings> {
-    let resolved = args.common.resolve(EMBEDDED_HEALTH)?;
+    let resolved = args.common.resolve(EMBEDDED_HEALTH, CONFIG_READS)?;
     let environment = resolved
         .environment
         .clone()
@@ -224,6 +224,17 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
         targets,
     })
 }
+
+/// The sections of deploy.toml rollback reads: a `${VAR}` elsewhere may be unset.
+const CONFIG_READS: &[&str] = &[
+    "defaults",
+    "environments",
+    "health",
+    "metrics",
+    "alarms",
+    "rollback",
+    "kpi",
+];
 
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {

@@ -62,18 +62,24 @@ pub fn status_list(items: &[String]) -> anyhow::Result<Option<StatusSet>> {
         .map(|v| Some(StatusSet(v)))
 }
 
+/// The sections of deploy.toml smoke-test reads: a `${VAR}` elsewhere may be unset.
+const CONFIG_READS: &[&str] = &["defaults", "environments", "smoke"];
+
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
     // With --suite, the embedded default is not needed (nor its ${API_TOKEN}).
-    let resolved = args.common.resolve(if args.suite.is_some() {
-        ""
-    } else {
-        EMBEDDED_SMOKE
-    })?;
+    let resolved = match args.suite {
+        Some(_) => args.common.resolve("", &["defaults", "environments"])?,
+        None => args.common.resolve(EMBEDDED_SMOKE, CONFIG_READS)?,
+    };
     let label = resolved.label();
     let suite = match &args.suite {
-        Some(p) => Config::load(p)?.smoke,
+        Some(p) => {
+            let c = Config::load(p)?;
+            c.require(&["smoke"], args.common.environment.as_deref())?;
+            c.smoke
+        }
         None => resolved.config.smoke,
     };
     if suite.checks.is_empty() {

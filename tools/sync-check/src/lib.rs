@@ -668,7 +668,7 @@ fn open(args: &Args) -> anyhow::Result<(Git, event::Target, String)> {
     }
     let config_base = args
         .common
-        .load_config()?
+        .load_config(&["defaults"])?
         .and_then(|c| c.defaults.base_branch);
     let base = args
         .base
