@@ -774,15 +774,19 @@ async fn the_incident_record_reaches_every_sink() {
         "--changelog",
         "CHANGELOG.md",
         "--github-deployment",
+        "--publish",
+        "always",
         "--reason",
         "5xx after deploy",
     ]);
     let summary = e.dir.path().join("summary.md");
     let outputs = e.dir.path().join("outputs.txt");
+    let tap = deploy_action_e2e::tap::Tap::start(rig::prism_url(), &[]).await;
     c.env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", &summary)
         .env("GITHUB_OUTPUT", &outputs)
-        .env("GITHUB_API_URL", rig::prism_url())
+        .env("GITHUB_API_URL", &tap.url)
+        .env("GITHUB_SHA", "22cdb6a41c42366ad165a0fb4c96282304f6f7ae")
         .env("GITHUB_REPOSITORY", "afu9/control-center")
         .env("GITHUB_TOKEN", "ghs_canarytoken0123456789")
         .env("GITHUB_ACTOR", "oncall-dev")
@@ -884,6 +888,20 @@ async fn the_incident_record_reaches_every_sink() {
         "the restored commit"
     );
     assert_eq!(gh[2]["detail"], "success");
+    // `--publish always`: the report as a check run `rollback (staging)` on the workflow's commit.
+    let runs: Vec<_> = tap
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/repos/afu9/control-center/check-runs")
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].body["name"], "rollback (staging)");
+    assert_eq!(runs[0].body["conclusion"], "success");
+    assert_eq!(
+        runs[0].body["head_sha"],
+        "22cdb6a41c42366ad165a0fb4c96282304f6f7ae"
+    );
+    assert!(!runs[0].body.to_string().contains(CANARY_TOKEN));
     // The job summary and the step outputs.
     let summary = std::fs::read_to_string(&summary).unwrap();
     assert!(

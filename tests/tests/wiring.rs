@@ -83,7 +83,7 @@ fn github() -> GithubClient {
     GithubClient::new(&GithubArgs {
         github_token: Some(Secret::new("ghs_wiringtoken1234567890")),
         github_api_url: rig::prism_url(),
-        repository: Some("afu9/control-center".into()),
+        github_repository: Some("afu9/control-center".into()),
     })
     .unwrap()
 }

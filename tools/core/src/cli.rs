@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, DEFAULT_FILE};
 use crate::exit::{self, Exit};
 use crate::gha::{Actions, Level, Location};
 use crate::render;
@@ -50,11 +50,17 @@ pub struct CommonArgs {
     #[arg(long, env = "DEPLOY_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub output: OutputArgs,
 }
 
 impl CommonArgs {
+    /// The config file's name for messages and annotations (`deploy.toml` unless `--config`).
+    pub fn config_label(&self) -> String {
+        self.config
+            .as_ref()
+            .map_or_else(|| DEFAULT_FILE.to_owned(), |p| p.display().to_string())
+    }
+
     /// Reads the config named by `--config`/`DEPLOY_CONFIG`, or `deploy.toml` in the current
     /// directory when it exists. `None`: no config at all. `reads` names the top-level sections
     /// the tool reads: a `${VAR}` that is not set there (or in the chosen environment) is an

@@ -11,7 +11,8 @@ use crate::exit::{self, Exit};
 use crate::report::{Report, Status};
 use crate::secret::Secret;
 
-/// GitHub flags shared by the tools that report to GitHub.
+/// The GitHub flags, one definition for every tool that talks to GitHub. The repository flag is
+/// `--github-repository` (not `--repository`, which names an ECR repository to ecr-push).
 #[derive(Debug, Clone, clap::Args)]
 pub struct GithubArgs {
     /// Token for the GitHub API (the workflow's `github.token`).
@@ -32,7 +33,7 @@ pub struct GithubArgs {
     pub github_api_url: String,
     /// Repository as owner/name.
     #[arg(long, env = "GITHUB_REPOSITORY", value_name = "OWNER/NAME")]
-    pub repository: Option<String>,
+    pub github_repository: Option<String>,
 }
 
 /// Why a GitHub call failed.
@@ -157,13 +158,19 @@ const MAX_SUMMARY_CHARS: usize = 65_535;
 impl GithubClient {
     /// Builds a client from the flags. Needs a token and a repository.
     pub fn new(args: &GithubArgs) -> anyhow::Result<Self> {
-        let repo = args.repository.as_deref().ok_or_else(|| {
-            exit::usage("no repository: pass --repository OWNER/NAME or set GITHUB_REPOSITORY")
+        let repo = args.github_repository.as_deref().ok_or_else(|| {
+            exit::usage(
+                "no repository: pass --github-repository OWNER/NAME or set GITHUB_REPOSITORY",
+            )
         })?;
         let (owner, name) = repo
             .split_once('/')
             .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
-            .ok_or_else(|| exit::usage(format!("--repository must be OWNER/NAME, got {repo:?}")))?;
+            .ok_or_else(|| {
+                exit::usage(format!(
+                    "--github-repository must be OWNER/NAME, got {repo:?}"
+                ))
+            })?;
         let token = args.github_token.as_ref().ok_or_else(|| {
             exit::usage("no GitHub token: pass --github-token or set GITHUB_TOKEN")
         })?;
@@ -371,9 +378,7 @@ pub enum Publish {
 }
 
 /// The common `--publish` flag with the GitHub flags it needs. Each tool picks its default
-/// (sync-check: auto; the others: never, so a report becomes a check only when asked). The
-/// repository flag is `--github-repository` here, as `--repository` means an ECR repository to
-/// ecr-push.
+/// (sync-check: auto; the others: never, so a report becomes a check only when asked).
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Publishing")]
 pub struct PublishArgs {
@@ -382,37 +387,11 @@ pub struct PublishArgs {
     /// when it may write neither, e.g. a fork PR) [default: never].
     #[arg(long, value_enum, value_name = "WHEN")]
     pub publish: Option<Publish>,
-    /// Token for the GitHub API (the workflow's `github.token`).
-    #[arg(
-        long,
-        env = "GITHUB_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub github_token: Option<Secret>,
-    /// GitHub API base URL.
-    #[arg(
-        long,
-        env = "GITHUB_API_URL",
-        default_value = "https://api.github.com",
-        value_name = "URL"
-    )]
-    pub github_api_url: String,
-    /// Repository to publish on, as owner/name.
-    #[arg(long, env = "GITHUB_REPOSITORY", value_name = "OWNER/NAME")]
-    pub github_repository: Option<String>,
+    #[command(flatten)]
+    pub github: GithubArgs,
 }
 
 impl PublishArgs {
-    /// The GitHub client flags.
-    pub fn github(&self) -> GithubArgs {
-        GithubArgs {
-            github_token: self.github_token.clone(),
-            github_api_url: self.github_api_url.clone(),
-            repository: self.github_repository.clone(),
-        }
-    }
-
     /// Publishes `report` (see [`publish_report`]) as `<tool> (<environment>)` on the head commit
     /// of the event; `annotation_path` is where failed checks point (the config file).
     pub async fn publish(
@@ -424,7 +403,7 @@ impl PublishArgs {
         let name = check_name(&report.tool, environment);
         publish_report(
             report,
-            &self.github(),
+            &self.github,
             self.publish.unwrap_or(Publish::Never),
             &name,
             None,
@@ -516,7 +495,9 @@ pub async fn publish_report(
     let wanted = match when {
         Publish::Never => false,
         Publish::Always => true,
-        Publish::Auto => in_actions && github.github_token.is_some() && github.repository.is_some(),
+        Publish::Auto => {
+            in_actions && github.github_token.is_some() && github.github_repository.is_some()
+        }
     };
     if !wanted {
         return;

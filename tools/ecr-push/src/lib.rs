@@ -31,13 +31,10 @@ use registry::{Registry, Transfer};
 #[command(name = "ecr-push", version, about, long_about = None)]
 pub struct Args {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub common: CommonArgs,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub aws: AwsArgs,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub publish: deploy_core::github::PublishArgs,
     /// Image of deploy.toml to push; repeat (default: all of [images]).
     #[arg(long = "image", value_name = "NAME")]
@@ -598,16 +595,11 @@ async fn publish_and_emit(
 ) -> anyhow::Result<Exit> {
     // The outcome the check run shows is the finished report's.
     report.finish(started.elapsed());
-    let config_path = args
-        .common
-        .config
-        .as_ref()
-        .map_or_else(|| "deploy.toml".to_owned(), |p| p.display().to_string());
     args.publish
         .publish(
             &mut report,
             args.common.environment.as_deref(),
-            &config_path,
+            &args.common.config_label(),
         )
         .await;
     report.finish(started.elapsed());

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use deploy_core::aws::AwsArgs;
 use deploy_core::cli::{CommonArgs, Resolved, parse_duration};
 use deploy_core::config::EMBEDDED_HEALTH;
-use deploy_core::github::{GithubArgs, GithubClient};
+use deploy_core::github::GithubClient;
 use deploy_core::retry::Deadline;
 use deploy_core::{Check, Exit, Report, Status, exit};
 
@@ -43,14 +43,11 @@ pub enum OnFailure {
 #[command(name = "rollback", version, about, long_about = None)]
 pub struct Args {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub common: CommonArgs,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub aws: AwsArgs,
     #[command(flatten)]
-    #[allow(missing_docs)]
-    pub github: GithubArgs,
+    pub publish: deploy_core::github::PublishArgs,
 
     /// Where to go: previous (the newest verified revision older than the running one), a
     /// revision number, FAMILY:REV, an ARN, a commit SHA or an image tag; SERVICE=TARGET for one
@@ -192,7 +189,7 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
             .transpose()
     };
     let github = if args.github_deployment {
-        Some(GithubClient::new(&args.github)?)
+        Some(GithubClient::new(&args.publish.github)?)
     } else {
         None
     };
@@ -238,7 +235,17 @@ const CONFIG_READS: &[&str] = &[
 
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    let report = rollback(&args).await?;
+    let started = Instant::now();
+    let mut report = rollback(&args).await?;
+    // `--publish`: a check run `rollback (<environment>)` on the workflow's commit.
+    args.publish
+        .publish(
+            &mut report,
+            args.common.environment.as_deref(),
+            &args.common.config_label(),
+        )
+        .await;
+    report.finish(started.elapsed());
     deploy_core::cli::emit(&report, &args.common.output)
 }
 

@@ -47,10 +47,8 @@ pub use deploy_core::github::Publish;
 #[command(name = "sync-check", version, about, long_about = None)]
 pub struct Args {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub common: CommonArgs,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub github: GithubArgs,
     /// The repository's directory.
     #[arg(long, value_name = "DIR", default_value = ".")]
