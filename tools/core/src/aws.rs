@@ -39,10 +39,10 @@ pub async fn sdk_config(
         loader = loader.region(Region::new(r.clone()));
     }
     if let Some(url) = &args.endpoint_url {
-        crate::config::validate_url(url).map_err(|e| {
+        crate::urls::validate_url(url).map_err(|e| {
             exit::usage(format!(
                 "--endpoint-url: {e}: {:?}",
-                crate::config::shown_url(url)
+                crate::urls::shown_url(url)
             ))
         })?;
         loader = loader.endpoint_url(url.clone());

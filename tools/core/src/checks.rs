@@ -708,7 +708,7 @@ mod tests {
             |_| None,
         )
         .unwrap_err();
-        let e = anyhow::Error::new(e);
+        let e = anyhow::Error::from(e);
         assert_eq!(exit::classify(&e), exit::Exit::Usage);
         assert!(
             e.to_string().starts_with(

@@ -127,11 +127,8 @@ impl CommonArgs {
         };
         let base_url = match &self.base_url {
             Some(u) => {
-                crate::config::validate_url(u).map_err(|e| {
-                    exit::usage(format!(
-                        "--base-url: {e}: {:?}",
-                        crate::config::shown_url(u)
-                    ))
+                crate::urls::validate_url(u).map_err(|e| {
+                    exit::usage(format!("--base-url: {e}: {:?}", crate::urls::shown_url(u)))
                 })?;
                 Some(u.trim_end_matches('/').to_owned())
             }
@@ -145,20 +142,7 @@ impl CommonArgs {
     }
 }
 
-/// Parses a duration flag: `300s`, `5m`, `1m 30s`, `250ms`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let d =
-        humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 300s, 5m, 250ms)"))?;
-    if d > MAX_DURATION {
-        return Err(format!(
-            "{s} is longer than the 7 days any wait here may take"
-        ));
-    }
-    Ok(d)
-}
-
-/// The longest duration a flag or config value may give.
-pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+pub use crate::duration::{MAX_DURATION, parse as parse_duration};
 
 /// Parses the arguments without ever exiting the process: `--help`/`--version` print and give 0,
 /// bad arguments print clap's message, set the `outcome` and `exit-code` step outputs, and give 2.

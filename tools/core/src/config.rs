@@ -12,15 +12,16 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::secret;
+pub use crate::urls::{shown_url, validate_url};
 
 /// The file read when neither `--config` nor `DEPLOY_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "deploy.toml";
 
-/// What can go wrong reading the config. All of these are usage errors (exit 2).
-#[derive(Debug, thiserror::Error)]
+/// What can go wrong reading the config. All of these are usage errors (exit 2): converted into
+/// an `anyhow::Error`, one becomes [`exit::usage`](crate::exit::usage) with its message.
+#[derive(Debug)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("couldn't read config file {path}: {source}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -28,7 +29,6 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML or does not fit the schema.
-    #[error("{path}:{line}:{column}: {key}: {message}")]
     Invalid {
         /// The file.
         path: String,
@@ -42,7 +42,6 @@ pub enum ConfigError {
         message: String,
     },
     /// A named environment is not in the file.
-    #[error("{path}: no environment named {name:?} (defined: {known})")]
     UnknownEnvironment {
         /// The file.
         path: String,
@@ -51,6 +50,37 @@ pub enum ConfigError {
         /// The names defined, comma-separated.
         known: String,
     },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => {
+                write!(f, "couldn't read config file {}: {source}", path.display())
+            }
+            ConfigError::Invalid {
+                path,
+                line,
+                column,
+                key,
+                message,
+            } => write!(f, "{path}:{line}:{column}: {key}: {message}"),
+            ConfigError::UnknownEnvironment { path, name, known } => {
+                write!(
+                    f,
+                    "{path}: no environment named {name:?} (defined: {known})"
+                )
+            }
+        }
+    }
+}
+
+// Deliberately not `std::error::Error`: `?` then goes through this conversion, so a config error
+// reaches the exit classification as a usage error without `exit` knowing about the config.
+impl From<ConfigError> for anyhow::Error {
+    fn from(e: ConfigError) -> Self {
+        crate::exit::usage(e.to_string())
+    }
 }
 
 /// A string value from the config, after `${VAR}` expansion. When any part came from the
@@ -190,22 +220,6 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-/// `s` for messages, with anything that looks like URL credentials (`user:pass@` after `://`)
-/// replaced by `***@`, so a refused URL never echoes its password.
-pub fn shown_url(s: &str) -> String {
-    let Some(i) = s.find("://") else {
-        return crate::secret::redact(s);
-    };
-    let (scheme, rest) = s.split_at(i + 3);
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let shown = match authority.rfind('@') {
-        Some(at) => format!("{scheme}***@{}{tail}", &authority[at + 1..]),
-        None => s.to_owned(),
-    };
-    crate::secret::redact(&shown)
-}
-
 /// A plain string field, `${VAR}` expanded like every string of the file; a value that used a
 /// variable is registered as a secret (masked and redacted wherever it would be printed).
 fn expanded<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -247,29 +261,6 @@ impl fmt::Display for UrlText {
     }
 }
 
-/// Checks that `s` is an absolute http or https URL with a host and no credentials in it.
-/// Credentials in a URL (`https://user:pass@host`) are refused: they would be printed wherever
-/// the URL is (targets, errors, reports); send them in a header with `${VAR}` instead.
-pub fn validate_url(s: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "URL must not carry credentials (user:password@): send them in a header read from ${VAR}, e.g. headers = { Authorization = \"Bearer ${TOKEN}\" }"
-                .into(),
-        );
-    }
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "URL scheme must be http or https, not {}",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("URL has no host".into());
-    }
-    Ok(url)
-}
-
 impl<'de> Deserialize<'de> for UrlText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let t = Text::deserialize(d)?;
@@ -296,7 +287,7 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        crate::cli::parse_duration(&s)
+        crate::duration::parse(&s)
             .map(Dur)
             .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
     }

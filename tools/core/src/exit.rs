@@ -90,18 +90,12 @@ pub fn dependency(message: impl Into<String>) -> anyhow::Error {
     })
 }
 
-/// The exit code for an error chain: the first classified error wins; configuration errors are
-/// usage errors; anything else is an outside dependency failing (exit 3).
+/// The exit code for an error chain: the first classified error wins (configuration errors
+/// arrive classified as usage errors); anything else is an outside dependency failing (exit 3).
 pub fn classify(err: &anyhow::Error) -> Exit {
-    for cause in err.chain() {
-        if let Some(c) = cause.downcast_ref::<Classified>() {
-            return c.exit;
-        }
-        if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
-            return Exit::Usage;
-        }
-    }
-    Exit::Dependency
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<Classified>())
+        .map_or(Exit::Dependency, |c| c.exit)
 }
 
 #[cfg(test)]

@@ -174,7 +174,7 @@ impl GithubClient {
         let token = args.github_token.as_ref().ok_or_else(|| {
             exit::usage("no GitHub token: pass --github-token or set GITHUB_TOKEN")
         })?;
-        crate::config::validate_url(&args.github_api_url)
+        crate::urls::validate_url(&args.github_api_url)
             .map_err(|e| exit::usage(format!("--github-api-url: {e}")))?;
         let octo = Octocrab::builder()
             .base_uri(args.github_api_url.trim_end_matches('/'))

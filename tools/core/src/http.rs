@@ -271,7 +271,7 @@ impl HttpClient {
         };
         let mut method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| invalid(format!("invalid method {method:?}")))?;
-        let mut current = crate::config::validate_url(url).map_err(&invalid)?;
+        let mut current = crate::urls::validate_url(url).map_err(&invalid)?;
         let mut plain = HeaderMap::new();
         let mut secret = HeaderMap::new();
         for h in headers {
@@ -339,7 +339,7 @@ impl HttpClient {
             let next = current
                 .join(&location)
                 .ok()
-                .and_then(|u| crate::config::validate_url(u.as_str()).ok())
+                .and_then(|u| crate::urls::validate_url(u.as_str()).ok())
                 .ok_or_else(|| HttpError::Invalid {
                     url: hop_url.clone(),
                     message: format!("redirect to an invalid location {:?}", redact(&location)),

@@ -1,7 +1,9 @@
 //! deploy-core: what the five deploy-action tools share.
 //!
-//! Layering (arrows point down): [`cli`] (flags, config loading, sinks) and the renderers sit on
-//! [`report`], [`gha`], [`config`], [`http`], [`retry`], [`secret`] and [`exit`]. AWS and GitHub
+//! Layering (each module uses only those listed after it): [`cli`] (flags, config loading, sinks)
+//! and the renderers; [`report`], [`gha`], [`http`], [`retry`]; [`config`]; [`duration`], [`urls`],
+//! [`secret`]; [`exit`], which knows no other module (a `ConfigError` converts into a classified
+//! usage error). AWS and GitHub
 //! clients are behind the `aws`/`ecs`/`ecr`/`cloudwatch` and `github` features, so a tool compiles
 //! only the SDKs it calls.
 
@@ -12,6 +14,7 @@ pub mod cloudwatch;
 pub mod config;
 #[cfg(feature = "diagnose")]
 pub mod diagnose;
+pub mod duration;
 pub mod ecs;
 pub mod exit;
 pub mod gha;
@@ -26,6 +29,7 @@ pub mod report;
 pub mod retry;
 pub mod secret;
 pub mod taskdef;
+pub mod urls;
 
 #[cfg(feature = "aws")]
 pub mod aws;

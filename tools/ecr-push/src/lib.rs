@@ -312,10 +312,10 @@ fn refuse_unconfirmed(args: &Args, cfg: Option<&Config>) -> anyhow::Result<()> {
         }
     }
     if let Some(u) = &args.registry_url {
-        deploy_core::config::validate_url(u).map_err(|e| {
+        deploy_core::urls::validate_url(u).map_err(|e| {
             exit::usage(format!(
                 "--registry-url: {e}: {:?}",
-                deploy_core::config::shown_url(u)
+                deploy_core::urls::shown_url(u)
             ))
         })?;
     }
@@ -402,10 +402,10 @@ async fn connect(
             exit::dependency("ECR returned no proxy endpoint; pass --registry-url")
         })?,
     };
-    deploy_core::config::validate_url(&registry_url).map_err(|e| {
+    deploy_core::urls::validate_url(&registry_url).map_err(|e| {
         exit::dependency(format!(
             "ECR's proxy endpoint is not a usable URL: {e}: {:?}",
-            deploy_core::config::shown_url(&registry_url)
+            deploy_core::urls::shown_url(&registry_url)
         ))
     })?;
     if login

@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use deploy_core::aws::AwsArgs;
-use deploy_core::cli::{CommonArgs, Resolved, parse_duration};
+use deploy_core::cli::{CommonArgs, Resolved};
 use deploy_core::config::EMBEDDED_HEALTH;
+use deploy_core::duration::parse as parse_duration;
 use deploy_core::github::GithubClient;
 use deploy_core::retry::Deadline;
 use deploy_core::{Check, Exit, Report, Status, exit};
