@@ -4,46 +4,32 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-fn indent(l: &str) -> usize {
-    l.len() - l.trim_start().len()
+pub use yaml_rust2::{Yaml, YamlLoader};
+
+/// Parses a YAML document (action.yml, a workflow).
+pub fn yaml(text: &str) -> Yaml {
+    YamlLoader::load_from_str(text)
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap()
 }
 
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    s.strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .map_or_else(|| s.to_owned(), |t| t.replace("\\\"", "\""))
-}
-
-/// `name -> description` of the entries directly under a top-level `section:` of action.yml
-/// (`inputs` or `outputs`).
+/// `name -> description` of the entries under a top-level `section:` of action.yml (`inputs` or
+/// `outputs`).
 pub fn declared(action_yml: &str, section: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut inside = false;
-    let mut current: Option<String> = None;
-    for l in action_yml.lines() {
-        if l.trim().is_empty() || l.trim_start().starts_with('#') {
-            continue;
-        }
-        match indent(l) {
-            0 => {
-                inside = l.trim_end() == format!("{section}:");
-                current = None;
-            }
-            2 if inside => {
-                let name = l.trim().trim_end_matches(':').to_owned();
-                out.insert(name.clone(), String::new());
-                current = Some(name);
-            }
-            4 if inside => {
-                if let (Some(name), Some(d)) = (&current, l.trim().strip_prefix("description:")) {
-                    out.insert(name.clone(), unquote(d));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
+    let doc = yaml(action_yml);
+    doc[section]
+        .as_hash()
+        .unwrap_or_else(|| panic!("action.yml has no {section}"))
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                v["description"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// The outputs README's outputs table lists: rows `| \`name\` | ... |` after the heading

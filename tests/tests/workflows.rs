@@ -1,97 +1,60 @@
 //! The shipped workflows agree with the action: every `with:` key an example passes to
-//! `afu9/deploy-action` is an input of `action.yml`, and every output an example reads from such a
-//! step is declared. (zizmor lints them for security in scripts/test.sh.)
+//! `afu9/deploy-action` (block or flow style) is an input of `action.yml`, and every output an
+//! example reads from such a step is declared. The files are read as YAML. (zizmor lints them for
+//! security in scripts/test.sh.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::collections::BTreeSet;
 
+use deploy_action_e2e::contract::{Yaml, declared, yaml};
 use deploy_action_e2e::rig;
 
-fn indent(l: &str) -> usize {
-    l.len() - l.trim_start().len()
-}
-
-/// Keys directly under a top-level `section:` of action.yml.
-fn section_keys(text: &str, section: &str) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
-    let mut inside = false;
-    for l in text.lines() {
-        if l.trim().is_empty() || l.trim_start().starts_with('#') {
-            continue;
-        }
-        if indent(l) == 0 {
-            inside = l.trim_end() == format!("{section}:");
-            continue;
-        }
-        if inside && indent(l) == 2 {
-            keys.insert(
-                l.trim()
-                    .trim_end_matches(':')
-                    .split(':')
-                    .next()
-                    .unwrap()
-                    .to_owned(),
-            );
-        }
-    }
-    keys
+/// Every step of every job that uses the action.
+fn action_steps(workflow: &Yaml) -> Vec<Yaml> {
+    let Some(jobs) = workflow["jobs"].as_hash() else {
+        return Vec::new();
+    };
+    jobs.values()
+        .filter_map(|job| job["steps"].as_vec())
+        .flatten()
+        .filter(|step| {
+            step["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("afu9/deploy-action@"))
+        })
+        .cloned()
+        .collect()
 }
 
 #[test]
 fn examples_use_only_declared_inputs_and_outputs() {
     let root = rig::workspace_root();
     let action = std::fs::read_to_string(root.join("action.yml")).unwrap();
-    let inputs = section_keys(&action, "inputs");
-    let outputs = section_keys(&action, "outputs");
+    let inputs: BTreeSet<String> = declared(&action, "inputs").into_keys().collect();
+    let outputs: BTreeSet<String> = declared(&action, "outputs").into_keys().collect();
     assert!(
         inputs.contains("tool") && outputs.contains("outcome"),
         "{inputs:?} {outputs:?}"
     );
-    let mut checked = 0;
+    let (mut steps, mut keys, mut reads) = (0, 0, 0);
     for entry in std::fs::read_dir(root.join("workflows-examples")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
         let mut ids = BTreeSet::new();
-        for (i, l) in lines.iter().enumerate() {
-            if !l.contains("uses: afu9/deploy-action@") {
-                continue;
+        for step in action_steps(&yaml(&text)) {
+            steps += 1;
+            if let Some(id) = step["id"].as_str() {
+                ids.insert(id.to_owned());
             }
-            // The step starts at the nearest `- ` line at or above this one.
-            let start = (0..=i)
-                .rev()
-                .find(|j| lines[*j].trim_start().starts_with("- "))
-                .unwrap();
-            let step_indent = indent(lines[start]) + 2;
-            let end = (start + 1..lines.len())
-                .find(|j| !lines[*j].trim().is_empty() && indent(lines[*j]) < step_indent)
-                .unwrap_or(lines.len());
-            for j in start..end {
-                let t = lines[j].trim_start().trim_start_matches("- ");
-                if let Some(id) = t.strip_prefix("id: ") {
-                    ids.insert(id.trim().to_owned());
-                }
-                if t == "with:" {
-                    let with_indent = indent(lines[j]);
-                    for k in lines.iter().take(end).skip(j + 1) {
-                        if k.trim().is_empty() || k.trim_start().starts_with('#') {
-                            continue;
-                        }
-                        if indent(k) <= with_indent {
-                            break;
-                        }
-                        if indent(k) == with_indent + 2 {
-                            let key = k.trim().split(':').next().unwrap();
-                            assert!(
-                                inputs.contains(key),
-                                "{}: `with: {key}` is not an input of action.yml",
-                                path.display()
-                            );
-                            checked += 1;
-                        }
-                    }
-                }
+            for key in step["with"].as_hash().into_iter().flat_map(|h| h.keys()) {
+                let key = key.as_str().unwrap();
+                assert!(
+                    inputs.contains(key),
+                    "{}: `with: {key}` is not an input of action.yml",
+                    path.display()
+                );
+                keys += 1;
             }
         }
         for id in &ids {
@@ -106,12 +69,34 @@ fn examples_use_only_declared_inputs_and_outputs() {
                     "{}: reads output {name}, not declared in action.yml",
                     path.display()
                 );
-                checked += 1;
+                reads += 1;
             }
         }
     }
+    // Every example deploys with the action, and the flow-style `with: { tool: ... }` is read too.
     assert!(
-        checked >= 10,
-        "only {checked} keys checked: is the parser still finding the steps?"
+        steps >= 8 && keys >= steps && reads >= 3,
+        "{steps} steps, {keys} inputs, {reads} outputs: is the YAML still read?"
     );
+}
+
+/// The YAML reading itself: a flow-style `with:` is seen key by key, as a block one is.
+#[test]
+fn flow_and_block_style_with_are_both_read() {
+    let flow = yaml(
+        "jobs:\n  a:\n    steps:\n      - uses: afu9/deploy-action@v1\n        with: { tool: sync-check, bogus: 1 }\n",
+    );
+    let block = yaml(
+        "jobs:\n  a:\n    steps:\n      - uses: afu9/deploy-action@v1\n        with:\n          tool: sync-check\n          bogus: 1\n",
+    );
+    for doc in [flow, block] {
+        let steps = action_steps(&doc);
+        let keys: Vec<&str> = steps[0]["with"]
+            .as_hash()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["tool", "bogus"]);
+    }
 }
