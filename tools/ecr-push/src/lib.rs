@@ -831,9 +831,9 @@ async fn upload(
         let (b, r) = j?;
         match r {
             Ok(Transfer::Pending) => {
-                if let Some((name, entry)) = b.at.daemon_entry() {
-                    pending.insert(entry, (b.digest.clone(), b.size));
-                    daemon = Some(name);
+                if let source::Location::Daemon { image, entry } = &b.at {
+                    pending.insert(entry.clone(), (b.digest.clone(), b.size));
+                    daemon = Some(image.clone());
                 }
             }
             Ok(Transfer::Present) => t.present(b.size),

@@ -13,7 +13,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, 
 use reqwest::{Method, StatusCode};
 use tokio::io::AsyncSeekExt;
 
-use crate::source::{Blob, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::source::{Blob, DOCKER_LIST, DOCKER_MANIFEST, Location, OCI_INDEX, OCI_MANIFEST};
 
 /// Manifest types we accept when reading tags.
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
@@ -276,20 +276,20 @@ impl Registry {
     }
 
     async fn upload_once(&self, repo: &str, blob: &Blob) -> Result<(), (anyhow::Error, bool)> {
-        let mut file = tokio::fs::File::open(&blob.at.path).await.map_err(|e| {
+        let Location::File { path, offset } = &blob.at else {
+            let e = exit::usage(format!("blob {} is not in a file", blob.digest));
+            return Err((e, false));
+        };
+        let unreadable = |e: std::io::Error| {
             (
-                exit::usage(format!("cannot read {}: {e}", blob.at.path.display())),
+                exit::usage(format!("cannot read {}: {e}", path.display())),
                 false,
             )
-        })?;
-        file.seek(std::io::SeekFrom::Start(blob.at.offset))
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+        file.seek(std::io::SeekFrom::Start(*offset))
             .await
-            .map_err(|e| {
-                (
-                    exit::usage(format!("cannot read {}: {e}", blob.at.path.display())),
-                    false,
-                )
-            })?;
+            .map_err(unreadable)?;
         let stream = tokio_util::io::ReaderStream::with_capacity(
             tokio::io::AsyncReadExt::take(file, blob.size),
             256 * 1024,
@@ -458,7 +458,7 @@ impl Registry {
                 return Ok(Transfer::Mounted);
             }
         }
-        if blob.at.daemon_entry().is_some() {
+        if matches!(blob.at, Location::Daemon { .. }) {
             // Streamed from `docker save` later, in archive order.
             return Ok(Transfer::Pending);
         }

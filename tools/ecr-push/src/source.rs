@@ -21,13 +21,28 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 /// Docker manifest media type.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
-/// Where a blob's bytes are: a file, or a range of a tarball.
+/// Where a blob's bytes are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    /// The file.
-    pub path: PathBuf,
-    /// Offset of the first byte.
-    pub offset: u64,
+pub enum Location {
+    /// A file of an OCI layout, or the byte range of a tarball's entry starting at `offset`.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the first byte.
+        offset: u64,
+    },
+    /// An entry of a `docker save` stream read once (only while a daemon image is loaded).
+    Memory {
+        /// The tar entry.
+        entry: String,
+    },
+    /// An entry of `docker save IMAGE`, streamed again when it is uploaded.
+    Daemon {
+        /// The image given to `docker save`.
+        image: String,
+        /// The tar entry.
+        entry: String,
+    },
 }
 
 /// A blob (config or layer) to push.
@@ -35,7 +50,7 @@ pub struct Location {
 pub struct Blob {
     /// `sha256:...`
     pub digest: String,
-    /// Bytes.
+    /// Length in bytes.
     pub size: u64,
     /// Where to read it.
     pub at: Location,
@@ -134,7 +149,7 @@ impl Files {
             Files::Dir(d) => {
                 let p = d.join(name);
                 let size = std::fs::metadata(&p).ok().filter(|m| m.is_file())?.len();
-                Some((Location { path: p, offset: 0 }, size))
+                Some((Location::File { path: p, offset: 0 }, size))
             }
             Files::Memory { small, large } => small
                 .get(name)
@@ -142,16 +157,15 @@ impl Files {
                 .or_else(|| large.get(name).map(|(_, size)| *size))
                 .map(|size| {
                     (
-                        Location {
-                            path: PathBuf::from(format!("memory:{name}")),
-                            offset: 0,
+                        Location::Memory {
+                            entry: name.to_owned(),
                         },
                         size,
                     )
                 }),
             Files::Tar { path, entries } => entries.get(name).map(|(off, size)| {
                 (
-                    Location {
+                    Location::File {
                         path: path.clone(),
                         offset: *off,
                     },
@@ -186,8 +200,13 @@ impl Files {
 }
 
 fn read_at(at: &Location, size: u64) -> std::io::Result<Vec<u8>> {
-    let mut f = File::open(&at.path)?;
-    f.seek(SeekFrom::Start(at.offset))?;
+    let Location::File { path, offset } = at else {
+        return Err(std::io::Error::other(
+            "not a file: streamed from docker save",
+        ));
+    };
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(*offset))?;
     let mut buf = Vec::with_capacity(size as usize);
     f.take(size).read_to_end(&mut buf)?;
     Ok(buf)
@@ -575,13 +594,6 @@ fn daemon_image(
     large: LargeEntries,
 ) -> anyhow::Result<Image> {
     let files = Files::Memory { small, large };
-    let stream_loc = |entry: &str| {
-        Location {
-            path: PathBuf::from(format!("docker:{name}")),
-            offset: 0,
-        }
-        .with_entry(entry)
-    };
     let mut image = if files.has("oci-layout") && files.has("index.json") {
         load_oci(src, &files, None)?
     } else if files.has("manifest.json") {
@@ -593,13 +605,11 @@ fn daemon_image(
         ));
     };
     for b in &mut image.blobs {
-        let entry =
-            b.at.path
-                .to_str()
-                .and_then(|p| p.strip_prefix("memory:"))
-                .map(str::to_owned);
-        if let Some(entry) = entry {
-            b.at = stream_loc(&entry);
+        if let Location::Memory { entry } = &b.at {
+            b.at = Location::Daemon {
+                image: name.to_owned(),
+                entry: entry.clone(),
+            };
         }
     }
     image.kind = "Docker daemon";
@@ -615,20 +625,6 @@ impl std::io::Write for HashWriter<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-impl Location {
-    fn with_entry(mut self, entry: &str) -> Location {
-        self.path = PathBuf::from(format!("{}#{entry}", self.path.display()));
-        self
-    }
-
-    /// For a blob of a `docker:NAME` source: (image name, tar entry).
-    pub fn daemon_entry(&self) -> Option<(String, String)> {
-        let s = self.path.to_str()?.strip_prefix("docker:")?;
-        let (name, entry) = s.split_once('#')?;
-        Some((name.to_owned(), entry.to_owned()))
     }
 }
 
