@@ -250,6 +250,8 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     deploy_core::cli::emit(&report, &args.common.output)
 }
 
+/// The runbook's rollback: plan every service (nothing changes on a refusal or a dry run), roll
+/// them back, verify the environment, and record the incident.
 async fn rollback(args: &Args) -> anyhow::Result<Report> {
     let started = Instant::now();
     let s = settings(args)?;
@@ -288,10 +290,6 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     let (outcomes, interrupted, audit) =
         act_all(&ecs, &s, &plans, &args.reason, args.on_failure).await;
     report.audit.extend(audit);
-    let mut recovered_at = None;
-    let all_ok = plans
-        .iter()
-        .all(|p| outcomes.get(&p.service).is_some_and(|o| o.ok));
     for p in &plans {
         report.push(service_check(p, outcomes.get(&p.service), interrupted));
     }
@@ -303,31 +301,10 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     if !failed.is_empty() && interrupted.is_none() && !args.no_diagnose {
         report.diagnosis = diagnose(&s, &sdk, failed).await;
     }
-    let mut interrupted = interrupted;
-    if interrupted.is_none() {
-        let ok: Vec<&Plan> = plans
-            .iter()
-            .filter(|p| outcomes.get(&p.service).is_some_and(|o| o.ok))
-            .collect();
-        if !ok.is_empty() {
-            match verify(args, &s, &ok).await? {
-                Verified::Report(v) => {
-                    let healthy = v.outcome == Exit::Passed;
-                    for c in v.checks.clone() {
-                        report.push(Check {
-                            name: format!("verify: {}", c.name),
-                            ..c
-                        });
-                    }
-                    report.audit.extend(v.audit.iter().cloned());
-                    if healthy && all_ok {
-                        recovered_at = Some(SystemTime::now());
-                    }
-                }
-                Verified::Interrupted(sig) => interrupted = Some(sig),
-            }
-        }
-    }
+    let (recovered_at, interrupted) = match interrupted {
+        Some(sig) => (None, Some(sig)),
+        None => verify_environment(args, &s, &plans, &outcomes, &mut report).await?,
+    };
     let record = build_incident(args, &s, &plans, &outcomes, recovered_at, interrupted);
     record_incident(args, &s, &sdk, &record, &mut report).await;
     finish_github_deployment(gh, &record, &mut report).await;
@@ -340,6 +317,39 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     report.finish(started.elapsed());
     report.summary = summary(&record, &plans, &outcomes, interrupted);
     Ok(report)
+}
+
+/// Runs the health-check engine on the environment once the services rolled back; its checks join
+/// the report as `verify: ...`. Returns when the incident recovered (every service rolled back
+/// and the environment healthy) and whether a signal cut the verification short.
+async fn verify_environment(
+    args: &Args,
+    s: &Settings,
+    plans: &[Plan],
+    outcomes: &Outcomes,
+    report: &mut Report,
+) -> anyhow::Result<(Option<SystemTime>, Option<&'static str>)> {
+    let ok: Vec<&Plan> = plans
+        .iter()
+        .filter(|p| outcomes.get(&p.service).is_some_and(|o| o.ok))
+        .collect();
+    if ok.is_empty() {
+        return Ok((None, None));
+    }
+    match verify(args, s, &ok).await? {
+        Verified::Report(v) => {
+            for c in v.checks.clone() {
+                report.push(Check {
+                    name: format!("verify: {}", c.name),
+                    ..c
+                });
+            }
+            report.audit.extend(v.audit.iter().cloned());
+            let recovered = v.outcome == Exit::Passed && ok.len() == plans.len();
+            Ok((recovered.then(SystemTime::now), None))
+        }
+        Verified::Interrupted(sig) => Ok((None, Some(sig))),
+    }
 }
 
 async fn plan_all(
@@ -717,7 +727,8 @@ fn build_incident(
     }
 }
 
-/// Writes the record everywhere asked; a sink that fails is an error check (exit 3), the
+/// Writes the incident record to every sink asked for (file, CloudWatch Logs, the MTTR metric,
+/// the changelog), then its check and outputs. A sink that fails makes the check an error; the
 /// rollback itself stands.
 async fn record_incident(
     args: &Args,
@@ -726,7 +737,6 @@ async fn record_incident(
     record: &Incident,
     report: &mut Report,
 ) {
-    let json = serde_json::to_string(record).unwrap_or_default();
     let mut problems: Vec<String> = Vec::new();
     if let Some(path) = &args.incident_file {
         let text =
@@ -737,42 +747,34 @@ async fn record_incident(
         }
     }
     if let Some(group) = &s.log_group {
-        let logs = deploy_core::logs::client(sdk);
         let target = format!("{group}/{}", deploy_core::logs::INCIDENT_STREAM);
-        match deploy_core::logs::put_event(
-            &logs,
+        let json = serde_json::to_string(record).unwrap_or_default();
+        let sent = deploy_core::logs::put_event(
+            &deploy_core::logs::client(sdk),
             group,
             deploy_core::logs::INCIDENT_STREAM,
             &deploy_core::secret::redact(&json),
         )
-        .await
-        {
-            Ok(()) => report.audit(
-                "logs:PutLogEvents",
-                &target,
-                "done",
-                Some(record.incident_id.clone()),
-            ),
-            Err(e) => {
-                report.audit(
-                    "logs:PutLogEvents",
-                    &target,
-                    "failed",
-                    Some(format!("{e:#}")),
-                );
-                problems.push(format!("{e:#}"));
-            }
-        }
+        .await;
+        let done = Some(record.incident_id.clone());
+        sink_audit(
+            report,
+            &mut problems,
+            "logs:PutLogEvents",
+            &target,
+            sent,
+            done,
+        );
     }
     if let (true, Some(mttr)) = (args.emit_metric, record.mttr_seconds) {
         let ns = args
             .metric_namespace
             .clone()
             .unwrap_or_else(|| s.resolved.config.metrics.namespace.clone());
-        let cw = deploy_core::aws::cloudwatch(sdk);
-        let unit = deploy_core::aws_sdk_cloudwatch::types::StandardUnit::Seconds;
         let target = format!("{ns}/MTTR Environment={}", s.environment);
-        match deploy_core::cloudwatch::put_metric(
+        let unit = deploy_core::aws_sdk_cloudwatch::types::StandardUnit::Seconds;
+        let cw = deploy_core::aws::cloudwatch(sdk);
+        let sent = deploy_core::cloudwatch::put_metric(
             &cw,
             &ns,
             "MTTR",
@@ -780,24 +782,16 @@ async fn record_incident(
             mttr as f64,
             unit,
         )
-        .await
-        {
-            Ok(()) => report.audit(
-                "cloudwatch:PutMetricData",
-                &target,
-                "done",
-                Some(format!("{mttr} s")),
-            ),
-            Err(e) => {
-                report.audit(
-                    "cloudwatch:PutMetricData",
-                    &target,
-                    "failed",
-                    Some(format!("{e:#}")),
-                );
-                problems.push(format!("{e:#}"));
-            }
-        }
+        .await;
+        let done = Some(format!("{mttr} s"));
+        sink_audit(
+            report,
+            &mut problems,
+            "cloudwatch:PutMetricData",
+            &target,
+            sent,
+            done,
+        );
     }
     if let Some(path) = &s.changelog {
         match incident::append_changelog(path, record) {
@@ -810,38 +804,61 @@ async fn record_incident(
             Err(e) => problems.push(format!("couldn't append to {}: {e}", path.display())),
         }
     }
-    let mut c = Check::new(
-        format!("incident record {}", record.incident_id),
-        if problems.is_empty() {
-            Status::Passed
-        } else {
-            Status::Error
-        },
-    )
-    .reason(if problems.is_empty() {
-        "recorded".to_owned()
-    } else {
-        problems.join("; ")
-    })
-    .detail("start", record.start_time.clone())
-    .detail("detected", record.detection_time.clone())
-    .detail(
-        "recovered",
-        record
-            .recovery_time
-            .clone()
-            .unwrap_or_else(|| "not recovered".into()),
-    )
-    .detail(
-        "MTTR",
-        record
-            .mttr_seconds
-            .map_or_else(|| "-".into(), |m| format!("{m} s")),
-    );
-    if !record.complete {
-        c = c.detail("complete", "no: the run was interrupted");
+    report.push(incident_check(record, &problems));
+    incident_outputs(record, report);
+}
+
+/// The audit event of one sink's call; a failure is also one of `problems`.
+fn sink_audit(
+    report: &mut Report,
+    problems: &mut Vec<String>,
+    action: &str,
+    target: &str,
+    sent: anyhow::Result<()>,
+    done: Option<String>,
+) {
+    match sent {
+        Ok(()) => report.audit(action, target, "done", done),
+        Err(e) => {
+            report.audit(action, target, "failed", Some(format!("{e:#}")));
+            problems.push(format!("{e:#}"));
+        }
     }
-    report.push(c);
+}
+
+/// The record's check: passed when every sink took it, with its times and MTTR.
+fn incident_check(record: &Incident, problems: &[String]) -> Check {
+    let (status, reason) = if problems.is_empty() {
+        (Status::Passed, "recorded".to_owned())
+    } else {
+        (Status::Error, problems.join("; "))
+    };
+    let c = Check::new(format!("incident record {}", record.incident_id), status)
+        .reason(reason)
+        .detail("start", record.start_time.clone())
+        .detail("detected", record.detection_time.clone())
+        .detail(
+            "recovered",
+            record
+                .recovery_time
+                .clone()
+                .unwrap_or_else(|| "not recovered".into()),
+        )
+        .detail(
+            "MTTR",
+            record
+                .mttr_seconds
+                .map_or_else(|| "-".into(), |m| format!("{m} s")),
+        );
+    if record.complete {
+        c
+    } else {
+        c.detail("complete", "no: the run was interrupted")
+    }
+}
+
+/// The outputs `incident-id`, `mttr-seconds` and `rolled-back-to`.
+fn incident_outputs(record: &Incident, report: &mut Report) {
     report.output("incident-id", &record.incident_id);
     report.output(
         "mttr-seconds",

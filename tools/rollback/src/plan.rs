@@ -79,7 +79,8 @@ fn refused(service: &str, reason: impl Into<String>, details: Vec<(String, Strin
 /// The most revisions looked at when walking back.
 const MAX_WALK: usize = 50;
 
-/// Plans one service.
+/// Plans one service: what it runs, the target (`--to`), whether that target may be deployed
+/// (ACTIVE, not bad, its images still in ECR), and the diff and warnings to show.
 pub async fn plan_service(
     client: &sdk::Client,
     checker: &mut Checker,
@@ -88,37 +89,9 @@ pub async fn plan_service(
     to: &To,
     allow_unverified: bool,
 ) -> anyhow::Result<Planned> {
-    let svc = match ecs::describe(client, cluster, &[service.to_owned()])
-        .await?
-        .pop()
-    {
-        Some(Ok(s)) => s,
-        Some(Err(reason)) => return Ok(refused(service, reason, Vec::new())),
-        None => {
-            return Ok(refused(
-                service,
-                "not returned by DescribeServices",
-                Vec::new(),
-            ));
-        }
-    };
-    if let Some(c) = svc.deployment_controller.as_deref().filter(|c| *c != "ECS") {
-        return Ok(refused(
-            service,
-            format!("its deployment controller is {c}, not ECS: roll it back with {c}"),
-            Vec::new(),
-        ));
-    }
-    let primary = svc.deployments.iter().find(|d| d.status == "PRIMARY");
-    let Some(running) = primary
-        .map(|d| d.task_definition.clone())
-        .or_else(|| svc.task_definition.clone())
-    else {
-        return Ok(refused(
-            service,
-            "the service runs no task definition",
-            Vec::new(),
-        ));
+    let (svc, running) = match running(client, cluster, service).await? {
+        Ok(found) => found,
+        Err(reason) => return Ok(refused(service, reason, Vec::new())),
     };
     let current = taskdef::describe(client, &running).await?;
     let chosen = match choose(client, checker, &current, to, allow_unverified).await? {
@@ -132,27 +105,8 @@ pub async fn plan_service(
         .iter()
         .map(|s| ("passed over".to_owned(), format!("{}: {}", s.name, s.why)))
         .collect();
-    if target.status != "ACTIVE" {
-        return Ok(refused(
-            service,
-            format!(
-                "target {} is {} (deregistered): ECS refuses to deploy it",
-                target.name(),
-                if target.status.is_empty() {
-                    "not ACTIVE"
-                } else {
-                    &target.status
-                }
-            ),
-            details,
-        ));
-    }
-    if let Some(bad) = target.bad() {
-        return Ok(refused(
-            service,
-            format!("target {} is tagged bad ({bad})", target.name()),
-            details,
-        ));
+    if let Some(reason) = undeployable(&target) {
+        return Ok(refused(service, reason, details));
     }
     if target.arn.is_empty() {
         target.arn = running.clone();
@@ -169,38 +123,8 @@ pub async fn plan_service(
             known_events: svc.events.iter().map(event_key).collect(),
         })));
     }
-    for c in &target.containers {
-        match checker.check(&c.image).await? {
-            Found::Missing(why) => {
-                details.push(("image".into(), format!("{}: {}", c.image, why)));
-                return Ok(refused(
-                    service,
-                    format!(
-                        "image {} of target {} no longer exists in ECR ({why})",
-                        c.image,
-                        target.name()
-                    ),
-                    details,
-                ));
-            }
-            Found::Pinned => {
-                details.push(("image".into(), format!("{} (pinned, present)", c.image)))
-            }
-            Found::Moving(d) => {
-                warnings.push(format!(
-                    "image {} is a moving tag reference: it resolves to {d} now, which may not be what {} ran",
-                    c.image,
-                    target.name()
-                ));
-                details.push(("image".into(), format!("{} (tag, now {d})", c.image)));
-            }
-            Found::Unchecked => {
-                details.push((
-                    "image".into(),
-                    format!("{} (not in ECR: unchecked)", c.image),
-                ));
-            }
-        }
+    if let Some(reason) = check_images(checker, &target, &mut details, &mut warnings).await? {
+        return Ok(refused(service, reason, details));
     }
     if target.verified().is_none() && chosen.passed_over.is_empty() && !matches!(to, To::Previous) {
         warnings.push(format!(
@@ -217,6 +141,7 @@ pub async fn plan_service(
     let mut diff = diff(&current, &target);
     diff.extend(details);
     let action = in_flight_action(client, cluster, &svc, &target).await;
+    let primary = svc.deployments.iter().find(|d| d.status == "PRIMARY");
     Ok(Planned::Ready(Box::new(Plan {
         service: service.to_owned(),
         bad_since: primary.and_then(|d| d.created_at.clone()),
@@ -227,6 +152,85 @@ pub async fn plan_service(
         diff,
         warnings,
     })))
+}
+
+/// The service and the task definition it runs (its PRIMARY deployment's), or why it cannot be
+/// rolled back here (not found, another deployment controller, nothing running).
+async fn running(
+    client: &sdk::Client,
+    cluster: &str,
+    service: &str,
+) -> anyhow::Result<Result<(Service, String), String>> {
+    let svc = match ecs::describe(client, cluster, &[service.to_owned()])
+        .await?
+        .pop()
+    {
+        Some(Ok(s)) => s,
+        Some(Err(reason)) => return Ok(Err(reason)),
+        None => return Ok(Err("not returned by DescribeServices".into())),
+    };
+    if let Some(c) = svc.deployment_controller.as_deref().filter(|c| *c != "ECS") {
+        return Ok(Err(format!(
+            "its deployment controller is {c}, not ECS: roll it back with {c}"
+        )));
+    }
+    let primary = svc.deployments.iter().find(|d| d.status == "PRIMARY");
+    match primary
+        .map(|d| d.task_definition.clone())
+        .or_else(|| svc.task_definition.clone())
+    {
+        Some(running) => Ok(Ok((svc, running))),
+        None => Ok(Err("the service runs no task definition".into())),
+    }
+}
+
+/// Why ECS would refuse the target, or we do: not ACTIVE (moto accepts INACTIVE), or tagged bad.
+fn undeployable(target: &TaskDef) -> Option<String> {
+    if target.status != "ACTIVE" {
+        let status = if target.status.is_empty() {
+            "not ACTIVE"
+        } else {
+            &target.status
+        };
+        return Some(format!(
+            "target {} is {status} (deregistered): ECS refuses to deploy it",
+            target.name()
+        ));
+    }
+    target
+        .bad()
+        .map(|bad| format!("target {} is tagged bad ({bad})", target.name()))
+}
+
+/// Checks every image of the target in ECR; a missing one is the refusal returned, a moving tag a
+/// warning. Each image's finding goes into `details`.
+async fn check_images(
+    checker: &mut Checker,
+    target: &TaskDef,
+    details: &mut Vec<(String, String)>,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<String>> {
+    for c in &target.containers {
+        let (image, name) = (&c.image, target.name());
+        let finding = match checker.check(image).await? {
+            Found::Missing(why) => {
+                details.push(("image".into(), format!("{image}: {why}")));
+                return Ok(Some(format!(
+                    "image {image} of target {name} no longer exists in ECR ({why})"
+                )));
+            }
+            Found::Pinned => format!("{image} (pinned, present)"),
+            Found::Moving(d) => {
+                warnings.push(format!(
+                    "image {image} is a moving tag reference: it resolves to {d} now, which may not be what {name} ran"
+                ));
+                format!("{image} (tag, now {d})")
+            }
+            Found::Unchecked => format!("{image} (not in ECR: unchecked)"),
+        };
+        details.push(("image".into(), finding));
+    }
+    Ok(None)
 }
 
 /// A deployment still in flight whose source is the target is rolled back natively; anything
@@ -294,6 +298,8 @@ async fn describe_explicit(
     }
 }
 
+/// The target `--to` names: a revision, a name or ARN, the previous verified revision, or the
+/// revision with a commit or image tag. A refusal says why and what was passed over.
 async fn choose(
     client: &sdk::Client,
     checker: &mut Checker,
@@ -301,11 +307,6 @@ async fn choose(
     to: &To,
     allow_unverified: bool,
 ) -> anyhow::Result<Result<target::Choice, Refusal>> {
-    let explicit = |td: TaskDef| target::Choice {
-        target: td,
-        warnings: Vec::new(),
-        passed_over: Vec::new(),
-    };
     match to {
         To::Revision(r) => Ok(
             describe_explicit(client, &format!("{}:{r}", current.family))
@@ -313,80 +314,107 @@ async fn choose(
                 .map(explicit),
         ),
         To::Named(n) => Ok(describe_explicit(client, n).await?.map(explicit)),
-        To::Previous => {
-            let revisions = taskdef::active_revisions(client, &current.family).await?;
-            let mut older = Vec::new();
-            for (rev, arn) in revisions
-                .iter()
-                .filter(|(r, _)| *r < current.revision)
-                .take(MAX_WALK)
-            {
-                let td = taskdef::describe(client, arn).await?;
-                let good = td.verified().is_some() && td.bad().is_none();
-                tracing::debug!(
-                    "revision {rev}: verified {:?}, bad {:?}",
-                    td.verified(),
-                    td.bad()
-                );
-                older.push(td);
-                if good {
-                    break;
-                }
-            }
-            Ok(target::pick_previous(&older, allow_unverified).map_err(|seen| {
-                let found = if seen.is_empty() {
-                    format!("no ACTIVE revision of {} is older than {}", current.family, current.name())
-                } else {
-                    seen.iter()
-                        .map(|s| format!("{}: {}", s.name, s.why))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                };
+        To::Previous => previous(client, current, allow_unverified).await,
+        To::Ref(r) => by_ref(client, checker, current, r).await,
+    }
+}
+
+/// A target named by the user: no warnings, nothing passed over.
+fn explicit(td: TaskDef) -> target::Choice {
+    target::Choice {
+        target: td,
+        warnings: Vec::new(),
+        passed_over: Vec::new(),
+    }
+}
+
+/// The newest older revision that is verified and not bad (walking back at most `MAX_WALK`).
+async fn previous(
+    client: &sdk::Client,
+    current: &TaskDef,
+    allow_unverified: bool,
+) -> anyhow::Result<Result<target::Choice, Refusal>> {
+    let revisions = taskdef::active_revisions(client, &current.family).await?;
+    let mut older = Vec::new();
+    for (rev, arn) in revisions
+        .iter()
+        .filter(|(r, _)| *r < current.revision)
+        .take(MAX_WALK)
+    {
+        let td = taskdef::describe(client, arn).await?;
+        let good = td.verified().is_some() && td.bad().is_none();
+        tracing::debug!(
+            "revision {rev}: verified {:?}, bad {:?}",
+            td.verified(),
+            td.bad()
+        );
+        older.push(td);
+        if good {
+            break;
+        }
+    }
+    Ok(target::pick_previous(&older, allow_unverified).map_err(|seen| {
+        let found = if seen.is_empty() {
+            format!("no ACTIVE revision of {} is older than {}", current.family, current.name())
+        } else {
+            seen.iter()
+                .map(|s| format!("{}: {}", s.name, s.why))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        (
+            format!(
+                "no verified revision of {} older than {} to go back to ({found}); pass --to to name one, or --allow-unverified",
+                current.family,
+                current.name()
+            ),
+            seen.into_iter()
+                .map(|s| ("passed over".to_owned(), format!("{}: {}", s.name, s.why)))
+                .collect(),
+        )
+    }))
+}
+
+/// The revision whose `deploy-action:sha` or image tag is `r` (also through ECR's tags of
+/// digest-pinned images).
+async fn by_ref(
+    client: &sdk::Client,
+    checker: &mut Checker,
+    current: &TaskDef,
+    r: &str,
+) -> anyhow::Result<Result<target::Choice, Refusal>> {
+    let revisions = taskdef::active_revisions(client, &current.family).await?;
+    let mut candidates = Vec::new();
+    for (_, arn) in revisions
+        .iter()
+        .filter(|(rev, _)| *rev != current.revision)
+        .take(MAX_WALK)
+    {
+        candidates.push(taskdef::describe(client, arn).await?);
+    }
+    if let Some(td) = target::pick_ref(&candidates, r, |_| Vec::new()) {
+        return Ok(Ok(explicit(td.clone())));
+    }
+    let mut tags = std::collections::BTreeMap::new();
+    for c in candidates.iter().flat_map(|t| &t.containers) {
+        if c.image.contains("@sha256:") && !tags.contains_key(&c.image) {
+            tags.insert(c.image.clone(), checker.tags_of(&c.image).await);
+        }
+    }
+    Ok(
+        target::pick_ref(&candidates, r, |i| tags.get(i).cloned().unwrap_or_default())
+            .map(|td| explicit(td.clone()))
+            .ok_or_else(|| {
                 (
                     format!(
-                        "no verified revision of {} older than {} to go back to ({found}); pass --to to name one, or --allow-unverified",
+                        "no ACTIVE revision of {} other than {} has commit or image tag {r}",
                         current.family,
                         current.name()
                     ),
-                    seen.into_iter()
-                        .map(|s| ("passed over".to_owned(), format!("{}: {}", s.name, s.why)))
-                        .collect(),
+                    Vec::new(),
                 )
-            }))
-        }
-        To::Ref(r) => {
-            let revisions = taskdef::active_revisions(client, &current.family).await?;
-            let mut candidates = Vec::new();
-            for (_, arn) in revisions
-                .iter()
-                .filter(|(rev, _)| *rev != current.revision)
-                .take(MAX_WALK)
-            {
-                candidates.push(taskdef::describe(client, arn).await?);
-            }
-            if let Some(td) = target::pick_ref(&candidates, r, |_| Vec::new()) {
-                return Ok(Ok(explicit(td.clone())));
-            }
-            let mut tags = std::collections::BTreeMap::new();
-            for c in candidates.iter().flat_map(|t| &t.containers) {
-                if c.image.contains("@sha256:") && !tags.contains_key(&c.image) {
-                    tags.insert(c.image.clone(), checker.tags_of(&c.image).await);
-                }
-            }
-            Ok(target::pick_ref(&candidates, r, |i| tags.get(i).cloned().unwrap_or_default())
-                .map(|td| explicit(td.clone()))
-                .ok_or_else(|| {
-                    (
-                        format!(
-                            "no ACTIVE revision of {} other than {} has commit or image tag {r}",
-                            current.family,
-                            current.name()
-                        ),
-                        Vec::new(),
-                    )
-                }))
-        }
-    }
+            }),
+    )
 }
 
 fn names_diff(label: &str, from: &[String], to: &[String]) -> Option<(String, String)> {
