@@ -26,8 +26,9 @@ pub async fn sdk_config(
     args: &AwsArgs,
     fallback_region: Option<&str>,
 ) -> anyhow::Result<SdkConfig> {
-    // Every AWS call has a deadline of its own (the SDK sets none by default); the SDK's retries
-    // of throttling and transient errors happen inside it.
+    // Every AWS call gets deadlines: the SDK's defaults bound only connecting (3.1 s), so a
+    // stalled read would wait forever. Connecting 5 s, each read and attempt 30 s, the whole call
+    // 90 s; the SDK's retries of throttling and transient errors happen inside those 90 s.
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
         .read_timeout(std::time::Duration::from_secs(30))

@@ -225,3 +225,23 @@ fn the_undamaged_archive_loads() {
     let img = source::load(&p, None).unwrap();
     assert_eq!(img.blobs.len(), 2);
 }
+
+#[test]
+fn an_index_with_a_malformed_digest_is_refused_by_name() {
+    // oci-spec validates digests: a traversal or a short hex never becomes a path to read.
+    let upper = format!("sha256:{}", "A".repeat(64));
+    for digest in ["sha256:../../etc/passwd", "sha256:abc", "sha256", &upper] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img.tar");
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": source::OCI_MANIFEST, "digest": digest, "size": 10}],
+        }))
+        .unwrap();
+        std::fs::write(&p, tar_of(&image_files(b"some layer", Some(index)))).unwrap();
+        let e = source::load(&p, None).unwrap_err();
+        assert_eq!(exit::classify(&e), Exit::Usage);
+        let m = format!("{e:#}");
+        assert!(m.contains("index.json is not a valid"), "{digest}: {m}");
+    }
+}

@@ -9,8 +9,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use deploy_core::exit;
+use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, Digest, ImageIndex, ImageManifest};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 /// OCI image manifest media type.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -212,11 +213,6 @@ fn read_at(at: &Location, size: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn blob_path(digest: &str) -> Option<String> {
-    let (alg, hex) = digest.split_once(':')?;
-    (!alg.is_empty() && !hex.is_empty() && !hex.contains('/')).then(|| format!("blobs/{alg}/{hex}"))
-}
-
 /// Reads an image from `src`; `reference` picks an entry of a multi-entry OCI index by its
 /// `org.opencontainers.image.ref.name`.
 pub fn load(src: &Path, reference: Option<&str>) -> anyhow::Result<Image> {
@@ -235,29 +231,37 @@ pub fn load(src: &Path, reference: Option<&str>) -> anyhow::Result<Image> {
 
 const META_MAX: u64 = 8 * 1024 * 1024;
 
-fn descriptor(src: &Path, v: &Value, what: &str) -> anyhow::Result<(String, u64, String)> {
-    let digest = v["digest"]
-        .as_str()
-        .ok_or_else(|| bad(src, format!("{what} has no digest")))?;
-    let size = v["size"]
-        .as_u64()
-        .ok_or_else(|| bad(src, format!("{what} has no size")))?;
-    let mt = v["mediaType"].as_str().unwrap_or_default().to_owned();
-    Ok((digest.to_owned(), size, mt))
+/// Parses an OCI (or Docker v2) JSON document with oci-spec's types, which validate digests.
+fn parse<T: serde::de::DeserializeOwned>(
+    src: &Path,
+    bytes: &[u8],
+    what: &str,
+) -> anyhow::Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let kind = if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            "not a valid"
+        } else {
+            "not JSON"
+        };
+        bad(src, format!("{what} is {kind} ({e})"))
+    })
 }
 
 fn load_oci(src: &Path, files: &Files, reference: Option<&str>) -> anyhow::Result<Image> {
-    let index: Value = serde_json::from_slice(&files.read(src, "index.json", META_MAX)?)
-        .map_err(|e| bad(src, format!("index.json is not JSON ({e})")))?;
-    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    let index: ImageIndex = parse(src, &files.read(src, "index.json", META_MAX)?, "index.json")?;
+    let entries = index.manifests();
     let entry = match (entries.len(), reference) {
         (0, _) => return Err(bad(src, "index.json lists no manifests")),
         (_, Some(r)) => entries
             .iter()
-            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == r)
-            .cloned()
+            .find(|m| {
+                m.annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(ANNOTATION_REF_NAME))
+                    .is_some_and(|n| n == r)
+            })
             .ok_or_else(|| bad(src, format!("no manifest named {r:?} in index.json")))?,
-        (1, None) => entries[0].clone(),
+        (1, None) => &entries[0],
         (n, None) => {
             return Err(bad(
                 src,
@@ -267,27 +271,22 @@ fn load_oci(src: &Path, files: &Files, reference: Option<&str>) -> anyhow::Resul
     };
     let mut blobs: Vec<Blob> = Vec::new();
     let mut children = Vec::new();
-    let top = read_manifest(src, files, &entry, "the index entry")?;
-    let top_json: Value = serde_json::from_slice(&top.bytes)
-        .map_err(|e| bad(src, format!("manifest is not JSON ({e})")))?;
-    if matches!(top.media_type.as_str(), OCI_INDEX | DOCKER_LIST)
-        || top_json["manifests"].is_array()
-    {
-        for (i, m) in top_json["manifests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            let child = read_manifest(src, files, m, &format!("manifests[{i}] of the index"))?;
-            let cj: Value = serde_json::from_slice(&child.bytes)
-                .map_err(|e| bad(src, format!("child manifest is not JSON ({e})")))?;
-            collect_blobs(src, files, &cj, &mut blobs)?;
+    let top = read_manifest(src, files, entry)?;
+    if is_index(&top) {
+        let index: ImageIndex = parse(src, &top.bytes, "the image index")?;
+        for (i, m) in index.manifests().iter().enumerate() {
+            let child = read_manifest(src, files, m)?;
+            let what = format!("manifests[{i}] of the index");
+            collect_blobs(src, files, &parse(src, &child.bytes, &what)?, &mut blobs)?;
             children.push(child);
         }
     } else {
-        collect_blobs(src, files, &top_json, &mut blobs)?;
+        collect_blobs(
+            src,
+            files,
+            &parse(src, &top.bytes, "the manifest")?,
+            &mut blobs,
+        )?;
     }
     Ok(Image {
         blobs,
@@ -301,65 +300,75 @@ fn load_oci(src: &Path, files: &Files, reference: Option<&str>) -> anyhow::Resul
     })
 }
 
-fn read_manifest(src: &Path, files: &Files, desc: &Value, what: &str) -> anyhow::Result<Manifest> {
-    let (digest, size, mt) = descriptor(src, desc, what)?;
-    let path = blob_path(&digest)
-        .ok_or_else(|| bad(src, format!("{what} has an invalid digest {digest:?}")))?;
+/// Whether a manifest is an index (by its media type, or by holding `manifests`).
+fn is_index(m: &Manifest) -> bool {
+    matches!(m.media_type.as_str(), OCI_INDEX | DOCKER_LIST)
+        || serde_json::from_slice::<Value>(&m.bytes).is_ok_and(|v| v["manifests"].is_array())
+}
+
+/// Where a blob of a layout lives: `blobs/<algorithm>/<hex>` (the digest is validated, so the
+/// path cannot leave `blobs/`).
+fn blob_path(digest: &Digest) -> String {
+    format!("blobs/{}/{}", digest.algorithm(), digest.digest())
+}
+
+/// Reads the manifest `desc` points at, checking its size and digest.
+fn read_manifest(src: &Path, files: &Files, desc: &Descriptor) -> anyhow::Result<Manifest> {
+    let digest = desc.digest().to_string();
+    let path = blob_path(desc.digest());
     let bytes = files.read(src, &path, META_MAX)?;
-    if bytes.len() as u64 != size || sha256(&bytes) != digest {
+    if bytes.len() as u64 != desc.size() || sha256(&bytes) != digest {
         return Err(bad(
             src,
             format!("corrupt layout: {path} does not match its digest and size"),
         ));
     }
-    let media_type = if mt.is_empty() {
-        serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| OCI_MANIFEST.to_owned())
-    } else {
-        mt
-    };
     Ok(Manifest {
         digest,
-        media_type,
+        media_type: desc.media_type().to_string(),
         bytes,
     })
 }
 
+/// Adds the config and layers of `manifest` to `blobs` (once each), located in the layout.
 fn collect_blobs(
     src: &Path,
     files: &Files,
-    manifest: &Value,
+    manifest: &ImageManifest,
     blobs: &mut Vec<Blob>,
 ) -> anyhow::Result<()> {
-    let mut descs = vec![manifest["config"].clone()];
-    descs.extend(manifest["layers"].as_array().cloned().unwrap_or_default());
-    for (i, d) in descs.iter().enumerate() {
+    let descs = std::iter::once(manifest.config()).chain(manifest.layers());
+    for (i, d) in descs.enumerate() {
         let what = if i == 0 {
             "config".to_owned()
         } else {
             format!("layers[{}]", i - 1)
         };
-        let (digest, size, _) = descriptor(src, d, &what)?;
+        let digest = d.digest().to_string();
         if blobs.iter().any(|b| b.digest == digest) {
             continue;
         }
-        let path = blob_path(&digest)
-            .ok_or_else(|| bad(src, format!("{what} has an invalid digest {digest:?}")))?;
+        let path = blob_path(d.digest());
         let (at, actual) = files.locate(&path).ok_or_else(|| {
             bad(
                 src,
                 format!("corrupt layout: blob {path} of {what} is missing"),
             )
         })?;
-        if actual != size {
+        if actual != d.size() {
             return Err(bad(
                 src,
-                format!("corrupt layout: blob {path} is {actual} bytes, the manifest says {size}"),
+                format!(
+                    "corrupt layout: blob {path} is {actual} bytes, the manifest says {}",
+                    d.size()
+                ),
             ));
         }
-        blobs.push(Blob { digest, size, at });
+        blobs.push(Blob {
+            digest,
+            size: actual,
+            at,
+        });
     }
     Ok(())
 }
