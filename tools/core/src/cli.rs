@@ -510,7 +510,7 @@ pub fn emit_to<W: Write>(
         }
         gha.flush_suppressed()?;
         gha.set_output("outcome", &report.outcome.to_string())?;
-        gha.set_output("exit-code", &report.exit_code.to_string())?;
+        gha.set_output("exit-code", &report.outcome.code().to_string())?;
         if let Some(p) = &report_path {
             gha.set_output("report", &p.display().to_string())?;
         }

@@ -147,8 +147,9 @@ pub struct Finding {
     pub evidence: Vec<String>,
 }
 
-/// Everything one tool run found and did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Everything one tool run found and did. Serialized with `exit_code` (the outcome as a number)
+/// after `outcome`: the outcome is the one source of truth for both.
+#[derive(Debug, Clone, Deserialize)]
 pub struct Report {
     /// Which tool produced it.
     pub tool: String,
@@ -160,10 +161,8 @@ pub struct Report {
     pub started_at: String,
     /// Wall time of the run.
     pub duration_ms: u64,
-    /// The run's outcome.
+    /// The run's outcome (the exit code is `outcome.code()`).
     pub outcome: Exit,
-    /// The process exit code (`outcome` as a number).
-    pub exit_code: u8,
     /// One line: what happened.
     pub summary: String,
     /// Whether this was a dry run.
@@ -185,6 +184,35 @@ pub struct Report {
     pub error: Option<String>,
 }
 
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut r = s.serialize_struct("Report", 16)?;
+        r.serialize_field("tool", &self.tool)?;
+        r.serialize_field("version", &self.version)?;
+        r.serialize_field("target", &self.target)?;
+        r.serialize_field("started_at", &self.started_at)?;
+        r.serialize_field("duration_ms", &self.duration_ms)?;
+        r.serialize_field("outcome", &self.outcome)?;
+        r.serialize_field("exit_code", &self.outcome.code())?;
+        r.serialize_field("summary", &self.summary)?;
+        r.serialize_field("dry_run", &self.dry_run)?;
+        r.serialize_field("checks", &self.checks)?;
+        r.serialize_field("outputs", &self.outputs)?;
+        r.serialize_field("audit", &self.audit)?;
+        if !self.annotations.is_empty() {
+            r.serialize_field("annotations", &self.annotations)?;
+        }
+        if !self.diagnosis.is_empty() {
+            r.serialize_field("diagnosis", &self.diagnosis)?;
+        }
+        if let Some(e) = &self.error {
+            r.serialize_field("error", e)?;
+        }
+        r.end()
+    }
+}
+
 impl Report {
     /// An empty report for `tool` against `target`, started now.
     pub fn new(tool: &str, version: &str, target: impl Into<String>) -> Self {
@@ -195,7 +223,6 @@ impl Report {
             started_at: now_rfc3339(),
             duration_ms: 0,
             outcome: Exit::Passed,
-            exit_code: 0,
             summary: String::new(),
             dry_run: false,
             checks: Vec::new(),
@@ -251,7 +278,6 @@ impl Report {
             Exit::Passed
         };
         self.outcome = self.outcome.worst(from_checks);
-        self.exit_code = self.outcome.code();
         self.duration_ms = took.as_millis() as u64;
         if self.summary.is_empty() {
             let total = self.checks.len();
@@ -292,7 +318,7 @@ mod tests {
         r.push(Check::new("b", Status::Failed).reason("HTTP 503"));
         r.finish(Duration::from_millis(1200));
         assert_eq!(r.outcome, Exit::Failed);
-        assert_eq!(r.exit_code, 1);
+        assert_eq!(serde_json::to_value(&r).unwrap()["exit_code"], 1);
         assert_eq!(
             r.summary,
             "1 of 2 checks did not pass (1 failed, 0 errors, 0 skipped)"
@@ -306,7 +332,7 @@ mod tests {
         r.fail_with(Exit::Usage, "bad config");
         r.push(Check::new("a", Status::Passed));
         r.finish(Duration::ZERO);
-        assert_eq!(r.exit_code, 2);
+        assert_eq!(serde_json::to_value(&r).unwrap()["exit_code"], 2);
     }
 
     #[test]
