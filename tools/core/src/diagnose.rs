@@ -108,7 +108,7 @@ fn line(s: &str) -> String {
 
 /// The clients diagnosis reads from.
 pub struct Sources {
-    /// ECS.
+    /// ECS (services, stopped tasks, task definitions).
     pub ecs: aws_sdk_ecs::Client,
     /// ELBv2 (target health).
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
