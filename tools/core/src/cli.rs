@@ -451,8 +451,24 @@ pub fn emit_to<W: Write>(
             exit::usage(format!("couldn't write JUnit file {}: {e}", path.display()))
         })?;
     }
-    let report_path = out.report.clone().or_else(|| {
-        gha.enabled().then(|| {
+    let report_path = report_file(report, out, gha.enabled())?;
+    if gha.enabled() {
+        annotate(report, gha)?;
+        gha.flush_suppressed()?;
+        set_outputs(report, report_path.as_deref(), gha)?;
+        gha.append_summary(&render::markdown::render(report))?;
+    }
+    Ok(report.outcome)
+}
+
+/// Writes the JSON report to `--report`, or inside Actions to a file in `RUNNER_TEMP`; its path.
+fn report_file(
+    report: &Report,
+    out: &OutputArgs,
+    in_actions: bool,
+) -> anyhow::Result<Option<PathBuf>> {
+    let path = out.report.clone().or_else(|| {
+        in_actions.then(|| {
             let dir =
                 std::env::var_os("RUNNER_TEMP").map_or_else(std::env::temp_dir, PathBuf::from);
             dir.join(format!(
@@ -462,7 +478,7 @@ pub fn emit_to<W: Write>(
             ))
         })
     });
-    if let Some(path) = &report_path {
+    if let Some(path) = &path {
         std::fs::write(path, render::json(report)).map_err(|e| {
             exit::usage(format!(
                 "couldn't write report file {}: {e}",
@@ -470,56 +486,66 @@ pub fn emit_to<W: Write>(
             ))
         })?;
     }
-    if gha.enabled() {
-        for a in &report.annotations {
-            let level = match a.level.as_str() {
-                "warning" => Level::Warning,
-                "notice" => Level::Notice,
-                _ => Level::Error,
-            };
-            gha.annotate(
-                level,
-                &a.message,
-                &Location {
-                    file: Some(a.file.clone()),
-                    line: None,
-                    title: Some(a.title.clone()),
-                },
-            )?;
-        }
-        for c in &report.checks {
-            if matches!(c.status, Status::Failed | Status::Error) {
-                let msg = format!(
-                    "{}: {}",
-                    c.name,
-                    c.reason.as_deref().unwrap_or("did not pass")
-                );
-                gha.annotate(
-                    if c.status == Status::Failed {
-                        Level::Error
-                    } else {
-                        Level::Warning
-                    },
-                    &msg,
-                    &Location {
-                        title: Some(report.tool.clone()),
-                        ..Location::default()
-                    },
-                )?;
-            }
-        }
-        gha.flush_suppressed()?;
-        gha.set_output("outcome", &report.outcome.to_string())?;
-        gha.set_output("exit-code", &report.outcome.code().to_string())?;
-        if let Some(p) = &report_path {
-            gha.set_output("report", &p.display().to_string())?;
-        }
-        for (k, v) in &report.outputs {
-            gha.set_output(k, v)?;
-        }
-        gha.append_summary(&render::markdown::render(report))?;
+    Ok(path)
+}
+
+/// The report's own annotations, then one per check that did not pass (an error for a failed
+/// check, a warning for one that could not run).
+fn annotate<W: Write>(report: &Report, gha: &mut Actions<W>) -> anyhow::Result<()> {
+    for a in &report.annotations {
+        let level = match a.level.as_str() {
+            "warning" => Level::Warning,
+            "notice" => Level::Notice,
+            _ => Level::Error,
+        };
+        gha.annotate(
+            level,
+            &a.message,
+            &Location {
+                file: Some(a.file.clone()),
+                line: None,
+                title: Some(a.title.clone()),
+            },
+        )?;
     }
-    Ok(report.outcome)
+    for c in &report.checks {
+        let level = match c.status {
+            Status::Failed => Level::Error,
+            Status::Error => Level::Warning,
+            Status::Passed | Status::Skipped => continue,
+        };
+        let msg = format!(
+            "{}: {}",
+            c.name,
+            c.reason.as_deref().unwrap_or("did not pass")
+        );
+        gha.annotate(
+            level,
+            &msg,
+            &Location {
+                title: Some(report.tool.clone()),
+                ..Location::default()
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The step outputs: `outcome`, `exit-code`, `report` (the report file) and the report's own.
+fn set_outputs<W: Write>(
+    report: &Report,
+    report_path: Option<&Path>,
+    gha: &mut Actions<W>,
+) -> anyhow::Result<()> {
+    gha.set_output("outcome", &report.outcome.to_string())?;
+    gha.set_output("exit-code", &report.outcome.code().to_string())?;
+    if let Some(p) = report_path {
+        gha.set_output("report", &p.display().to_string())?;
+    }
+    for (k, v) in &report.outputs {
+        gha.set_output(k, v)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

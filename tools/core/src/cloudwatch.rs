@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::Client;
+use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
     AlarmType, Dimension, MetricDatum, StandardUnit, StateValue, Statistic,
@@ -31,83 +32,103 @@ pub async fn firing_alarms(
     names: &[String],
     prefix: Option<&str>,
 ) -> anyhow::Result<Vec<Firing>> {
-    let mut out: Vec<Firing> = Vec::new();
-    let mut seen: Vec<String> = Vec::new();
-    let mut push = |resp: &aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput,
-                    seen: &mut Vec<String>| {
-        let metric = resp.metric_alarms().iter().map(|a| {
-            (
-                a.alarm_name().unwrap_or_default(),
-                a.state_value(),
-                a.state_reason().unwrap_or_default(),
-            )
-        });
-        let composite = resp.composite_alarms().iter().map(|a| {
-            (
-                a.alarm_name().unwrap_or_default(),
-                a.state_value(),
-                a.state_reason().unwrap_or_default(),
-            )
-        });
+    let mut found = Found::default();
+    for chunk in names.chunks(100) {
+        // No state filter: the answer also tells which names exist.
+        let resp = client
+            .describe_alarms()
+            .set_alarm_names(Some(chunk.to_vec()))
+            .set_alarm_types(Some(ALARM_TYPES.to_vec()))
+            .send()
+            .await
+            .map_err(|e| error("couldn't describe CloudWatch alarms", &e))?;
+        found.add(&resp);
+    }
+    if let Some(prefix) = prefix {
+        firing_with_prefix(client, prefix, &mut found).await?;
+    }
+    Ok(found.with_missing(names))
+}
+
+/// Both kinds of alarm a gate looks at.
+const ALARM_TYPES: [AlarmType; 2] = [AlarmType::MetricAlarm, AlarmType::CompositeAlarm];
+
+/// The alarms seen so far, and those of them in ALARM.
+#[derive(Default)]
+struct Found {
+    firing: Vec<Firing>,
+    seen: Vec<String>,
+}
+
+impl Found {
+    /// Adds the metric and composite alarms of one `DescribeAlarms` answer.
+    fn add(&mut self, resp: &DescribeAlarmsOutput) {
+        let metric = resp
+            .metric_alarms()
+            .iter()
+            .map(|a| (a.alarm_name(), a.state_value(), a.state_reason()));
+        let composite = resp
+            .composite_alarms()
+            .iter()
+            .map(|a| (a.alarm_name(), a.state_value(), a.state_reason()));
         for (name, state, reason) in metric.chain(composite) {
-            seen.push(name.to_owned());
+            let (name, reason) = (name.unwrap_or_default(), reason.unwrap_or_default());
+            self.seen.push(name.to_owned());
             // moto ignores the StateValue filter when AlarmNamePrefix is given: filter here too.
-            if state == Some(&StateValue::Alarm) && !out.iter().any(|f| f.name == name) {
-                out.push(Firing {
+            if state == Some(&StateValue::Alarm) && !self.firing.iter().any(|f| f.name == name) {
+                self.firing.push(Firing {
                     name: name.to_owned(),
                     reason: reason.to_owned(),
                     exists: true,
                 });
             }
         }
-    };
-    let types = [AlarmType::MetricAlarm, AlarmType::CompositeAlarm];
-    for chunk in names.chunks(100) {
-        // No state filter: the answer also tells which names exist.
-        let resp = client
-            .describe_alarms()
-            .set_alarm_names(Some(chunk.to_vec()))
-            .set_alarm_types(Some(types.to_vec()))
-            .send()
-            .await
-            .map_err(|e| error("couldn't describe CloudWatch alarms", &e))?;
-        push(&resp, &mut seen);
     }
-    if let Some(prefix) = prefix {
-        let mut token = None;
-        loop {
-            let resp = client
-                .describe_alarms()
-                .alarm_name_prefix(prefix)
-                .set_alarm_types(Some(types.to_vec()))
-                .state_value(StateValue::Alarm)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| {
-                    error(
-                        &format!("couldn't describe CloudWatch alarms with prefix {prefix}"),
-                        &e,
-                    )
-                })?;
-            push(&resp, &mut seen);
-            token = resp.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
+
+    /// The firing alarms, then each of `names` that no answer had.
+    fn with_missing(mut self, names: &[String]) -> Vec<Firing> {
+        for n in names {
+            if !self.seen.contains(n) && !self.firing.iter().any(|f| &f.name == n) {
+                self.firing.push(Firing {
+                    name: n.clone(),
+                    reason: "no alarm of this name exists (a typo, or another region or account?)"
+                        .into(),
+                    exists: false,
+                });
             }
         }
+        self.firing
     }
-    for n in names {
-        if !seen.contains(n) && !out.iter().any(|f| &f.name == n) {
-            out.push(Firing {
-                name: n.clone(),
-                reason: "no alarm of this name exists (a typo, or another region or account?)"
-                    .into(),
-                exists: false,
-            });
+}
+
+/// Adds the alarms in ALARM whose names start with `prefix`, page by page.
+async fn firing_with_prefix(
+    client: &Client,
+    prefix: &str,
+    found: &mut Found,
+) -> anyhow::Result<()> {
+    let mut token = None;
+    loop {
+        let resp = client
+            .describe_alarms()
+            .alarm_name_prefix(prefix)
+            .set_alarm_types(Some(ALARM_TYPES.to_vec()))
+            .state_value(StateValue::Alarm)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| {
+                error(
+                    &format!("couldn't describe CloudWatch alarms with prefix {prefix}"),
+                    &e,
+                )
+            })?;
+        found.add(&resp);
+        token = resp.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(());
         }
     }
-    Ok(out)
 }
 
 /// The reason line of a failed alarm gate: which alarms fire, which do not exist.

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_ecs::types::DesiredStatus;
+use aws_sdk_ecs::types::{DesiredStatus, Task};
 
 use crate::report::Finding;
 use crate::secret::redact;
@@ -108,7 +108,7 @@ fn line(s: &str) -> String {
 
 /// The clients diagnosis reads from.
 pub struct Sources {
-    /// ECS.
+    /// ECS (services, stopped tasks, task definitions).
     pub ecs: aws_sdk_ecs::Client,
     /// ELBv2 (target health).
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
@@ -137,7 +137,7 @@ pub struct Scope {
     pub cluster: Option<String>,
     /// The failing services.
     pub services: Vec<String>,
-    /// Alarm names and prefix (the environment's filter).
+    /// Alarm names (with the prefix, the environment's filter).
     pub alarm_names: Vec<String>,
     /// Alarm-name prefix.
     pub alarm_prefix: Option<String>,
@@ -239,89 +239,28 @@ async fn service(src: &Sources, cluster: &str, svc: &str, scope: &Scope) -> Vec<
     out
 }
 
+/// The service's last stopped tasks, a finding per kind of stop; the first task of a kind carries
+/// the evidence (its containers' exits and last log lines), the rest are counted.
 async fn stopped(src: &Sources, cluster: &str, svc: &str, scope: &Scope) -> Vec<Finding> {
     let subject = format!("service {svc}");
-    let list = src
-        .ecs
-        .list_tasks()
-        .cluster(cluster)
-        .service_name(svc)
-        .desired_status(DesiredStatus::Stopped)
-        .send()
-        .await;
-    let arns: Vec<String> = match list {
-        Ok(l) => l
-            .task_arns()
-            .iter()
-            .take(scope.stopped_tasks.max(1))
-            .cloned()
-            .collect(),
-        Err(e) => {
-            return vec![denied(
-                &subject,
-                "list stopped tasks",
-                &crate::aws::error("ListTasks", &e),
-            )];
-        }
-    };
-    if arns.is_empty() {
-        return Vec::new();
-    }
-    let tasks = match src
-        .ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .set_tasks(Some(arns))
-        .send()
-        .await
-    {
+    let tasks = match stopped_tasks(src, cluster, svc, scope.stopped_tasks.max(1)).await {
         Ok(t) => t,
-        Err(e) => {
-            return vec![denied(
-                &subject,
-                "describe stopped tasks",
-                &crate::aws::error("DescribeTasks", &e),
-            )];
-        }
+        Err((what, e)) => return vec![denied(&subject, what, &e)],
     };
     let mut out: Vec<Finding> = Vec::new();
-    for t in tasks.tasks() {
+    for t in &tasks {
         let id = t
             .task_arn()
             .and_then(|a| a.rsplit('/').next())
             .unwrap_or("?")
             .to_owned();
         let reason = t.stopped_reason().unwrap_or("no stop reason");
-        let containers: Vec<(String, Option<i32>, String)> = t
-            .containers()
-            .iter()
-            .map(|c| {
-                (
-                    c.name().unwrap_or("?").to_owned(),
-                    c.exit_code(),
-                    c.reason().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
+        let containers = containers(t);
         let (class, hint) = classify_stopped(reason, &containers);
-        let mut evidence: Vec<String> = containers
-            .iter()
-            .map(|(n, code, r)| {
-                line(&format!(
-                    "container {n}: exit {}{}",
-                    code.map_or_else(|| "-".into(), |c| c.to_string()),
-                    if r.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({r})")
-                    }
-                ))
-            })
-            .collect();
+        let mut evidence = container_exits(&containers);
         if let Some(td) = t.task_definition_arn() {
             evidence.extend(log_excerpt(src, td, &id, scope.log_lines).await);
         }
-        // One finding per kind: the first task of a kind carries the evidence, the rest are counted.
         if let Some(f) = out.iter_mut().find(|f| f.class == class) {
             f.evidence.push(format!("also task {id}: {}", line(reason)));
             continue;
@@ -335,6 +274,74 @@ async fn stopped(src: &Sources, cluster: &str, svc: &str, scope: &Scope) -> Vec<
         });
     }
     out
+}
+
+/// The service's last `n` stopped tasks, or what could not be done and why.
+async fn stopped_tasks(
+    src: &Sources,
+    cluster: &str,
+    svc: &str,
+    n: usize,
+) -> Result<Vec<Task>, (&'static str, anyhow::Error)> {
+    let list = src
+        .ecs
+        .list_tasks()
+        .cluster(cluster)
+        .service_name(svc)
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+        .map_err(|e| ("list stopped tasks", crate::aws::error("ListTasks", &e)))?;
+    let arns: Vec<String> = list.task_arns().iter().take(n).cloned().collect();
+    if arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let described = src
+        .ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .set_tasks(Some(arns))
+        .send()
+        .await
+        .map_err(|e| {
+            (
+                "describe stopped tasks",
+                crate::aws::error("DescribeTasks", &e),
+            )
+        })?;
+    Ok(described.tasks().to_vec())
+}
+
+/// A task's containers: (name, exit code, reason).
+fn containers(t: &Task) -> Vec<(String, Option<i32>, String)> {
+    t.containers()
+        .iter()
+        .map(|c| {
+            (
+                c.name().unwrap_or("?").to_owned(),
+                c.exit_code(),
+                c.reason().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A line per container: `container web: exit 137 (OutOfMemoryError)`.
+fn container_exits(containers: &[(String, Option<i32>, String)]) -> Vec<String> {
+    containers
+        .iter()
+        .map(|(n, code, r)| {
+            line(&format!(
+                "container {n}: exit {}{}",
+                code.map_or_else(|| "-".into(), |c| c.to_string()),
+                if r.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({r})")
+                }
+            ))
+        })
+        .collect()
 }
 
 /// The last `n` log lines of task `task_id` for each container with `awslogs` logging.

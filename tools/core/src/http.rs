@@ -51,7 +51,7 @@ pub enum HttpError {
     Dns {
         /// The URL (redacted).
         url: String,
-        /// Detail.
+        /// The cause, as reqwest and the OS tell it (redacted).
         message: String,
     },
     /// TCP connect failed (refused, unreachable).
@@ -59,7 +59,7 @@ pub enum HttpError {
     Connect {
         /// The URL (redacted).
         url: String,
-        /// Detail.
+        /// The cause, as reqwest and the OS tell it (redacted).
         message: String,
     },
     /// The TLS handshake or certificate check failed.
@@ -67,7 +67,7 @@ pub enum HttpError {
     Tls {
         /// The URL (redacted).
         url: String,
-        /// Detail.
+        /// The cause, as reqwest and the OS tell it (redacted).
         message: String,
     },
     /// Connect, read or request timeout.
@@ -75,7 +75,7 @@ pub enum HttpError {
     Timeout {
         /// The URL (redacted).
         url: String,
-        /// Time spent.
+        /// Time since the request (its first hop) began, in milliseconds.
         elapsed_ms: u64,
     },
     /// Redirect limit reached (a loop, usually).
@@ -83,7 +83,7 @@ pub enum HttpError {
     Redirects {
         /// The URL (redacted).
         url: String,
-        /// The limit.
+        /// How many redirects the client follows.
         limit: usize,
     },
     /// The body was larger than the cap.
@@ -91,7 +91,7 @@ pub enum HttpError {
     BodyTooLarge {
         /// The URL (redacted).
         url: String,
-        /// The cap.
+        /// The cap on a body, in bytes.
         limit: usize,
     },
     /// The connection broke (reset, closed early).
@@ -99,7 +99,7 @@ pub enum HttpError {
     Io {
         /// The URL (redacted).
         url: String,
-        /// Detail.
+        /// The cause, as reqwest and the OS tell it (redacted).
         message: String,
     },
 }
@@ -225,7 +225,6 @@ pub fn is_sensitive_header(name: &str) -> bool {
 impl HttpClient {
     /// Builds a client for `tool` with `opts`.
     pub fn new(tool: &str, opts: HttpOptions) -> Result<Self, HttpError> {
-        #[allow(clippy::disallowed_methods)] // this is the wrapper the lint points to
         let inner = reqwest::Client::builder()
             .user_agent(user_agent(tool))
             .connect_timeout(opts.connect_timeout)
@@ -269,92 +268,13 @@ impl HttpClient {
             url: shown.clone(),
             message,
         };
-        let mut method = reqwest::Method::from_bytes(method.as_bytes())
+        let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| invalid(format!("invalid method {method:?}")))?;
-        let mut current = crate::urls::validate_url(url).map_err(&invalid)?;
-        let mut plain = HeaderMap::new();
-        let mut secret = HeaderMap::new();
-        for h in headers {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| invalid(format!("invalid header name {:?}", h.name)))?;
-            let mut value = HeaderValue::from_str(&h.value)
-                .map_err(|_| invalid(format!("invalid value for header {}", h.name)))?;
-            if h.is_secret() {
-                value.set_sensitive(true);
-                secret.append(name, value);
-            } else {
-                plain.append(name, value);
-            }
-        }
-        let mut body = body;
-        let mut send_secrets = true;
+        let url = crate::urls::validate_url(url).map_err(&invalid)?;
+        let headers = HeaderMaps::new(headers).map_err(invalid)?;
         let start = Instant::now();
-        let mut hops = 0usize;
-        let mut resp = loop {
-            let mut map = plain.clone();
-            if send_secrets {
-                for (k, v) in &secret {
-                    map.append(k.clone(), v.clone());
-                }
-            }
-            let hop_url = redact(current.as_str());
-            let mut req = self
-                .inner
-                .request(method.clone(), current.clone())
-                .headers(map);
-            if let Some(b) = &body {
-                req = req.body(b.clone());
-            }
-            if let Some(t) = timeout {
-                let left = t.saturating_sub(start.elapsed());
-                if left.is_zero() {
-                    return Err(HttpError::Timeout {
-                        url: hop_url,
-                        elapsed_ms: start.elapsed().as_millis() as u64,
-                    });
-                }
-                req = req.timeout(left);
-            }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| classify(&e, &hop_url, start))?;
-            let code = resp.status().as_u16();
-            let location = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let (true, Some(location)) = (matches!(code, 301 | 302 | 303 | 307 | 308), location)
-            else {
-                break resp;
-            };
-            if hops >= self.opts.max_redirects {
-                return Err(HttpError::Redirects {
-                    url: shown,
-                    limit: self.opts.max_redirects,
-                });
-            }
-            hops += 1;
-            let next = current
-                .join(&location)
-                .ok()
-                .and_then(|u| crate::urls::validate_url(u.as_str()).ok())
-                .ok_or_else(|| HttpError::Invalid {
-                    url: hop_url.clone(),
-                    message: format!("redirect to an invalid location {:?}", redact(&location)),
-                })?;
-            if !same_origin(&current, &next) {
-                // Credentials were meant for the origin they were configured for, never for
-                // whatever host a response points at.
-                send_secrets = false;
-            }
-            if code == 303 || (matches!(code, 301 | 302) && method == reqwest::Method::POST) {
-                method = reqwest::Method::GET;
-                body = None;
-            }
-            current = next;
-        };
+        let first = Hop { method, url, body };
+        let mut resp = self.follow(first, &headers, timeout, start, &shown).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let final_url = redact(resp.url().as_str());
@@ -366,6 +286,158 @@ impl HttpClient {
             latency: start.elapsed(),
             url: final_url,
         })
+    }
+
+    /// Sends `hop` and follows redirects, up to the limit, until a response that is not one.
+    async fn follow(
+        &self,
+        mut hop: Hop,
+        headers: &HeaderMaps,
+        timeout: Option<Duration>,
+        start: Instant,
+        shown: &str,
+    ) -> Result<reqwest::Response, HttpError> {
+        let mut send_secrets = true;
+        let mut hops = 0usize;
+        loop {
+            let hop_url = redact(hop.url.as_str());
+            let resp = self
+                .send_hop(
+                    &hop,
+                    headers.for_hop(send_secrets),
+                    timeout,
+                    start,
+                    &hop_url,
+                )
+                .await?;
+            let code = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let (true, Some(location)) = (matches!(code, 301 | 302 | 303 | 307 | 308), location)
+            else {
+                return Ok(resp);
+            };
+            if hops >= self.opts.max_redirects {
+                return Err(HttpError::Redirects {
+                    url: shown.to_owned(),
+                    limit: self.opts.max_redirects,
+                });
+            }
+            hops += 1;
+            let next = redirect_target(&hop.url, &location, &hop_url)?;
+            if !same_origin(&hop.url, &next) {
+                // Credentials were meant for the origin they were configured for, never for
+                // whatever host a response points at.
+                send_secrets = false;
+            }
+            hop.redirect(code, next);
+        }
+    }
+
+    /// One request of [`HttpClient::send`], within what is left of its `timeout`.
+    async fn send_hop(
+        &self,
+        hop: &Hop,
+        headers: HeaderMap,
+        timeout: Option<Duration>,
+        start: Instant,
+        hop_url: &str,
+    ) -> Result<reqwest::Response, HttpError> {
+        let mut req = self
+            .inner
+            .request(hop.method.clone(), hop.url.clone())
+            .headers(headers);
+        if let Some(b) = &hop.body {
+            req = req.body(b.clone());
+        }
+        if let Some(t) = timeout {
+            let left = t.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(HttpError::Timeout {
+                    url: hop_url.to_owned(),
+                    elapsed_ms: start.elapsed().as_millis() as u64,
+                });
+            }
+            req = req.timeout(left);
+        }
+        req.send().await.map_err(|e| classify(&e, hop_url, start))
+    }
+}
+
+/// One request of a redirect chain.
+struct Hop {
+    method: reqwest::Method,
+    url: reqwest::Url,
+    body: Option<Vec<u8>>,
+}
+
+impl Hop {
+    /// The next hop after a redirect with status `code` to `next`: a 303, and a 301 or 302 of a
+    /// POST, become a GET without a body (as browsers and curl do).
+    fn redirect(&mut self, code: u16, next: reqwest::Url) {
+        if code == 303 || (matches!(code, 301 | 302) && self.method == reqwest::Method::POST) {
+            self.method = reqwest::Method::GET;
+            self.body = None;
+        }
+        self.url = next;
+    }
+}
+
+/// A redirect's `Location`, resolved against the URL it came from and checked like any URL.
+fn redirect_target(
+    from: &reqwest::Url,
+    location: &str,
+    hop_url: &str,
+) -> Result<reqwest::Url, HttpError> {
+    from.join(location)
+        .ok()
+        .and_then(|u| crate::urls::validate_url(u.as_str()).ok())
+        .ok_or_else(|| HttpError::Invalid {
+            url: hop_url.to_owned(),
+            message: format!("redirect to an invalid location {:?}", redact(location)),
+        })
+}
+
+/// A request's headers, the secret ones (marked sensitive) apart.
+struct HeaderMaps {
+    plain: HeaderMap,
+    secret: HeaderMap,
+}
+
+impl HeaderMaps {
+    /// Checks and sorts `headers`; the error says which one is invalid.
+    fn new(headers: &[Header]) -> Result<HeaderMaps, String> {
+        let mut maps = HeaderMaps {
+            plain: HeaderMap::new(),
+            secret: HeaderMap::new(),
+        };
+        for h in headers {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| format!("invalid header name {:?}", h.name))?;
+            let mut value = HeaderValue::from_str(&h.value)
+                .map_err(|_| format!("invalid value for header {}", h.name))?;
+            if h.is_secret() {
+                value.set_sensitive(true);
+                maps.secret.append(name, value);
+            } else {
+                maps.plain.append(name, value);
+            }
+        }
+        Ok(maps)
+    }
+
+    /// The headers of one hop: the secret ones only while it stays on the first origin.
+    fn for_hop(&self, send_secrets: bool) -> HeaderMap {
+        let mut map = self.plain.clone();
+        if send_secrets {
+            for (k, v) in &self.secret {
+                map.append(k.clone(), v.clone());
+            }
+        }
+        map
     }
 }
 
@@ -471,7 +543,9 @@ fn classify(e: &reqwest::Error, url: &str, start: Instant) -> HttpError {
 }
 
 impl HttpClient {
-    /// Fixes the redirect limit in [`HttpError::Redirects`] (reqwest does not report it).
+    /// Sets this client's limit in an [`HttpError::Redirects`] that lacks it: one classified
+    /// from reqwest's own redirect error says 0 (errors from [`HttpClient::send`] already
+    /// carry the limit).
     pub fn with_limit(&self, e: HttpError) -> HttpError {
         match e {
             HttpError::Redirects { url, .. } => HttpError::Redirects {

@@ -85,6 +85,69 @@ fn defines_function(expr: &str) -> bool {
     word == "def"
 }
 
+/// The standard library's definitions, parsed once: parsing them is most of the compile cost.
+fn std_defs() -> &'static [load::parse::Def] {
+    static DEFS: std::sync::OnceLock<Vec<load::parse::Def>> = std::sync::OnceLock::new();
+    DEFS.get_or_init(|| {
+        jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs())
+            .collect()
+    })
+}
+
+/// What the loader could not read, lex or parse, with where.
+fn load_errors(errs: load::Errors<&str, ()>) -> Vec<String> {
+    let mut msgs = Vec::new();
+    for (file, err) in errs {
+        match err {
+            load::Error::Io(es) => {
+                for (path, e) in es {
+                    msgs.push(format!("cannot load module {path:?}: {e}"));
+                }
+            }
+            load::Error::Lex(es) => {
+                for (expect, rest) in es {
+                    msgs.push(format!(
+                        "lex error: expected {} {}, found {}",
+                        expect.as_str(),
+                        locate(file.code, rest),
+                        found(rest)
+                    ));
+                }
+            }
+            load::Error::Parse(es) => {
+                for (expect, tok) in es {
+                    // `tok` is the offending token's text (empty slice at end of input)
+                    let (loc, what) = (locate(file.code, tok), found(tok));
+                    msgs.push(format!(
+                        "parse error: expected {} {loc}, found {what}",
+                        expect.as_str()
+                    ));
+                }
+            }
+        }
+    }
+    msgs
+}
+
+/// The undefined filters and variables the compiler found, with where.
+fn compile_errors(errs: jaq_core::compile::Errors<&str, ()>) -> Vec<String> {
+    errs.into_iter()
+        .flat_map(|(file, es)| {
+            es.into_iter().map(move |(name, undef)| {
+                let what = match undef {
+                    jaq_core::compile::Undefined::Filter(arity) => {
+                        format!("undefined filter {name}/{arity}")
+                    }
+                    other => format!("undefined {} {name}", other.as_str()),
+                };
+                format!("{what} {}", locate(file.code, name))
+            })
+        })
+        .collect()
+}
+
 impl Program {
     /// Parse and compile `expr` with the jq standard library (jaq-core + jaq-std + jaq-json defs/funs).
     /// An assertion may not define functions: a recursive `def` could overflow the stack, which
@@ -95,79 +158,24 @@ impl Program {
                 "invalid jq expression {expr:?}: assertions may not define functions (def); use the standard library's"
             ));
         }
-        // Parsing the std-library definitions is most of the compile cost: do it once.
-        static DEFS: std::sync::OnceLock<Vec<load::parse::Def>> = std::sync::OnceLock::new();
-        let defs = DEFS.get_or_init(|| {
-            jaq_core::defs()
-                .chain(jaq_std::defs())
-                .chain(jaq_json::defs())
-                .collect()
-        });
-        let defs = defs.iter().cloned();
+        let invalid =
+            |msgs: Vec<String>| format!("invalid jq expression {expr:?}: {}", msgs.join("; "));
         let funs = jaq_core::funs()
             .chain(jaq_std::funs())
             .chain(jaq_json::funs())
             .filter(|f| f.0 != "env");
-
         let arena = Arena::default();
         let file = File {
             code: expr,
             path: (),
         };
-        let modules = Loader::new(defs).load(&arena, file).map_err(|errs| {
-            let mut msgs = Vec::new();
-            for (file, err) in errs {
-                match err {
-                    load::Error::Io(es) => {
-                        for (path, e) in es {
-                            msgs.push(format!("cannot load module {path:?}: {e}"));
-                        }
-                    }
-                    load::Error::Lex(es) => {
-                        for (expect, rest) in es {
-                            msgs.push(format!(
-                                "lex error: expected {} {}, found {}",
-                                expect.as_str(),
-                                locate(file.code, rest),
-                                found(rest)
-                            ));
-                        }
-                    }
-                    load::Error::Parse(es) => {
-                        for (expect, tok) in es {
-                            // `tok` is the offending token's text (empty slice at end of input)
-                            let (loc, what) = (locate(file.code, tok), found(tok));
-                            msgs.push(format!(
-                                "parse error: expected {} {loc}, found {what}",
-                                expect.as_str()
-                            ));
-                        }
-                    }
-                }
-            }
-            format!("invalid jq expression {expr:?}: {}", msgs.join("; "))
-        })?;
-
+        let modules = Loader::new(std_defs().iter().cloned())
+            .load(&arena, file)
+            .map_err(|errs| invalid(load_errors(errs)))?;
         let filter = Compiler::default()
             .with_funs(funs)
             .compile(modules)
-            .map_err(|errs| {
-                let msgs: Vec<String> = errs
-                    .into_iter()
-                    .flat_map(|(file, es)| {
-                        es.into_iter().map(move |(name, undef)| {
-                            let what = match undef {
-                                jaq_core::compile::Undefined::Filter(arity) => {
-                                    format!("undefined filter {name}/{arity}")
-                                }
-                                other => format!("undefined {} {name}", other.as_str()),
-                            };
-                            format!("{what} {}", locate(file.code, name))
-                        })
-                    })
-                    .collect();
-                format!("invalid jq expression {expr:?}: {}", msgs.join("; "))
-            })?;
+            .map_err(|errs| invalid(compile_errors(errs)))?;
         Ok(Program { filter })
     }
 

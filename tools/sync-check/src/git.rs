@@ -26,7 +26,7 @@ pub struct Git {
 pub struct GitError {
     /// The arguments, space-joined.
     pub args: String,
-    /// Exit status.
+    /// How git ended (`exit status: 1`), or `not run` when it could not be started.
     pub status: String,
     /// What git said (secrets redacted).
     pub stderr: String,
@@ -383,7 +383,7 @@ pub struct StageEntry {
     pub oid: String,
     /// 1 base, 2 ours (the base branch), 3 theirs (the head).
     pub stage: u8,
-    /// The path.
+    /// The conflicted path, raw (`-z` output does not quote it).
     pub path: String,
 }
 

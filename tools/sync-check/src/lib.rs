@@ -125,84 +125,84 @@ pub struct Findings {
 pub fn fetch(g: &Git, args: &Args, target: &event::Target, base: &str) -> anyhow::Result<u32> {
     let base_ref = format!("refs/remotes/{}/{base}", args.remote);
     let spec = format!("+refs/heads/{base}:{base_ref}");
-    let shallow = g.is_shallow();
-    let mut fetch_args = vec![
-        "fetch",
-        "--no-tags",
-        "--quiet",
-        "--no-recurse-submodules",
-        "--end-of-options",
-        args.remote.as_str(),
-        spec.as_str(),
-    ];
+    fetch_base(g, args, base, &spec)?;
+    fetch_head(g, args, target)?;
+    deepen_to_merge_base(g, args, &target.head, &base_ref, &spec)
+}
+
+/// `git fetch` of one refspec from `remote`, without tags or submodules, with extra `options`.
+fn fetch_refspec(
+    g: &Git,
+    options: &[&str],
+    remote: &str,
+    refspec: &str,
+) -> Result<String, git::GitError> {
+    let mut argv = vec!["fetch", "--no-tags", "--quiet", "--no-recurse-submodules"];
+    argv.extend_from_slice(options);
+    argv.extend(["--end-of-options", remote, refspec]);
+    g.transport(&argv)
+}
+
+/// Fetches the base branch (`--deepen` commits deep in a shallow clone).
+fn fetch_base(g: &Git, args: &Args, base: &str, spec: &str) -> anyhow::Result<()> {
     let depth = format!("--depth={}", args.deepen.max(1));
-    if shallow {
-        fetch_args.insert(1, &depth);
-    }
-    if let Err(e) = g.transport(&fetch_args) {
-        if e.stderr.contains("couldn't find remote ref") {
-            return Err(exit::usage(format!(
-                "base branch {base:?} does not exist on remote {:?}",
-                args.remote
-            )));
-        }
-        return Err(exit::dependency(format!(
-            "couldn't fetch {base} from {}: {e}",
+    let options: &[&str] = if g.is_shallow() { &[&depth] } else { &[] };
+    let Err(e) = fetch_refspec(g, options, &args.remote, spec) else {
+        return Ok(());
+    };
+    if e.stderr.contains("couldn't find remote ref") {
+        return Err(exit::usage(format!(
+            "base branch {base:?} does not exist on remote {:?}",
             args.remote
         )));
     }
-    if g.commit(&target.head).is_none() {
-        // The head is not local (a checkout of another ref): fetch it by SHA, or the PR's head ref.
-        let by_sha = g.transport(&[
-            "fetch",
-            "--no-tags",
-            "--quiet",
-            "--no-recurse-submodules",
-            "--end-of-options",
-            &args.remote,
-            &target.head,
-        ]);
-        if by_sha.is_err()
-            && let Some(n) = target.pr_number
-        {
-            let pr = format!("+refs/pull/{n}/head:refs/remotes/{}/pr/{n}", args.remote);
-            g.transport(&[
-                "fetch",
-                "--no-tags",
-                "--quiet",
-                "--no-recurse-submodules",
-                "--end-of-options",
-                &args.remote,
-                &pr,
-            ])
-            .map_err(|e| {
-                exit::dependency(format!("couldn't fetch the PR head {}: {e}", target.head))
-            })?;
-        }
-        if g.commit(&target.head).is_none() {
-            return Err(exit::usage(format!(
-                "head commit {} is not in the repository",
-                target.head
-            )));
-        }
+    Err(exit::dependency(format!(
+        "couldn't fetch {base} from {}: {e}",
+        args.remote
+    )))
+}
+
+/// Makes sure the head commit is here: when it is not local (a checkout of another ref), fetches
+/// it by SHA, or else the PR's head ref.
+fn fetch_head(g: &Git, args: &Args, target: &event::Target) -> anyhow::Result<()> {
+    if g.commit(&target.head).is_some() {
+        return Ok(());
     }
+    let by_sha = fetch_refspec(g, &[], &args.remote, &target.head);
+    if by_sha.is_err()
+        && let Some(n) = target.pr_number
+    {
+        let pr = format!("+refs/pull/{n}/head:refs/remotes/{}/pr/{n}", args.remote);
+        fetch_refspec(g, &[], &args.remote, &pr).map_err(|e| {
+            exit::dependency(format!("couldn't fetch the PR head {}: {e}", target.head))
+        })?;
+    }
+    if g.commit(&target.head).is_none() {
+        return Err(exit::usage(format!(
+            "head commit {} is not in the repository",
+            target.head
+        )));
+    }
+    Ok(())
+}
+
+/// Deepens a shallow clone, by `--deepen` commits and doubling each step, until the merge base of
+/// the head and the base is there; returns the number of steps.
+fn deepen_to_merge_base(
+    g: &Git,
+    args: &Args,
+    head: &str,
+    base_ref: &str,
+    spec: &str,
+) -> anyhow::Result<u32> {
     let mut deepened = 0;
     let mut step = args.deepen.max(1);
-    while g.merge_base(&target.head, &base_ref).is_none() && g.is_shallow() {
+    while g.merge_base(head, base_ref).is_none() && g.is_shallow() {
         deepened += 1;
         tracing::info!("no merge base yet: deepening the clone by {step} commits");
         let d = format!("--deepen={step}");
-        g.transport(&[
-            "fetch",
-            "--no-tags",
-            "--quiet",
-            "--no-recurse-submodules",
-            &d,
-            "--end-of-options",
-            &args.remote,
-            &spec,
-        ])
-        .map_err(|e| exit::dependency(format!("couldn't deepen the clone: {e}")))?;
+        fetch_refspec(g, &[&d], &args.remote, spec)
+            .map_err(|e| exit::dependency(format!("couldn't deepen the clone: {e}")))?;
         step = step.saturating_mul(2);
     }
     Ok(deepened)
@@ -210,7 +210,6 @@ pub fn fetch(g: &Git, args: &Args, target: &event::Target, base: &str) -> anyhow
 
 /// Computes the findings, read-only (git >= 2.38 for `merge-tree --write-tree`).
 pub fn inspect(g: &Git, head: &str, base_ref: &str, deepened: u32) -> anyhow::Result<Findings> {
-    let dep = |e: git::GitError| exit::dependency(e.to_string());
     let head_sha = g
         .commit(head)
         .ok_or_else(|| exit::usage(format!("{head:?} is not a commit")))?;
@@ -218,76 +217,15 @@ pub fn inspect(g: &Git, head: &str, base_ref: &str, deepened: u32) -> anyhow::Re
         .commit(base_ref)
         .ok_or_else(|| exit::usage(format!("base {base_ref:?} is not a commit")))?;
     let merge_base = g.merge_base(&head_sha, &base_sha);
-    let range = format!("{base_sha}...{head_sha}");
-    let (behind, ahead) = git::parse_counts(
-        &g.ok(&[
-            "rev-list",
-            "--left-right",
-            "--count",
-            "--end-of-options",
-            &range,
-        ])
-        .map_err(dep)?,
-    )
-    .ok_or_else(|| exit::dependency("couldn't read git rev-list --count output"))?;
-    let missing: Vec<String> = g
-        .ok(&[
-            "log",
-            "--format=%h %s",
-            "-n",
-            "20",
-            "--end-of-options",
-            &format!("{head_sha}..{base_sha}"),
-        ])
-        .map_err(dep)?
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let mut merged_tree = None;
-    let (mut conflicts, merges_cleanly, merge_messages) = if merge_base.is_some() {
-        let (base_label, head_label) = merge_labels(g, head, &head_sha, base_ref, &base_sha);
-        let out = g.raw(&[
-            "merge-tree",
-            "--write-tree",
-            "-z",
-            "--end-of-options",
-            &base_label,
-            &head_label,
-        ])?;
-        match out.status.code() {
-            Some(0) => {
-                merged_tree = git::parse_merge_tree(&out.stdout).map(|mt| mt.tree);
-                (Vec::new(), true, Vec::new())
-            }
-            Some(1) => {
-                let mt = git::parse_merge_tree(&out.stdout).ok_or_else(|| {
-                    exit::dependency("couldn't read git merge-tree's output (no tree id)")
-                })?;
-                let messages = mt
-                    .messages
-                    .iter()
-                    .filter(|m| git::ConflictKind::of_message(&m.kind, &m.text).is_some())
-                    .map(|m| m.text.clone())
-                    .collect();
-                (git::conflicts(&mt), false, messages)
-            }
-            _ => {
-                return Err(exit::dependency(format!(
-                    "git merge-tree failed: {}",
-                    deploy_core::secret::redact(String::from_utf8_lossy(&out.stderr).trim())
-                )));
-            }
-        }
+    let (behind, ahead) = counts(g, &base_sha, &head_sha)?;
+    let missing = missing_commits(g, &head_sha, &base_sha)?;
+    let mut merge = if merge_base.is_some() {
+        predict_merge(g, head, &head_sha, base_ref, &base_sha)?
     } else {
-        (Vec::new(), true, Vec::new())
+        MergePrediction::clean(None)
     };
-    locate_on_head(g, &head_sha, &mut conflicts);
-    let status = g.raw(&["status", "--porcelain=v2", "-z", "--untracked-files=normal"])?;
-    let tree = if status.status.success() {
-        git::parse_status(&status.stdout)
-    } else {
-        TreeState::default()
-    };
+    locate_on_head(g, &head_sha, &mut merge.conflicts);
+    let tree = tree_state(g)?;
     Ok(Findings {
         head_sha,
         base_ref: base_ref.to_owned(),
@@ -296,12 +234,121 @@ pub fn inspect(g: &Git, head: &str, base_ref: &str, deepened: u32) -> anyhow::Re
         behind,
         ahead,
         missing,
-        conflicts,
-        merges_cleanly,
-        merge_messages,
-        merged_tree,
+        conflicts: merge.conflicts,
+        merges_cleanly: merge.clean,
+        merge_messages: merge.messages,
+        merged_tree: merge.tree,
         tree,
         deepened,
+    })
+}
+
+/// (behind, ahead): base commits the head lacks, head commits the base lacks.
+fn counts(g: &Git, base_sha: &str, head_sha: &str) -> anyhow::Result<(u64, u64)> {
+    let range = format!("{base_sha}...{head_sha}");
+    let out = g
+        .ok(&[
+            "rev-list",
+            "--left-right",
+            "--count",
+            "--end-of-options",
+            &range,
+        ])
+        .map_err(|e| exit::dependency(e.to_string()))?;
+    git::parse_counts(&out)
+        .ok_or_else(|| exit::dependency("couldn't read git rev-list --count output"))
+}
+
+/// The first 20 base commits the head lacks, `sha subject`.
+fn missing_commits(g: &Git, head_sha: &str, base_sha: &str) -> anyhow::Result<Vec<String>> {
+    Ok(g.ok(&[
+        "log",
+        "--format=%h %s",
+        "-n",
+        "20",
+        "--end-of-options",
+        &format!("{head_sha}..{base_sha}"),
+    ])
+    .map_err(|e| exit::dependency(e.to_string()))?
+    .lines()
+    .map(str::to_owned)
+    .collect())
+}
+
+/// What merge-tree says of merging the head into the base.
+struct MergePrediction {
+    conflicts: Vec<Conflict>,
+    clean: bool,
+    /// git's CONFLICT messages, when the merge is not clean.
+    messages: Vec<String>,
+    /// The merged tree, when the merge is clean.
+    tree: Option<String>,
+}
+
+impl MergePrediction {
+    fn clean(tree: Option<String>) -> MergePrediction {
+        MergePrediction {
+            conflicts: Vec::new(),
+            clean: true,
+            messages: Vec::new(),
+            tree,
+        }
+    }
+}
+
+/// Runs `merge-tree --write-tree` on the two sides (they share history): no work tree, index or
+/// ref is touched.
+fn predict_merge(
+    g: &Git,
+    head: &str,
+    head_sha: &str,
+    base_ref: &str,
+    base_sha: &str,
+) -> anyhow::Result<MergePrediction> {
+    let (base_label, head_label) = merge_labels(g, head, head_sha, base_ref, base_sha);
+    let out = g.raw(&[
+        "merge-tree",
+        "--write-tree",
+        "-z",
+        "--end-of-options",
+        &base_label,
+        &head_label,
+    ])?;
+    match out.status.code() {
+        Some(0) => Ok(MergePrediction::clean(
+            git::parse_merge_tree(&out.stdout).map(|mt| mt.tree),
+        )),
+        Some(1) => {
+            let mt = git::parse_merge_tree(&out.stdout).ok_or_else(|| {
+                exit::dependency("couldn't read git merge-tree's output (no tree id)")
+            })?;
+            let messages = mt
+                .messages
+                .iter()
+                .filter(|m| git::ConflictKind::of_message(&m.kind, &m.text).is_some())
+                .map(|m| m.text.clone())
+                .collect();
+            Ok(MergePrediction {
+                conflicts: git::conflicts(&mt),
+                clean: false,
+                messages,
+                tree: None,
+            })
+        }
+        _ => Err(exit::dependency(format!(
+            "git merge-tree failed: {}",
+            deploy_core::secret::redact(String::from_utf8_lossy(&out.stderr).trim())
+        ))),
+    }
+}
+
+/// The working tree's state (empty when git cannot tell).
+fn tree_state(g: &Git) -> anyhow::Result<TreeState> {
+    let status = g.raw(&["status", "--porcelain=v2", "-z", "--untracked-files=normal"])?;
+    Ok(if status.status.success() {
+        git::parse_status(&status.stdout)
+    } else {
+        TreeState::default()
     })
 }
 
@@ -390,6 +437,7 @@ fn validate_rev(what: &str, rev: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A SHA's first seven characters, as git abbreviates it.
 pub(crate) fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
@@ -437,61 +485,68 @@ pub(crate) fn conflict_details(mut c: Check, conflicts: &[Conflict]) -> Check {
     c
 }
 
-/// Builds the report's checks from the findings and the policy.
+/// Builds the report's checks, annotations and outputs from the findings and the policy.
 pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
     let base_name = f.base_ref.trim_start_matches("refs/remotes/");
-    let fail_on = |x: FailOn| args.fail_on.contains(&x);
-    // Merge.
-    let merge = if f.merge_base.is_none() {
-        Check::new("Shares history with the base", Status::Failed).reason(format!(
+    report.push(merge_check(f, args, base_name));
+    report.push(behind_check(f, args, base_name));
+    report.push(tree_check(&f.tree, args));
+    annotate_conflicts(f, args, base_name, report);
+    findings_outputs(f, report);
+}
+
+impl Args {
+    /// Whether `--fail-on` lists `x`.
+    fn fails_on(&self, x: FailOn) -> bool {
+        self.fail_on.contains(&x)
+    }
+}
+
+/// Failed when `fails`, else passed.
+fn failed_if(fails: bool) -> Status {
+    if fails {
+        Status::Failed
+    } else {
+        Status::Passed
+    }
+}
+
+/// "Shares history with the base", or "Merges cleanly" with each conflict (or git's messages).
+fn merge_check(f: &Findings, args: &Args, base_name: &str) -> Check {
+    if f.merge_base.is_none() {
+        return Check::new("Shares history with the base", Status::Failed).reason(format!(
             "{} and {base_name} have no common history (unrelated histories)",
             short(&f.head_sha)
-        ))
-    } else if f.conflicts.is_empty() && f.merges_cleanly {
-        Check::new("Merges cleanly", Status::Passed)
-            .reason(format!("no conflicts with {base_name}"))
-    } else if f.conflicts.is_empty() {
-        let mut c = Check::new(
-            "Merges cleanly",
-            if fail_on(FailOn::Conflicts) {
-                Status::Failed
-            } else {
-                Status::Passed
-            },
-        )
-        .reason(format!(
+        ));
+    }
+    if f.conflicts.is_empty() && f.merges_cleanly {
+        return Check::new("Merges cleanly", Status::Passed)
+            .reason(format!("no conflicts with {base_name}"));
+    }
+    let status = failed_if(args.fails_on(FailOn::Conflicts));
+    if f.conflicts.is_empty() {
+        let mut c = Check::new("Merges cleanly", status).reason(format!(
             "git does not merge it cleanly with {base_name}, though no path is conflicted"
         ));
         for m in &f.merge_messages {
             c = c.detail("git", m.clone());
         }
-        c
-    } else {
-        let c = Check::new(
-            "Merges cleanly",
-            if fail_on(FailOn::Conflicts) {
-                Status::Failed
-            } else {
-                Status::Passed
-            },
-        )
-        .reason(format!(
-            "{} conflicting files with {base_name}",
-            f.conflicts.len()
-        ));
-        conflict_details(c, &f.conflicts)
-    };
-    report.push(merge);
-    // Behind.
+        return c;
+    }
+    let c = Check::new("Merges cleanly", status).reason(format!(
+        "{} conflicting files with {base_name}",
+        f.conflicts.len()
+    ));
+    conflict_details(c, &f.conflicts)
+}
+
+/// "Up to date with <base>", listing the base commits the head lacks.
+fn behind_check(f: &Findings, args: &Args, base_name: &str) -> Check {
     let over_max = args.max_behind.is_some_and(|m| f.behind > m);
-    let behind_fails = over_max || (fail_on(FailOn::Behind) && f.behind > 0);
+    let behind_fails = over_max || (args.fails_on(FailOn::Behind) && f.behind > 0);
     let mut c = Check::new(
         format!("Up to date with {base_name}"),
-        if behind_fails {
-            Status::Failed
-        } else {
-            Status::Passed
-        },
+        failed_if(behind_fails),
     )
     .reason(match (f.behind, args.max_behind) {
         (0, _) => format!("0 behind, {} ahead", f.ahead),
@@ -507,16 +562,14 @@ pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
             format!("… and {} more", f.behind - f.missing.len() as u64),
         );
     }
-    report.push(c);
-    // Working tree.
-    let t = &f.tree;
+    c
+}
+
+/// "Working tree clean", listing up to 20 paths of each kind.
+fn tree_check(t: &TreeState, args: &Args) -> Check {
     let mut c = Check::new(
         "Working tree clean",
-        if !t.clean() && fail_on(FailOn::Dirty) {
-            Status::Failed
-        } else {
-            Status::Passed
-        },
+        failed_if(!t.clean() && args.fails_on(FailOn::Dirty)),
     )
     .reason(if t.clean() {
         "nothing changed, staged or untracked".to_owned()
@@ -539,8 +592,13 @@ pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
             c = c.detail(k, p.clone());
         }
     }
-    report.push(c);
-    let level = if fail_on(FailOn::Conflicts) {
+    c
+}
+
+/// One annotation per conflict, on the file as it is on this branch (an error when conflicts
+/// fail the check, else a warning).
+fn annotate_conflicts(f: &Findings, args: &Args, base_name: &str, report: &mut Report) {
+    let level = if args.fails_on(FailOn::Conflicts) {
         "error"
     } else {
         "warning"
@@ -568,6 +626,10 @@ pub fn judge(f: &Findings, args: &Args, report: &mut Report) {
             message: format!("{note}{}", x.messages.join("\n")),
         });
     }
+}
+
+/// The step outputs of a check: counts, conflicts and the commits compared.
+fn findings_outputs(f: &Findings, report: &mut Report) {
     report.output("ahead", f.ahead);
     report.output("behind", f.behind);
     conflict_outputs(report, &f.conflicts);

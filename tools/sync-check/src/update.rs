@@ -26,6 +26,20 @@ fn only_in(g: &Git, from: &str, to: &str) -> anyhow::Result<Vec<String>> {
     )
 }
 
+/// Git's state of an unfinished rebase or merge (a path under the git directory), with the
+/// command that drops it.
+const UNFINISHED: [(&str, [&str; 2]); 3] = [
+    ("rebase-merge", ["rebase", "--quit"]),
+    ("rebase-apply", ["rebase", "--quit"]),
+    ("MERGE_HEAD", ["merge", "--abort"]),
+];
+
+/// Whether `name` (one of [`UNFINISHED`]) exists in the git directory.
+fn unfinished(g: &Git, name: &str) -> bool {
+    g.ok(&["rev-parse", "--git-path", name])
+        .is_ok_and(|p| g.path(p.trim()).exists())
+}
+
 /// Puts the branch, HEAD, index and work tree back at `start` (the tree was clean when we began,
 /// so nothing uncommitted can be lost; the backup ref keeps `start` reachable regardless).
 fn restore(g: &Git, branch: &str, start: &str) -> anyhow::Result<()> {
@@ -40,15 +54,8 @@ fn restore(g: &Git, branch: &str, start: &str) -> anyhow::Result<()> {
     }
     // A rebase or merge git could not abort is dropped (its commits stay reachable: the backup
     // ref holds `start`, and the branch is put back on it below).
-    for (dir, quit) in [
-        ("rebase-merge", ["rebase", "--quit"]),
-        ("rebase-apply", ["rebase", "--quit"]),
-        ("MERGE_HEAD", ["merge", "--abort"]),
-    ] {
-        let in_progress = g
-            .ok(&["rev-parse", "--git-path", dir])
-            .is_ok_and(|p| g.path(p.trim()).exists());
-        if in_progress {
+    for (name, quit) in UNFINISHED {
+        if unfinished(g, name) {
             let _ = g.ok(&quit);
         }
     }
@@ -100,7 +107,9 @@ fn push_failure(e: &crate::git::GitError) -> PushFailure {
     })
 }
 
-/// Runs the safe sync, recording every mutating git call in the report's audit trail.
+/// Runs the safe sync, recording every mutating git call in the report's audit trail: plan
+/// (refuse a dirty tree, predict with merge-tree), back up, rebase or merge (restore when git
+/// stops), verify no commit's change was lost, push with the lease (restore when refused).
 pub fn run(
     g: &Git,
     args: &Args,
@@ -109,162 +118,186 @@ pub fn run(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     report.dry_run = args.dry_run;
-    let verb = match mode {
-        UpdateMode::Rebase => "rebase",
-        UpdateMode::Merge => "merge",
+    let Some(sync) = Sync::plan(g, args, mode, base_ref, report)? else {
+        return Ok(());
     };
-    let base_name = base_ref.trim_start_matches("refs/remotes/").to_owned();
-    let branch = g
-        .current_branch()
-        .ok_or_else(|| exit::usage("HEAD is detached: --update needs a checked-out branch"))?;
-    let in_progress = ["rebase-merge", "rebase-apply", "MERGE_HEAD"]
-        .iter()
-        .any(|p| {
-            g.ok(&["rev-parse", "--git-path", p])
-                .is_ok_and(|path| g.path(path.trim()).exists())
-        });
-    let f = crate::inspect(g, "HEAD", base_ref, 0)?;
-    report.output("behind", f.behind);
-    report.output("ahead", f.ahead);
-    if in_progress || !f.tree.clean() {
-        report.push(
-            Check::new("Working tree clean", Status::Failed).reason(format!(
-                "refusing to {verb}: {}; commit or stash first",
-                if in_progress {
-                    "a rebase or merge is in progress".to_owned()
-                } else {
-                    format!(
-                        "{} modified, {} staged, {} untracked files",
-                        f.tree.modified.len(),
-                        f.tree.staged.len(),
-                        f.tree.untracked.len()
-                    )
-                }
-            )),
-        );
-        report.summary = format!("refused to {verb} {branch}: the working tree is not clean");
+    if args.dry_run {
+        sync.report_planned(report);
         return Ok(());
     }
-    let start = f.head_sha.clone();
-    report.output("old-head", &start);
-    if f.merge_base.is_none() {
-        report.push(
-            Check::new("Shares history with the base", Status::Failed).reason(format!(
-                "{branch} and {base_name} have no common history: nothing was changed"
-            )),
-        );
-        report.summary = format!("refused to {verb}: unrelated histories");
+    sync.backup(g, report)?;
+    let Some(new_head) = sync.rebase_or_merge(g, report)? else {
+        return Ok(());
+    };
+    if !sync.verify(g, &new_head, report)? {
         return Ok(());
     }
-    if !f.conflicts.is_empty() || !f.merges_cleanly {
-        let c = Check::new("Merges cleanly", Status::Failed).reason(format!(
-            "{} conflicting files with {base_name}: nothing was changed",
-            f.conflicts.len()
-        ));
-        report.push(crate::conflict_details(c, &f.conflicts));
-        crate::conflict_outputs(report, &f.conflicts);
-        report.summary = format!("did not {verb} {branch}: it would conflict with {base_name}");
+    if args.push && !sync.push(g, &new_head, report)? {
         return Ok(());
     }
-    if f.behind == 0 {
-        report.push(
-            Check::new(format!("Up to date with {base_name}"), Status::Passed)
-                .reason("nothing to do"),
-        );
-        report.output("new-head", &start);
-        report.summary = format!("{branch} is already up to date with {base_name}");
-        return Ok(());
+    let ahead_now = only_in(g, &new_head, base_ref)?.len();
+    report.summary = format!(
+        "{}d {} onto {}: {ahead_now} commits ahead, 0 behind",
+        sync.verb, sync.branch, sync.base_name
+    );
+    Ok(())
+}
+
+/// A sync that nothing stands in the way of: what moves, and how to undo it.
+struct Sync<'a> {
+    args: &'a Args,
+    mode: UpdateMode,
+    /// `rebase` or `merge`.
+    verb: &'static str,
+    base_ref: &'a str,
+    /// The base as a person writes it (`origin/main`).
+    base_name: String,
+    /// The checked-out branch.
+    branch: String,
+    /// The branch's commit before the sync: what every failure restores.
+    start: String,
+    /// `refs/sync-backup/<branch>/<time>`, written before anything moves.
+    backup: String,
+    /// The remote branch's commit as this clone last saw it (empty: it must not exist yet).
+    lease_value: String,
+    /// `--force-with-lease=refs/heads/<branch>:<lease_value>`.
+    lease: String,
+    /// The tree merge-tree predicted for merging the two sides.
+    merged_tree: Option<String>,
+    /// What will happen, for the report (`rebase feat (2 commits) onto origin/main (3 new commits)`).
+    plan: String,
+}
+
+impl<'a> Sync<'a> {
+    /// Inspects the branch against the base and plans the sync; `None` when it must not or need
+    /// not run (the report then says why).
+    fn plan(
+        g: &Git,
+        args: &'a Args,
+        mode: UpdateMode,
+        base_ref: &'a str,
+        report: &mut Report,
+    ) -> anyhow::Result<Option<Sync<'a>>> {
+        let verb = match mode {
+            UpdateMode::Rebase => "rebase",
+            UpdateMode::Merge => "merge",
+        };
+        let base_name = base_ref.trim_start_matches("refs/remotes/").to_owned();
+        let branch = g
+            .current_branch()
+            .ok_or_else(|| exit::usage("HEAD is detached: --update needs a checked-out branch"))?;
+        let in_progress = UNFINISHED.iter().any(|(name, _)| unfinished(g, name));
+        let f = crate::inspect(g, "HEAD", base_ref, 0)?;
+        report.output("behind", f.behind);
+        report.output("ahead", f.ahead);
+        if refuse_dirty(&f, in_progress, verb, &branch, report) {
+            return Ok(None);
+        }
+        report.output("old-head", &f.head_sha);
+        if stop_before_update(&f, verb, &branch, &base_name, report) {
+            return Ok(None);
+        }
+        let tracking = format!("refs/remotes/{}/{branch}", args.remote);
+        let lease_value = g.commit(&tracking).unwrap_or_default();
+        Ok(Some(Sync {
+            args,
+            mode,
+            verb,
+            base_ref,
+            backup: format!("refs/sync-backup/{branch}/{}", timestamp()),
+            lease: format!("--force-with-lease=refs/heads/{branch}:{lease_value}"),
+            lease_value,
+            merged_tree: f.merged_tree,
+            plan: format!(
+                "{verb} {branch} ({} commits) onto {base_name} ({} new commits)",
+                f.ahead, f.behind
+            ),
+            start: f.head_sha,
+            base_name,
+            branch,
+        }))
     }
 
-    let backup = format!("refs/sync-backup/{branch}/{}", timestamp());
-    let tracking = format!("refs/remotes/{}/{branch}", args.remote);
-    let lease_value = g.commit(&tracking).unwrap_or_default();
-    let lease = format!("--force-with-lease=refs/heads/{branch}:{lease_value}");
-    let plan = format!(
-        "{verb} {branch} ({} commits) onto {base_name} ({} new commits)",
-        f.ahead, f.behind
-    );
-    if args.dry_run {
+    /// `remote/branch`, where the push goes.
+    fn push_target(&self) -> String {
+        format!("{}/{}", self.args.remote, self.branch)
+    }
+
+    /// `--dry-run`: the audit trail of what would be done, nothing done.
+    fn report_planned(&self, report: &mut Report) {
         report.audit(
             "git:update-ref",
-            &backup,
+            &self.backup,
             "planned",
-            Some(format!("backup of {start}")),
+            Some(format!("backup of {}", self.start)),
         );
         report.audit(
-            &format!("git:{verb}"),
-            &branch,
+            &format!("git:{}", self.verb),
+            &self.branch,
             "planned",
-            Some(plan.clone()),
+            Some(self.plan.clone()),
         );
-        if args.push {
+        if self.args.push {
             report.audit(
                 "git:push",
-                &format!("{}/{branch}", args.remote),
+                &self.push_target(),
                 "planned",
-                Some(lease.clone()),
+                Some(self.lease.clone()),
             );
         }
         report.push(
             Check::new("Update", Status::Passed)
-                .reason(format!("would {plan}; no conflicts predicted")),
+                .reason(format!("would {}; no conflicts predicted", self.plan)),
         );
-        report.summary = format!("dry run: would {plan}");
-        return Ok(());
+        report.summary = format!("dry run: would {}", self.plan);
     }
 
-    // 1. Backup before anything moves.
-    g.ok(&["update-ref", &backup, &start])
-        .map_err(|e| exit::dependency(format!("couldn't write backup ref {backup}: {e}")))?;
-    report.audit(
-        "git:update-ref",
-        &backup,
-        "done",
-        Some(format!("backup of {start}")),
-    );
-    report.output("backup-ref", &backup);
-
-    // 2. Rebase or merge, with an identity when the repository has none (CI checkouts).
-    let identity = g
-        .ok(&["config", "user.email"])
-        .is_ok_and(|s| !s.trim().is_empty());
-    let mut cmd: Vec<String> = Vec::new();
-    if !identity {
-        cmd.extend(
-            [
-                "-c",
-                "user.name=deploy-action",
-                "-c",
-                "user.email=deploy-action@users.noreply.github.com",
-            ]
-            .map(String::from),
+    /// The backup ref, before anything moves.
+    fn backup(&self, g: &Git, report: &mut Report) -> anyhow::Result<()> {
+        g.ok(&["update-ref", &self.backup, &self.start])
+            .map_err(|e| {
+                exit::dependency(format!("couldn't write backup ref {}: {e}", self.backup))
+            })?;
+        report.audit(
+            "git:update-ref",
+            &self.backup,
+            "done",
+            Some(format!("backup of {}", self.start)),
         );
+        report.output("backup-ref", &self.backup);
+        Ok(())
     }
-    match mode {
-        UpdateMode::Rebase => cmd.extend(
-            [
-                "rebase",
-                "--no-autostash",
-                "--quiet",
-                "--end-of-options",
-                base_ref,
-            ]
-            .map(String::from),
-        ),
-        UpdateMode::Merge => cmd.extend(
-            [
-                "merge",
-                "--no-edit",
-                "--no-autostash",
-                "--quiet",
-                "--end-of-options",
-                base_ref,
-            ]
-            .map(String::from),
-        ),
+
+    /// Rebases or merges; the new head, or `None` when git stopped and the branch was restored.
+    fn rebase_or_merge(&self, g: &Git, report: &mut Report) -> anyhow::Result<Option<String>> {
+        let identity = g
+            .ok(&["config", "user.email"])
+            .is_ok_and(|s| !s.trim().is_empty());
+        if let Err(e) = g.ok(&update_argv(identity, self.mode, self.base_ref)) {
+            self.abort_and_restore(g, &e, report)?;
+            return Ok(None);
+        }
+        let new_head = g
+            .commit("HEAD")
+            .ok_or_else(|| exit::dependency("HEAD is not a commit after the update"))?;
+        report.audit(
+            &format!("git:{}", self.verb),
+            &self.branch,
+            "done",
+            Some(format!("{} -> {new_head}", self.start)),
+        );
+        report.output("new-head", &new_head);
+        Ok(Some(new_head))
     }
-    let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    if let Err(e) = g.ok(&argv) {
+
+    /// Git stopped the rebase or merge: abort it, put the branch back, say which files conflicted.
+    fn abort_and_restore(
+        &self,
+        g: &Git,
+        e: &crate::git::GitError,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let (verb, branch, start) = (self.verb, &self.branch, &self.start);
         let conflicted: Vec<String> = g
             .ok(&["diff", "--name-only", "--diff-filter=U"])
             .unwrap_or_default()
@@ -272,10 +305,10 @@ pub fn run(
             .map(str::to_owned)
             .collect();
         let _ = g.ok(&[verb, "--abort"]);
-        restore(g, &branch, &start)?;
+        restore(g, branch, start)?;
         report.audit(
             &format!("git:{verb}"),
-            &branch,
+            branch,
             "failed",
             Some(format!("{e}; aborted, {branch} restored to {start}")),
         );
@@ -286,51 +319,35 @@ pub fn run(
             } else {
                 format!(" on conflicts in {}", conflicted.join(", "))
             },
-            crate::short(&start)
+            crate::short(start)
         ));
         for p in conflicted {
             c = c.detail(p, "conflict");
         }
         report.push(c);
-        report.output("new-head", &start);
-        report.summary = format!("{verb} of {branch} failed; nothing was lost ({backup})");
-        return Ok(());
+        report.output("new-head", start);
+        report.summary = format!(
+            "{verb} of {branch} failed; nothing was lost ({})",
+            self.backup
+        );
+        Ok(())
     }
-    let new_head = g
-        .commit("HEAD")
-        .ok_or_else(|| exit::dependency("HEAD is not a commit after the update"))?;
-    report.audit(
-        &format!("git:{verb}"),
-        &branch,
-        "done",
-        Some(format!("{start} -> {new_head}")),
-    );
-    report.output("new-head", &new_head);
-    // Every original commit's change must still be in the branch. The result holds every change
-    // of both sides when its tree is the one merge-tree predicted for merging them. Otherwise
-    // (a rebase can end on another tree, replaying commit by commit) each old commit must have its
-    // patch in the result (`cherry`: a `+` line is a commit whose change is missing). Patch ids
-    // alone would not do: a replayed commit's patch changes when the base renamed or edited
-    // nearby lines, though nothing is lost.
-    let new_tree = g.ok(&[
-        "rev-parse",
-        "--verify",
-        "--quiet",
-        &format!("{new_head}^{{tree}}"),
-    ]);
-    let as_predicted = matches!((&f.merged_tree, &new_tree), (Some(p), Ok(t)) if p == t.trim());
-    let lost: Vec<String> = if as_predicted {
-        Vec::new()
-    } else {
-        g.ok(&["cherry", &new_head, &start])
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with('+'))
-            .map(str::to_owned)
-            .collect()
-    };
-    if !lost.is_empty() {
-        restore(g, &branch, &start)?;
+
+    /// Checks that every original commit's change is still in the branch; when one is missing,
+    /// undoes the update and returns false.
+    fn verify(&self, g: &Git, new_head: &str, report: &mut Report) -> anyhow::Result<bool> {
+        let (verb, branch, start) = (self.verb, &self.branch, &self.start);
+        let lost = lost_changes(g, self.merged_tree.as_deref(), new_head, start);
+        if lost.is_empty() {
+            report.push(Check::new("Update", Status::Passed).reason(format!(
+                "{}: {} -> {}",
+                self.plan,
+                crate::short(start),
+                crate::short(new_head)
+            )));
+            return Ok(true);
+        }
+        restore(g, branch, start)?;
         if let Some(last) = report.audit.last_mut() {
             last.outcome = "failed".into();
             last.detail = Some(format!(
@@ -338,99 +355,211 @@ pub fn run(
                 lost.len()
             ));
         }
-        report.output("new-head", &start);
-        report.summary =
-            format!("{verb} of {branch} undone: it would have lost changes ({backup})");
+        report.output("new-head", start);
+        report.summary = format!(
+            "{verb} of {branch} undone: it would have lost changes ({})",
+            self.backup
+        );
         report.push(Check::new("Update", Status::Failed).reason(format!(
             "{} commits' changes would be missing after the {verb}; restored {branch} to {start}",
             lost.len()
         )));
-        return Ok(());
+        Ok(false)
     }
-    report.push(Check::new("Update", Status::Passed).reason(format!(
-        "{plan}: {} -> {}",
-        crate::short(&start),
-        crate::short(&new_head)
-    )));
 
-    // 3. Push with a lease.
-    if args.push {
-        let refspec = format!("HEAD:refs/heads/{branch}");
-        match g.transport(&[
+    /// Pushes with the lease; when the push fails, restores the branch and returns false.
+    fn push(&self, g: &Git, new_head: &str, report: &mut Report) -> anyhow::Result<bool> {
+        let refspec = format!("HEAD:refs/heads/{}", self.branch);
+        let pushed = g.transport(&[
             "push",
             "--porcelain",
             "--quiet",
             "--no-verify",
             "--no-recurse-submodules",
-            &lease,
+            &self.lease,
             "--end-of-options",
-            &args.remote,
+            &self.args.remote,
             &refspec,
-        ]) {
+        ]);
+        match pushed {
             Ok(_) => {
-                report.audit(
-                    "git:push",
-                    &format!("{}/{branch}", args.remote),
-                    "done",
-                    Some(format!("{lease} {new_head}")),
-                );
-                report.output("pushed", true);
-                report.push(Check::new("Push", Status::Passed).reason(format!(
-                    "pushed {} to {}/{branch} (lease: {})",
-                    crate::short(&new_head),
-                    args.remote,
-                    if lease_value.is_empty() {
-                        "branch must not exist"
-                    } else {
-                        crate::short(&lease_value)
-                    }
-                )));
+                self.report_pushed(new_head, report);
+                Ok(true)
             }
             Err(e) => {
-                restore(g, &branch, &start)?;
-                report.audit(
-                    "git:push",
-                    &format!("{}/{branch}", args.remote),
-                    "failed",
-                    Some(e.to_string()),
-                );
-                report.output("pushed", false);
-                report.output("new-head", &start);
-                let restored = format!(
-                    "restored {branch} to {}, backup {backup}",
-                    crate::short(&start)
-                );
-                match push_failure(&e) {
-                    PushFailure::Lease(line) => {
-                        report.push(Check::new("Push", Status::Failed).reason(format!(
-                            "push rejected ({line}): {}/{branch} moved since this clone last saw it; {restored}",
-                            args.remote,
-                        )));
-                        report.fail_with(Exit::Failed, "push rejected by the lease");
-                        report.summary = format!(
-                            "{verb} done but push rejected; {branch} restored, nothing lost"
-                        );
-                    }
-                    PushFailure::Other(reason) => {
-                        report.push(Check::new("Push", Status::Error).reason(format!(
-                            "couldn't push to {}/{branch}: {reason}; {restored}",
-                            args.remote,
-                        )));
-                        report.fail_with(
-                            Exit::Dependency,
-                            format!("couldn't push to {}: {reason}", args.remote),
-                        );
-                        report.summary = format!(
-                            "{verb} done but the push failed; {branch} restored, nothing lost"
-                        );
-                    }
-                }
-                return Ok(());
+                restore(g, &self.branch, &self.start)?;
+                self.report_push_failed(&e, report);
+                Ok(false)
             }
         }
     }
-    let ahead_now = only_in(g, &new_head, base_ref)?.len();
-    report.summary =
-        format!("{verb}d {branch} onto {base_name}: {ahead_now} commits ahead, 0 behind");
-    Ok(())
+
+    fn report_pushed(&self, new_head: &str, report: &mut Report) {
+        report.audit(
+            "git:push",
+            &self.push_target(),
+            "done",
+            Some(format!("{} {new_head}", self.lease)),
+        );
+        report.output("pushed", true);
+        report.push(Check::new("Push", Status::Passed).reason(format!(
+            "pushed {} to {} (lease: {})",
+            crate::short(new_head),
+            self.push_target(),
+            if self.lease_value.is_empty() {
+                "branch must not exist"
+            } else {
+                crate::short(&self.lease_value)
+            }
+        )));
+    }
+
+    /// The push failed and the branch is restored: a lease rejection fails the check (exit 1),
+    /// anything else is an error of the remote (exit 2).
+    fn report_push_failed(&self, e: &crate::git::GitError, report: &mut Report) {
+        let (verb, branch, remote) = (self.verb, &self.branch, &self.args.remote);
+        report.audit(
+            "git:push",
+            &self.push_target(),
+            "failed",
+            Some(e.to_string()),
+        );
+        report.output("pushed", false);
+        report.output("new-head", &self.start);
+        let restored = format!(
+            "restored {branch} to {}, backup {}",
+            crate::short(&self.start),
+            self.backup
+        );
+        match push_failure(e) {
+            PushFailure::Lease(line) => {
+                report.push(Check::new("Push", Status::Failed).reason(format!(
+                    "push rejected ({line}): {remote}/{branch} moved since this clone last saw it; {restored}",
+                )));
+                report.fail_with(Exit::Failed, "push rejected by the lease");
+                report.summary =
+                    format!("{verb} done but push rejected; {branch} restored, nothing lost");
+            }
+            PushFailure::Other(reason) => {
+                report.push(Check::new("Push", Status::Error).reason(format!(
+                    "couldn't push to {remote}/{branch}: {reason}; {restored}",
+                )));
+                report.fail_with(
+                    Exit::Dependency,
+                    format!("couldn't push to {remote}: {reason}"),
+                );
+                report.summary =
+                    format!("{verb} done but the push failed; {branch} restored, nothing lost");
+            }
+        }
+    }
+}
+
+/// Refuses to sync a tree with changes or an unfinished rebase or merge; true when it refused.
+fn refuse_dirty(
+    f: &crate::Findings,
+    in_progress: bool,
+    verb: &str,
+    branch: &str,
+    report: &mut Report,
+) -> bool {
+    if !in_progress && f.tree.clean() {
+        return false;
+    }
+    let why = if in_progress {
+        "a rebase or merge is in progress".to_owned()
+    } else {
+        format!(
+            "{} modified, {} staged, {} untracked files",
+            f.tree.modified.len(),
+            f.tree.staged.len(),
+            f.tree.untracked.len()
+        )
+    };
+    report.push(
+        Check::new("Working tree clean", Status::Failed)
+            .reason(format!("refusing to {verb}: {why}; commit or stash first")),
+    );
+    report.summary = format!("refused to {verb} {branch}: the working tree is not clean");
+    true
+}
+
+/// Stops a sync that cannot or need not run (unrelated histories, conflicts predicted by
+/// merge-tree, already up to date) before anything moves; true when it stopped.
+fn stop_before_update(
+    f: &crate::Findings,
+    verb: &str,
+    branch: &str,
+    base_name: &str,
+    report: &mut Report,
+) -> bool {
+    if f.merge_base.is_none() {
+        report.push(
+            Check::new("Shares history with the base", Status::Failed).reason(format!(
+                "{branch} and {base_name} have no common history: nothing was changed"
+            )),
+        );
+        report.summary = format!("refused to {verb}: unrelated histories");
+    } else if !f.conflicts.is_empty() || !f.merges_cleanly {
+        let c = Check::new("Merges cleanly", Status::Failed).reason(format!(
+            "{} conflicting files with {base_name}: nothing was changed",
+            f.conflicts.len()
+        ));
+        report.push(crate::conflict_details(c, &f.conflicts));
+        crate::conflict_outputs(report, &f.conflicts);
+        report.summary = format!("did not {verb} {branch}: it would conflict with {base_name}");
+    } else if f.behind == 0 {
+        report.push(
+            Check::new(format!("Up to date with {base_name}"), Status::Passed)
+                .reason("nothing to do"),
+        );
+        report.output("new-head", &f.head_sha);
+        report.summary = format!("{branch} is already up to date with {base_name}");
+    } else {
+        return false;
+    }
+    true
+}
+
+/// The rebase or merge command, with an identity when the repository has none (CI checkouts).
+fn update_argv(identity: bool, mode: UpdateMode, base_ref: &str) -> Vec<&str> {
+    let mut argv = Vec::new();
+    if !identity {
+        argv.extend([
+            "-c",
+            "user.name=deploy-action",
+            "-c",
+            "user.email=deploy-action@users.noreply.github.com",
+        ]);
+    }
+    match mode {
+        UpdateMode::Rebase => argv.extend(["rebase", "--no-autostash"]),
+        UpdateMode::Merge => argv.extend(["merge", "--no-edit", "--no-autostash"]),
+    }
+    argv.extend(["--quiet", "--end-of-options", base_ref]);
+    argv
+}
+
+/// The original commits whose change is missing from `new_head` (`cherry`'s `+` lines).
+///
+/// The result holds every change of both sides when its tree is the one merge-tree predicted for
+/// merging them. Otherwise (a rebase can end on another tree, replaying commit by commit) each old
+/// commit must have its patch in the result. Patch ids alone would not do: a replayed commit's
+/// patch changes when the base renamed or edited nearby lines, though nothing is lost.
+fn lost_changes(g: &Git, predicted: Option<&str>, new_head: &str, start: &str) -> Vec<String> {
+    let new_tree = g.ok(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        &format!("{new_head}^{{tree}}"),
+    ]);
+    if matches!((predicted, &new_tree), (Some(p), Ok(t)) if p == t.trim()) {
+        return Vec::new();
+    }
+    g.ok(&["cherry", new_head, start])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with('+'))
+        .map(str::to_owned)
+        .collect()
 }

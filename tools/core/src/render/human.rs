@@ -10,20 +10,58 @@ use super::short_duration;
 
 /// Writes the report for a person. `colour` adds ANSI colours.
 pub fn render(report: &Report, colour: bool, out: &mut impl Write) -> io::Result<()> {
-    let paint = |code: &str, s: &str| {
-        if colour {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_owned()
-        }
-    };
+    let paint = Paint(colour);
     let dry = if report.dry_run { " (dry run)" } else { "" };
     writeln!(
         out,
         "{}{dry} · {}",
-        paint("1", &report.tool),
+        paint.on("1", &report.tool),
         redact(&report.target)
     )?;
+    checks(report, paint, out)?;
+    diagnosis(report, paint, out)?;
+    for e in &report.audit {
+        writeln!(
+            out,
+            "  {} {} {} {}",
+            paint.on("2", &e.at),
+            e.outcome,
+            e.action,
+            redact(&e.target)
+        )?;
+    }
+    if let Some(err) = &report.error {
+        writeln!(out, "{} {}", paint.on("31", "error:"), redact(err))?;
+    }
+    let outcome = match report.outcome {
+        Exit::Passed => paint.on("32", "passed"),
+        Exit::Failed => paint.on("31", "failed"),
+        other => paint.on("33", &other.to_string()),
+    };
+    writeln!(
+        out,
+        "{outcome}: {} · {}",
+        redact(&report.summary),
+        short_duration(report.duration_ms)
+    )
+}
+
+/// ANSI colours when on (SGR codes: 1 bold, 2 dim, 31 red, 32 green, 33 yellow).
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn on(self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    }
+}
+
+/// A line per check (mark, name, duration, attempts, reason), its details below it.
+fn checks(report: &Report, paint: Paint, out: &mut impl Write) -> io::Result<()> {
     let width = report
         .checks
         .iter()
@@ -32,10 +70,10 @@ pub fn render(report: &Report, colour: bool, out: &mut impl Write) -> io::Result
         .unwrap_or(0);
     for c in &report.checks {
         let mark = match c.status {
-            Status::Passed => paint("32", c.status.mark()),
-            Status::Failed => paint("31", c.status.mark()),
-            Status::Error => paint("33", c.status.mark()),
-            Status::Skipped => paint("2", c.status.mark()),
+            Status::Passed => paint.on("32", c.status.mark()),
+            Status::Failed => paint.on("31", c.status.mark()),
+            Status::Error => paint.on("33", c.status.mark()),
+            Status::Skipped => paint.on("2", c.status.mark()),
         };
         let attempts = if c.attempts > 1 {
             format!(", {} attempts", c.attempts)
@@ -56,46 +94,29 @@ pub fn render(report: &Report, colour: bool, out: &mut impl Write) -> io::Result
             writeln!(out, "      {}: {}", redact(k), redact(v))?;
         }
     }
-    if !report.diagnosis.is_empty() {
-        writeln!(out, "  {}", paint("1", "Why it failed:"))?;
-        for f in &report.diagnosis {
-            writeln!(
-                out,
-                "  • {}: {}: {}",
-                redact(&f.subject),
-                paint("31", &f.class),
-                redact(&f.summary)
-            )?;
-            writeln!(out, "      check: {}", redact(&f.hint))?;
-            for line in &f.evidence {
-                writeln!(out, "      | {}", redact(line))?;
-            }
-        }
+    Ok(())
+}
+
+/// "Why it failed:": each finding, its hint and its evidence.
+fn diagnosis(report: &Report, paint: Paint, out: &mut impl Write) -> io::Result<()> {
+    if report.diagnosis.is_empty() {
+        return Ok(());
     }
-    for e in &report.audit {
+    writeln!(out, "  {}", paint.on("1", "Why it failed:"))?;
+    for f in &report.diagnosis {
         writeln!(
             out,
-            "  {} {} {} {}",
-            paint("2", &e.at),
-            e.outcome,
-            e.action,
-            redact(&e.target)
+            "  • {}: {}: {}",
+            redact(&f.subject),
+            paint.on("31", &f.class),
+            redact(&f.summary)
         )?;
+        writeln!(out, "      check: {}", redact(&f.hint))?;
+        for line in &f.evidence {
+            writeln!(out, "      | {}", redact(line))?;
+        }
     }
-    if let Some(err) = &report.error {
-        writeln!(out, "{} {}", paint("31", "error:"), redact(err))?;
-    }
-    let outcome = match report.outcome {
-        Exit::Passed => paint("32", "passed"),
-        Exit::Failed => paint("31", "failed"),
-        other => paint("33", &other.to_string()),
-    };
-    writeln!(
-        out,
-        "{outcome}: {} · {}",
-        redact(&report.summary),
-        short_duration(report.duration_ms)
-    )
+    Ok(())
 }
 
 #[cfg(test)]

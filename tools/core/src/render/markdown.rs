@@ -21,6 +21,16 @@ pub fn cell(s: &str) -> String {
 /// The report as a job-summary section.
 pub fn render(report: &Report) -> String {
     let mut md = String::new();
+    heading(&mut md, report);
+    checks(&mut md, report);
+    diagnosis(&mut md, report);
+    outputs(&mut md, report);
+    audit(&mut md, report);
+    md
+}
+
+/// The outcome, tool and summary; the target, duration and start; the error if any.
+fn heading(md: &mut String, report: &Report) {
     let icon = match report.outcome {
         Exit::Passed => "✅",
         Exit::Failed => "❌",
@@ -43,75 +53,103 @@ pub fn render(report: &Report) -> String {
     if let Some(err) = &report.error {
         let _ = writeln!(md, "> **Error:** {}\n", cell(err));
     }
-    if !report.checks.is_empty() {
-        md.push_str(
-            "| | Check | Latency | Duration | Attempts | Details |\n|---|---|---|---|---|---|\n",
+}
+
+/// The table of checks, a row each.
+fn checks(md: &mut String, report: &Report) {
+    if report.checks.is_empty() {
+        return;
+    }
+    md.push_str(
+        "| | Check | Latency | Duration | Attempts | Details |\n|---|---|---|---|---|---|\n",
+    );
+    for c in &report.checks {
+        let mut details = c.reason.as_deref().map(cell).unwrap_or_default();
+        for (k, v) in &c.details {
+            if !details.is_empty() {
+                details.push_str("<br>");
+            }
+            let _ = write!(details, "{}: {}", cell(k), cell(v));
+        }
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            c.status.mark(),
+            cell(&c.name),
+            c.latency_ms.map_or_else(|| "–".to_owned(), short_duration),
+            short_duration(c.duration_ms),
+            c.attempts,
+            details
         );
-        for c in &report.checks {
-            let mut details = c.reason.as_deref().map(cell).unwrap_or_default();
-            for (k, v) in &c.details {
-                if !details.is_empty() {
-                    details.push_str("<br>");
-                }
-                let _ = write!(details, "{}: {}", cell(k), cell(v));
+    }
+    md.push('\n');
+}
+
+/// "Why it failed": each finding with its hint, and its evidence folded away.
+fn diagnosis(md: &mut String, report: &Report) {
+    if report.diagnosis.is_empty() {
+        return;
+    }
+    md.push_str("#### Why it failed\n\n");
+    for f in &report.diagnosis {
+        let _ = writeln!(
+            md,
+            "- **{}**: {}: {}<br>Check: {}",
+            cell(&f.subject),
+            cell(&f.class),
+            cell(&f.summary),
+            cell(&f.hint)
+        );
+        if !f.evidence.is_empty() {
+            md.push_str("  <details><summary>Evidence</summary>\n\n  ```text\n");
+            for line in &f.evidence {
+                let _ = writeln!(md, "  {}", redact(line).replace("```", "` ` `"));
             }
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} |",
-                c.status.mark(),
-                cell(&c.name),
-                c.latency_ms.map_or_else(|| "–".to_owned(), short_duration),
-                short_duration(c.duration_ms),
-                c.attempts,
-                details
-            );
+            md.push_str("  ```\n\n  </details>\n");
         }
-        md.push('\n');
     }
-    if !report.diagnosis.is_empty() {
-        md.push_str("#### Why it failed\n\n");
-        for f in &report.diagnosis {
-            let _ = writeln!(
-                md,
-                "- **{}**: {}: {}<br>Check: {}",
-                cell(&f.subject),
-                cell(&f.class),
-                cell(&f.summary),
-                cell(&f.hint)
-            );
-            if !f.evidence.is_empty() {
-                md.push_str("  <details><summary>Evidence</summary>\n\n  ```text\n");
-                for line in &f.evidence {
-                    let _ = writeln!(md, "  {}", redact(line).replace("```", "` ` `"));
-                }
-                md.push_str("  ```\n\n  </details>\n");
-            }
-        }
-        md.push('\n');
+    md.push('\n');
+}
+
+/// The step outputs, folded away.
+fn outputs(md: &mut String, report: &Report) {
+    if report.outputs.is_empty() {
+        return;
     }
-    if !report.outputs.is_empty() {
-        md.push_str("<details><summary>Outputs</summary>\n\n| Output | Value |\n|---|---|\n");
-        for (k, v) in &report.outputs {
-            let _ = writeln!(md, "| `{}` | {} |", cell(k), cell(v));
-        }
-        md.push_str("\n</details>\n\n");
+    let rows = report
+        .outputs
+        .iter()
+        .map(|(k, v)| format!("| `{}` | {} |", cell(k), cell(v)));
+    folded_table(md, "Outputs", "| Output | Value |\n|---|---|", rows);
+    md.push('\n');
+}
+
+/// The audit trail of what was changed (or planned), folded away.
+fn audit(md: &mut String, report: &Report) {
+    if report.audit.is_empty() {
+        return;
     }
-    if !report.audit.is_empty() {
-        md.push_str("<details><summary>Audit trail</summary>\n\n| Time | Outcome | Action | Target | Detail |\n|---|---|---|---|---|\n");
-        for e in &report.audit {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} |",
-                e.at,
-                cell(&e.outcome),
-                cell(&e.action),
-                cell(&e.target),
-                cell(e.detail.as_deref().unwrap_or(""))
-            );
-        }
-        md.push_str("\n</details>\n");
+    let rows = report.audit.iter().map(|e| {
+        format!(
+            "| {} | {} | {} | {} | {} |",
+            e.at,
+            cell(&e.outcome),
+            cell(&e.action),
+            cell(&e.target),
+            cell(e.detail.as_deref().unwrap_or(""))
+        )
+    });
+    let columns = "| Time | Outcome | Action | Target | Detail |\n|---|---|---|---|---|";
+    folded_table(md, "Audit trail", columns, rows);
+}
+
+/// A table under a `<details>` fold: `columns` is its header and separator lines.
+fn folded_table(md: &mut String, summary: &str, columns: &str, rows: impl Iterator<Item = String>) {
+    let _ = writeln!(md, "<details><summary>{summary}</summary>\n\n{columns}");
+    for row in rows {
+        let _ = writeln!(md, "{row}");
     }
-    md
+    md.push_str("\n</details>\n");
 }
 
 #[cfg(test)]
