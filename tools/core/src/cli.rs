@@ -493,13 +493,8 @@ fn report_file(
 /// check, a warning for one that could not run).
 fn annotate<W: Write>(report: &Report, gha: &mut Actions<W>) -> anyhow::Result<()> {
     for a in &report.annotations {
-        let level = match a.level.as_str() {
-            "warning" => Level::Warning,
-            "notice" => Level::Notice,
-            _ => Level::Error,
-        };
         gha.annotate(
-            level,
+            a.level,
             &a.message,
             &Location {
                 file: Some(a.file.clone()),

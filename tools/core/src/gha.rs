@@ -14,26 +14,7 @@ pub const MAX_ANNOTATIONS_PER_LEVEL: usize = 10;
 /// The runner refuses a step summary over 1 MiB; we keep ours below it.
 pub const MAX_SUMMARY_BYTES: usize = 1024 * 1024;
 
-/// An annotation's level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// `::error`
-    Error,
-    /// `::warning`
-    Warning,
-    /// `::notice`
-    Notice,
-}
-
-impl Level {
-    fn command(self) -> &'static str {
-        match self {
-            Level::Error => "error",
-            Level::Warning => "warning",
-            Level::Notice => "notice",
-        }
-    }
-}
+pub use crate::report::Level;
 
 /// Where an annotation points.
 #[derive(Debug, Clone, Default)]

@@ -8,7 +8,7 @@ use octocrab::Octocrab;
 use serde_json::json;
 
 use crate::exit::{self, Exit};
-use crate::report::{Report, Status};
+use crate::report::{Level, Report, Status};
 use crate::secret::Secret;
 
 /// The GitHub flags, one definition for every tool that talks to GitHub. The repository flag is
@@ -445,11 +445,7 @@ pub fn annotations_of(report: &Report, path: Option<&str>) -> Vec<CheckAnnotatio
         .map(|a| CheckAnnotation {
             path: a.file.clone(),
             line: 1,
-            level: match a.level.as_str() {
-                "warning" => "warning",
-                "notice" => "notice",
-                _ => "failure",
-            },
+            level: a.level.check_run(),
             title: a.title.clone(),
             message: a.message.clone(),
         })
@@ -459,10 +455,11 @@ pub fn annotations_of(report: &Report, path: Option<&str>) -> Vec<CheckAnnotatio
     };
     for c in &report.checks {
         let level = match c.status {
-            Status::Failed => "failure",
-            Status::Error => "warning",
+            Status::Failed => Level::Error,
+            Status::Error => Level::Warning,
             Status::Passed | Status::Skipped => continue,
-        };
+        }
+        .check_run();
         out.push(CheckAnnotation {
             path: path.to_owned(),
             line: 1,
@@ -574,7 +571,7 @@ mod tests {
         r.push(Check::new("ready", Status::Failed).reason("HTTP 503"));
         r.push(Check::new("ecs", Status::Error).reason("AWS said no"));
         r.annotations.push(Annotation {
-            level: "warning".into(),
+            level: Level::Warning,
             file: "src/a.rs".into(),
             title: "t".into(),
             message: "m".into(),

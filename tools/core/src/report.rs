@@ -117,11 +117,43 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// An annotation's level (a workflow command `::error`, or a check run's `failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// `::error`; `failure` in a check run.
+    Error,
+    /// `::warning`
+    Warning,
+    /// `::notice`
+    Notice,
+}
+
+impl Level {
+    /// The workflow command: `error`, `warning`, `notice`.
+    pub fn command(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Notice => "notice",
+        }
+    }
+
+    /// The check-run annotation level: `failure`, `warning`, `notice`.
+    pub fn check_run(self) -> &'static str {
+        match self {
+            Level::Error => "failure",
+            Level::Warning => "warning",
+            Level::Notice => "notice",
+        }
+    }
+}
+
 /// A finding tied to a file, shown as a GitHub annotation (within the runner's per-step limits).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Annotation {
-    /// `error`, `warning` or `notice`.
-    pub level: String,
+    /// How serious it is.
+    pub level: Level,
     /// Repository-relative path.
     pub file: String,
     /// Short title.

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use deploy_core::cli::CommonArgs;
 use deploy_core::github::GithubArgs;
-use deploy_core::report::Annotation;
+use deploy_core::report::{Annotation, Level};
 use deploy_core::{Check, Exit, Report, Status, exit};
 
 use git::{Conflict, Git, TreeState};
@@ -599,9 +599,9 @@ fn tree_check(t: &TreeState, args: &Args) -> Check {
 /// fail the check, else a warning).
 fn annotate_conflicts(f: &Findings, args: &Args, base_name: &str, report: &mut Report) {
     let level = if args.fails_on(FailOn::Conflicts) {
-        "error"
+        Level::Error
     } else {
-        "warning"
+        Level::Warning
     };
     for x in &f.conflicts {
         let shown = git::quote_path(&x.path);
@@ -620,7 +620,7 @@ fn annotate_conflicts(f: &Findings, args: &Args, base_name: &str, report: &mut R
             ),
         };
         report.annotations.push(Annotation {
-            level: level.into(),
+            level,
             file,
             title: format!("merge conflict ({}) with {base_name}", x.kinds_label()),
             message: format!("{note}{}", x.messages.join("\n")),
