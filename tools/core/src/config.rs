@@ -387,7 +387,7 @@ pub struct Image {
 pub struct Health {
     /// Deadline for the whole wait.
     pub wait: Option<Dur>,
-    /// Delay between polling rounds (backoff starts here).
+    /// Steady pause between polling rounds (health-check defaults to 2s).
     pub interval: Option<Dur>,
     /// Passes in a row each check needs.
     pub success_threshold: Option<u32>,
