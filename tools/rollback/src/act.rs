@@ -285,24 +285,15 @@ async fn wait(
         },
     )
     .await;
-    let last_primary = outcome
+    let details = outcome
         .last
         .as_ref()
         .and_then(|r| r.as_ref().ok())
         .and_then(|l| l.first())
         .and_then(|s| s.as_ref().ok())
-        .and_then(|s| s.deployments.iter().find(|d| d.status == "PRIMARY"))
-        .map(|p| {
-            format!(
-                "{} {}",
-                ecs::family_revision(&p.task_definition),
-                p.rollout_state.as_deref().unwrap_or("(no rollout state)")
-            )
-        });
-    let mut details = Vec::new();
-    if let Some(p) = last_primary {
-        details.push(("primary".to_owned(), p));
-    }
+        .and_then(primary_detail)
+        .into_iter()
+        .collect();
     let (ok, reason) = match outcome.ended {
         Ended::Done => (
             true,
@@ -329,6 +320,19 @@ async fn wait(
         attempts: outcome.attempts,
         took: Duration::ZERO,
     }
+}
+
+/// `("primary", "web:3 COMPLETED")`: what the service's PRIMARY deployment runs, and its state.
+fn primary_detail(svc: &Service) -> Option<(String, String)> {
+    let p = svc.deployments.iter().find(|d| d.status == "PRIMARY")?;
+    Some((
+        "primary".to_owned(),
+        format!(
+            "{} {}",
+            ecs::family_revision(&p.task_definition),
+            p.rollout_state.as_deref().unwrap_or("(no rollout state)")
+        ),
+    ))
 }
 
 #[cfg(test)]
