@@ -4,7 +4,8 @@
 #   1. the time from invoking `rollback` to the fourth UpdateService reaching ECS (target < 2 s):
 #      the stand-in logs each call's epoch milliseconds;
 #   2. the whole run (plan, act, wait, health verification, incident record) and its peak RSS.
-# Median of RUNS runs (default 5). Needs the rig (scripts/rig.sh) and GNU time.
+# Median of RUNS runs (default 5). Needs the rig (scripts/rig.sh) and GNU time. BENCH_RESULTS=FILE
+# also appends the rows for scripts/bench.sh.
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -77,4 +78,13 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int(
 printf '| benchmark | median | target |\n|---|---|---|\n'
 printf '| rollback: invocation to the 4th UpdateService (4 services) | %s ms | < 2000 ms |\n' "$(median "${first[@]}")"
 printf '| rollback: whole run incl. wait and health verification | %s ms | |\n' "$(median "${whole[@]}")"
-printf '| rollback: peak RSS | %s MB | |\n' "$(awk -v k="$(median "${rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
+rss_mb="$(awk -v k="$(median "${rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
+printf '| rollback: peak RSS | %s MB | |\n' "$rss_mb"
+if [[ -n "${BENCH_RESULTS:-}" ]]; then
+    to4="$(median "${first[@]}")"
+    {
+        printf 'rollback: to the 4th UpdateService\t%s\t-\tms\t< 2000 ms\t%s\n' "$to4" "$( ((to4 < 2000)) && echo yes || echo no)"
+        printf 'rollback: whole run\t%s\t-\tms\t-\t-\n' "$(median "${whole[@]}")"
+        printf 'rollback: peak RSS\t%s\t-\tMB\t-\t-\n' "$rss_mb"
+    } >>"$BENCH_RESULTS"
+fi

@@ -6,26 +6,28 @@
 #      to our concurrency
 #   3. smoke-test's peak RSS on the 100 checks, and `smoke-test --version` start-up time
 # Needs: hyperfine, GNU time, curl, jq (Debian) and hurl (cargo install --locked hurl@~8.0; this
-# script installs it into .rig/hurl when missing). Prints a Markdown table of means and ratios.
+# script installs it into .rig/hurl when missing; SMOKE_HURL=0 leaves hurl out). Prints a Markdown
+# table of means and ratios; with BENCH_RESULTS=FILE it also appends its rows for scripts/bench.sh.
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="${HOME:-/root}/.cargo/bin:$PWD/.rig/hurl/bin:$PATH"
 
 CONCURRENCY=16
 RUNS="${RUNS:-10}"
+HURL="${SMOKE_HURL:-1}"
 
 need_apt=()
 command -v hyperfine >/dev/null || need_apt+=(hyperfine)
 [[ -x /usr/bin/time ]] || need_apt+=(time)
 command -v jq >/dev/null || need_apt+=(jq)
 command -v curl >/dev/null || need_apt+=(curl)
-if ! command -v hurl >/dev/null; then
+if [[ "$HURL" == 1 ]] && ! command -v hurl >/dev/null; then
     need_apt+=(libcurl4-openssl-dev libxml2-dev pkg-config libclang-dev)
 fi
 if ((${#need_apt[@]})); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
-if ! command -v hurl >/dev/null; then
+if [[ "$HURL" == 1 ]] && ! command -v hurl >/dev/null; then
     cargo install --locked 'hurl@~8.0' --root "$PWD/.rig/hurl"
 fi
 
@@ -102,7 +104,14 @@ chmod +x "$work"/*.sh
 "$work/loop.sh" "$url"
 "$bin/smoke-test" --base-url "$url" 2>/dev/null
 "$bin/smoke-test" --base-url "$url" --suite "$work/suite.toml" 2>/dev/null
-hurl --test --no-output --variable "token=$API_TOKEN" "$work"/hurl/*.hurl >/dev/null 2>&1
+if [[ "$HURL" == 1 ]]; then
+    hurl --test --no-output --variable "token=$API_TOKEN" "$work"/hurl/*.hurl >/dev/null 2>&1
+fi
+hurl_cmds=()
+if [[ "$HURL" == 1 ]]; then
+    hurl_cmds=(-n "hurl --test (100 files, defaults)" "hurl --test --no-output --variable token=$API_TOKEN $work/hurl/*.hurl"
+        -n "hurl --test --jobs $CONCURRENCY (100 files)" "hurl --test --no-output --jobs $CONCURRENCY --variable token=$API_TOKEN $work/hurl/*.hurl")
+fi
 
 hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$work/five.json" \
     -n "bash (runbook 4.2, 5 checks)" "$work/runbook-smoke.sh $url" \
@@ -110,8 +119,7 @@ hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$work/five.json
 hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$work/hundred.json" \
     -n "bash loop (100 checks)" "$work/loop.sh $url" \
     -n "smoke-test (100 checks, concurrency $CONCURRENCY)" "$bin/smoke-test --base-url $url --suite $work/suite.toml" \
-    -n "hurl --test (100 files, defaults)" "hurl --test --no-output --variable token=$API_TOKEN $work/hurl/*.hurl" \
-    -n "hurl --test --jobs $CONCURRENCY (100 files)" "hurl --test --no-output --jobs $CONCURRENCY --variable token=$API_TOKEN $work/hurl/*.hurl" >&2
+    "${hurl_cmds[@]}" >&2
 hyperfine --style basic -N --warmup 5 --runs 50 --export-json "$work/version.json" "$bin/smoke-test --version" >&2
 
 rss_kb="$(/usr/bin/time -f %M "$bin/smoke-test" --base-url "$url" --suite "$work/suite.toml" 2>&1 >/dev/null | tail -n1)"
@@ -132,8 +140,20 @@ for name, mean, sd in hundred:
     print(f"| {name} | {mean*1000:.0f} ms | {sd*1000:.0f} ms | {mean/base:.1f}x of smoke-test |")
 print(f"| smoke-test --version | {version[0][1]*1000:.2f} ms | {version[0][2]*1000:.2f} ms | target < 10 ms |")
 print(f"| smoke-test peak RSS, 100 checks | {rss/1024:.1f} MB | | target < 20 MB |")
-bash100, ours, hurl_jobs = hundred[0][1], hundred[1][1], hundred[3][1]
+bash100, ours = hundred[0][1], hundred[1][1]
+hurl_jobs = hundred[3][1] if len(hundred) > 3 else None
 print()
-print(f"100 checks: smoke-test is {bash100/ours:.1f}x faster than the bash loop (target >= 10x), "
-      f"{hurl_jobs/ours:.2f}x the time of hurl --jobs {jobs} (target >= 1.0).")
+print(f"100 checks: smoke-test is {bash100/ours:.1f}x faster than the bash loop (target >= 10x)" +
+      (f", {hurl_jobs/ours:.2f}x the time of hurl --jobs {jobs} (target >= 1.0)." if hurl_jobs else "; hurl left out (SMOKE_HURL=0)."))
+import os
+out = os.environ.get("BENCH_RESULTS")
+if out:
+    yes = lambda b: "yes" if b else "no"
+    with open(out, "a") as f:
+        f.write(f"smoke: 5 checks vs runbook 4.2 bash\t{five[1][1]*1000:.0f}\t{five[0][1]*1000:.0f}\tms\t-\t-\n")
+        f.write(f"smoke: 100 checks vs bash loop\t{ours*1000:.0f}\t{bash100*1000:.0f}\tms\tratio <= 0.1\t{yes(ours / bash100 <= 0.1)}\n")
+        if hurl_jobs:
+            f.write(f"smoke: 100 checks vs hurl --jobs {jobs}\t{ours*1000:.0f}\t{hurl_jobs*1000:.0f}\tms\tratio <= 1.0\t{yes(ours <= hurl_jobs)}\n")
+        f.write(f"smoke: --version start-up\t{version[0][1]*1000:.2f}\t-\tms\t< 10 ms\t{yes(version[0][1] < 0.01)}\n")
+        f.write(f"smoke: peak RSS, 100 checks\t{rss/1024:.1f}\t-\tMB\t< 20 MB\t{yes(rss/1024 < 20)}\n")
 PY

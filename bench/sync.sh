@@ -2,17 +2,22 @@
 # Benchmark of sync-check (issue: sync-check), in one run: on a generated repository with 50,000
 # commits and 5,000 files (bench/gen-repo.py), `sync-check --no-fetch` against the raw git commands
 # it needs (`rev-list --left-right --count` + `merge-tree --write-tree`). Target: within 1.3x of raw
-# git plus 50 ms. Needs hyperfine (Debian).
+# git plus 50 ms. Needs hyperfine (Debian). SYNC_COMMITS / SYNC_FILES make a smaller repository
+# (its own directory); BENCH_RESULTS=FILE also appends the row for scripts/bench.sh.
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 command -v hyperfine >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine; }
 cargo build --release --quiet -p sync-check
 
-work="${BENCH_DIR:-$PWD/.rig/bench-sync}"
+COMMITS="${SYNC_COMMITS:-50000}" FILES="${SYNC_FILES:-5000}"
+RUNS="${RUNS:-10}"
+suffix=""
+[[ "$COMMITS/$FILES" == 50000/5000 ]] || suffix="-$COMMITS-$FILES"
+work="${BENCH_DIR:-$PWD/.rig/bench-sync$suffix}"
 if [[ ! -d "$work/origin.git" ]]; then
     rm -rf "$work" && mkdir -p "$work"
-    python3 bench/gen-repo.py "$work/gen" 50000 5000 1000 20 >&2
+    python3 bench/gen-repo.py "$work/gen" "$COMMITS" "$FILES" 1000 20 >&2
     git clone -q --bare "$work/gen" "$work/origin.git"
     git clone -q "$work/origin.git" "$work/repo"
     git -C "$work/repo" checkout -q feat
@@ -24,11 +29,11 @@ echo "commits: $(git -C "$repo" rev-list --count --all), files: $(git -C "$repo"
 
 bin="$PWD/target/release/sync-check"
 raw="git -C $repo rev-list --left-right --count origin/main...HEAD && git -C $repo merge-tree --write-tree origin/main HEAD"
-hyperfine --style basic --warmup 2 --runs 10 --export-json "$work/sync.json" \
+hyperfine --style basic --warmup 2 --runs "$RUNS" --export-json "$work/sync.json" \
     -n "raw git (rev-list --count + merge-tree)" "$raw" \
     -n "sync-check --no-fetch" "$bin --repo $repo --no-fetch --publish never" >&2
 
-python3 - "$work/sync.json" <<'PY'
+COMMITS="$COMMITS" python3 - "$work/sync.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
 raw, ours = r[0]["mean"], r[1]["mean"]
@@ -39,4 +44,9 @@ for x in r:
     print(f"| {x['command']} | {x['mean']*1000:.0f} ms | {x['stddev']*1000:.0f} ms |")
 print()
 print(f"sync-check / raw git = {ours/raw:.2f}x; limit 1.3x + 50 ms = {limit*1000:.0f} ms: {'met' if ours <= limit else 'NOT met'}")
+import os
+out = os.environ.get("BENCH_RESULTS")
+if out:
+    with open(out, "a") as f:
+        f.write(f"sync: --no-fetch vs raw git ({os.environ.get('COMMITS', '50000')} commits)\t{ours*1000:.0f}\t{raw*1000:.0f}\tms\t<= 1.3x + 50 ms\t{'yes' if ours <= limit else 'no'}\n")
 PY

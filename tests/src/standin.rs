@@ -33,6 +33,9 @@ pub struct Behaviour {
     pub fail_next: u32,
     /// `Retry-After` seconds sent with those 503s.
     pub retry_after: Option<u64>,
+    /// The next N `/api/ready` requests answer 503 `ready: false` whatever `ready` says: a
+    /// service that turns ready after N polls.
+    pub ready_after: u32,
     /// `normal`, `not-json`, `huge` (2 MiB) or `redirect-loop`, for every `/api/*` path.
     pub body: String,
 }
@@ -47,6 +50,7 @@ impl Default for Behaviour {
             mcp_down: Vec::new(),
             fail_next: 0,
             retry_after: None,
+            ready_after: 0,
             body: "normal".into(),
         }
     }
@@ -56,6 +60,8 @@ impl Default for Behaviour {
 struct Inner {
     behaviour: Behaviour,
     hits: BTreeMap<String, u64>,
+    /// Every contract request: path and when it arrived.
+    log: Vec<(String, std::time::Instant)>,
     in_flight: u32,
     peak_in_flight: u32,
 }
@@ -83,6 +89,17 @@ impl Shared {
     /// Requests served per path.
     pub fn hits(&self) -> BTreeMap<String, u64> {
         self.with(|i| i.hits.clone())
+    }
+
+    /// When each request for `path` arrived, in order.
+    pub fn arrivals(&self, path: &str) -> Vec<std::time::Instant> {
+        self.with(|i| {
+            i.log
+                .iter()
+                .filter(|(p, _)| p == path)
+                .map(|(_, t)| *t)
+                .collect()
+        })
     }
 }
 
@@ -127,13 +144,19 @@ async fn contract(State(s): State<Shared>, req: Request) -> Response {
     let headers: HeaderMap = req.headers().clone();
     let (b, fail) = s.with(|i| {
         *i.hits.entry(path.clone()).or_default() += 1;
+        i.log.push((path.clone(), std::time::Instant::now()));
         i.in_flight += 1;
         i.peak_in_flight = i.peak_in_flight.max(i.in_flight);
         let fail = i.behaviour.fail_next > 0;
         if fail {
             i.behaviour.fail_next -= 1;
         }
-        (i.behaviour.clone(), fail)
+        let mut b = i.behaviour.clone();
+        if path == "/api/ready" && i.behaviour.ready_after > 0 {
+            i.behaviour.ready_after -= 1;
+            b.ready = false;
+        }
+        (b, fail)
     });
     if b.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(b.delay_ms)).await;

@@ -150,6 +150,121 @@ async fn retry_after_is_honoured() {
     );
 }
 
+/// Gaps between consecutive arrivals.
+fn gaps(at: &[Instant]) -> Vec<Duration> {
+    at.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[tokio::test]
+async fn a_service_that_turns_ready_is_seen_at_the_steady_cadence() {
+    // Four "not ready" (503) answers, then ready. Before issue 11 the interval doubled while the
+    // probe failed (the gaps grew to 2x and 4x): detection lagged by up to four intervals.
+    let interval = Duration::from_millis(500);
+    let s = StandIn::start(Behaviour {
+        ready_after: 4,
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (r, report, _) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--interval",
+            "500ms",
+            "--success-threshold",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    // Healthy on the second pass after ready: four failing polls and two passing ones, no more.
+    let ready = s.shared.arrivals("/api/ready");
+    assert_eq!(ready.len(), 6, "{ready:?}");
+    assert_eq!(report["outputs"]["attempts"], "6");
+    let g = gaps(&ready);
+    // Steady: no gap shrinks to a retry storm, none grows while failing. Start to start, each is
+    // within [0.8, 1.0] of the interval plus scheduling noise; a doubling would make the fourth
+    // failing gap at least 2x.
+    for (i, gap) in g.iter().enumerate() {
+        assert!(*gap >= interval / 2, "gap {i} too short: {g:?}");
+        assert!(*gap < interval * 3 / 2, "gap {i} grew: {g:?}");
+    }
+    // From the first "ready" answer to healthy: one more round, one interval.
+    let first_pass_to_healthy = ready[5] - ready[4];
+    assert!(first_pass_to_healthy < interval * 3 / 2, "{g:?}");
+}
+
+#[tokio::test]
+async fn a_503_with_retry_after_is_honoured_and_the_cadence_resumes() {
+    // The first round's three requests answer 503 with Retry-After: 1; the service is then fine.
+    let s = StandIn::start(Behaviour {
+        fail_next: 3,
+        retry_after: Some(1),
+        ..Behaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (r, report, _) = health(
+        dir.path(),
+        &[
+            "--base-url",
+            &s.url,
+            "--interval",
+            "100ms",
+            "--success-threshold",
+            "3",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let ready = s.shared.arrivals("/api/ready");
+    assert_eq!(ready.len(), 4, "one failed round, three passing: {ready:?}");
+    assert_eq!(report["outputs"]["attempts"], "4");
+    let g = gaps(&ready);
+    assert!(
+        g[0] >= Duration::from_secs(1),
+        "Retry-After: 1 not honoured: {g:?}"
+    );
+    // Once the server stops asking, the steady 100 ms cadence is back: no lingering backoff.
+    assert!(
+        g[1..].iter().all(|d| *d < Duration::from_millis(600)),
+        "{g:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_backs_off() {
+    // Nothing listens on the port: polling every 100 ms for 3 s would be ~30 rounds; backing off
+    // (100, 200, 400, 800 ms, then 1 s, jittered) leaves a handful.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let (r, report, _) = health(
+        dir.path(),
+        &["--base-url", &url, "--wait", "3s", "--interval", "100ms"],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let rounds: u32 = report["outputs"]["attempts"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3..=9).contains(&rounds), "{rounds} rounds in 3s");
+    assert!(
+        reason(&report, READY).contains("couldn't connect"),
+        "{report:#}"
+    );
+}
+
 #[tokio::test]
 async fn mcp_servers_are_listed_and_a_down_one_named() {
     let s = StandIn::start(Behaviour {

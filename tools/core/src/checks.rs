@@ -2,7 +2,8 @@
 //! check is a request plus expectations (status set, latency, headers, jq assertions over the JSON
 //! body, the deployed version). [`attempt`] runs it once and says whether it passed, and if not,
 //! whether waiting can help (503, connection refused) or not (401, TLS failure), with the
-//! server's `Retry-After`. The waiting itself (deadline, backoff, streaks) is up to the tool.
+//! server's `Retry-After`. The waiting itself (deadline, cadence, streaks) is the polling engine's,
+//! [`crate::retry`], which speaks the same [`Verdict`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::config::{CheckSpec, CheckTarget, StatusSet};
 use crate::exit;
 use crate::http::{Header, HttpClient, HttpError, Response};
 use crate::jq::Program;
+pub use crate::retry::{Pace, Verdict};
 
 /// The longest one jq assertion may run on one body.
 pub const ASSERT_BUDGET: Duration = Duration::from_secs(5);
@@ -209,40 +211,6 @@ pub fn prepare(specs: &[CheckSpec], base_url: Option<&str>) -> anyhow::Result<Ve
         .collect()
 }
 
-/// How one attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every expectation held.
-    Pass,
-    /// Not (yet): waiting may help.
-    Retry {
-        /// What failed.
-        reason: String,
-        /// The server's `Retry-After`.
-        after: Option<Duration>,
-    },
-    /// Failed in a way waiting will not fix.
-    Fatal {
-        /// What failed.
-        reason: String,
-    },
-}
-
-impl Verdict {
-    /// Whether it passed.
-    pub fn passed(&self) -> bool {
-        matches!(self, Verdict::Pass)
-    }
-
-    /// The failure reason, if any.
-    pub fn reason(&self) -> Option<&str> {
-        match self {
-            Verdict::Pass => None,
-            Verdict::Retry { reason, .. } | Verdict::Fatal { reason } => Some(reason),
-        }
-    }
-}
-
 /// One attempt's result.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -311,13 +279,24 @@ fn http_verdict(e: &HttpError) -> Verdict {
         | HttpError::Tls { .. }
         | HttpError::BodyTooLarge { .. }
         | HttpError::Redirects { .. } => Verdict::Fatal { reason },
-        HttpError::Dns { .. }
-        | HttpError::Connect { .. }
-        | HttpError::Timeout { .. }
-        | HttpError::Io { .. } => Verdict::Retry {
+        // Nothing listens (yet), or the host is unreachable: polling faster will not help.
+        HttpError::Connect { .. } => Verdict::Retry {
             reason,
-            after: None,
+            pace: Pace::BackOff,
         },
+        HttpError::Dns { .. } | HttpError::Timeout { .. } | HttpError::Io { .. } => {
+            Verdict::retry(reason)
+        }
+    }
+}
+
+/// The pace after a retried status: the server's `Retry-After` when it sent one; a 429 without
+/// one backs off (it sheds load); any other status (a 503 "not ready yet") keeps the cadence.
+fn status_pace(code: u16, retry_after: Option<&str>) -> Pace {
+    match retry_after.and_then(crate::retry::parse_retry_after) {
+        Some(d) => Pace::After(d),
+        None if code == 429 => Pace::BackOff,
+        None => Pace::Steady,
     }
 }
 
@@ -403,18 +382,15 @@ fn verdict(
             excerpt()
         );
         if policy.retry_statuses.accepts(code) {
-            let after = resp
-                .header("retry-after")
-                .and_then(crate::retry::parse_retry_after);
-            return Verdict::Retry { reason, after };
+            return Verdict::Retry {
+                reason,
+                pace: status_pace(code, resp.header("retry-after")),
+            };
         }
         if matches!(code, 401 | 403) {
             let reason = format!("{reason} (check the credentials)");
             return if policy.retry_unauthorized {
-                Verdict::Retry {
-                    reason,
-                    after: None,
-                }
+                Verdict::retry(reason)
             } else {
                 Verdict::Fatal { reason }
             };
@@ -422,38 +398,28 @@ fn verdict(
         return Verdict::Fatal { reason };
     }
     if let Some(max) = check.spec.max_latency.filter(|m| resp.latency > *m) {
-        return Verdict::Retry {
-            reason: format!(
-                "took {} ms, more than the allowed {} ms",
-                resp.latency.as_millis(),
-                max.as_millis()
-            ),
-            after: None,
-        };
+        return Verdict::retry(format!(
+            "took {} ms, more than the allowed {} ms",
+            resp.latency.as_millis(),
+            max.as_millis()
+        ));
     }
     for (name, want) in &check.spec.expect_headers {
         match resp.header(name) {
             None => {
-                return Verdict::Retry {
-                    reason: format!("header {name} is missing"),
-                    after: None,
-                };
+                return Verdict::retry(format!("header {name} is missing"));
             }
             Some(got) if !got.contains(want.as_str()) => {
-                return Verdict::Retry {
-                    reason: format!("header {name} is {got:?}, expected it to contain {want:?}"),
-                    after: None,
-                };
+                return Verdict::retry(format!(
+                    "header {name} is {got:?}, expected it to contain {want:?}"
+                ));
             }
             Some(_) => {}
         }
     }
     if !check.assertions.is_empty() {
         let Some(body) = json else {
-            return Verdict::Retry {
-                reason: format!("body is not JSON: {}", excerpt()),
-                after: None,
-            };
+            return Verdict::retry(format!("body is not JSON: {}", excerpt()));
         };
         for a in &check.assertions {
             if let Err(reason) = a.check(body) {
@@ -461,10 +427,7 @@ fn verdict(
                     // It would not finish next time either: stop, do not start another.
                     return Verdict::Fatal { reason };
                 }
-                return Verdict::Retry {
-                    reason: format!("{reason}; body: {}", excerpt()),
-                    after: None,
-                };
+                return Verdict::retry(format!("{reason}; body: {}", excerpt()));
             }
         }
     }
@@ -472,12 +435,9 @@ fn verdict(
         && let Some(got) = version
         && !same_commit(got, want)
     {
-        return Verdict::Retry {
-            reason: format!(
-                "{field_name} is {got}, expected {want}: traffic still reaches tasks of another version"
-            ),
-            after: None,
-        };
+        return Verdict::retry(format!(
+            "{field_name} is {got}, expected {want}: traffic still reaches tasks of another version"
+        ));
     }
 
     Verdict::Pass
@@ -588,8 +548,21 @@ mod tests {
             judge(&p, &Policy::default(), &r).verdict,
             Verdict::Retry {
                 reason: "status 503, expected 2xx; body: {}".into(),
-                after: Some(Duration::from_secs(3))
+                pace: Pace::After(Duration::from_secs(3))
             }
+        );
+        assert_eq!(
+            judge(&p, &Policy::default(), &resp(503, "{}"))
+                .verdict
+                .pace(),
+            Pace::Steady,
+            "a plain 503 is \"not ready yet\": keep the cadence"
+        );
+        assert_eq!(
+            judge(&p, &Policy::default(), &resp(429, "{}"))
+                .verdict
+                .pace(),
+            Pace::BackOff
         );
         assert!(matches!(
             judge(&p, &Policy::default(), &resp(401, "{}")).verdict,

@@ -142,8 +142,6 @@ impl CommonArgs {
     }
 }
 
-pub use crate::duration::{MAX_DURATION, parse as parse_duration};
-
 /// Parses the arguments without ever exiting the process: `--help`/`--version` print and give 0,
 /// bad arguments print clap's message, set the `outcome` and `exit-code` step outputs, and give 2.
 pub fn parse<A: clap::Parser>() -> Result<A, Exit> {

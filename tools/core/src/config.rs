@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::secret;
-pub use crate::urls::{shown_url, validate_url};
+use crate::urls::{shown_url, validate_url};
 
 /// The file read when neither `--config` nor `DEPLOY_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "deploy.toml";
@@ -405,7 +405,7 @@ pub struct Image {
 pub struct Health {
     /// Deadline for the whole wait.
     pub wait: Option<Dur>,
-    /// Delay between polling rounds (backoff starts here).
+    /// Steady pause between polling rounds (health-check defaults to 2s).
     pub interval: Option<Dur>,
     /// Passes in a row each check needs.
     pub success_threshold: Option<u32>,

@@ -202,8 +202,8 @@ proptest! {
 
     #[test]
     fn durations_parse_within_the_cap(s in "[0-9]{0,25}[a-z ]{0,6}[0-9]{0,4}[a-z]{0,3}") {
-        if let Ok(d) = crate::cli::parse_duration(&s) {
-            prop_assert!(d <= crate::cli::MAX_DURATION);
+        if let Ok(d) = crate::duration::parse(&s) {
+            prop_assert!(d <= crate::duration::MAX_DURATION);
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use deploy_core::exit;
 use deploy_core::http::error_chain;
-use deploy_core::retry::Backoff;
+use deploy_core::retry::{self, Cadence, Deadline, Schedule, Verdict};
 use deploy_core::secret::Secret;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
@@ -89,7 +89,7 @@ impl Registry {
         let http = deploy_core::http::HttpClient::new("ecr-push", opts)?
             .inner()
             .clone();
-        let origin = deploy_core::config::validate_url(base)
+        let origin = deploy_core::urls::validate_url(base)
             .map_err(|e| exit::usage(format!("registry URL: {e}")))?;
         Ok(Registry {
             http,
@@ -251,27 +251,43 @@ impl Registry {
     }
 
     /// Uploads one blob as one streamed upload, retrying a failed attempt (a 5xx, a dropped
-    /// connection) with backoff in a new session. Never holds the blob in memory.
+    /// connection) with backoff in a new session, at most [`Registry::attempts`] times. Never holds
+    /// the blob in memory.
     pub async fn upload(&self, repo: &str, blob: &Blob) -> anyhow::Result<u32> {
-        let backoff = Backoff {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(5),
-            ..Backoff::default()
-        };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.upload_once(repo, blob).await {
-                Ok(()) => return Ok(attempt),
-                Err((e, retryable)) if retryable && attempt < self.attempts => {
-                    tracing::warn!(
-                        "upload of {} failed (attempt {attempt}): {e:#}; retrying",
-                        blob.digest
-                    );
-                    tokio::time::sleep(backoff.delay(attempt - 1)).await;
+        // No deadline of its own: the attempt cap and each request's timeouts bound it.
+        let schedule = Schedule::new(
+            Deadline::after(Duration::MAX),
+            Cadence::exponential(Duration::from_millis(200), Duration::from_secs(5)),
+        )
+        .max_attempts(self.attempts);
+        let mut tried = 0;
+        let outcome = retry::poll(
+            schedule,
+            std::future::pending(),
+            |_| self.upload_once(repo, blob),
+            |r| {
+                tried += 1;
+                match r {
+                    Ok(()) => Verdict::Pass,
+                    Err((e, true)) if tried < self.attempts => {
+                        tracing::warn!(
+                            "upload of {} failed (attempt {tried}): {e:#}; retrying",
+                            blob.digest
+                        );
+                        Verdict::retry(format!("{e:#}"))
+                    }
+                    Err((e, _)) => Verdict::fatal(format!("{e:#}")),
                 }
-                Err((e, _)) => return Err(e),
-            }
+            },
+        )
+        .await;
+        match outcome.last {
+            Some(Ok(())) => Ok(outcome.attempts),
+            Some(Err((e, _))) => Err(e),
+            None => Err(exit::dependency(format!(
+                "upload of {} to {repo} did not run",
+                blob.digest
+            ))),
         }
     }
 

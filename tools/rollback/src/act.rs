@@ -12,7 +12,7 @@ use std::time::Duration;
 use deploy_core::aws_sdk_ecs as sdk;
 use deploy_core::ecs::{self, Rollout, Service};
 use deploy_core::report::{AuditEvent, now_rfc3339};
-use deploy_core::retry::{self, Backoff, Deadline, StopReason, Verdict};
+use deploy_core::retry::{self, Cadence, Deadline, Ended, Schedule, Verdict};
 use deploy_core::taskdef::{self, TAG_BAD};
 
 use crate::plan::{Action, Plan, event_key};
@@ -239,11 +239,8 @@ pub fn judge_wait(svc: &Service, target: &str, deployment: Option<&str>) -> Verd
         }
     }
     match ecs::judge(svc, Some(target)) {
-        Rollout::Completed => Verdict::Done,
-        Rollout::InProgress(reason) => Verdict::Retry {
-            after: None,
-            reason,
-        },
+        Rollout::Completed => Verdict::Pass,
+        Rollout::InProgress(reason) => Verdict::retry(reason),
         Rollout::Failed(reason) => Verdict::Fatal { reason },
     }
 }
@@ -259,22 +256,14 @@ async fn wait(
     let svc = plan.service.clone();
     let target = plan.target.arn.clone();
     let mut seen: HashSet<String> = plan.known_events.iter().cloned().collect();
-    let steady = Backoff {
-        initial: interval,
-        max: interval,
-        factor: 1.0,
-        jitter: true,
-    };
     let names = [svc.clone()];
-    let outcome = retry::retry(
-        deadline,
-        steady,
+    // Signals are the run's business: it stops every service's wait at once.
+    let outcome = retry::poll(
+        Schedule::new(deadline, Cadence::steady(interval)),
+        std::future::pending(),
         |_| async { ecs::describe(client, cluster, &names).await },
         |r| match r {
-            Err(e) => Verdict::Retry {
-                after: None,
-                reason: format!("{e:#}"),
-            },
+            Err(e) => Verdict::retry(format!("{e:#}")),
             Ok(list) => match list.first() {
                 Some(Ok(s)) => {
                     for e in s.events.iter().rev() {
@@ -291,62 +280,59 @@ async fn wait(
                 Some(Err(reason)) => Verdict::Fatal {
                     reason: reason.clone(),
                 },
-                None => Verdict::Retry {
-                    after: None,
-                    reason: "service not returned".into(),
-                },
+                None => Verdict::retry("service not returned"),
             },
         },
     )
     .await;
-    let last_primary = outcome
+    let details = outcome
         .last
         .as_ref()
         .and_then(|r| r.as_ref().ok())
         .and_then(|l| l.first())
         .and_then(|s| s.as_ref().ok())
-        .and_then(|s| s.deployments.iter().find(|d| d.status == "PRIMARY"))
-        .map(|p| {
+        .and_then(primary_detail)
+        .into_iter()
+        .collect();
+    let (ok, reason) = match outcome.ended {
+        Ended::Done => (
+            true,
             format!(
-                "{} {}",
-                ecs::family_revision(&p.task_definition),
-                p.rollout_state.as_deref().unwrap_or("(no rollout state)")
-            )
-        });
-    let mut details = Vec::new();
-    if let Some(p) = last_primary {
-        details.push(("primary".to_owned(), p));
-    }
-    match outcome.stopped {
-        None => Outcome {
-            ok: true,
-            reason: format!(
                 "rolled back {} -> {}",
                 plan.current.name(),
                 plan.target.name()
             ),
-            details,
-            attempts: outcome.attempts,
-            took: Duration::ZERO,
-        },
-        Some(StopReason::Fatal(reason)) => Outcome {
-            ok: false,
-            reason,
-            details,
-            attempts: outcome.attempts,
-            took: Duration::ZERO,
-        },
-        Some(StopReason::DeadlineExceeded(last)) => Outcome {
-            ok: false,
-            reason: format!(
-                "not rolled back within {}: {last}",
-                humantime::format_duration(Duration::from_secs(deadline.budget().as_secs()))
+        ),
+        Ended::Deadline => (
+            false,
+            format!(
+                "not rolled back within {}: {}",
+                humantime::format_duration(Duration::from_secs(deadline.budget().as_secs())),
+                outcome.reason().unwrap_or("no answer")
             ),
-            details,
-            attempts: outcome.attempts,
-            took: Duration::ZERO,
-        },
+        ),
+        _ => (false, outcome.reason().unwrap_or("stopped").to_owned()),
+    };
+    Outcome {
+        ok,
+        reason,
+        details,
+        attempts: outcome.attempts,
+        took: Duration::ZERO,
     }
+}
+
+/// `("primary", "web:3 COMPLETED")`: what the service's PRIMARY deployment runs, and its state.
+fn primary_detail(svc: &Service) -> Option<(String, String)> {
+    let p = svc.deployments.iter().find(|d| d.status == "PRIMARY")?;
+    Some((
+        "primary".to_owned(),
+        format!(
+            "{} {}",
+            ecs::family_revision(&p.task_definition),
+            p.rollout_state.as_deref().unwrap_or("(no rollout state)")
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -380,7 +366,7 @@ mod tests {
     #[test]
     fn the_rollback_deployment_is_followed_by_id() {
         let done = svc(vec![dep("d2", "PRIMARY", "web:3", "COMPLETED")]);
-        assert_eq!(judge_wait(&done, "web:3", Some("d2")), Verdict::Done);
+        assert_eq!(judge_wait(&done, "web:3", Some("d2")), Verdict::Pass);
         let going = svc(vec![
             dep("d2", "PRIMARY", "web:3", "IN_PROGRESS"),
             dep("d1", "ACTIVE", "web:5", "COMPLETED"),
@@ -405,6 +391,6 @@ mod tests {
             matches!(judge_wait(&demoted, "web:3", Some("d2")), Verdict::Fatal { reason } if reason.contains("was replaced"))
         );
         // Native rollback: judged by what PRIMARY runs.
-        assert_eq!(judge_wait(&done, "web:3", None), Verdict::Done);
+        assert_eq!(judge_wait(&done, "web:3", None), Verdict::Pass);
     }
 }

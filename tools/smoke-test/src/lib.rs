@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deploy_core::checks::{self, Attempt, Policy, Prepared, Verdict};
-use deploy_core::cli::{CommonArgs, parse_duration};
+use deploy_core::checks::{self, Policy, Prepared};
+use deploy_core::cli::CommonArgs;
 use deploy_core::config::{Config, EMBEDDED_SMOKE, StatusSet};
+use deploy_core::duration::parse as parse_duration;
 use deploy_core::http::{HttpClient, HttpOptions};
-use deploy_core::retry::{Backoff, Deadline};
+use deploy_core::retry::{self, Cadence, Deadline, Schedule};
 use deploy_core::{Check, Exit, Report, Status, exit};
 
 /// Checks in flight at once unless configured: HTTP checks wait on the network, not the CPU.
@@ -21,10 +22,8 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 #[command(name = "smoke-test", version, about, long_about = None)]
 pub struct Args {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub common: CommonArgs,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub publish: deploy_core::github::PublishArgs,
     /// Suite file (TOML with [smoke] and [[smoke.checks]]) instead of deploy.toml's [smoke].
     #[arg(long, value_name = "FILE")]
@@ -65,15 +64,62 @@ pub fn status_list(items: &[String]) -> anyhow::Result<Option<StatusSet>> {
 /// The sections of deploy.toml smoke-test reads: a `${VAR}` elsewhere may be unset.
 const CONFIG_READS: &[&str] = &["defaults", "environments", "smoke"];
 
-/// Runs the tool.
+/// The suite, planned: checks prepared, policy, concurrency, deadline and default window.
+struct Plan {
+    label: String,
+    environment: Option<String>,
+    checks: Vec<Prepared>,
+    policy: Arc<Policy>,
+    concurrency: usize,
+    deadline: Deadline,
+    default_window: Duration,
+}
+
+/// Runs the tool: plan the suite, run its checks, report.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
+    let plan = plan(&args)?;
+    let (label, environment) = (plan.label.clone(), plan.environment.clone());
+    let (results, names, interrupted) = run_all(&args, plan).await?;
+    let mut report = Report::new("smoke-test", env!("CARGO_PKG_VERSION"), label);
+    for (i, r) in results.into_iter().enumerate() {
+        report.push(r.unwrap_or_else(|| {
+            Check::new(&names[i], Status::Skipped).reason(match interrupted {
+                Some(s) => format!("not finished: interrupted by {s}"),
+                None => "not finished".to_owned(),
+            })
+        }));
+    }
+    let (passed, failed, errors, skipped) = report.counts();
+    report.output("passed", passed);
+    report.output("failed", failed + errors);
+    report.output("skipped", skipped);
+    if let Some(s) = interrupted {
+        report.fail_with(Exit::Failed, format!("interrupted by {s}: partial report"));
+    }
+    report.finish(started.elapsed());
+    if report.outcome == Exit::Failed && interrupted.is_none() {
+        report.summary = format!(
+            "{} of {} smoke checks failed",
+            failed + errors,
+            report.checks.len()
+        );
+    }
+    args.publish
+        .publish(&mut report, environment.as_deref(), &annotation_path(&args))
+        .await;
+    report.finish(started.elapsed());
+    deploy_core::cli::emit(&report, &args.common.output)
+}
+
+/// Reads the suite and settles every setting: the flag beats the file beats the default.
+fn plan(args: &Args) -> anyhow::Result<Plan> {
     // With --suite, the embedded default is not needed (nor its ${API_TOKEN}).
     let resolved = match args.suite {
         Some(_) => args.common.resolve("", &["defaults", "environments"])?,
         None => args.common.resolve(EMBEDDED_SMOKE, CONFIG_READS)?,
     };
-    let label = resolved.label();
+    let (label, environment) = (resolved.label(), resolved.environment.clone());
     let suite = match &args.suite {
         Some(p) => {
             let c = Config::load(p)?;
@@ -89,45 +135,55 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         );
         return Err(exit::usage(format!("{source}: no [[smoke.checks]] to run")));
     }
-    let prepared = checks::prepare(&suite.checks, resolved.base_url.as_deref())?;
-    let policy = Arc::new(Policy {
-        retry_statuses: status_list(&args.retry_on)?
-            .or(suite.retry_on.clone())
-            .unwrap_or_else(StatusSet::default_retry),
-        retry_unauthorized: args.retry_unauthorized,
-        expect_version: None,
-        request_timeout: args.request_timeout,
-    });
-    let concurrency = args
-        .concurrency
-        .map(|c| c as usize)
-        .or(suite.concurrency)
-        .unwrap_or(DEFAULT_CONCURRENCY)
-        .max(1);
-    let deadline = Deadline::after(
-        args.timeout
-            .or(suite.timeout.map(|d| d.0))
-            .unwrap_or(Duration::from_secs(60)),
-    );
-    let default_window = args
-        .retry_for
-        .or(suite.retry_for.map(|d| d.0))
-        .unwrap_or(Duration::from_secs(10));
-    let client = HttpClient::new("smoke-test", HttpOptions::default())?;
+    Ok(Plan {
+        label,
+        environment,
+        checks: checks::prepare(&suite.checks, resolved.base_url.as_deref())?,
+        policy: Arc::new(Policy {
+            retry_statuses: status_list(&args.retry_on)?
+                .or(suite.retry_on.clone())
+                .unwrap_or_else(StatusSet::default_retry),
+            retry_unauthorized: args.retry_unauthorized,
+            expect_version: None,
+            request_timeout: args.request_timeout,
+        }),
+        concurrency: args
+            .concurrency
+            .map(|c| c as usize)
+            .or(suite.concurrency)
+            .unwrap_or(DEFAULT_CONCURRENCY)
+            .max(1),
+        deadline: Deadline::after(
+            args.timeout
+                .or(suite.timeout.map(|d| d.0))
+                .unwrap_or(Duration::from_secs(60)),
+        ),
+        default_window: args
+            .retry_for
+            .or(suite.retry_for.map(|d| d.0))
+            .unwrap_or(Duration::from_secs(10)),
+    })
+}
 
-    let mut report = Report::new("smoke-test", env!("CARGO_PKG_VERSION"), label);
-    let names: Vec<String> = prepared.iter().map(|p| p.spec.name.clone()).collect();
-    let mut results: Vec<Option<Check>> = vec![None; prepared.len()];
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+/// Each check's result (None: not finished), the names, and the signal that ended the run.
+type Results = (Vec<Option<Check>>, Vec<String>, Option<&'static str>);
+
+/// Runs every check, `concurrency` at a time, until all finished or a signal comes.
+async fn run_all(args: &Args, plan: Plan) -> anyhow::Result<Results> {
+    let client = HttpClient::new("smoke-test", HttpOptions::default())?;
+    let names: Vec<String> = plan.checks.iter().map(|p| p.spec.name.clone()).collect();
+    let mut results: Vec<Option<Check>> = vec![None; plan.checks.len()];
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(plan.concurrency));
     let mut set = tokio::task::JoinSet::new();
     let mut ids = Vec::new();
-    for (i, check) in prepared.into_iter().enumerate() {
-        let (client, policy, semaphore) = (client.clone(), policy.clone(), semaphore.clone());
+    for (i, check) in plan.checks.into_iter().enumerate() {
+        let (client, policy, semaphore) = (client.clone(), plan.policy.clone(), semaphore.clone());
         // The flag beats the file: --retry-for, then the check's retry_for, then [smoke].
         let window = args
             .retry_for
             .or(check.spec.retry_for)
-            .unwrap_or(default_window);
+            .unwrap_or(plan.default_window);
+        let deadline = plan.deadline;
         let handle = set.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             (
@@ -156,50 +212,19 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         signal = deploy_core::cli::interrupted() => Some(signal),
     };
     set.abort_all();
-    for (i, r) in results.into_iter().enumerate() {
-        report.push(r.unwrap_or_else(|| {
-            Check::new(&names[i], Status::Skipped).reason(match interrupted {
-                Some(s) => format!("not finished: interrupted by {s}"),
-                None => "not finished".to_owned(),
-            })
-        }));
-    }
-    let (passed, failed, errors, skipped) = report.counts();
-    report.output("passed", passed);
-    report.output("failed", failed + errors);
-    report.output("skipped", skipped);
-    if let Some(s) = interrupted {
-        report.fail_with(Exit::Failed, format!("interrupted by {s}: partial report"));
-    }
-    report.finish(started.elapsed());
-    if report.outcome == Exit::Failed && interrupted.is_none() {
-        report.summary = format!(
-            "{} of {} smoke checks failed",
-            failed + errors,
-            report.checks.len()
-        );
-    }
-    args.publish
-        .publish(
-            &mut report,
-            resolved.environment.as_deref(),
-            &annotation_path(&args),
-        )
-        .await;
-    report.finish(started.elapsed());
-    deploy_core::cli::emit(&report, &args.common.output)
+    Ok((results, names, interrupted))
 }
 
 /// Where a failed check's annotation points: the suite or config file its checks come from.
 fn annotation_path(args: &Args) -> String {
     args.suite
         .as_ref()
-        .or(args.common.config.as_ref())
-        .map_or_else(|| "deploy.toml".to_owned(), |p| p.display().to_string())
+        .map_or_else(|| args.common.config_label(), |p| p.display().to_string())
 }
 
 /// One check: attempts until it passes, fails for good, or its window (within the suite
-/// deadline) closes.
+/// deadline) closes. Pauses grow from 250 ms to 2 s: a smoke check retries a failure, it does not
+/// wait for a rollout.
 async fn run_check(
     client: &HttpClient,
     check: &Prepared,
@@ -208,31 +233,23 @@ async fn run_check(
     window: Duration,
 ) -> Check {
     let start = Instant::now();
-    let own = Deadline::after(window.min(suite.remaining()));
-    let backoff = Backoff {
-        initial: Duration::from_millis(250),
-        max: Duration::from_secs(2),
-        ..Backoff::default()
-    };
-    let mut attempts = 0u32;
-    let mut last: Option<Attempt>;
-    loop {
-        let a = checks::attempt(client, check, policy, Some(suite.remaining())).await;
-        attempts += 1;
-        let wait = match &a.verdict {
-            Verdict::Retry { after, .. } => {
-                backoff.delay(attempts - 1).max(after.unwrap_or_default())
-            }
-            Verdict::Pass | Verdict::Fatal { .. } => Duration::ZERO,
-        };
-        let again = matches!(a.verdict, Verdict::Retry { .. })
-            && own.remaining() > wait
-            && suite.remaining() > wait;
-        last = Some(a);
-        if !again {
-            break;
-        }
-        tokio::time::sleep(wait).await;
-    }
-    checks::report_check(&check.spec.name, attempts, start.elapsed(), last.as_ref())
+    let schedule = Schedule::new(
+        Deadline::after(window.min(suite.remaining())),
+        Cadence::exponential(Duration::from_millis(250), Duration::from_secs(2)),
+    )
+    .no_last_look();
+    // Signals are the suite's business (`run` stops every check at once).
+    let outcome = retry::poll(
+        schedule,
+        std::future::pending(),
+        |_| checks::attempt(client, check, policy, Some(suite.remaining())),
+        |a| a.verdict.clone(),
+    )
+    .await;
+    checks::report_check(
+        &check.spec.name,
+        outcome.attempts,
+        start.elapsed(),
+        outcome.last.as_ref(),
+    )
 }
