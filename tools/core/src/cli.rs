@@ -46,11 +46,17 @@ pub struct CommonArgs {
     /// Environment from the config file (staging, production...).
     #[arg(short = 'e', long, env = "DEPLOY_ENVIRONMENT", value_name = "NAME")]
     pub environment: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The flag of the tools that probe the service over HTTP (health-check, smoke-test, rollback's
+/// verification); sync-check and ecr-push do not take it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServiceArgs {
     /// Base URL of the service (overrides the environment's base_url).
     #[arg(long, env = "DEPLOY_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
 impl CommonArgs {
@@ -108,7 +114,12 @@ impl Resolved {
 impl CommonArgs {
     /// Loads the config (or parses `embedded` when there is no file), checks the environment
     /// exists and every variable under `reads` is set, and settles the base URL.
-    pub fn resolve(&self, embedded: &str, reads: &[&str]) -> anyhow::Result<Resolved> {
+    pub fn resolve(
+        &self,
+        service: &ServiceArgs,
+        embedded: &str,
+        reads: &[&str],
+    ) -> anyhow::Result<Resolved> {
         let config = match self.load_config(reads)? {
             Some(c) => c,
             None => {
@@ -125,7 +136,7 @@ impl CommonArgs {
                 .map(|u| u.base().to_owned()),
             None => None,
         };
-        let base_url = match &self.base_url {
+        let base_url = match &service.base_url {
             Some(u) => {
                 crate::urls::validate_url(u).map_err(|e| {
                     exit::usage(format!("--base-url: {e}: {:?}", crate::urls::shown_url(u)))

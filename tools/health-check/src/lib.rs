@@ -17,7 +17,7 @@ mod wait;
 use std::time::{Duration, Instant};
 
 use deploy_core::aws::AwsArgs;
-use deploy_core::cli::{CommonArgs, Resolved};
+use deploy_core::cli::{CommonArgs, Resolved, ServiceArgs};
 use deploy_core::config::EMBEDDED_HEALTH;
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::http::{HttpClient, HttpOptions};
@@ -32,6 +32,8 @@ use crate::probe::Ctx;
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
@@ -166,7 +168,9 @@ const CONFIG_READS: &[&str] = &[
 /// writing it anywhere: `run` emits it; rollback verifies with it. Plan, act, report.
 pub async fn check(args: &Args) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let r = args.common.resolve(EMBEDDED_HEALTH, CONFIG_READS)?;
+    let r = args
+        .common
+        .resolve(&args.service, EMBEDDED_HEALTH, CONFIG_READS)?;
     if let Some(window) = args.kpi {
         return kpi::report(args, window, &r).await;
     }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use deploy_core::aws::AwsArgs;
-use deploy_core::cli::{CommonArgs, Resolved};
+use deploy_core::cli::{CommonArgs, Resolved, ServiceArgs};
 use deploy_core::config::EMBEDDED_HEALTH;
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::github::GithubClient;
@@ -45,6 +45,8 @@ pub enum OnFailure {
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
@@ -152,7 +154,9 @@ struct Settings {
 }
 
 fn settings(args: &Args) -> anyhow::Result<Settings> {
-    let resolved = args.common.resolve(EMBEDDED_HEALTH, CONFIG_READS)?;
+    let resolved = args
+        .common
+        .resolve(&args.service, EMBEDDED_HEALTH, CONFIG_READS)?;
     let environment = resolved
         .environment
         .clone()
@@ -614,7 +618,7 @@ async fn verify(args: &Args, s: &Settings, ok: &[&Plan]) -> anyhow::Result<Verif
         .flatten(),
     );
     v.extend(
-        opt("--base-url", args.common.base_url.clone())
+        opt("--base-url", args.service.base_url.clone())
             .into_iter()
             .flatten(),
     );

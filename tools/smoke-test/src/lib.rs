@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deploy_core::checks::{self, Policy, Prepared};
-use deploy_core::cli::CommonArgs;
+use deploy_core::cli::{CommonArgs, ServiceArgs};
 use deploy_core::config::{Config, EMBEDDED_SMOKE, StatusSet};
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::http::{HttpClient, HttpOptions};
@@ -23,6 +23,8 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
     #[command(flatten)]
     pub publish: deploy_core::github::PublishArgs,
     /// Suite file (TOML with [smoke] and [[smoke.checks]]) instead of deploy.toml's [smoke].
@@ -116,8 +118,12 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
 fn plan(args: &Args) -> anyhow::Result<Plan> {
     // With --suite, the embedded default is not needed (nor its ${API_TOKEN}).
     let resolved = match args.suite {
-        Some(_) => args.common.resolve("", &["defaults", "environments"])?,
-        None => args.common.resolve(EMBEDDED_SMOKE, CONFIG_READS)?,
+        Some(_) => args
+            .common
+            .resolve(&args.service, "", &["defaults", "environments"])?,
+        None => args
+            .common
+            .resolve(&args.service, EMBEDDED_SMOKE, CONFIG_READS)?,
     };
     let (label, environment) = (resolved.label(), resolved.environment.clone());
     let suite = match &args.suite {
