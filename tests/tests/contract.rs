@@ -480,9 +480,16 @@ fn inputs_reach_each_tool_only_as_flags_it_takes() {
                 "action-run.sh {list} and `{t} --help` disagree about {flag}"
             );
         }
-        for flag in ["--config", "--environment", "--base-url"] {
+        for flag in ["--config", "--environment"] {
             assert!(help.contains(flag), "{t} lacks {flag}, which DEPLOY_* sets");
         }
+        // DEPLOY_BASE_URL (the `base-url` input) reaches the tools that probe the service; the
+        // others have no such flag and ignore the variable (README: "Inputs").
+        assert_eq!(
+            help.contains("--base-url"),
+            matches!(t, "health-check" | "smoke-test" | "rollback"),
+            "{t} and --base-url"
+        );
     }
 }
 

@@ -101,6 +101,28 @@ impl Check {
     }
 }
 
+/// What became of an audited call (serialized `planned`, `done`, `failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditOutcome {
+    /// A dry run's plan: nothing was called.
+    Planned,
+    /// The call succeeded.
+    Done,
+    /// The call failed.
+    Failed,
+}
+
+impl std::fmt::Display for AuditOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuditOutcome::Planned => "planned",
+            AuditOutcome::Done => "done",
+            AuditOutcome::Failed => "failed",
+        })
+    }
+}
+
 /// One mutating call, planned or made: the audit trail the runbook asks for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEvent {
@@ -110,8 +132,8 @@ pub struct AuditEvent {
     pub action: String,
     /// What it was done to.
     pub target: String,
-    /// `planned` (dry run), `done` or `failed`.
-    pub outcome: String,
+    /// Planned (dry run), done or failed.
+    pub outcome: AuditOutcome,
     /// Anything else worth keeping (old and new values).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -277,12 +299,18 @@ impl Report {
     }
 
     /// Records a mutating call.
-    pub fn audit(&mut self, action: &str, target: &str, outcome: &str, detail: Option<String>) {
+    pub fn audit(
+        &mut self,
+        action: &str,
+        target: &str,
+        outcome: AuditOutcome,
+        detail: Option<String>,
+    ) {
         self.audit.push(AuditEvent {
             at: now_rfc3339(),
             action: action.to_owned(),
             target: target.to_owned(),
-            outcome: outcome.to_owned(),
+            outcome,
             detail,
         });
     }

@@ -415,10 +415,14 @@ impl Pacer {
             Verdict::Pass => s.cadence.jittered(s.cadence.interval),
             _ => s.cadence.pause(self.retries, self.refused, verdict.pace()),
         };
-        // A steady cadence counts from the attempt's start, so a slow attempt does not add lag.
-        let pause = match s.cadence.growth {
-            Growth::Steady => pause.saturating_sub(started.elapsed()),
-            Growth::Exponential => pause,
+        // A steady cadence counts from the attempt's start, so a slow attempt does not add lag;
+        // a server's Retry-After counts from its answer, so it is never cut short.
+        let pause = match (s.cadence.growth, verdict.pace()) {
+            (Growth::Steady, Pace::After(after)) => {
+                pause.saturating_sub(started.elapsed()).max(after)
+            }
+            (Growth::Steady, _) => pause.saturating_sub(started.elapsed()),
+            (Growth::Exponential, _) => pause,
         };
         let remaining = s.deadline.remaining();
         if pause < remaining {

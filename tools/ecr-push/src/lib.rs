@@ -21,6 +21,7 @@ use deploy_core::aws::AwsArgs;
 use deploy_core::aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
 use deploy_core::cli::CommonArgs;
 use deploy_core::config::{Config, Mutability};
+use deploy_core::report::AuditOutcome;
 use deploy_core::secret::Secret;
 use deploy_core::{Check, Exit, Report, Status, exit};
 
@@ -639,7 +640,7 @@ impl Transferred {
         repo: &str,
         digest: &str,
         size: u64,
-        outcome: &str,
+        outcome: AuditOutcome,
         how: &str,
     ) {
         self.uploaded += 1;
@@ -780,7 +781,7 @@ async fn upload(
         };
         let detail = Some(format!("{m:?}, scanOnPush {}", job.scan_on_push));
         if args.dry_run {
-            report.audit("ecr:CreateRepository", repo, "planned", detail);
+            report.audit("ecr:CreateRepository", repo, AuditOutcome::Planned, detail);
         } else {
             ecr.create_repository()
                 .repository_name(repo)
@@ -795,7 +796,7 @@ async fn upload(
                 .map_err(|e| {
                     deploy_core::aws::error(&format!("couldn't create ECR repository {repo}"), &e)
                 })?;
-            report.audit("ecr:CreateRepository", repo, "done", detail);
+            report.audit("ecr:CreateRepository", repo, AuditOutcome::Done, detail);
         }
     }
     let mut t = Transferred::default();
@@ -804,7 +805,7 @@ async fn upload(
             if !p.create_repo && registry.has_blob(repo, &b.digest).await? {
                 t.present(b.size);
             } else {
-                t.uploaded(report, repo, &b.digest, b.size, "planned", "");
+                t.uploaded(report, repo, &b.digest, b.size, AuditOutcome::Planned, "");
             }
         }
         return Ok(t);
@@ -843,11 +844,13 @@ async fn upload(
                 report.audit(
                     "registry:mount blob",
                     &format!("{repo}@{}", b.digest),
-                    "done",
+                    AuditOutcome::Done,
                     None,
                 );
             }
-            Ok(Transfer::Uploaded) => t.uploaded(report, repo, &b.digest, b.size, "done", ""),
+            Ok(Transfer::Uploaded) => {
+                t.uploaded(report, repo, &b.digest, b.size, AuditOutcome::Done, "")
+            }
             Err(e) => {
                 first_err.get_or_insert(e);
             }
@@ -868,7 +871,7 @@ async fn upload(
                         repo,
                         &digest,
                         size,
-                        "done",
+                        AuditOutcome::Done,
                         ", streamed from docker save",
                     );
                 }
@@ -925,7 +928,7 @@ async fn tag(
             report.audit(
                 &format!("registry:{action} tag"),
                 &target,
-                "planned",
+                AuditOutcome::Planned,
                 Some(detail),
             );
             continue;
@@ -948,7 +951,7 @@ async fn tag(
                 report.audit(
                     &format!("registry:{action} tag"),
                     &target,
-                    "done",
+                    AuditOutcome::Done,
                     Some("already at this digest".into()),
                 );
                 continue;
@@ -956,7 +959,7 @@ async fn tag(
             report.audit(
                 &format!("registry:{action} tag"),
                 &target,
-                "failed",
+                AuditOutcome::Failed,
                 Some(format!("{e:#}")),
             );
             return Err(e);
@@ -964,7 +967,7 @@ async fn tag(
         report.audit(
             &format!("registry:{action} tag"),
             &target,
-            "done",
+            AuditOutcome::Done,
             Some(detail),
         );
     }

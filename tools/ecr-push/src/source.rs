@@ -127,12 +127,7 @@ impl Files {
         {
             let e = e.map_err(|e| bad(src, format!("corrupt tar archive ({e})")))?;
             if e.header().entry_type().is_file() {
-                let p = e
-                    .path()
-                    .map_err(|e| bad(src, e))?
-                    .to_string_lossy()
-                    .trim_start_matches("./")
-                    .to_owned();
+                let p = entry_path(src, &e)?;
                 entries.insert(p, (e.raw_file_position(), e.size()));
             }
         }
@@ -198,6 +193,15 @@ impl Files {
         }
         read_at(&at, size).map_err(|e| bad(src, format!("cannot read {name} ({e})")))
     }
+}
+
+/// A tar entry's path as the image's files name it (`./` dropped).
+fn entry_path<R: Read>(src: &Path, e: &tar::Entry<'_, R>) -> anyhow::Result<String> {
+    Ok(e.path()
+        .map_err(|e| bad(src, e))?
+        .to_string_lossy()
+        .trim_start_matches("./")
+        .to_owned())
 }
 
 fn read_at(at: &Location, size: u64) -> std::io::Result<Vec<u8>> {
@@ -373,41 +377,14 @@ fn collect_blobs(
     Ok(())
 }
 
+/// A docker-archive (`docker save`): one image, its layers uncompressed. The manifest pushed is
+/// an OCI manifest written here, byte for byte as before (a re-push keeps its digest).
 fn load_docker_archive(src: &Path, files: &Files) -> anyhow::Result<Image> {
-    let list: Value = serde_json::from_slice(&files.read(src, "manifest.json", META_MAX)?)
-        .map_err(|e| bad(src, format!("manifest.json is not JSON ({e})")))?;
-    let entries = list.as_array().cloned().unwrap_or_default();
-    let [entry] = entries.as_slice() else {
-        return Err(bad(
-            src,
-            format!(
-                "docker-archive holds {} images; save one image per archive",
-                entries.len()
-            ),
-        ));
-    };
-    let config_path = entry["Config"]
-        .as_str()
-        .ok_or_else(|| bad(src, "manifest.json has no Config"))?;
-    let config = files.read(src, config_path, META_MAX)?;
+    let (config_path, layer_paths) = archive_entry(src, files)?;
+    let config = files.read(src, &config_path, META_MAX)?;
     let config_json: Value = serde_json::from_slice(&config)
         .map_err(|e| bad(src, format!("{config_path} is not JSON ({e})")))?;
-    let diff_ids: Vec<String> = config_json["rootfs"]["diff_ids"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let layer_paths: Vec<String> = entry["Layers"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|l| l.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let diff_ids = strings(&config_json["rootfs"]["diff_ids"]);
     if layer_paths.len() != diff_ids.len() {
         return Err(bad(
             src,
@@ -420,7 +397,7 @@ fn load_docker_archive(src: &Path, files: &Files) -> anyhow::Result<Image> {
     }
     let config_digest = sha256(&config);
     let (config_at, config_size) = files
-        .locate(config_path)
+        .locate(&config_path)
         .ok_or_else(|| bad(src, format!("{config_path} is missing")))?;
     let mut blobs = vec![Blob {
         digest: config_digest.clone(),
@@ -442,6 +419,53 @@ fn load_docker_archive(src: &Path, files: &Files) -> anyhow::Result<Image> {
         }
         layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff_id, "size": size}));
     }
+    let top = archive_manifest(src, &config_digest, config_size, layers)?;
+    Ok(Image {
+        blobs,
+        children: Vec::new(),
+        top,
+        kind: "docker-archive",
+    })
+}
+
+/// The one image of `manifest.json`: its config's and its layers' paths in the archive.
+fn archive_entry(src: &Path, files: &Files) -> anyhow::Result<(String, Vec<String>)> {
+    let list: Value = serde_json::from_slice(&files.read(src, "manifest.json", META_MAX)?)
+        .map_err(|e| bad(src, format!("manifest.json is not JSON ({e})")))?;
+    let entries = list.as_array().cloned().unwrap_or_default();
+    let [entry] = entries.as_slice() else {
+        return Err(bad(
+            src,
+            format!(
+                "docker-archive holds {} images; save one image per archive",
+                entries.len()
+            ),
+        ));
+    };
+    let config_path = entry["Config"]
+        .as_str()
+        .ok_or_else(|| bad(src, "manifest.json has no Config"))?;
+    Ok((config_path.to_owned(), strings(&entry["Layers"])))
+}
+
+/// The strings of a JSON array (none when it is not one).
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The OCI manifest of a docker-archive image, in the exact form (key order) it always had.
+fn archive_manifest(
+    src: &Path,
+    config_digest: &str,
+    config_size: u64,
+    layers: Vec<Value>,
+) -> anyhow::Result<Manifest> {
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -449,15 +473,10 @@ fn load_docker_archive(src: &Path, files: &Files) -> anyhow::Result<Image> {
         "layers": layers,
     });
     let bytes = serde_json::to_vec(&manifest).map_err(|e| bad(src, e))?;
-    Ok(Image {
-        blobs,
-        children: Vec::new(),
-        top: Manifest {
-            digest: sha256(&bytes),
-            media_type: OCI_MANIFEST.to_owned(),
-            bytes,
-        },
-        kind: "docker-archive",
+    Ok(Manifest {
+        digest: sha256(&bytes),
+        media_type: OCI_MANIFEST.to_owned(),
+        bytes,
     })
 }
 
@@ -576,12 +595,7 @@ fn read_save(
         if !e.header().entry_type().is_file() {
             continue;
         }
-        let path = e
-            .path()
-            .map_err(|e| bad(src, e))?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_owned();
+        let path = entry_path(src, &e)?;
         let size = e.size();
         if size <= STREAM_META_MAX {
             let mut buf = Vec::with_capacity(size as usize);
@@ -671,12 +685,7 @@ fn stream_entries(
     let mut ar = tar::Archive::new(stdout);
     for e in ar.entries().map_err(|e| bad(src, e))? {
         let mut e = e.map_err(|e| bad(src, e))?;
-        let path = e
-            .path()
-            .map_err(|e| bad(src, e))?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_owned();
+        let path = entry_path(src, &e)?;
         let Some((digest, size)) = wanted.get(&path) else {
             continue;
         };

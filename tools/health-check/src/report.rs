@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use deploy_core::checks;
 use deploy_core::cli::Resolved;
+use deploy_core::report::AuditOutcome;
 use deploy_core::retry::Ended;
 use deploy_core::{Check, Exit, Report, Status, ecs, exit};
 
@@ -138,7 +139,7 @@ async fn emit_metric(run: &Run<'_>, healthy: bool, report: &mut Report) {
             report.audit(
                 "cloudwatch:PutMetricData",
                 &format!("{namespace}/Availability Environment={env_name}"),
-                "done",
+                AuditOutcome::Done,
                 Some(format!("value {}", u8::from(healthy))),
             );
             report.output("availability", u8::from(healthy));
@@ -147,7 +148,7 @@ async fn emit_metric(run: &Run<'_>, healthy: bool, report: &mut Report) {
             report.audit(
                 "cloudwatch:PutMetricData",
                 &namespace,
-                "failed",
+                AuditOutcome::Failed,
                 Some(format!("{e:#}")),
             );
             report.fail_with(Exit::Dependency, format!("{e:#}"));
@@ -308,11 +309,11 @@ async fn tag_verified(
     ));
     match taskdef::tag(client, &td.arn, &tags).await {
         Ok(()) => {
-            report.audit("ecs:TagResource", &td.arn, "done", detail);
+            report.audit("ecs:TagResource", &td.arn, AuditOutcome::Done, detail);
             Ok(())
         }
         Err(e) => {
-            report.audit("ecs:TagResource", &td.arn, "failed", detail);
+            report.audit("ecs:TagResource", &td.arn, AuditOutcome::Failed, detail);
             Err(e)
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use deploy_core::aws_sdk_ecs as sdk;
 use deploy_core::ecs::{self, Rollout, Service};
-use deploy_core::report::{AuditEvent, now_rfc3339};
+use deploy_core::report::{AuditEvent, AuditOutcome, now_rfc3339};
 use deploy_core::retry::{self, Cadence, Deadline, Ended, Schedule, Verdict};
 use deploy_core::taskdef::{self, TAG_BAD};
 
@@ -35,13 +35,13 @@ pub struct Outcome {
 /// The audit trail, shared so that a run cut short by a signal still reports every call made.
 pub type Audit = Arc<Mutex<Vec<AuditEvent>>>;
 
-fn audit(log: &Audit, action: &str, target: &str, outcome: &str, detail: Option<String>) {
+fn audit(log: &Audit, action: &str, target: &str, outcome: AuditOutcome, detail: Option<String>) {
     if let Ok(mut l) = log.lock() {
         l.push(AuditEvent {
             at: now_rfc3339(),
             action: action.to_owned(),
             target: target.to_owned(),
-            outcome: outcome.to_owned(),
+            outcome,
             detail,
         });
     }
@@ -84,7 +84,7 @@ pub async fn roll_back(
             log,
             "ecs:TagResource",
             &plan.current.arn,
-            "done",
+            AuditOutcome::Done,
             Some(format!("{TAG_BAD}={}", taskdef::tag_value(&bad))),
         ),
         Err(e) => {
@@ -93,7 +93,7 @@ pub async fn roll_back(
                 log,
                 "ecs:TagResource",
                 &plan.current.arn,
-                "failed",
+                AuditOutcome::Failed,
                 Some(format!("{e:#}")),
             );
         }
@@ -105,7 +105,7 @@ pub async fn roll_back(
                     log,
                     "ecs:StopServiceDeployment",
                     arn,
-                    "done",
+                    AuditOutcome::Done,
                     Some(format!("ROLLBACK of {svc} to {}", plan.target.name())),
                 );
                 Ok(None)
@@ -115,7 +115,7 @@ pub async fn roll_back(
                     log,
                     "ecs:StopServiceDeployment",
                     arn,
-                    "failed",
+                    AuditOutcome::Failed,
                     Some(format!("{e:#}")),
                 );
                 tracing::warn!("{svc}: native rollback refused ({e:#}); using UpdateService");
@@ -187,13 +187,19 @@ async fn update(
                 log,
                 "ecs:UpdateService",
                 &plan.service,
-                "failed",
+                AuditOutcome::Failed,
                 Some(format!("{e:#}")),
             );
             return Err(e);
         }
     };
-    audit(log, "ecs:UpdateService", &plan.service, "done", detail);
+    audit(
+        log,
+        "ecs:UpdateService",
+        &plan.service,
+        AuditOutcome::Done,
+        detail,
+    );
     Ok(resp
         .service()
         .map(Service::from)

@@ -21,6 +21,7 @@ use deploy_core::cli::{CommonArgs, Resolved, ServiceArgs};
 use deploy_core::config::EMBEDDED_HEALTH;
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::github::GithubClient;
+use deploy_core::report::AuditOutcome;
 use deploy_core::retry::Deadline;
 use deploy_core::{Check, Exit, Report, Status, exit};
 
@@ -437,7 +438,7 @@ fn report_plans(report: &mut Report, planned: &[Planned], refused: usize) {
                         }
                     ),
                     &p.service,
-                    "planned",
+                    AuditOutcome::Planned,
                     Some(format!("{} -> {}", p.current.name(), p.target.name())),
                 );
                 let mut c =
@@ -802,7 +803,7 @@ async fn record_incident(
             Ok(()) => report.audit(
                 "file:append",
                 &path.display().to_string(),
-                "done",
+                AuditOutcome::Done,
                 Some(record.incident_id.clone()),
             ),
             Err(e) => problems.push(format!("couldn't append to {}: {e}", path.display())),
@@ -822,9 +823,9 @@ fn sink_audit(
     done: Option<String>,
 ) {
     match sent {
-        Ok(()) => report.audit(action, target, "done", done),
+        Ok(()) => report.audit(action, target, AuditOutcome::Done, done),
         Err(e) => {
-            report.audit(action, target, "failed", Some(format!("{e:#}")));
+            report.audit(action, target, AuditOutcome::Failed, Some(format!("{e:#}")));
             problems.push(format!("{e:#}"));
         }
     }
@@ -896,7 +897,7 @@ async fn start_github_deployment(
         report.audit(
             "github:POST deployments",
             "-",
-            "failed",
+            AuditOutcome::Failed,
             Some("no restored commit known".into()),
         );
         return None;
@@ -918,7 +919,7 @@ async fn start_github_deployment(
             report.audit(
                 "github:POST deployments",
                 sha,
-                "done",
+                AuditOutcome::Done,
                 Some(format!("deployment {id}")),
             );
             let url = deploy_core::taskdef::run_url();
@@ -929,13 +930,13 @@ async fn start_github_deployment(
                 Ok(()) => report.audit(
                     "github:POST deployment status",
                     &id.to_string(),
-                    "done",
+                    AuditOutcome::Done,
                     Some("in_progress".into()),
                 ),
                 Err(e) => report.audit(
                     "github:POST deployment status",
                     &id.to_string(),
-                    "failed",
+                    AuditOutcome::Failed,
                     Some(e.to_string()),
                 ),
             }
@@ -945,7 +946,7 @@ async fn start_github_deployment(
             report.audit(
                 "github:POST deployments",
                 sha,
-                "failed",
+                AuditOutcome::Failed,
                 Some(e.to_string()),
             );
             report.push(Check::new("GitHub deployment", Status::Error).reason(e.to_string()));
@@ -973,14 +974,14 @@ async fn finish_github_deployment(
         Ok(()) => report.audit(
             "github:POST deployment status",
             &id.to_string(),
-            "done",
+            AuditOutcome::Done,
             Some(state.into()),
         ),
         Err(e) => {
             report.audit(
                 "github:POST deployment status",
                 &id.to_string(),
-                "failed",
+                AuditOutcome::Failed,
                 Some(e.to_string()),
             );
             report.push(Check::new("GitHub deployment", Status::Error).reason(e.to_string()));

@@ -5,6 +5,7 @@
 //! `--force-with-lease` against the remote branch as this clone last saw it. A failed sync
 //! leaves the branch as it was.
 
+use deploy_core::report::AuditOutcome;
 use deploy_core::{Check, Exit, Report, Status, exit};
 
 use crate::git::Git;
@@ -228,20 +229,20 @@ impl<'a> Sync<'a> {
         report.audit(
             "git:update-ref",
             &self.backup,
-            "planned",
+            AuditOutcome::Planned,
             Some(format!("backup of {}", self.start)),
         );
         report.audit(
             &format!("git:{}", self.verb),
             &self.branch,
-            "planned",
+            AuditOutcome::Planned,
             Some(self.plan.clone()),
         );
         if self.args.push {
             report.audit(
                 "git:push",
                 &self.push_target(),
-                "planned",
+                AuditOutcome::Planned,
                 Some(self.lease.clone()),
             );
         }
@@ -261,7 +262,7 @@ impl<'a> Sync<'a> {
         report.audit(
             "git:update-ref",
             &self.backup,
-            "done",
+            AuditOutcome::Done,
             Some(format!("backup of {}", self.start)),
         );
         report.output("backup-ref", &self.backup);
@@ -283,7 +284,7 @@ impl<'a> Sync<'a> {
         report.audit(
             &format!("git:{}", self.verb),
             &self.branch,
-            "done",
+            AuditOutcome::Done,
             Some(format!("{} -> {new_head}", self.start)),
         );
         report.output("new-head", &new_head);
@@ -309,7 +310,7 @@ impl<'a> Sync<'a> {
         report.audit(
             &format!("git:{verb}"),
             branch,
-            "failed",
+            AuditOutcome::Failed,
             Some(format!("{e}; aborted, {branch} restored to {start}")),
         );
         let mut c = Check::new("Update", Status::Failed).reason(format!(
@@ -349,7 +350,7 @@ impl<'a> Sync<'a> {
         }
         restore(g, branch, start)?;
         if let Some(last) = report.audit.last_mut() {
-            last.outcome = "failed".into();
+            last.outcome = AuditOutcome::Failed;
             last.detail = Some(format!(
                 "{start} -> {new_head}, undone: the changes of {} commits were missing",
                 lost.len()
@@ -398,7 +399,7 @@ impl<'a> Sync<'a> {
         report.audit(
             "git:push",
             &self.push_target(),
-            "done",
+            AuditOutcome::Done,
             Some(format!("{} {new_head}", self.lease)),
         );
         report.output("pushed", true);
@@ -421,7 +422,7 @@ impl<'a> Sync<'a> {
         report.audit(
             "git:push",
             &self.push_target(),
-            "failed",
+            AuditOutcome::Failed,
             Some(e.to_string()),
         );
         report.output("pushed", false);

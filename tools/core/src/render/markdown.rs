@@ -133,7 +133,7 @@ fn audit(md: &mut String, report: &Report) {
         format!(
             "| {} | {} | {} | {} | {} |",
             e.at,
-            cell(&e.outcome),
+            cell(&e.outcome.to_string()),
             cell(&e.action),
             cell(&e.target),
             cell(e.detail.as_deref().unwrap_or(""))
@@ -155,7 +155,7 @@ fn folded_table(md: &mut String, summary: &str, columns: &str, rows: impl Iterat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Check, Status};
+    use crate::report::{AuditOutcome, Check, Status};
     use std::time::Duration;
 
     #[test]
@@ -171,7 +171,12 @@ mod tests {
                 .attempts(2),
         );
         r.output("failed", 1);
-        r.audit("ecs:UpdateService", "afu9-staging/web", "planned", None);
+        r.audit(
+            "ecs:UpdateService",
+            "afu9-staging/web",
+            AuditOutcome::Planned,
+            None,
+        );
         r.audit[0].at = "2026-11-28T12:00:01Z".into();
         r.finish(Duration::from_millis(1400));
         insta::assert_snapshot!(render(&r));
