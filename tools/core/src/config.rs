@@ -721,6 +721,18 @@ pub struct Alarms {
     pub prefix: Option<String>,
 }
 
+/// A setting that must come from somewhere: the flag, else the file, else a usage error whose
+/// message `missing` gives (it should name both the flag and the key).
+pub fn flag_or_file(
+    flag: Option<&String>,
+    file: Option<&Text>,
+    missing: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
+    flag.cloned()
+        .or_else(|| file.map(|t| t.expose().to_owned()))
+        .ok_or_else(|| crate::exit::usage(missing()))
+}
+
 fn unset_error(path: &str, u: &Unset) -> ConfigError {
     ConfigError::Invalid {
         path: path.to_owned(),

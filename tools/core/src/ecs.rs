@@ -88,6 +88,19 @@ pub enum Rollout {
     Failed(String),
 }
 
+/// `("primary", "web:3 COMPLETED")`: what the service's PRIMARY deployment runs, and its state.
+pub fn primary_detail(svc: &Service) -> Option<(String, String)> {
+    let p = svc.deployments.iter().find(|d| d.status == "PRIMARY")?;
+    Some((
+        "primary".to_owned(),
+        format!(
+            "{} {}",
+            family_revision(&p.task_definition),
+            p.rollout_state.as_deref().unwrap_or("(no rollout state)")
+        ),
+    ))
+}
+
 /// `family:revision` of a task definition ARN or name (`arn:...:task-definition/web:3` -> `web:3`).
 pub fn family_revision(td: &str) -> &str {
     td.rsplit_once("task-definition/").map_or(td, |(_, r)| r)

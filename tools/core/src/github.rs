@@ -392,6 +392,23 @@ pub struct PublishArgs {
 }
 
 impl PublishArgs {
+    /// The end of every run but sync-check's: the report finished (its outcome is what the check
+    /// run shows), published when asked, finished again (`elapsed` gives the run's time so far),
+    /// then written everywhere else it belongs.
+    pub async fn publish_and_emit(
+        &self,
+        mut report: Report,
+        common: &crate::cli::CommonArgs,
+        annotation_path: &str,
+        elapsed: impl Fn() -> std::time::Duration,
+    ) -> anyhow::Result<Exit> {
+        report.finish(elapsed());
+        self.publish(&mut report, common.environment.as_deref(), annotation_path)
+            .await;
+        report.finish(elapsed());
+        crate::cli::emit(&report, &common.output)
+    }
+
     /// Publishes `report` (see [`publish_report`]) as `<tool> (<environment>)` on the head commit
     /// of the event; `annotation_path` is where failed checks point (the config file).
     pub async fn publish(

@@ -20,7 +20,7 @@ use std::time::Instant;
 use deploy_core::aws::AwsArgs;
 use deploy_core::aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
 use deploy_core::cli::CommonArgs;
-use deploy_core::config::{Config, Mutability};
+use deploy_core::config::{Config, Mutability, flag_or_file};
 use deploy_core::report::AuditOutcome;
 use deploy_core::secret::Secret;
 use deploy_core::{Check, Exit, Report, Status, exit};
@@ -186,15 +186,9 @@ fn jobs(args: &Args, cfg: Option<&Config>) -> anyhow::Result<Vec<Job>> {
                     cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
                 ))
             })?;
-            let source = args
-                .source
-                .clone()
-                .or_else(|| img.source.as_ref().map(|s| s.expose().to_owned()))
-                .ok_or_else(|| {
-                    exit::usage(format!(
-                        "image {n:?} has no source: set images.{n}.source or pass --source"
-                    ))
-                })?;
+            let source = flag_or_file(args.source.as_ref(), img.source.as_ref(), || {
+                format!("image {n:?} has no source: set images.{n}.source or pass --source")
+            })?;
             let mut moving = img.moving_tags.clone();
             moving.extend(args.moving_tags.iter().cloned());
             Ok(Job {
@@ -591,20 +585,13 @@ async fn interrupted(
 /// The common `--publish` (a check run `ecr-push (<environment>)`), then every other sink.
 async fn publish_and_emit(
     args: &Args,
-    mut report: Report,
+    report: Report,
     started: Instant,
 ) -> anyhow::Result<Exit> {
-    // The outcome the check run shows is the finished report's.
-    report.finish(started.elapsed());
+    let path = args.common.config_label();
     args.publish
-        .publish(
-            &mut report,
-            args.common.environment.as_deref(),
-            &args.common.config_label(),
-        )
-        .await;
-    report.finish(started.elapsed());
-    deploy_core::cli::emit(&report, &args.common.output)
+        .publish_and_emit(report, &args.common, &path, || started.elapsed())
+        .await
 }
 
 /// What phase 1 decided for one image.

@@ -2,6 +2,10 @@
 //! streamed upload per blob (POST, one PATCH with the whole blob, PUT with the digest: ECR rejects
 //! chunks under 5 MiB but accepts a single last chunk of any size, and answers 201 where the spec
 //! says 202), and manifests pushed as their exact bytes. Credentials go in a sensitive header.
+//!
+//! Hand-written rather than an OCI client crate because each blob is streamed straight from its
+//! offset in the tarball (or from `docker save`) into one request, which is why a cold push beats
+//! skopeo and memory stays flat; the manifest and index types come from `oci-spec`.
 
 use std::time::Duration;
 

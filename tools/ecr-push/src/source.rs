@@ -497,6 +497,16 @@ pub struct Save {
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
+impl Save {
+    /// The archive stream (taken once).
+    fn stdout(&mut self) -> anyhow::Result<std::process::ChildStdout> {
+        self.child
+            .stdout
+            .take()
+            .ok_or_else(|| exit::dependency("docker save: no stdout"))
+    }
+}
+
 /// Starts `docker save NAME` with its stdout piped.
 pub fn docker_save(name: &str) -> anyhow::Result<Save> {
     let mut child = std::process::Command::new(docker_binary())
@@ -563,11 +573,7 @@ const STREAM_META_MAX: u64 = 4 * 1024 * 1024;
 /// missing layers from a second `docker save` ([`stream_blobs`]).
 pub fn load_daemon(name: &str) -> anyhow::Result<Image> {
     let mut save = docker_save(name)?;
-    let stdout = save
-        .child
-        .stdout
-        .take()
-        .ok_or_else(|| exit::dependency("docker save: no stdout"))?;
+    let stdout = save.stdout()?;
     let read = read_save(name, stdout);
     // A failed `docker save` (daemon down, no such image) explains a bad archive: say that.
     finish_save(save, name)?;
@@ -665,11 +671,7 @@ pub fn stream_blobs(
     sink: tokio::sync::mpsc::Sender<StreamedBlob>,
 ) -> anyhow::Result<()> {
     let mut save = docker_save(name)?;
-    let stdout = save
-        .child
-        .stdout
-        .take()
-        .ok_or_else(|| exit::dependency("docker save: no stdout"))?;
+    let stdout = save.stdout()?;
     let streamed = stream_entries(name, stdout, wanted, &sink);
     finish_save(save, name)?;
     streamed

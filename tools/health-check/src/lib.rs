@@ -234,19 +234,11 @@ fn connect(
 /// Runs the tool: waits, publishes the report when asked (`--publish`), then writes it
 /// everywhere else it belongs.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    let mut report = check(&args).await?;
-    let config_path = args
-        .common
-        .config
-        .as_ref()
-        .map_or_else(|| "deploy.toml".to_owned(), |p| p.display().to_string());
+    let report = check(&args).await?;
+    // The wait's own duration stands: publishing is not part of it.
+    let took = Duration::from_millis(report.duration_ms);
+    let path = args.common.config_label();
     args.publish
-        .publish(
-            &mut report,
-            args.common.environment.as_deref(),
-            &config_path,
-        )
-        .await;
-    report.finish(Duration::from_millis(report.duration_ms));
-    deploy_core::cli::emit(&report, &args.common.output)
+        .publish_and_emit(report, &args.common, &path, || took)
+        .await
 }

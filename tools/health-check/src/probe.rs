@@ -146,16 +146,7 @@ fn service_attempt(svc: &Service, expected: Option<&str>) -> Attempt {
         Rollout::InProgress(reason) => Verdict::retry(reason),
         Rollout::Failed(reason) => Verdict::Fatal { reason },
     });
-    if let Some(p) = svc.deployments.iter().find(|d| d.status == "PRIMARY") {
-        a.details.push((
-            "primary".into(),
-            format!(
-                "{} {}",
-                ecs::family_revision(&p.task_definition),
-                p.rollout_state.as_deref().unwrap_or("(no rollout state)")
-            ),
-        ));
-    }
+    a.details.extend(ecs::primary_detail(svc));
     if !a.verdict.passed() {
         for e in svc.events.iter().take(5) {
             a.details.push(("event".into(), e.message.clone()));

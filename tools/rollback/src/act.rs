@@ -57,7 +57,8 @@ fn failed(reason: impl Into<String>) -> Outcome {
     }
 }
 
-/// Rolls one service back and waits for it.
+/// Rolls one service back and waits for it: the revision left is tagged bad, the rollback starts
+/// (natively when a deployment is in flight, else UpdateService), and its deployment is followed.
 pub async fn roll_back(
     client: &sdk::Client,
     cluster: &str,
@@ -78,53 +79,8 @@ pub async fn roll_back(
         };
     }
     let started = std::time::Instant::now();
-    let bad = format!("{} rolled back: {reason}", now_rfc3339());
-    match taskdef::tag(client, &plan.current.arn, &[(TAG_BAD, bad.clone())]).await {
-        Ok(()) => audit(
-            log,
-            "ecs:TagResource",
-            &plan.current.arn,
-            AuditOutcome::Done,
-            Some(format!("{TAG_BAD}={}", taskdef::tag_value(&bad))),
-        ),
-        Err(e) => {
-            tracing::warn!("{svc}: couldn't tag {} bad: {e:#}", plan.current.name());
-            audit(
-                log,
-                "ecs:TagResource",
-                &plan.current.arn,
-                AuditOutcome::Failed,
-                Some(format!("{e:#}")),
-            );
-        }
-    }
-    let deployment = match &plan.action {
-        Action::Native { arn } => match stop_deployment(client, arn).await {
-            Ok(()) => {
-                audit(
-                    log,
-                    "ecs:StopServiceDeployment",
-                    arn,
-                    AuditOutcome::Done,
-                    Some(format!("ROLLBACK of {svc} to {}", plan.target.name())),
-                );
-                Ok(None)
-            }
-            Err(e) => {
-                audit(
-                    log,
-                    "ecs:StopServiceDeployment",
-                    arn,
-                    AuditOutcome::Failed,
-                    Some(format!("{e:#}")),
-                );
-                tracing::warn!("{svc}: native rollback refused ({e:#}); using UpdateService");
-                update(client, cluster, plan, log).await.map(Some)
-            }
-        },
-        _ => update(client, cluster, plan, log).await.map(Some),
-    };
-    let deployment = match deployment {
+    tag_bad(client, plan, reason, log).await;
+    let deployment = match start(client, cluster, plan, log).await {
         Ok(d) => d,
         Err(e) => return failed(format!("couldn't start the rollback of {svc}: {e:#}")),
     };
@@ -148,6 +104,71 @@ pub async fn roll_back(
     .await;
     out.took = started.elapsed();
     out
+}
+
+/// Tags the revision being left `deploy-action:bad` (time and reason); a failure is only logged.
+async fn tag_bad(client: &sdk::Client, plan: &Plan, reason: &str, log: &Audit) {
+    let bad = format!("{} rolled back: {reason}", now_rfc3339());
+    let (outcome, detail) =
+        match taskdef::tag(client, &plan.current.arn, &[(TAG_BAD, bad.clone())]).await {
+            Ok(()) => (
+                AuditOutcome::Done,
+                format!("{TAG_BAD}={}", taskdef::tag_value(&bad)),
+            ),
+            Err(e) => {
+                let svc = &plan.service;
+                tracing::warn!("{svc}: couldn't tag {} bad: {e:#}", plan.current.name());
+                (AuditOutcome::Failed, format!("{e:#}"))
+            }
+        };
+    audit(
+        log,
+        "ecs:TagResource",
+        &plan.current.arn,
+        outcome,
+        Some(detail),
+    );
+}
+
+/// Starts the rollback: StopServiceDeployment(ROLLBACK) for a deployment in flight (falling back
+/// to UpdateService if ECS refuses), else UpdateService. The deployment to follow, if known.
+async fn start(
+    client: &sdk::Client,
+    cluster: &str,
+    plan: &Plan,
+    log: &Audit,
+) -> anyhow::Result<Option<String>> {
+    let Action::Native { arn } = &plan.action else {
+        return update(client, cluster, plan, log).await.map(Some);
+    };
+    match stop_deployment(client, arn).await {
+        Ok(()) => {
+            let detail = format!("ROLLBACK of {} to {}", plan.service, plan.target.name());
+            audit(
+                log,
+                "ecs:StopServiceDeployment",
+                arn,
+                AuditOutcome::Done,
+                Some(detail),
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            let detail = format!("{e:#}");
+            audit(
+                log,
+                "ecs:StopServiceDeployment",
+                arn,
+                AuditOutcome::Failed,
+                Some(detail),
+            );
+            tracing::warn!(
+                "{}: native rollback refused ({e:#}); using UpdateService",
+                plan.service
+            );
+            update(client, cluster, plan, log).await.map(Some)
+        }
+    }
 }
 
 async fn stop_deployment(client: &sdk::Client, arn: &str) -> anyhow::Result<()> {
@@ -297,7 +318,7 @@ async fn wait(
         .and_then(|r| r.as_ref().ok())
         .and_then(|l| l.first())
         .and_then(|s| s.as_ref().ok())
-        .and_then(primary_detail)
+        .and_then(ecs::primary_detail)
         .into_iter()
         .collect();
     let (ok, reason) = match outcome.ended {
@@ -326,19 +347,6 @@ async fn wait(
         attempts: outcome.attempts,
         took: Duration::ZERO,
     }
-}
-
-/// `("primary", "web:3 COMPLETED")`: what the service's PRIMARY deployment runs, and its state.
-fn primary_detail(svc: &Service) -> Option<(String, String)> {
-    let p = svc.deployments.iter().find(|d| d.status == "PRIMARY")?;
-    Some((
-        "primary".to_owned(),
-        format!(
-            "{} {}",
-            ecs::family_revision(&p.task_definition),
-            p.rollout_state.as_deref().unwrap_or("(no rollout state)")
-        ),
-    ))
 }
 
 #[cfg(test)]

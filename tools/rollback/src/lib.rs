@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use deploy_core::aws::AwsArgs;
 use deploy_core::cli::{CommonArgs, Resolved, ServiceArgs};
-use deploy_core::config::EMBEDDED_HEALTH;
+use deploy_core::config::{EMBEDDED_HEALTH, flag_or_file};
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::github::GithubClient;
 use deploy_core::report::AuditOutcome;
@@ -168,15 +168,9 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
             "environment {environment:?} is protected: pass --confirm {environment} to roll back (or --dry-run)"
         )));
     }
-    let cluster = args
-        .cluster
-        .clone()
-        .or_else(|| env.cluster.as_ref().map(|c| c.expose().to_owned()))
-        .ok_or_else(|| {
-            exit::usage(format!(
-                "no cluster: pass --cluster or set environments.{environment}.cluster"
-            ))
-        })?;
+    let cluster = flag_or_file(args.cluster.as_ref(), env.cluster.as_ref(), || {
+        format!("no cluster: pass --cluster or set environments.{environment}.cluster")
+    })?;
     let services: Vec<String> = if args.services.is_empty() {
         env.services.iter().map(|s| s.expose().to_owned()).collect()
     } else {
@@ -242,17 +236,12 @@ const CONFIG_READS: &[&str] = &[
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
-    let mut report = rollback(&args).await?;
+    let report = rollback(&args).await?;
     // `--publish`: a check run `rollback (<environment>)` on the workflow's commit.
+    let path = args.common.config_label();
     args.publish
-        .publish(
-            &mut report,
-            args.common.environment.as_deref(),
-            &args.common.config_label(),
-        )
-        .await;
-    report.finish(started.elapsed());
-    deploy_core::cli::emit(&report, &args.common.output)
+        .publish_and_emit(report, &args.common, &path, || started.elapsed())
+        .await
 }
 
 /// The runbook's rollback: plan every service (nothing changes on a refusal or a dry run), roll

@@ -69,7 +69,6 @@ const CONFIG_READS: &[&str] = &["defaults", "environments", "smoke"];
 /// The suite, planned: checks prepared, policy, concurrency, deadline and default window.
 struct Plan {
     label: String,
-    environment: Option<String>,
     checks: Vec<Prepared>,
     policy: Arc<Policy>,
     concurrency: usize,
@@ -81,7 +80,7 @@ struct Plan {
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
     let plan = plan(&args)?;
-    let (label, environment) = (plan.label.clone(), plan.environment.clone());
+    let label = plan.label.clone();
     let (results, names, interrupted) = run_all(&args, plan).await?;
     let mut report = Report::new("smoke-test", env!("CARGO_PKG_VERSION"), label);
     for (i, r) in results.into_iter().enumerate() {
@@ -107,11 +106,10 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             report.checks.len()
         );
     }
+    let path = annotation_path(&args);
     args.publish
-        .publish(&mut report, environment.as_deref(), &annotation_path(&args))
-        .await;
-    report.finish(started.elapsed());
-    deploy_core::cli::emit(&report, &args.common.output)
+        .publish_and_emit(report, &args.common, &path, || started.elapsed())
+        .await
 }
 
 /// Reads the suite and settles every setting: the flag beats the file beats the default.
@@ -125,7 +123,7 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
             .common
             .resolve(&args.service, EMBEDDED_SMOKE, CONFIG_READS)?,
     };
-    let (label, environment) = (resolved.label(), resolved.environment.clone());
+    let label = resolved.label();
     let suite = match &args.suite {
         Some(p) => {
             let c = Config::load(p)?;
@@ -143,7 +141,6 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
     }
     Ok(Plan {
         label,
-        environment,
         checks: checks::prepare(&suite.checks, resolved.base_url.as_deref())?,
         policy: Arc::new(Policy {
             retry_statuses: status_list(&args.retry_on)?
