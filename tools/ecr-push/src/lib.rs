@@ -583,11 +583,7 @@ async fn interrupted(
 }
 
 /// The common `--publish` (a check run `ecr-push (<environment>)`), then every other sink.
-async fn publish_and_emit(
-    args: &Args,
-    report: Report,
-    started: Instant,
-) -> anyhow::Result<Exit> {
+async fn publish_and_emit(args: &Args, report: Report, started: Instant) -> anyhow::Result<Exit> {
     let path = args.common.config_label();
     args.publish
         .publish_and_emit(report, &args.common, &path, || started.elapsed())
