@@ -527,18 +527,9 @@ async fn sigterm_mid_upload_moves_no_tag_and_reports_partially() {
         assert!(std::time::Instant::now() < deadline, "no upload started");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let out = rig::sigterm(child).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
     assert_eq!(v["outcome"], "failed", "{v}");
     let error = v["error"].as_str().unwrap_or_default();
     assert!(

@@ -258,20 +258,7 @@ async fn run_cases(cases: Vec<Case>, conf_dir: &Path, github: &Recorder) {
                         .stderr(std::process::Stdio::piped());
                     let child = cmd.spawn().unwrap();
                     tokio::time::sleep(after).await;
-                    let st = Command::new("kill")
-                        .args(["-TERM", &child.id().to_string()])
-                        .status()
-                        .unwrap();
-                    assert!(st.success());
-                    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-                        .await
-                        .unwrap()
-                        .unwrap();
-                    Ran {
-                        code: out.status.code().unwrap_or(-1),
-                        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                    }
+                    rig::sigterm(child).await
                 }
             };
             assert_eq!(ran.code, case.code, "{label}: {ran:?}");

@@ -940,7 +940,6 @@ async fn sigterm_mid_wait_gives_a_partial_report_and_an_incomplete_record() {
     c.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = c.spawn().unwrap();
-    let pid = child.id();
     // Wait until the rollback is under way (UpdateService sent), then cancel like GitHub does.
     let t0 = Instant::now();
     while e.ecs_standin.calls_of("UpdateService").is_empty()
@@ -949,21 +948,9 @@ async fn sigterm_mid_wait_gives_a_partial_report_and_an_incomplete_record() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = rig::sigterm(child).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(
         report["error"]
             .as_str()

@@ -155,7 +155,7 @@ pub struct Args {
 }
 
 /// The sections of deploy.toml health-check reads: a `${VAR}` elsewhere may be unset.
-const CONFIG_READS: &[&str] = &[
+pub const CONFIG_READS: &[&str] = &[
     "defaults",
     "environments",
     "health",

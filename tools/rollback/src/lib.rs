@@ -157,7 +157,7 @@ struct Settings {
 fn settings(args: &Args) -> anyhow::Result<Settings> {
     let resolved = args
         .common
-        .resolve(&args.service, EMBEDDED_HEALTH, CONFIG_READS)?;
+        .resolve(&args.service, EMBEDDED_HEALTH, &config_reads())?;
     let environment = resolved
         .environment
         .clone()
@@ -222,16 +222,13 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
     })
 }
 
-/// The sections of deploy.toml rollback reads: a `${VAR}` elsewhere may be unset.
-const CONFIG_READS: &[&str] = &[
-    "defaults",
-    "environments",
-    "health",
-    "metrics",
-    "alarms",
-    "rollback",
-    "kpi",
-];
+/// The sections of deploy.toml rollback reads (health-check's, for the verification, and
+/// `[rollback]`): a `${VAR}` elsewhere may be unset.
+fn config_reads() -> Vec<&'static str> {
+    let mut reads = health_check::CONFIG_READS.to_vec();
+    reads.push("rollback");
+    reads
+}
 
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
