@@ -322,7 +322,7 @@ pub async fn attempt(
         .await;
     match sent {
         Err(e) => Attempt {
-            verdict: http_verdict(&client.with_limit(e)),
+            verdict: http_verdict(&e),
             status: None,
             latency: Duration::ZERO,
             details: Vec::new(),

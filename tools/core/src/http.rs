@@ -504,8 +504,6 @@ fn classify(e: &reqwest::Error, url: &str, start: Instant) -> HttpError {
             url,
             elapsed_ms: start.elapsed().as_millis() as u64,
         }
-    } else if e.is_redirect() {
-        HttpError::Redirects { url, limit: 0 }
     } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
         HttpError::Dns {
             url,
@@ -538,21 +536,6 @@ fn classify(e: &reqwest::Error, url: &str, start: Instant) -> HttpError {
         HttpError::Io {
             url,
             message: chain,
-        }
-    }
-}
-
-impl HttpClient {
-    /// Sets this client's limit in an [`HttpError::Redirects`] that lacks it: one classified
-    /// from reqwest's own redirect error says 0 (errors from [`HttpClient::send`] already
-    /// carry the limit).
-    pub fn with_limit(&self, e: HttpError) -> HttpError {
-        match e {
-            HttpError::Redirects { url, .. } => HttpError::Redirects {
-                url,
-                limit: self.opts.max_redirects,
-            },
-            other => other,
         }
     }
 }
