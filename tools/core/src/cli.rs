@@ -350,42 +350,24 @@ fn tool_name() -> String {
         .unwrap_or_else(|| "deploy-action".to_owned())
 }
 
-/// Completes when the process gets SIGINT or SIGTERM (GitHub cancels jobs with them).
+/// Completes when the process gets SIGINT or SIGTERM (GitHub cancels jobs with them); the
+/// handlers are installed when it is first polled. See [`Cancel`].
 pub async fn interrupted() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => "SIGINT",
-                    _ = term.recv() => "SIGTERM",
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
-    }
+    Cancel::watch().arrived().await
 }
 
 /// Watches for SIGINT and SIGTERM from the moment it is made, without letting either end the
 /// process: once tokio listens for a signal the default "terminate now" is gone, so a cancelled
 /// job cannot kill a tool between two steps that must happen together (a rebase and its restore,
-/// a manifest and its tags). Blocking work polls [`Cancel::signal`]; clones share one watch.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(std::sync::Arc<std::sync::OnceLock<&'static str>>);
+/// a manifest and its tags). Blocking work asks [`Cancel::signal`]; async work awaits
+/// [`Cancel::arrived`]; clones share one watch.
+#[derive(Debug, Clone)]
+pub struct Cancel(tokio::sync::watch::Receiver<Option<&'static str>>);
 
 impl Cancel {
     /// Starts watching (the handlers are installed before this returns). Needs a tokio runtime.
     pub fn watch() -> Cancel {
-        let cancel = Cancel::default();
+        let (tx, rx) = tokio::sync::watch::channel(None);
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -393,33 +375,37 @@ impl Cancel {
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::terminate()),
             );
-            let seen = cancel.0.clone();
             if let (Ok(mut int), Ok(mut term)) = (int, term) {
                 tokio::spawn(async move {
                     let name = tokio::select! {
                         _ = int.recv() => "SIGINT",
                         _ = term.recv() => "SIGTERM",
                     };
-                    let _ = seen.set(name);
+                    let _ = tx.send(Some(name));
                 });
             }
         }
-        cancel
+        #[cfg(not(unix))]
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = tx.send(Some("SIGINT"));
+            }
+        });
+        Cancel(rx)
     }
 
     /// The signal that arrived, if one did.
     pub fn signal(&self) -> Option<&'static str> {
-        self.0.get().copied()
+        *self.0.borrow()
     }
 
-    /// Completes when a signal has arrived (polls every 20 ms; for `select!` next to work that
-    /// cannot itself be cancelled halfway).
+    /// Completes when a signal has arrived (never, if no handler could be installed).
     pub async fn arrived(&self) -> &'static str {
-        loop {
-            if let Some(s) = self.signal() {
-                return s;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let mut rx = self.0.clone();
+        let seen = rx.wait_for(Option::is_some).await.ok().and_then(|s| *s);
+        match seen {
+            Some(s) => s,
+            None => std::future::pending().await,
         }
     }
 }

@@ -839,7 +839,10 @@ impl Config {
         let de = toml::de::Deserializer::parse(text)
             .map_err(|e| invalid(e.span(), "(document)".into(), e.message().to_owned()))?;
         let mut unset = Vec::new();
-        if let Ok(doc) = toml::from_str::<toml::Table>(text) {
+        // Only a file that uses `${` needs the second read that finds where each unset one is.
+        if text.contains("${")
+            && let Ok(doc) = toml::from_str::<toml::Table>(text)
+        {
             unset_vars(text, "", &toml::Value::Table(doc), &lookup, &mut unset);
         }
         LOOKUP.with(|l| *l.borrow_mut() = Some(Box::new(lookup)));

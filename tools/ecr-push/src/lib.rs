@@ -237,27 +237,24 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     );
     report.dry_run = args.dry_run;
     if let Some(signal) = cancel.signal() {
-        return interrupted(&args, report, &loaded, signal, "loading", started).await;
+        return interrupted(&args, report, &loaded, signal, "loading", started);
     }
 
     // Phase 1, reads only: every image's repository and tags. One refused tag stops the whole run
     // before anything is pushed, so no environment is left half-updated.
     let planned = tokio::select! {
-        p = plan_all(&args, &ecr, &registry, &loaded) => Some(p),
-        _ = cancel.arrived() => None,
+        p = plan_all(&args, &ecr, &registry, &loaded) => Ok(p),
+        signal = cancel.arrived() => Err(signal),
     };
     let plans = match planned {
-        None => {
-            let signal = cancel.signal().unwrap_or("a signal");
-            return interrupted(&args, report, &loaded, signal, "planning", started).await;
-        }
-        Some(Err((name, e))) => {
+        Err(signal) => return interrupted(&args, report, &loaded, signal, "planning", started),
+        Ok(Err((name, e))) => {
             let exit = exit::classify(&e);
             report.push(Check::new(name, Status::Error).reason(format!("{e:#}; nothing pushed")));
             report.fail_with(exit, format!("{e:#}"));
             return publish_and_emit(&args, report, started).await;
         }
-        Some(Ok(plans)) => plans,
+        Ok(Ok(plans)) => plans,
     };
     if plans.iter().any(|p| !p.refused.is_empty()) {
         report_refused(&mut report, &loaded, &plans);
@@ -266,12 +263,12 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
 
     // Phase 2: repositories, blobs and manifests of every image. Phase 3: only then any tag.
     let uploaded = tokio::select! {
-        r = upload_all(&args, &ecr, &registry, &loaded, &plans, &mut report) => Some(r),
-        _ = cancel.arrived() => None,
+        r = upload_all(&args, &ecr, &registry, &loaded, &plans, &mut report) => Ok(r),
+        signal = cancel.arrived() => Err(signal),
     };
-    let Some(results) = uploaded else {
-        let signal = cancel.signal().unwrap_or("a signal");
-        return interrupted(&args, report, &loaded, signal, "upload", started).await;
+    let results = match uploaded {
+        Ok(results) => results,
+        Err(signal) => return interrupted(&args, report, &loaded, signal, "upload", started),
     };
     tag_all(&args, &registry, &loaded, &plans, results, &mut report).await;
     if let Some(signal) = cancel.signal() {
@@ -561,7 +558,7 @@ fn pushed_reason(dry_run: bool, t: &Transferred, tags: usize) -> String {
 
 /// The partial report of a run a signal cut short before tagging (exit 1): no tag was changed;
 /// blobs already uploaded stay (they are content-addressed and unreferenced).
-async fn interrupted(
+fn interrupted(
     args: &Args,
     mut report: Report,
     loaded: &[Loaded],
