@@ -389,14 +389,20 @@ async fn kpis_add_up_the_metric_and_the_incident_records() {
         format!("[environments.staging]\n\n[metrics]\nnamespace = \"{ns}\"\n\n[rollback]\nincident_log_group = \"{group}\"\n\n[kpi]\nuptime_target = 80.0\nmttr_target = \"10m\"\n"),
     )
     .unwrap();
-    let kpi = |extra: &[&str]| {
+    let kpi = |window: &str, extra: &[&str]| {
         let mut c = tool("health-check", dir.path());
         rig::aws_env(&mut c)
-            .args(["-e", "staging", "--kpi", "1d", "--format", "json"])
+            .args(["-e", "staging", "--kpi", window, "--format", "json"])
             .args(extra);
         c
     };
-    let r = run(kpi(&[])).await;
+    // The runbook's own window (section 7): 30 days is a window to read, not a wait.
+    let r = run(kpi("30d", &[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["outputs"]["uptime-percent"], "87.500", "{report:#}");
+    assert_eq!(report["outputs"]["total-checks"], "8");
+    let r = run(kpi("1d", &[])).await;
     assert_eq!(r.code, 0, "{r:?}");
     let report: Value = serde_json::from_str(&r.stdout).unwrap();
     let o = &report["outputs"];
@@ -410,7 +416,11 @@ async fn kpis_add_up_the_metric_and_the_incident_records() {
     assert_eq!(o["mttr-avg-seconds"], "360");
     assert_eq!(o["mttr-max-seconds"], "630");
     // Targets make it fail: uptime below 99.5 %, average MTTR above 5 minutes.
-    let r = run(kpi(&["--uptime-target", "99.5", "--mttr-target", "5m"])).await;
+    let r = run(kpi(
+        "1d",
+        &["--uptime-target", "99.5", "--mttr-target", "5m"],
+    ))
+    .await;
     assert_eq!(r.code, 1, "{r:?}");
     let report: Value = serde_json::from_str(&r.stdout).unwrap();
     let reasons: Vec<&str> = report["checks"]

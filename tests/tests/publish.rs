@@ -209,3 +209,133 @@ async fn without_checks_permission_it_falls_back_to_a_status_then_to_the_summary
         "{ran:?}"
     );
 }
+
+/// A required check must never wait at "Expected": a tool that stops on bad input still posts
+/// its check run, concluding `failure` with the error as its title.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_tool_answers_its_check_when_it_stops_on_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "[environments.staging]\nbase_url = \"${DEPLOY_TEST_UNSET_BASE_URL}\"\n",
+    )
+    .unwrap();
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    for name in ["health-check", "smoke-test", "rollback", "ecr-push"] {
+        let ran = publish(name, dir.path(), &tap.url, &[], &[]).await;
+        assert_eq!(ran.code, 2, "{name}: {ran:?}");
+        assert!(!ran.all().contains(TOKEN), "{name}: token leaked");
+    }
+    let runs = check_runs(&tap);
+    let names: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r.body["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "health-check (staging)",
+            "smoke-test (staging)",
+            "rollback (staging)",
+            "ecr-push (staging)"
+        ],
+        "one check run per tool: {:?}",
+        tap.requests()
+    );
+    for r in &runs {
+        assert_eq!(r.status, 201, "Prism accepted it: {r:?}");
+        assert_eq!(r.body["head_sha"], SHA);
+        assert_eq!(r.body["conclusion"], "failure", "{r:?}");
+        let title = r.body["output"]["title"].as_str().unwrap();
+        assert!(
+            title.starts_with("usage error: ") && title.contains("DEPLOY_TEST_UNSET_BASE_URL"),
+            "{title}"
+        );
+        assert!(
+            !r.body.to_string().contains(TOKEN),
+            "token in the check run"
+        );
+    }
+}
+
+/// sync-check posts `sync-check` on the pull request's head (not the merge commit in
+/// GITHUB_SHA) when the fetch fails, and `cancelled` when the job is cancelled mid-fetch.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_check_answers_its_check_on_a_failed_fetch_and_on_a_cancelled_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    std::fs::create_dir(&repo).unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "init"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    // A remote that refuses connections: the fetch fails (a dependency error).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}/origin.git", closed.local_addr().unwrap());
+    drop(closed);
+    git(&["remote", "add", "origin", &closed_url]);
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        format!(
+            r#"{{"number":7,"pull_request":{{"head":{{"sha":"{head}","ref":"feat"}},"base":{{"ref":"main"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let sync = || {
+        let mut c = tool("sync-check", &repo);
+        c.args(["--publish", "always", "--format", "json"])
+            .env("GITHUB_API_URL", &tap.url)
+            .env("GITHUB_TOKEN", TOKEN)
+            .env("GITHUB_REPOSITORY", "afu9/control-center")
+            .env("GITHUB_EVENT_NAME", "pull_request")
+            .env("GITHUB_EVENT_PATH", &event)
+            .env("GITHUB_SHA", SHA); // the merge commit: not where the check belongs
+        c
+    };
+    let ran = run(sync()).await;
+    assert_eq!(ran.code, 3, "{ran:?}");
+    let runs = check_runs(&tap);
+    assert_eq!(runs.len(), 1, "{:?}", tap.requests());
+    assert_eq!(runs[0].body["name"], "sync-check");
+    assert_eq!(runs[0].body["head_sha"], head.as_str());
+    assert_eq!(runs[0].body["conclusion"], "failure");
+    let title = runs[0].body["output"]["title"].as_str().unwrap();
+    assert!(title.starts_with("dependency error: "), "{title}");
+
+    // A remote that accepts and never answers: SIGTERM mid-fetch gives `cancelled`.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stuck = format!("http://{}/origin.git", listener.local_addr().unwrap());
+    git(&["remote", "set-url", "origin", &stuck]);
+    let mut c = sync();
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let (_conn, _) = tokio::time::timeout(std::time::Duration::from_secs(60), listener.accept())
+        .await
+        .expect("git never connected")
+        .unwrap();
+    let out = rig::sigterm(child).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let runs = check_runs(&tap);
+    assert_eq!(runs.len(), 2, "{:?}", tap.requests());
+    assert_eq!(runs[1].body["name"], "sync-check");
+    assert_eq!(runs[1].body["head_sha"], head.as_str());
+    assert_eq!(runs[1].body["conclusion"], "cancelled", "{:?}", runs[1]);
+    let title = runs[1].body["output"]["title"].as_str().unwrap();
+    assert!(
+        title.contains("cancelled during the fetch (SIGTERM)"),
+        "{title}"
+    );
+    assert!(!out.all().contains(TOKEN), "token leaked");
+}

@@ -445,6 +445,46 @@ async fn targets_by_tag_sha_revision_and_per_service_across_pages() {
 }
 
 #[tokio::test]
+async fn an_all_digit_to_is_a_revision_only_when_the_family_has_it_else_a_commit() {
+    let e = env(2, 4).await;
+    // A short SHA that happens to be all digits: no revision 1234567 exists.
+    e.verified(0, 2, "1234567890abcdef1234567890abcdef12345678")
+        .await;
+    e.verified(1, 3, "3333333333333333333333333333333333333333")
+        .await;
+    let (r, report) = e
+        .rollback(&[
+            "--to",
+            &format!("{}=1234567", e.services[0]),
+            "--to",
+            &format!("{}=3", e.services[1]),
+        ])
+        .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(e.running(0).await, e.td(0, 2), "read as the commit");
+    assert_eq!(e.running(1).await, e.td(1, 3), "read as the revision");
+    let said = details(check(&report, &format!("service {}", e.services[0])));
+    assert!(
+        said.contains("does not exist, so it was read as a commit"),
+        "the report says which it chose: {said}"
+    );
+    // Neither a revision nor a commit: refused by name, nothing moved.
+    let (r, report) = e
+        .rollback(&["--to", &format!("{}=7654321", e.services[0])])
+        .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let why = check(&report, &format!("service {}", e.services[0]))["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        why.contains("--to 7654321:") && why.contains("does not exist, and no ACTIVE revision"),
+        "{why}"
+    );
+    assert_eq!(e.running(0).await, e.td(0, 2), "nothing changed");
+}
+
+#[tokio::test]
 async fn a_deleted_image_or_an_inactive_target_is_refused_and_nothing_changes() {
     let e = env(2, 3).await;
     e.verified(0, 2, "aaaaaaa").await;

@@ -224,7 +224,7 @@ pub async fn availability_stats(
     let start = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
     // The request carries whole seconds: a datum put in this very second would fall after `now`.
     let end = now + Duration::from_secs(60);
-    let period = window.as_secs().div_ceil(1440).div_ceil(60).max(1) * 60;
+    let period = availability_period(window);
     let resp = client
         .get_metric_statistics()
         .namespace(namespace)
@@ -249,6 +249,21 @@ pub async fn availability_stats(
         count += d.sample_count().unwrap_or(0.0);
     }
     Ok((sum, count))
+}
+
+/// The period of the Availability statistics over `window`: at most 1,440 data points (the most
+/// one GetMetricStatistics answer holds), in whole minutes, and for a start more than 15 days
+/// (63 days) ago a multiple of 5 minutes (1 hour), or CloudWatch returns no data points for it:
+/// <https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_GetMetricStatistics.html>
+/// (parameter `Period`).
+pub fn availability_period(window: Duration) -> u64 {
+    let days = window.as_secs() / 86_400;
+    let step = match days {
+        0..15 => 60,
+        15..63 => 300,
+        _ => 3600,
+    };
+    window.as_secs().div_ceil(1440).div_ceil(step).max(1) * step
 }
 
 /// Puts `Availability` (1 healthy, 0 not) with dimension `Environment` into `namespace`.
@@ -305,6 +320,24 @@ pub async fn put_metric(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn availability_period_follows_cloudwatchs_retention_rules() {
+        for days in [1u64, 7, 14, 15, 30, 62, 63, 90, 455] {
+            let w = Duration::from_secs(days * 86_400);
+            let p = availability_period(w);
+            let step = if days < 15 {
+                60
+            } else if days < 63 {
+                300
+            } else {
+                3600
+            };
+            assert_eq!(p % step, 0, "{days}d: {p}");
+            assert!(w.as_secs().div_ceil(p) <= 1440, "{days}d: {p}");
+        }
+        assert_eq!(availability_period(Duration::from_secs(30 * 86_400)), 1800);
+    }
 
     #[test]
     fn alb_period_keeps_within_the_datapoint_limit() {

@@ -78,6 +78,9 @@ pub enum Conclusion {
     Failure,
     /// Passed with warnings.
     Neutral,
+    /// Cut short by a signal (the job was cancelled): still an answer, so a required check
+    /// does not wait at "Expected".
+    Cancelled,
 }
 
 impl Conclusion {
@@ -86,6 +89,7 @@ impl Conclusion {
             Conclusion::Success => "success",
             Conclusion::Failure => "failure",
             Conclusion::Neutral => "neutral",
+            Conclusion::Cancelled => "cancelled",
         }
     }
 
@@ -93,6 +97,9 @@ impl Conclusion {
         match self {
             Conclusion::Success | Conclusion::Neutral => "success",
             Conclusion::Failure => "failure",
+            // A commit status has no `cancelled` state (success, failure, error, pending):
+            // https://docs.github.com/en/rest/commits/statuses#create-a-commit-status
+            Conclusion::Cancelled => "error",
         }
     }
 }
@@ -430,6 +437,54 @@ impl PublishArgs {
     }
 }
 
+impl PublishArgs {
+    /// A run that ended in an error before it had a report (bad input, a dependency that failed)
+    /// still answers its check: a check run `<tool> (<environment>)` concluding `failure`, with
+    /// the error (redacted) as its title and summary. Returns `err` unchanged for the exit path.
+    pub async fn answer_error(
+        &self,
+        err: anyhow::Error,
+        common: &crate::cli::CommonArgs,
+        tool: &str,
+    ) -> anyhow::Error {
+        let name = check_name(tool, common.environment.as_deref());
+        publish_error(
+            &err,
+            tool,
+            &self.github,
+            self.publish.unwrap_or(Publish::Never),
+            &name,
+            None,
+        )
+        .await;
+        err
+    }
+}
+
+/// Publishes a report of `err` (see [`PublishArgs::answer_error`]) as `name` on `head_sha` (else
+/// the event's head commit), when `when` asks for publishing. A failure to publish is a warning:
+/// the error that ended the run stands. Branch protection waits at "Expected" for a required
+/// check that is never reported: every path of a run must answer it,
+/// <https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/collaborating-on-repositories-with-code-quality-features/troubleshooting-required-status-checks>.
+pub async fn publish_error(
+    err: &anyhow::Error,
+    tool: &str,
+    github: &GithubArgs,
+    when: Publish,
+    name: &str,
+    head_sha: Option<String>,
+) {
+    let code = exit::classify(err);
+    let line = crate::secret::redact(&format!("{err:#}"));
+    let mut report = Report::new(tool, env!("CARGO_PKG_VERSION"), name);
+    report.summary = format!("{code}: {line}");
+    report.fail_with(code, line.clone());
+    publish_report(&mut report, github, when, name, head_sha, None).await;
+    if let Some(why) = report.error.filter(|e| *e != line) {
+        tracing::warn!("{why}");
+    }
+}
+
 /// The check run's name: `<tool> (<environment>)`, or `<tool>` without an environment.
 pub fn check_name(tool: &str, environment: Option<&str>) -> String {
     match environment.filter(|e| !e.is_empty()) {
@@ -538,7 +593,9 @@ pub async fn publish_report(
     let r = CommitReport {
         name: name.to_owned(),
         head_sha: head_sha.clone(),
-        conclusion: if failed {
+        conclusion: if report.cancelled_by.is_some() {
+            Conclusion::Cancelled
+        } else if failed {
             Conclusion::Failure
         } else {
             Conclusion::Success

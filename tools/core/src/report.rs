@@ -236,6 +236,10 @@ pub struct Report {
     /// The error that ended the run early, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The signal that cut the run short, if one did: a published check run concludes
+    /// `cancelled` (not part of the JSON report, whose `error` says it in words).
+    #[serde(skip)]
+    pub cancelled_by: Option<String>,
 }
 
 impl Serialize for Report {
@@ -285,6 +289,7 @@ impl Report {
             annotations: Vec::new(),
             diagnosis: Vec::new(),
             error: None,
+            cancelled_by: None,
         }
     }
 
@@ -359,6 +364,13 @@ impl Report {
     pub fn fail_with(&mut self, exit: Exit, error: impl Into<String>) {
         self.outcome = self.outcome.worst(exit);
         self.error = Some(error.into());
+    }
+
+    /// Ends the run as cut short by `signal` (exit 1, the `error` saying what was under way): a
+    /// published check run concludes `cancelled`, so a required check is still answered.
+    pub fn interrupted(&mut self, signal: &str, error: impl Into<String>) {
+        self.fail_with(Exit::Failed, error);
+        self.cancelled_by = Some(signal.to_owned());
     }
 }
 

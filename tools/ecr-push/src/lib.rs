@@ -223,13 +223,21 @@ const CONFIG_READS: &[&str] = &["defaults", "environments", "images"];
 /// Runs the tool: load and check every source and tag (no network), then plan every image
 /// (reads only), upload every blob and manifest, and only then create or move tags.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
+    match push(&args).await {
+        Ok(exit) => Ok(exit),
+        // A run that stops on an error still answers its check run (--publish).
+        Err(e) => Err(args.publish.answer_error(e, &args.common, "ecr-push").await),
+    }
+}
+
+async fn push(args: &Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
     // A cancelled job stops before any tag moves; once tagging starts it finishes first.
     let cancel = deploy_core::cli::Cancel::watch();
     let cfg = args.common.load_config(CONFIG_READS)?;
-    refuse_unconfirmed(&args, cfg.as_ref())?;
-    let loaded = load_all(&args, cfg.as_ref())?;
-    let (ecr, registry) = connect(&args, cfg.as_ref()).await?;
+    refuse_unconfirmed(args, cfg.as_ref())?;
+    let loaded = load_all(args, cfg.as_ref())?;
+    let (ecr, registry) = connect(args, cfg.as_ref()).await?;
     let mut report = Report::new(
         "ecr-push",
         env!("CARGO_PKG_VERSION"),
@@ -237,43 +245,45 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     );
     report.dry_run = args.dry_run;
     if let Some(signal) = cancel.signal() {
-        return interrupted(&args, report, &loaded, signal, "loading", started);
+        return interrupted(args, report, &loaded, signal, "loading", started).await;
     }
 
     // Phase 1, reads only: every image's repository and tags. One refused tag stops the whole run
     // before anything is pushed, so no environment is left half-updated.
     let planned = tokio::select! {
-        p = plan_all(&args, &ecr, &registry, &loaded) => Ok(p),
+        p = plan_all(args, &ecr, &registry, &loaded) => Ok(p),
         signal = cancel.arrived() => Err(signal),
     };
     let plans = match planned {
-        Err(signal) => return interrupted(&args, report, &loaded, signal, "planning", started),
+        Err(signal) => {
+            return interrupted(args, report, &loaded, signal, "planning", started).await;
+        }
         Ok(Err((name, e))) => {
             let exit = exit::classify(&e);
             report.push(Check::new(name, Status::Error).reason(format!("{e:#}; nothing pushed")));
             report.fail_with(exit, format!("{e:#}"));
-            return publish_and_emit(&args, report, started).await;
+            return publish_and_emit(args, report, started).await;
         }
         Ok(Ok(plans)) => plans,
     };
     if plans.iter().any(|p| !p.refused.is_empty()) {
         report_refused(&mut report, &loaded, &plans);
-        return publish_and_emit(&args, report, started).await;
+        return publish_and_emit(args, report, started).await;
     }
 
     // Phase 2: repositories, blobs and manifests of every image. Phase 3: only then any tag.
     let uploaded = tokio::select! {
-        r = upload_all(&args, &ecr, &registry, &loaded, &plans, &mut report) => Ok(r),
+        r = upload_all(args, &ecr, &registry, &loaded, &plans, &mut report) => Ok(r),
         signal = cancel.arrived() => Err(signal),
     };
     let results = match uploaded {
         Ok(results) => results,
-        Err(signal) => return interrupted(&args, report, &loaded, signal, "upload", started),
+        Err(signal) => return interrupted(args, report, &loaded, signal, "upload", started).await,
     };
-    tag_all(&args, &registry, &loaded, &plans, results, &mut report).await;
+    tag_all(args, &registry, &loaded, &plans, results, &mut report).await;
     if let Some(signal) = cancel.signal() {
-        report.fail_with(
-            Exit::Failed,
+        report.interrupted(
+            signal,
             format!("interrupted by {signal}: every image's tags were finished first"),
         );
     }
@@ -281,7 +291,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         "duration-seconds",
         format!("{:.2}", started.elapsed().as_secs_f64()),
     );
-    publish_and_emit(&args, report, started).await
+    publish_and_emit(args, report, started).await
 }
 
 /// An image with its source read and its tags rendered.
@@ -558,7 +568,7 @@ fn pushed_reason(dry_run: bool, t: &Transferred, tags: usize) -> String {
 
 /// The partial report of a run a signal cut short before tagging (exit 1): no tag was changed;
 /// blobs already uploaded stay (they are content-addressed and unreferenced).
-fn interrupted(
+async fn interrupted(
     args: &Args,
     mut report: Report,
     loaded: &[Loaded],
@@ -571,12 +581,11 @@ fn interrupted(
             "not finished: interrupted by {signal} during the {step}; no tag was changed"
         )));
     }
-    report.fail_with(
-        Exit::Failed,
+    report.interrupted(
+        signal,
         format!("interrupted by {signal} during the {step}: partial report; no tag was changed"),
     );
-    report.finish(started.elapsed());
-    deploy_core::cli::emit(&report, &args.common.output)
+    publish_and_emit(args, report, started).await
 }
 
 /// The common `--publish` (a check run `ecr-push (<environment>)`), then every other sink.

@@ -130,7 +130,7 @@ pub struct Args {
 
     /// Report the runbook's KPIs over this window instead of checking health: uptime from the
     /// Availability metric, incidents and MTTR from rollback's incident records (e.g. 30d).
-    #[arg(long, value_name = "WINDOW", value_parser = parse_duration, help_heading = "KPIs")]
+    #[arg(long, value_name = "WINDOW", value_parser = deploy_core::duration::parse_window, help_heading = "KPIs")]
     pub kpi: Option<Duration>,
     /// Lowest acceptable uptime in percent for --kpi (default: kpi.uptime_target).
     #[arg(long, value_name = "PERCENT", requires = "kpi", help_heading = "KPIs")]
@@ -234,7 +234,15 @@ fn connect(
 /// Runs the tool: waits, publishes the report when asked (`--publish`), then writes it
 /// everywhere else it belongs.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    let report = check(&args).await?;
+    let report = match check(&args).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(args
+                .publish
+                .answer_error(e, &args.common, "health-check")
+                .await);
+        }
+    };
     // The wait's own duration stands: publishing is not part of it.
     let took = Duration::from_millis(report.duration_ms);
     let path = args.common.config_label();

@@ -44,8 +44,8 @@ pub(crate) async fn build(run: &Run<'_>, waited: &Waited, mut gates: Gates) -> R
     }
     let healthy = gates.healthy && gates.interrupted.is_none();
     if let Some(s) = gates.interrupted {
-        report.fail_with(
-            Exit::Failed,
+        report.interrupted(
+            s,
             format!("interrupted by {s} while waiting: partial report"),
         );
     }

@@ -232,8 +232,16 @@ fn config_reads() -> Vec<&'static str> {
 
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
+    match run_rollback(&args).await {
+        Ok(exit) => Ok(exit),
+        // A run that stops on an error still answers its check run (--publish).
+        Err(e) => Err(args.publish.answer_error(e, &args.common, "rollback").await),
+    }
+}
+
+async fn run_rollback(args: &Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
-    let report = rollback(&args).await?;
+    let report = rollback(args).await?;
     // `--publish`: a check run `rollback (<environment>)` on the workflow's commit.
     let path = args.common.config_label();
     args.publish
@@ -300,8 +308,8 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     record_incident(args, &s, &sdk, &record, &mut report).await;
     finish_github_deployment(gh, &record, &mut report).await;
     if let Some(sig) = interrupted {
-        report.fail_with(
-            Exit::Failed,
+        report.interrupted(
+            sig,
             format!("interrupted by {sig}: partial report, incident record marked incomplete"),
         );
     }

@@ -308,14 +308,49 @@ async fn choose(
     allow_unverified: bool,
 ) -> anyhow::Result<Result<target::Choice, Refusal>> {
     match to {
-        To::Revision(r) => Ok(
-            describe_explicit(client, &format!("{}:{r}", current.family))
-                .await?
-                .map(explicit),
-        ),
+        To::Revision(r) => revision_or_commit(client, checker, current, *r).await,
         To::Named(n) => Ok(describe_explicit(client, n).await?.map(explicit)),
         To::Previous => previous(client, current, allow_unverified).await,
         To::Ref(r) => by_ref(client, checker, current, r).await,
+    }
+}
+
+/// `--to N`, all digits: revision N of the family when it exists, else the commit (or image tag)
+/// `N`. The choice is a warning either way when `N` could be both.
+async fn revision_or_commit(
+    client: &sdk::Client,
+    checker: &mut Checker,
+    current: &TaskDef,
+    r: i32,
+) -> anyhow::Result<Result<target::Choice, Refusal>> {
+    let name = format!("{}:{r}", current.family);
+    let digits = r.to_string();
+    let could_be_commit = digits.len() >= target::MIN_SHA;
+    match describe_explicit(client, &name).await? {
+        Ok(td) => {
+            let mut choice = explicit(td);
+            if could_be_commit {
+                choice.warnings.push(format!(
+                    "--to {r}: read as revision {name}, which exists (not as a commit {r})"
+                ));
+            }
+            Ok(Ok(choice))
+        }
+        Err(refusal) if !could_be_commit => Ok(Err(refusal)),
+        Err(_) => Ok(by_ref(client, checker, current, &digits)
+            .await?
+            .map(|mut choice| {
+                choice.warnings.push(format!(
+                    "--to {r}: {name} does not exist, so it was read as a commit or image tag"
+                ));
+                choice
+            })
+            .map_err(|(why, details)| {
+                (
+                    format!("--to {r}: {name} does not exist, and {why}"),
+                    details,
+                )
+            })),
     }
 }
 

@@ -31,6 +31,10 @@ impl std::fmt::Display for To {
     }
 }
 
+/// The shortest all-digit `--to` that may also name a commit or an image tag (git's shortest
+/// abbreviation); a shorter one is only ever a revision number.
+pub const MIN_SHA: usize = 4;
+
 /// Parses one `--to` value (without a `SERVICE=` prefix).
 pub fn parse_to(s: &str) -> Result<To, String> {
     let s = s.trim();
@@ -41,12 +45,14 @@ pub fn parse_to(s: &str) -> Result<To, String> {
         return Ok(To::Previous);
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse()
-            .ok()
-            .filter(|r: &i32| *r > 0)
-            .map(To::Revision)
-            .ok_or_else(|| format!("--to {s}: not a valid revision number"));
+        // All digits: a revision number, or an abbreviated commit SHA that happens to be all
+        // digits (about 1 in 27 of 7-digit ones). The plan takes the revision only when the
+        // family has it, else the commit, and says which it chose.
+        return match s.parse::<i32>() {
+            Ok(r) if r > 0 && !s.starts_with('0') => Ok(To::Revision(r)),
+            _ if s.len() >= MIN_SHA => Ok(To::Ref(s.to_owned())),
+            _ => Err(format!("--to {s}: not a valid revision number")),
+        };
     }
     if s.starts_with("arn:") {
         if !s.contains(":task-definition/") || taskdef::parse_name(s).is_none() {
@@ -241,7 +247,10 @@ mod tests {
         assert_eq!(parse_to("abc1234"), Ok(To::Ref("abc1234".into())));
         assert!(parse_to("").is_err());
         assert!(parse_to("a b").is_err());
-        assert!(parse_to("99999999999").is_err());
+        // Too large for a revision, or a leading zero: only a commit can be meant.
+        assert_eq!(parse_to("99999999999"), Ok(To::Ref("99999999999".into())));
+        assert_eq!(parse_to("0123456"), Ok(To::Ref("0123456".into())));
+        assert!(parse_to("00").is_err());
     }
 
     #[test]

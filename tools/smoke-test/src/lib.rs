@@ -78,10 +78,21 @@ struct Plan {
 
 /// Runs the tool: plan the suite, run its checks, report.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
+    match suite(&args).await {
+        Ok(exit) => Ok(exit),
+        // A run that stops on an error still answers its check run (--publish).
+        Err(e) => Err(args
+            .publish
+            .answer_error(e, &args.common, "smoke-test")
+            .await),
+    }
+}
+
+async fn suite(args: &Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
-    let plan = plan(&args)?;
+    let plan = plan(args)?;
     let label = plan.label.clone();
-    let (results, names, interrupted) = run_all(&args, plan).await?;
+    let (results, names, interrupted) = run_all(args, plan).await?;
     let mut report = Report::new("smoke-test", env!("CARGO_PKG_VERSION"), label);
     for (i, r) in results.into_iter().enumerate() {
         report.push(r.unwrap_or_else(|| {
@@ -96,7 +107,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     report.output("failed", failed + errors);
     report.output("skipped", skipped);
     if let Some(s) = interrupted {
-        report.fail_with(Exit::Failed, format!("interrupted by {s}: partial report"));
+        report.interrupted(s, format!("interrupted by {s}: partial report"));
     }
     report.finish(started.elapsed());
     if report.outcome == Exit::Failed && interrupted.is_none() {
@@ -106,7 +117,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             report.checks.len()
         );
     }
-    let path = annotation_path(&args);
+    let path = annotation_path(args);
     args.publish
         .publish_and_emit(report, &args.common, &path, || started.elapsed())
         .await

@@ -641,21 +641,44 @@ fn findings_outputs(f: &Findings, report: &mut Report) {
     }
 }
 
-/// Runs the tool.
+/// Runs the tool. Every path answers the check run `sync-check` when publishing: passed,
+/// failed, a usage or dependency error, and a cancelled job (`cancelled`, with the signal), so a
+/// required check never waits at "Expected".
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
+    match check(&args).await {
+        Ok(exit) => Ok(exit),
+        // `--update` is a local sync, not the pull request's check: it publishes nothing.
+        Err(e) if args.update.is_some() => Err(e),
+        Err(e) => {
+            let head = args.head.clone();
+            deploy_core::github::publish_error(
+                &e,
+                "sync-check",
+                &args.github,
+                args.publish,
+                "sync-check",
+                head,
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+async fn check(args: &Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
     // From here on a cancelled job (SIGINT/SIGTERM) gets a partial report, never a half-done step.
     let cancel = deploy_core::cli::Cancel::watch();
-    let (mut g, target, base) = open(&args)?;
-    let mut report = new_report(&args, &g, &target, &base);
+    let (mut g, target, base) = open(args)?;
+    let mut report = new_report(args, &g, &target, &base);
     g.cancel_with(Some(cancel.clone()));
     let fetched = if args.no_fetch {
         Ok(0)
     } else {
-        fetch(&g, &args, &target, &base)
+        fetch(&g, args, &target, &base)
     };
     if let Some(signal) = cancel.signal() {
-        return interrupted(report, &args.common.output, signal, "fetch", started);
+        return interrupted(args, report, &target.head, signal, "fetch", started).await;
     }
     let deepened = fetched?;
     let base_ref = format!("refs/remotes/{}/{base}", args.remote);
@@ -663,10 +686,10 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     if let Some(mode) = args.update {
         // The update runs to its end (or its restore): a signal is only reported afterwards.
         g.cancel_with(None);
-        update::run(&g, &args, mode, &base_ref, &mut report)?;
+        update::run(&g, args, mode, &base_ref, &mut report)?;
         if let Some(signal) = cancel.signal() {
-            report.fail_with(
-                Exit::Failed,
+            report.interrupted(
+                signal,
                 format!("interrupted by {signal}: the update finished or was rolled back first"),
             );
         }
@@ -676,14 +699,14 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
 
     let f = inspect(&g, &target.head, &base_ref, deepened)?;
     if let Some(signal) = cancel.signal() {
-        return interrupted(report, &args.common.output, signal, "merge check", started);
+        return interrupted(args, report, &target.head, signal, "merge check", started).await;
     }
-    judge(&f, &args, &mut report);
+    judge(&f, args, &mut report);
     if deepened > 0 {
         report.output("deepened", deepened);
     }
     report.summary = summary(&f, &args.remote, &base);
-    publish(&args, &f, &mut report).await;
+    publish(args, &f.head_sha, &mut report).await;
     report.finish(started.elapsed());
     deploy_core::cli::emit(&report, &args.common.output)
 }
@@ -766,10 +789,12 @@ fn new_report(args: &Args, g: &Git, target: &event::Target, base: &str) -> Repor
 }
 
 /// The partial report of a run a signal cut short (exit 1): what was under way, and that no
-/// branch was changed. Nothing is published: the job is being cancelled.
-fn interrupted(
+/// branch was changed. Published as `cancelled` (the runner gives a cancelled step a few seconds
+/// between SIGINT and SIGTERM, and more before it kills it), so the required check is answered.
+async fn interrupted(
+    args: &Args,
     mut report: Report,
-    out: &deploy_core::cli::OutputArgs,
+    head: &str,
     signal: &str,
     step: &str,
     started: Instant,
@@ -777,12 +802,16 @@ fn interrupted(
     report.push(
         Check::new(step, Status::Skipped).reason(format!("not finished: interrupted by {signal}")),
     );
-    report.fail_with(
-        Exit::Failed,
+    report.interrupted(
+        signal,
         format!("interrupted by {signal} during the {step}: partial report; no branch was changed"),
     );
+    report.summary = format!("cancelled during the {step} ({signal}): no branch was changed");
+    if args.update.is_none() {
+        publish(args, head, &mut report).await;
+    }
     report.finish(started.elapsed());
-    deploy_core::cli::emit(&report, out)
+    deploy_core::cli::emit(&report, &args.common.output)
 }
 
 /// One line on where the head stands against the base.
@@ -808,14 +837,14 @@ fn summary(f: &Findings, remote: &str, base: &str) -> String {
     }
 }
 
-async fn publish(args: &Args, f: &Findings, report: &mut Report) {
+async fn publish(args: &Args, head_sha: &str, report: &mut Report) {
     // The check run keeps its plain name `sync-check`: branch protection rules require it by name.
     deploy_core::github::publish_report(
         report,
         &args.github,
         args.publish,
         "sync-check",
-        Some(f.head_sha.clone()),
+        Some(head_sha.to_owned()),
         None,
     )
     .await;
