@@ -277,7 +277,26 @@ fail_service() {
     exit 1
 }
 
+# exit_reason NAME : why a service that was started by this shell exited (its status, the signal
+# that ended it, whether its log is empty, and what the machine had then).
+exit_reason() {
+    local name=$1 pid status=0 why
+    pid="$(cat "$PIDS/$name.pid")"
+    wait "$pid" 2>/dev/null || status=$?
+    why="process exited during start-up with status $status"
+    if ((status > 128)); then
+        why+=" (killed by SIG$(kill -l $((status - 128)) 2>/dev/null || echo "$((status - 128))"))"
+    fi
+    if [[ ! -s "$LOGS/$name.log" ]]; then
+        why+=", and its log is empty"
+    fi
+    why+="; free memory $(awk '/MemAvailable/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo 2>/dev/null)"
+    why+=", port $(svc_port "$name") $(port_open "$(svc_port "$name")" && echo "taken" || echo "free")"
+    echo "$why"
+}
+
 # wait_ready NAME CHECK_FUNCTION : poll until CHECK_FUNCTION succeeds (deadline READY_TIMEOUT).
+# Returns 10, with the reason on stdout, when the process exits during start-up.
 wait_ready() {
     local name=$1 check=$2 deadline=$((SECONDS + READY_TIMEOUT))
     while ((SECONDS < deadline)); do
@@ -285,10 +304,33 @@ wait_ready() {
             log "$name ready (pid $(cat "$PIDS/$name.pid"))"
             return 0
         fi
-        svc_pid "$name" >/dev/null || fail_service "$name" "process exited during start-up"
+        if ! svc_pid "$name" >/dev/null; then
+            exit_reason "$name"
+            return 10
+        fi
         sleep 0.2
     done
     fail_service "$name" "not ready within ${READY_TIMEOUT}s"
+}
+
+# up_once_more NAME UP_FUNCTION : runs UP_FUNCTION; a service that exits during start-up is
+# reported (why, and its log) and started once more; a second exit fails the rig.
+up_once_more() {
+    local name=$1 up=$2 why rc=0
+    # In a subshell: a process that exits is its child, so `wait` reads its status.
+    why="$("$up")" || rc=$?
+    case $rc in
+    0) return 0 ;;
+    10) ;;
+    *) exit "$rc" ;; # fail_service has said why
+    esac
+    printf 'rig: WARNING: %s: %s; log:\n' "$name" "$why" >&2
+    tail -n 30 "$LOGS/$name.log" >&2 || true
+    cp "$LOGS/$name.log" "$LOGS/$name.first-start.log" 2>/dev/null || true
+    log "starting $name once more"
+    rc=0
+    why="$("$up")" || rc=$?
+    ((rc == 0)) || fail_service "$name" "${why:-start-up failed} (second start; the first start's log is $LOGS/$name.first-start.log)"
 }
 
 http_code() { curl -s -o /dev/null -m 5 -w '%{http_code}' "$@" || true; }
@@ -340,7 +382,7 @@ auth:
     path: $dir/htpasswd
 EOF
     start_service registry docker-registry serve "$dir/config.yml"
-    wait_ready registry registry_ready
+    wait_ready registry registry_ready || return
     local code
     code="$(http_code -u "$REGISTRY_USER:$REGISTRY_PASSWORD" "http://$HOST:$REGISTRY_PORT/v2/")"
     [[ "$code" == 200 ]] || fail_service registry "GET /v2/ with basic auth answered $code, expected 200"
@@ -348,6 +390,14 @@ EOF
 
 up_prism() {
     ensure_port_free prism
+    # Fault injection for the test of the retry above: RIG_FAULT_PRISM_EXITS=1 makes the first
+    # start exit at once with an empty log, as prism once did on a newcomer's first demo.
+    if [[ "${RIG_FAULT_PRISM_EXITS:-0}" == 1 && ! -e "$RIG_DIR/prism-fault-done" ]]; then
+        touch "$RIG_DIR/prism-fault-done"
+        start_service prism sh -c 'exit 7'
+        wait_ready prism prism_ready
+        return
+    fi
     start_service prism "$NODE_PREFIX/node_modules/.bin/prism" mock -h "$HOST" -p "$PRISM_PORT" --errors "$SPEC"
     wait_ready prism prism_ready
 }
@@ -356,9 +406,9 @@ cmd_up() {
     require_installed
     # A failed `up` leaves nothing running (logs stay in $LOGS).
     trap 'log "up failed; stopping what was started"; cmd_down' EXIT
-    up_moto
-    up_registry
-    up_prism
+    up_once_more moto up_moto
+    up_once_more registry up_registry
+    up_once_more prism up_prism
     trap - EXIT
     log "up: moto http://$HOST:$MOTO_PORT registry http://$HOST:$REGISTRY_PORT prism http://$HOST:$PRISM_PORT"
 }

@@ -217,3 +217,38 @@ fn act_runs_a_composite_action_whose_multi_line_output_survives() {
         "line one\nEOF\nghadelimiter_x = 100% \"quoted\" $HOME\nlast line"
     );
 }
+
+/// A stand-in that exits at start-up (prism once did, with an empty log, on a newcomer's first
+/// demo) is reported with why (status, empty log, memory, port) and started once more. A second
+/// rig on its own ports and state directory, sharing the installs, so the suite's rig is untouched.
+#[test]
+fn the_rig_says_why_a_stand_in_exited_at_start_up_and_starts_it_once_more() {
+    let root = rig::workspace_root();
+    let state = tempfile::tempdir().unwrap();
+    for d in ["venv", "node", "github-trimmed.json", "stamps"] {
+        std::os::unix::fs::symlink(root.join(".rig").join(d), state.path().join(d)).unwrap();
+    }
+    let rig_sh = |cmd: &str| {
+        Command::new("bash")
+            .arg(root.join("scripts/rig.sh"))
+            .arg(cmd)
+            .env("RIG_DIR", state.path())
+            .env("RIG_PORT_BASE", "46300")
+            .env("RIG_FAULT_PRISM_EXITS", "1")
+            .output()
+            .unwrap()
+    };
+    let up = rig_sh("up");
+    let down = rig_sh("down");
+    let err = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "rig: WARNING: prism: process exited during start-up with status 7, and its log is empty"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("rig: starting prism once more"), "{err}");
+    assert!(err.contains("rig: prism ready"), "{err}");
+    assert!(down.status.success(), "{down:?}");
+}
