@@ -6,7 +6,8 @@
 #                                     when the input is non-empty (a job-level value survives)
 #   dry-run: true                  -> --dry-run, for the tools that have it (else: usage error)
 #   confirm                        -> --confirm ENV, for the tools that have it (else: usage error)
-#   github-token                   -> GITHUB_TOKEN, only for the tools that publish to GitHub
+#   github-token                   -> GITHUB_TOKEN, only when the tool publishes to GitHub (its
+#                                     --publish is not never) or records a --github-deployment
 set -Eeuo pipefail
 
 # The flags each tool takes (tests/tests/contract.rs checks these lists against every tool's --help).
@@ -30,13 +31,6 @@ if [[ -n "${INPUT_CONFIG:-}" ]]; then export DEPLOY_CONFIG="$INPUT_CONFIG"; fi
 if [[ -n "${INPUT_ENVIRONMENT:-}" ]]; then export DEPLOY_ENVIRONMENT="$INPUT_ENVIRONMENT"; fi
 if [[ -n "${INPUT_BASE_URL:-}" ]]; then export DEPLOY_BASE_URL="$INPUT_BASE_URL"; fi
 
-if [[ "$PUBLISHING_TOOLS" == *" $tool "* ]]; then
-    if [[ -n "${INPUT_GITHUB_TOKEN:-}" ]]; then export GITHUB_TOKEN="$INPUT_GITHUB_TOKEN"; fi
-else
-    unset GITHUB_TOKEN
-fi
-unset INPUT_GITHUB_TOKEN
-
 args=()
 case "${INPUT_DRY_RUN:-false}" in
 true)
@@ -58,6 +52,33 @@ if [[ -n "${INPUT_ARGS:-}" ]]; then
         if [[ -n "$line" ]]; then args+=("$line"); fi
     done <<<"$INPUT_ARGS"
 fi
+
+# The token goes only to a run that talks to GitHub: a publishing tool whose --publish (the last
+# one given; sync-check defaults to auto, the others to never) is not never, or rollback with
+# --github-deployment. Otherwise neither the input's nor a job-level GITHUB_TOKEN reaches the tool.
+publish=never
+if [[ "$tool" == sync-check ]]; then publish=auto; fi
+wants_github=false
+next_is_publish=false
+for a in ${args[@]+"${args[@]}"}; do
+    if [[ "$next_is_publish" == true ]]; then
+        publish="$a"
+        next_is_publish=false
+        continue
+    fi
+    case "$a" in
+    --publish=*) publish="${a#--publish=}" ;;
+    --publish) next_is_publish=true ;;
+    --github-deployment) [[ "$tool" != rollback ]] || wants_github=true ;;
+    esac
+done
+if [[ "$PUBLISHING_TOOLS" == *" $tool "* && "$publish" != never ]]; then wants_github=true; fi
+if [[ "$wants_github" == true ]]; then
+    if [[ -n "${INPUT_GITHUB_TOKEN:-}" ]]; then export GITHUB_TOKEN="$INPUT_GITHUB_TOKEN"; fi
+else
+    unset GITHUB_TOKEN
+fi
+unset INPUT_GITHUB_TOKEN
 
 # (The +-form keeps an empty list safe under set -u in the bash 3.2 of macOS.)
 exec "$bin" ${args[@]+"${args[@]}"}

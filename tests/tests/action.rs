@@ -254,20 +254,27 @@ async fn dry_run_is_refused_for_a_tool_without_it_and_nothing_runs() {
 
 /// action-run.sh with `env` as the tool: what reaches a tool's environment and argv.
 fn run_sh(tool: &str, inputs: &[(&str, &str)]) -> String {
+    // A stand-in tool that prints its environment, then its arguments.
+    let dir = tempfile::tempdir().unwrap();
+    let stub = dir.path().join("tool");
+    std::fs::write(&stub, "#!/bin/sh\nenv\nprintf 'ARG %s\\n' \"$@\"\n").unwrap();
     let mut cmd = std::process::Command::new("bash");
     cmd.arg(rig::workspace_root().join("scripts/action-run.sh"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
-        .env("DEPLOY_TOOL_BIN", "/usr/bin/env")
+        .env("DEPLOY_TOOL_BIN", &stub)
         .env("INPUT_TOOL", tool)
         .env("GITHUB_TOKEN", "ghs_job_level_token_0123")
         .env("DEPLOY_ENVIRONMENT", "from-the-job");
     for (k, v) in inputs {
         cmd.env(k, v);
     }
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{o:?}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    // A leading newline: every variable is then found as "\nNAME=value\n".
+    format!("\n{}", String::from_utf8_lossy(&o.stdout))
 }
 
 #[test]
@@ -276,6 +283,7 @@ fn the_token_reaches_only_publishing_tools_and_empty_inputs_leave_job_values() {
         "smoke-test",
         &[
             ("INPUT_GITHUB_TOKEN", "ghs_input_token_4567"),
+            ("INPUT_ARGS", "--junit=j.xml\n--publish=auto"),
             ("INPUT_ENVIRONMENT", ""),
             ("INPUT_BASE_URL", "https://staging.example"),
         ],
@@ -297,4 +305,44 @@ fn the_token_reaches_only_publishing_tools_and_empty_inputs_leave_job_values() {
         &[("INPUT_GITHUB_TOKEN", "ghs_input_token_4567")],
     );
     assert!(!env.contains("GITHUB_TOKEN"), "{env}");
+}
+
+/// Issue 17: the token reaches a tool only when it publishes (or records a GitHub deployment):
+/// `--publish never`, in either spelling, and a tool's default of never keep it away, the job's
+/// GITHUB_TOKEN included.
+#[test]
+fn the_token_reaches_a_tool_only_when_it_publishes() {
+    let token = "\nGITHUB_TOKEN=ghs_input_token_4567\n";
+    let with = |tool: &str, args: &str| {
+        run_sh(
+            tool,
+            &[
+                ("INPUT_GITHUB_TOKEN", "ghs_input_token_4567"),
+                ("INPUT_ARGS", args),
+            ],
+        )
+    };
+    for (tool, args, gets) in [
+        ("smoke-test", "", false),
+        ("smoke-test", "--publish=never", false),
+        ("smoke-test", "--publish\nnever", false),
+        ("smoke-test", "--publish=auto", true),
+        ("smoke-test", "--publish\nalways", true),
+        ("health-check", "--ecs\n--mark-verified", false),
+        ("sync-check", "--base=main", true),
+        ("sync-check", "--base=main\n--publish=never", false),
+        ("rollback", "--incident-file=i.json", false),
+        ("rollback", "--github-deployment", true),
+        ("ecr-push", "--tag=x\n--publish=auto", true),
+    ] {
+        let env = with(tool, args);
+        assert_eq!(env.contains(token), gets, "{tool} {args:?}: {env}");
+        if !gets {
+            assert!(!env.contains("GITHUB_TOKEN"), "{tool} {args:?}: {env}");
+        }
+        // The arguments still reach the tool unchanged.
+        for a in args.lines() {
+            assert!(env.contains(&format!("\nARG {a}\n")), "{tool} {a}: {env}");
+        }
+    }
 }

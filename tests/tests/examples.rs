@@ -496,7 +496,13 @@ assert = [".workflows != null"]
         "{}",
         run.log
     );
-    // health-check --mark-verified tagged the revision it verified, with the commit.
+    assert!(
+        run.log
+            .contains("Success - Main Mark the revisions verified"),
+        "{}",
+        run.log
+    );
+    // health-check --mark-verified, after the smoke tests, tagged the revision, with the commit.
     let arn = ecs
         .describe_task_definition()
         .task_definition(&td)
@@ -524,6 +530,83 @@ assert = [".workflows != null"]
     assert!(tag("deploy-action:verified").is_some(), "{tags:?}");
     assert_eq!(tag("deploy-action:sha").as_deref(), Some(sha.as_str()));
     assert!(!run.log.contains(api_token) && !run.log.contains(GH_TOKEN));
+
+    // Issue 17: a push whose smoke tests fail. The tasks serve the new commit (health-check
+    // passes), but the API token was rotated, so /api/workflows answers 401: the revision it
+    // deployed must not be tagged verified (read back from ECS, not from the tool's output).
+    let smoke_broken = commit(&p.seed, "smoke-broken.txt", "x\n");
+    git(&p.seed, &["push", "-q", "origin", "main"]);
+    standin.shared.set(Behaviour {
+        token: "rotated-token-not-the-secret".into(),
+        commit_sha: smoke_broken.clone(),
+        ..Behaviour::default()
+    });
+    let dir = p.act_dir(&smoke_broken, "deploy-staging.yml", &workflow);
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let run = act(
+        &dir,
+        ("push", None),
+        &workflow,
+        &actions,
+        &p,
+        &env,
+        &args(&tap),
+    )
+    .await;
+    assert!(!run.ok, "the smoke tests failed:\n{}", run.log);
+    let deployed = run
+        .log
+        .lines()
+        .find_map(|l| {
+            let at = l.find("deployed ")?;
+            let rest = &l[at + "deployed ".len()..];
+            Some(rest.split(" running ").next()?.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no CDK deploy in the log:\n{}", run.log));
+    assert_ne!(
+        deployed, td,
+        "the smoke-failed push deployed a new revision"
+    );
+    let arn = ecs
+        .describe_task_definition()
+        .task_definition(&deployed)
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
+    let smoke_tags = ecs
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !smoke_tags
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("deploy-action:verified")),
+        "a revision whose smoke tests failed is tagged verified: {smoke_tags:?}\n{}",
+        run.log
+    );
+    assert!(
+        !run.log.contains("Main Mark the revisions verified"),
+        "the marking step ran after a failed smoke test:\n{}",
+        run.log
+    );
+    assert!(
+        run.log.contains("Main Roll back to the last verified"),
+        "{}",
+        run.log
+    );
+    standin.shared.set(Behaviour {
+        token: api_token.into(),
+        commit_sha: sha.clone(),
+        ..Behaviour::default()
+    });
 
     // The next push breaks: its tasks never serve the new commit. health-check fails, and the
     // rollback step puts back the revision the first deploy verified and records the incident.

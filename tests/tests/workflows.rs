@@ -100,3 +100,242 @@ fn flow_and_block_style_with_are_both_read() {
         assert_eq!(keys, ["tool", "bogus"]);
     }
 }
+
+/// Every string anywhere in `node` (keys and values), for looking for expressions.
+fn strings(node: &Yaml, out: &mut Vec<String>) {
+    match node {
+        Yaml::String(s) => out.push(s.clone()),
+        Yaml::Array(a) => a.iter().for_each(|n| strings(n, out)),
+        Yaml::Hash(h) => h.iter().for_each(|(k, v)| {
+            strings(k, out);
+            strings(v, out);
+        }),
+        _ => {}
+    }
+}
+
+/// The secrets a job reads (`secrets.NAME`), github.token aside (it is not a secret here).
+fn secrets_of(job: &Yaml) -> BTreeSet<String> {
+    let mut all = Vec::new();
+    strings(job, &mut all);
+    let mut names = BTreeSet::new();
+    for s in &all {
+        for (pos, _) in s.match_indices("secrets.") {
+            let name: String = s[pos + "secrets.".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name != "GITHUB_TOKEN" {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+/// The example workflows and the project's CI, by file name.
+fn contract_workflows() -> Vec<(String, Yaml)> {
+    let root = rig::workspace_root();
+    let mut files: Vec<_> = std::fs::read_dir(root.join("workflows-examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    files.sort();
+    files.push(root.join(".github/workflows/ci.yml"));
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p.display().to_string(), yaml(&text))
+        })
+        .collect()
+}
+
+/// Issue 17: every job has a timeout; a job reading a secret (other than github.token) runs
+/// behind an `environment:`, whose protection rules gate the environment's secrets; every step of
+/// the composite action has a name. No exceptions today.
+#[test]
+fn jobs_have_timeouts_secrets_sit_behind_environments_and_action_steps_are_named() {
+    let mut jobs_seen = 0;
+    let mut secret_jobs = 0;
+    for (file, wf) in contract_workflows() {
+        let jobs = wf["jobs"]
+            .as_hash()
+            .unwrap_or_else(|| panic!("{file}: no jobs"));
+        for (id, job) in jobs {
+            let id = id.as_str().unwrap();
+            jobs_seen += 1;
+            assert!(
+                job["timeout-minutes"].as_i64().is_some_and(|m| m > 0),
+                "{file}: job {id} has no timeout-minutes"
+            );
+            let secrets = secrets_of(job);
+            if !secrets.is_empty() {
+                secret_jobs += 1;
+                assert!(
+                    !job["environment"].is_badvalue() && !job["environment"].is_null(),
+                    "{file}: job {id} reads {secrets:?} without an environment:"
+                );
+            }
+        }
+    }
+    assert!(
+        jobs_seen >= 7 && secret_jobs >= 2,
+        "{jobs_seen} jobs, {secret_jobs} with secrets"
+    );
+    let action = yaml(&std::fs::read_to_string(rig::workspace_root().join("action.yml")).unwrap());
+    let steps = action["runs"]["steps"].as_vec().unwrap();
+    assert!(!steps.is_empty());
+    for (i, step) in steps.iter().enumerate() {
+        assert!(
+            step["name"].as_str().is_some_and(|n| !n.trim().is_empty()),
+            "action.yml: step {i} ({:?}) has no name",
+            step["id"]
+        );
+    }
+}
+
+/// The contract test itself sees a secret, wherever in a job it is read.
+#[test]
+fn secrets_are_found_in_step_env_and_with() {
+    let job = yaml(
+        "steps:\n  - env:\n      A: ${{ secrets.STAGING_API_TOKEN }}\n  - with:\n      t: ${{ secrets.GITHUB_TOKEN }}\n",
+    );
+    assert_eq!(
+        secrets_of(&job),
+        BTreeSet::from(["STAGING_API_TOKEN".to_owned()])
+    );
+}
+
+/// GitHub's documented concurrency rule, as a model. Per group at most one run is in progress and
+/// one pending; with `cancel-in-progress: false`, "any existing pending job or workflow in the same
+/// concurrency group ... will be canceled and the new queued job or workflow will take its place"
+/// (https://docs.github.com/en/actions/writing-workflows/choosing-what-your-workflow-does/control-the-concurrency-of-workflows-and-jobs).
+/// A run waiting for an environment's approval already holds its group: it counts as running here
+/// (the run started, its job waits), so the rule only ever drops a pending run.
+#[derive(Default)]
+struct Concurrency {
+    running: std::collections::BTreeMap<String, usize>,
+    pending: std::collections::BTreeMap<String, usize>,
+}
+
+impl Concurrency {
+    /// Queues run `run` in `group`; returns the run it cancelled, if any.
+    fn queue(&mut self, group: &str, run: usize) -> Option<usize> {
+        if !self.running.contains_key(group) {
+            self.running.insert(group.to_owned(), run);
+            return None;
+        }
+        self.pending.insert(group.to_owned(), run)
+    }
+}
+
+/// The workflow-level concurrency group a workflow declares, for a dispatch to `environment`.
+fn group_of(workflow: &Yaml, environment: &str) -> String {
+    let group = workflow["concurrency"]["group"]
+        .as_str()
+        .expect("a workflow-level concurrency group");
+    assert_eq!(
+        workflow["concurrency"]["cancel-in-progress"].as_bool(),
+        Some(false),
+        "deploys and rollbacks never cancel a running one"
+    );
+    assert!(
+        workflow["jobs"]
+            .as_hash()
+            .unwrap()
+            .values()
+            .all(|j| j["concurrency"].is_badvalue()),
+        "the model covers workflow-level groups only"
+    );
+    group
+        .replace("${{ inputs.environment }}", environment)
+        .replace("${{inputs.environment}}", environment)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Deploy,
+    Rollback,
+}
+
+/// Every sequence of up to `len` queued runs of the two kinds, run through the model with the
+/// given groups; returns each cancellation as (cancelled kind, kind that replaced it, sequence).
+fn cancellations(deploy: &str, rollback: &str, len: u32) -> Vec<(Kind, Kind, Vec<Kind>)> {
+    let mut found = Vec::new();
+    for n in 1..=len {
+        for bits in 0..(1u32 << n) {
+            let seq: Vec<Kind> = (0..n)
+                .map(|i| {
+                    if bits >> i & 1 == 1 {
+                        Kind::Rollback
+                    } else {
+                        Kind::Deploy
+                    }
+                })
+                .collect();
+            let mut model = Concurrency::default();
+            for (run, kind) in seq.iter().enumerate() {
+                let group = if *kind == Kind::Deploy {
+                    deploy
+                } else {
+                    rollback
+                };
+                if let Some(gone) = model.queue(group, run) {
+                    found.push((seq[gone], *kind, seq.clone()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Issue 17: no deploy queued after a pending rollback cancels it, and no rollback cancels a
+/// pending deploy (a production deploy waiting behind one awaiting approval); a newer deploy
+/// replacing a pending older deploy is intended. The groups are the ones the examples declare;
+/// the old design (rollback.yml in `deploy-<env>`) fails the same check.
+#[test]
+fn no_deploy_can_replace_a_pending_rollback() {
+    let root = rig::workspace_root();
+    let read =
+        |f: &str| yaml(&std::fs::read_to_string(root.join("workflows-examples").join(f)).unwrap());
+    let rollback = read("rollback.yml");
+    for (environment, deploy_file) in [
+        ("staging", "deploy-staging.yml"),
+        ("production", "deploy-production.yml"),
+    ] {
+        let deploy = group_of(&read(deploy_file), environment);
+        let roll = group_of(&rollback, environment);
+        assert_ne!(
+            deploy, roll,
+            "{environment}: one group for deploy and rollback"
+        );
+        let found = cancellations(&deploy, &roll, 5);
+        for (gone, by, seq) in &found {
+            assert_eq!(
+                gone, by,
+                "{environment}: a {by:?} cancelled a pending {gone:?}: {seq:?}"
+            );
+        }
+        // Intended: the newest deploy replaces a pending older deploy.
+        assert!(
+            found
+                .iter()
+                .any(|(g, b, _)| *g == Kind::Deploy && *b == Kind::Deploy),
+            "{found:?}"
+        );
+        // The old design, one shared group: rollback pending, then a deploy queued, drops it.
+        let old = cancellations(&deploy, &deploy, 3);
+        assert!(
+            old.iter().any(|(g, b, seq)| *g == Kind::Rollback
+                && *b == Kind::Deploy
+                && seq == &[Kind::Deploy, Kind::Rollback, Kind::Deploy]),
+            "{old:?}"
+        );
+        assert!(
+            old.iter()
+                .any(|(g, b, _)| *g == Kind::Deploy && *b == Kind::Rollback)
+        );
+    }
+}
