@@ -11,7 +11,8 @@
 #      https, refused unless its sha256 is the one checksums.txt lists, and extracted into the
 #      tool cache the way actions/tool-cache lays it out (<cache>/deploy-action/<version>/<arch>
 #      plus an <arch>.complete marker), atomically.
-# No GitHub API call is made. On failure the step writes `outcome` and `exit-code` (2: bad
+# No GitHub API call is made. An anonymous download refused with 401/403/404 (a private or
+# internal action repository) is retried once with the github-token input (INPUT_GITHUB_TOKEN). On failure the step writes `outcome` and `exit-code` (2: bad
 # input or unsupported runner; 3: download or verification failed) and runs nothing.
 set -Eeuo pipefail
 
@@ -85,7 +86,7 @@ if [[ -n "${INPUT_VERSION:-}" ]]; then
     version="$INPUT_VERSION"
     from="input 'version'"
 else
-    [[ -f "$action_dir/VERSION" ]] || fail 2 "this action has no VERSION file ($action_dir/VERSION): pass version:, or build-from-source: true"
+    [[ -f "$action_dir/VERSION" ]] || fail 2 "this action has no VERSION file ($action_dir/VERSION): this ref is not a release and names none (before the first release there is none); use the action at a release tag (@v1), pass version: of a release in its checksums.txt, or build-from-source: true"
     version="$(tr -d ' \t\r\n' <"$action_dir/VERSION")"
     from="the action's VERSION file"
 fi
@@ -110,7 +111,12 @@ if [[ -f "$sums" ]]; then
     sum="$(awk -v a="$asset" '$2 == a { print $1; exit }' "$sums")"
 fi
 if [[ ! "$sum" =~ ^[0-9a-f]{64}$ ]]; then
-    fail 2 "no checksum for $asset in this action's checksums.txt, so $version (from $from) cannot be installed verified; use a version listed there, or build-from-source: true"
+    # A version the user asked for that this ref does not list is their usage error (2); the
+    # action's own VERSION without its checksum line is a packaging fault of the release (3).
+    if [[ -n "${INPUT_VERSION:-}" ]]; then
+        fail 2 "no checksum for $asset in this action's checksums.txt, so $version (from $from) cannot be installed verified; use a version listed there, or build-from-source: true"
+    fi
+    fail 3 "no checksum for $asset in this action's checksums.txt, though its VERSION names $version: the release at this ref is incomplete (a packaging fault, not your input); use build-from-source: true, or another release"
 fi
 
 # ---- the tool cache -------------------------------------------------------------------------
@@ -135,9 +141,75 @@ staging="$(mktemp -d "$version_dir/.${cache_arch}.partial.XXXXXX")"
 cleanup() { rm -rf "$tmp" "$staging"; }
 trap cleanup EXIT
 
+curl_opts=(--proto '=https' --tlsv1.2 --retry 3 --retry-delay 2 --connect-timeout 10 --max-time 300)
 printf 'deploy-action: downloading %s\n' "$url" >&2
-curl --proto '=https' --tlsv1.2 -fsSL --retry 3 --retry-delay 2 --connect-timeout 10 --max-time 300 \
-    -o "$tmp/$asset" "$url" || fail 3 "couldn't download $url"
+code="$(curl "${curl_opts[@]}" -fsSL -o "$tmp/$asset" -w '%{http_code}' "$url")" || {
+    # A private or internal action repository refuses anonymous downloads of its releases
+    # (GitHub answers 404 rather than 401 so as not to reveal the repository). Its browser
+    # download URL does not take a token either, so, once, the github-token input goes to the
+    # REST API instead: "Get a release by tag name" lists the assets, and "Get a release asset"
+    # with `Accept: application/octet-stream` answers with the asset or a redirect to it,
+    # https://docs.github.com/en/rest/releases/assets#get-a-release-asset
+    # The token reaches curl as a header file (-H @file, mode 600 in $tmp, removed on exit):
+    # never in argv, never printed. The authorised requests follow no redirect themselves (no
+    # -L): a redirect's target (a signed object-storage URL on another host) is fetched
+    # anonymously, so the token goes to the API's origin only, whatever curl's redirect rules
+    # for custom headers are.
+    case "${code:-000}" in
+    401 | 403 | 404) ;;
+    *) fail 3 "couldn't download $url (HTTP ${code:-000})" ;;
+    esac
+    [[ -n "${INPUT_GITHUB_TOKEN:-}" ]] ||
+        fail 3 "couldn't download $url (HTTP $code), and there is no github-token input to retry with"
+    # The token goes only to the GitHub the workflow runs on, never for another mirror.
+    server="${GITHUB_SERVER_URL:-https://github.com}"
+    server="${server%/}"
+    [[ "$url" == "$server/"* ]] ||
+        fail 3 "couldn't download $url (HTTP $code); not retrying with the github-token input: the URL is not on $server"
+    api="${GITHUB_API_URL:-https://api.github.com}"
+    api="${api%/}"
+    [[ "$api" == https://* ]] || fail 3 "GITHUB_API_URL must be an https:// URL to send the github-token input to (got '${api}')"
+    # <server>/<owner>/<repo>/releases/download/<tag>/<asset>: the action's repository.
+    rest="${url#"$server/"}"
+    repo="${rest%%/releases/download/*}"
+    [[ "$repo" =~ ^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$ ]] ||
+        fail 3 "couldn't tell the action's repository from $url"
+    printf 'deploy-action: the anonymous download was refused (HTTP %s); retrying with the github-token input\n' "$code" >&2
+    (
+        umask 077
+        printf 'Authorization: Bearer %s\n' "$INPUT_GITHUB_TOKEN" >"$tmp/auth-header"
+    )
+    got_code="$(curl "${curl_opts[@]}" -sS -H "@$tmp/auth-header" -H 'Accept: application/vnd.github+json' \
+        -o "$tmp/release.json" -w '%{http_code}' "$api/repos/$repo/releases/tags/$version")" ||
+        fail 3 "couldn't read release $version of $repo with the github-token input"
+    [[ "$got_code" == 200 ]] ||
+        fail 3 "release $version of $repo: the API answered HTTP $got_code to the github-token input (can the token read $repo?)"
+    # The asset's id: one JSON object per asset; jq where the runner has it, else python3.
+    if command -v jq >/dev/null; then
+        asset_id="$(jq -r --arg a "$asset" '[.assets[]? | select(.name == $a) | .id][0] // empty' "$tmp/release.json" 2>/dev/null)" || asset_id=""
+    else
+        asset_id="$(python3 -c 'import json,sys
+r=json.load(open(sys.argv[1]))
+print(next((str(a["id"]) for a in r.get("assets",[]) if a.get("name")==sys.argv[2]),""))' "$tmp/release.json" "$asset" 2>/dev/null)" || asset_id=""
+    fi
+    [[ "$asset_id" =~ ^[0-9]+$ ]] || fail 3 "release $version of $repo has no asset $asset"
+    got_code="$(curl "${curl_opts[@]}" -sS -H "@$tmp/auth-header" -H 'Accept: application/octet-stream' \
+        -o "$tmp/$asset" -w '%{http_code} %{redirect_url}' "$api/repos/$repo/releases/assets/$asset_id")" ||
+        fail 3 "couldn't download $asset with the github-token input"
+    rm -f "$tmp/auth-header"
+    redirect="${got_code#* }"
+    got_code="${got_code%% *}"
+    case "$got_code" in
+    2??) ;;
+    3??)
+        [[ "$redirect" == https://* ]] ||
+            fail 3 "downloading $asset with the github-token input redirected to a non-https URL"
+        curl "${curl_opts[@]}" -fsSL -o "$tmp/$asset" "$redirect" ||
+            fail 3 "couldn't download $asset: the redirect after the github-token request failed"
+        ;;
+    *) fail 3 "couldn't download $asset, also not with the github-token input (HTTP $got_code)" ;;
+    esac
+}
 
 if command -v sha256sum >/dev/null; then
     got="$(sha256sum "$tmp/$asset" | cut -d' ' -f1)"

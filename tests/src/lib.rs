@@ -12,6 +12,7 @@ pub mod https;
 pub mod oci;
 pub mod recorder;
 pub mod release;
+pub mod release_host;
 pub mod rig;
 pub mod standin;
 pub mod tap;

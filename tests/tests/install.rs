@@ -264,12 +264,22 @@ async fn a_warm_tool_cache_downloads_nothing_whatever_the_ref_and_starts_the_too
     let with = "tool: health-check\ngithub-token: \"\"\nargs: --version";
     let cold = f.run(with).await;
     assert!(cold.ok, "{}", cold.log);
-    assert!(cold.log.contains("health-check 0.1.0"), "{}", cold.log);
+    assert!(
+        cold.log
+            .contains(&format!("health-check {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        cold.log
+    );
     assert_eq!(f.server.requests().len(), 1);
     let warm = f.run(with).await;
     assert!(warm.ok, "{}", warm.log);
     assert!(warm.log.contains("from the tool cache"), "{}", warm.log);
-    assert!(warm.log.contains("health-check 0.1.0"), "{}", warm.log);
+    assert!(
+        warm.log
+            .contains(&format!("health-check {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        warm.log
+    );
     assert_eq!(
         f.server.requests().len(),
         1,
@@ -347,6 +357,41 @@ fn install_script(env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         std::fs::read_to_string(out).unwrap_or_default(),
     )
+}
+
+/// The action's own VERSION without its checksum line is the release's packaging fault (exit 3),
+/// not the user's input (an explicit `version:` without one stays a usage error, above).
+#[test]
+fn a_version_file_without_its_checksum_is_a_packaging_fault_not_a_usage_error() {
+    let action = tempfile::tempdir().unwrap();
+    std::fs::create_dir(action.path().join("scripts")).unwrap();
+    std::fs::copy(
+        rig::workspace_root().join("scripts/action-install.sh"),
+        action.path().join("scripts/action-install.sh"),
+    )
+    .unwrap();
+    std::fs::write(action.path().join("VERSION"), "v1.0.0\n").unwrap();
+    std::fs::write(action.path().join("checksums.txt"), "# none\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = std::process::Command::new("bash")
+        .arg(action.path().join("scripts/action-install.sh"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("GITHUB_OUTPUT", &out)
+        .env("RUNNER_TEMP", dir.path())
+        .env("GITHUB_ACTION_PATH", action.path())
+        .env("INPUT_TOOL", "smoke-test")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{log}");
+    assert!(log.contains("a packaging fault, not your input"), "{log}");
+    let outputs = std::fs::read_to_string(out).unwrap();
+    assert!(
+        outputs.contains("outcome=dependency error\nexit-code=3\n"),
+        "{outputs}"
+    );
 }
 
 #[test]
@@ -490,7 +535,8 @@ async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
         run.log
     );
     assert!(
-        run.log.contains("smoke-test 0.1.0"),
+        run.log
+            .contains(&format!("smoke-test {}", env!("CARGO_PKG_VERSION"))),
         "the built tool ran: {}",
         run.log
     );
