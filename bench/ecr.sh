@@ -16,7 +16,8 @@ trap 'bash "$root/scripts/rig.sh" down' EXIT
 bash scripts/rig.sh up
 eval "$(bash scripts/rig.sh env)"
 [[ -x /usr/bin/time ]] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
-cargo build --release --quiet -p ecr-push
+cargo build --release --quiet -p deploy-action
+bash scripts/link-tools.sh "$root/target/release"
 bin="$root/target/release/ecr-push"
 
 work="${BENCH_DIR:-$root/.rig/bench-ecr}"

@@ -25,7 +25,8 @@ FAILING=4
 OLD_BIN="${OLD_BIN-$root/.rig/bench-old/health-check-before}"
 
 if [[ -z "${BIN_DIR:-}" ]]; then
-    cargo build --release --quiet -p health-check -p deploy-action-e2e --bin health-check --bin standin
+    cargo build --release --quiet -p deploy-action -p deploy-action-e2e --bin deploy-action --bin standin
+    bash scripts/link-tools.sh "$root/target/release"
     BIN_DIR="$root/target/release"
 fi
 

@@ -16,7 +16,8 @@ RUNS="${RUNS:-5}"
 bash scripts/rig.sh install >/dev/null
 bash scripts/rig.sh up >/dev/null
 eval "$(bash scripts/rig.sh env)"
-cargo build --release --quiet -p rollback -p deploy-action-e2e --bin rollback --bin ecs-standin --bin standin
+cargo build --release --quiet -p deploy-action -p deploy-action-e2e --bin deploy-action --bin ecs-standin --bin standin
+bash scripts/link-tools.sh "$root/target/release"
 bin="$root/target/release"
 
 work="$(mktemp -d)"

@@ -31,7 +31,8 @@ if [[ "$HURL" == 1 ]] && ! command -v hurl >/dev/null; then
     cargo install --locked 'hurl@~8.0' --root "$PWD/.rig/hurl"
 fi
 
-cargo build --release --quiet -p smoke-test -p deploy-action-e2e --bin smoke-test --bin standin
+cargo build --release --quiet -p deploy-action -p deploy-action-e2e --bin deploy-action --bin standin
+bash scripts/link-tools.sh target/release
 bin=target/release
 
 work="$(mktemp -d)"

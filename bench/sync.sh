@@ -8,7 +8,8 @@ set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 command -v hyperfine >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine; }
-cargo build --release --quiet -p sync-check
+cargo build --release --quiet -p deploy-action
+bash scripts/link-tools.sh "$PWD/target/release"
 
 COMMITS="${SYNC_COMMITS:-50000}" FILES="${SYNC_FILES:-5000}"
 RUNS="${RUNS:-10}"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Step 1 of action.yml: put the requested tool's binary in place and output its path as `bin`.
 #
-# Where the binary comes from, in this order:
-#   1. `bin-dir`: binaries already on the machine (self-hosted runners, tests).
+# The tools are one binary, deploy-action, that runs the tool it is started as; the five names
+# are links to it. Where it comes from, in this order:
+#   1. `bin-dir`: binaries already on the machine (self-hosted runners, tests): the tool by its
+#      name there, else a link of that name to the deploy-action there.
 #   2. `build-from-source: true`: cargo builds it from this action's own source, in an
 #      environment holding no credentials, inside a log group that says so.
 #   3. The release named by `version`, else by the VERSION file next to checksums.txt (never by
@@ -10,10 +12,11 @@
 #      taken from the runner's tool cache when a completed install is there, else downloaded over
 #      https, refused unless its sha256 is the one checksums.txt lists, and extracted into the
 #      tool cache the way actions/tool-cache lays it out (<cache>/deploy-action/<version>/<arch>
-#      plus an <arch>.complete marker), atomically.
-# No GitHub API call is made. An anonymous download refused with 401/403/404 (a private or
-# internal action repository) is retried once with the github-token input (INPUT_GITHUB_TOKEN). On failure the step writes `outcome` and `exit-code` (2: bad
-# input or unsupported runner; 3: download or verification failed) and runs nothing.
+#      plus an <arch>.complete marker), atomically, with the five links beside the binary.
+# An anonymous download refused with 401/403/404 (a private or internal action repository) is
+# retried once through the REST API with the github-token input (INPUT_GITHUB_TOKEN); no other
+# GitHub API call is made. On failure the step writes `outcome` and `exit-code` (2: bad input or
+# unsupported runner; 3: download or verification failed) and runs nothing.
 set -Eeuo pipefail
 
 out() { printf '%s=%s\n' "$1" "$2" >>"${GITHUB_OUTPUT:-/dev/null}"; }
@@ -45,9 +48,27 @@ emit() {
     printf 'deploy-action: %s (%s)\n' "$v" "$1" >&2
 }
 
+# link_tools DIR: the five tool names as links to DIR/deploy-action, the one binary that holds
+# them all and runs the tool it is started as (the release archive holds only it).
+link_tools() {
+    local t
+    for t in "${TOOLS[@]}"; do
+        ln -sfn deploy-action "$1/$t" || fail 3 "couldn't link $t to $1/deploy-action"
+    done
+}
+
 if [[ -n "${INPUT_BIN_DIR:-}" ]]; then
-    bin="${INPUT_BIN_DIR%/}/$tool"
-    [[ -x "$bin" ]] || fail 2 "input 'bin-dir': no executable $tool in ${INPUT_BIN_DIR}"
+    bin_dir="${INPUT_BIN_DIR%/}"
+    bin="$bin_dir/$tool"
+    if [[ ! -x "$bin" && -x "$bin_dir/deploy-action" ]]; then
+        # Only the multi-call binary there (an extracted release archive): a link named after
+        # the tool, in a directory of this job's own.
+        links="$temp_root/deploy-action-bin-links"
+        mkdir -p "$links" || fail 3 "couldn't create $links"
+        ln -sfn "$(cd "$bin_dir" && pwd)/deploy-action" "$links/$tool" || fail 3 "couldn't link $tool in $links"
+        bin="$links/$tool"
+    fi
+    [[ -x "$bin" ]] || fail 2 "input 'bin-dir': no executable $tool (nor deploy-action) in ${INPUT_BIN_DIR}"
     emit "$bin"
     exit 0
 fi
@@ -72,11 +93,12 @@ if [[ "${INPUT_BUILD_FROM_SOURCE:-false}" == true ]]; then
         if [[ -n "${!v:-}" ]]; then clean+=("$v=${!v}"); fi
     done
     if ! env -i "${clean[@]}" cargo build --release --locked \
-        --manifest-path "$action_dir/Cargo.toml" -p "$tool" >&2; then
+        --manifest-path "$action_dir/Cargo.toml" -p deploy-action >&2; then
         printf '::endgroup::\n'
         fail 3 "building $tool from source failed (the log group above has cargo's output)"
     fi
     printf '::endgroup::\n'
+    link_tools "$target_dir/release"
     emit "$target_dir/release/$tool"
     exit 0
 fi
@@ -219,18 +241,19 @@ fi
 [[ "$got" == "$sum" ]] ||
     fail 3 "checksum mismatch for $asset: checksums.txt says $sum, the download is $got; refusing to install or run it"
 
-# Only the five binaries and the licence files, at the top level: nothing else is extracted.
+# Only the multi-call binary and the licence files, at the top level: nothing else is extracted.
 listing="$(tar -tzf "$tmp/$asset")" || fail 3 "$asset is not a readable tar.gz"
 while IFS= read -r entry; do
     case "${entry#./}" in
-    "" | sync-check | ecr-push | health-check | smoke-test | rollback | LICENSE-MIT | LICENSE-APACHE) ;;
+    "" | deploy-action | LICENSE-MIT | LICENSE-APACHE) ;;
     *) fail 3 "$asset holds an unexpected entry '${entry}'; refusing it" ;;
     esac
 done <<<"$listing"
 tar --no-same-owner -xzf "$tmp/$asset" -C "$staging" || fail 3 "couldn't extract $asset"
-for t in "${TOOLS[@]}"; do
-    [[ -x "$staging/$t" ]] || fail 3 "$asset lacks the $t binary"
-done
+[[ -f "$staging/deploy-action" && ! -L "$staging/deploy-action" && -x "$staging/deploy-action" ]] ||
+    fail 3 "$asset lacks the deploy-action binary"
+# The five tools are links to it, made in the staging directory, so they appear with it.
+link_tools "$staging"
 
 # Atomic for readers: the complete directory appears under its final name in one rename, and the
 # marker is written only after it.

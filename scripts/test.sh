@@ -68,7 +68,9 @@ run_tests() {
     cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$test_log"
 }
 # The end-to-end tests run the tools' binaries, which `cargo test` alone does not build.
+# One binary holds the five tools; their names are links to it (scripts/link-tools.sh).
 phase build cargo build --workspace --bins --locked
+bash scripts/link-tools.sh target/debug
 test_log="$(mktemp)"
 phase test run_tests "$@"
 # One closing line for the whole suite (cargo prints one per test binary).

@@ -1,4 +1,4 @@
-//! Releases as the install path sees them: an archive of the five binaries built from this tree
+//! Releases as the install path sees them: an archive of the multi-call binary built from this tree
 //! (named as the release workflow names it), and a copy of the action (action.yml, its scripts,
 //! VERSION, checksums.txt) whose checksums list what a test chooses.
 
@@ -17,6 +17,9 @@ pub const TOOLS: [&str; 5] = [
     "rollback",
 ];
 
+/// The one binary that holds them (the multi-call binary).
+pub const BINARY: &str = "deploy-action";
+
 /// The release target this machine's runner installs (act reports the host's OS and arch).
 pub fn host_target() -> &'static str {
     match std::env::consts::ARCH {
@@ -30,9 +33,10 @@ pub fn asset(version: &str, target: &str) -> String {
     format!("deploy-action-{version}-{target}.tar.gz")
 }
 
-/// The archive of the five built binaries and the licence files, as the release workflow packs
-/// it (built once per test process). The binaries are this build's (`target/debug`), or those in
-/// `DEPLOY_TEST_ARCHIVE_BIN_DIR` (e.g. a release build, to measure a realistic download).
+/// The archive as the release workflow packs it: the one `deploy-action` binary (the five tools
+/// are links to it that the install makes) and the licence files (built once per test process).
+/// The binary is this build's (`target/debug`), or the one in `DEPLOY_TEST_ARCHIVE_BIN_DIR` (e.g.
+/// a release build, to measure a realistic download).
 pub fn archive() -> &'static [u8] {
     static ARCHIVE: OnceLock<Vec<u8>> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
@@ -40,13 +44,11 @@ pub fn archive() -> &'static [u8] {
         let out = dir.path().join("a.tar.gz");
         let bin = std::env::var_os("DEPLOY_TEST_ARCHIVE_BIN_DIR")
             .map_or_else(rig::bin_dir, PathBuf::from);
-        for t in TOOLS {
-            assert!(
-                bin.join(t).is_file(),
-                "{} is not built",
-                bin.join(t).display()
-            );
-        }
+        assert!(
+            bin.join(BINARY).is_file(),
+            "{} is not built",
+            bin.join(BINARY).display()
+        );
         let st = Command::new("tar")
             .arg("-I")
             .arg("gzip -1")
@@ -57,7 +59,7 @@ pub fn archive() -> &'static [u8] {
             .args(["LICENSE-MIT", "LICENSE-APACHE"])
             .arg("-C")
             .arg(&bin)
-            .args(TOOLS)
+            .arg(BINARY)
             .status()
             .unwrap();
         assert!(st.success(), "tar failed");

@@ -40,14 +40,44 @@ pub fn zizmor() -> PathBuf {
     PathBuf::from(var("DEPLOY_TEST_ZIZMOR"))
 }
 
-/// The directory holding this workspace's built binaries (`target/debug`).
+/// The directory holding this workspace's built binaries (`target/debug`), with the five tool
+/// names as links to the one `deploy-action` binary, as the action's install lays them out
+/// (made here when missing, so `cargo build && cargo test` is enough).
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/debug/deps/<test> -> target/debug
-    exe.parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf()
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/debug/deps/<test> -> target/debug
+        let dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("target dir")
+            .to_path_buf();
+        link_tools(&dir);
+        dir
+    })
+    .clone()
+}
+
+/// The five tool names in `dir` as links to `deploy-action` (scripts/link-tools.sh's rule).
+/// Each link is made under a temporary name and renamed over the old one, so test processes
+/// running at once never see a missing tool.
+fn link_tools(dir: &std::path::Path) {
+    assert!(
+        dir.join("deploy-action").is_file(),
+        "{}/deploy-action is not built (cargo build --workspace --bins)",
+        dir.display()
+    );
+    for t in crate::release::TOOLS {
+        let link = dir.join(t);
+        if std::fs::read_link(&link).is_ok_and(|to| to == std::path::Path::new("deploy-action")) {
+            continue;
+        }
+        let tmp = dir.join(format!(".{t}.link.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink("deploy-action", &tmp).expect("make the tool link");
+        std::fs::rename(&tmp, &link).expect("put the tool link in place");
+    }
 }
 
 /// A workspace binary by name.

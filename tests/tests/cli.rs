@@ -52,6 +52,66 @@ async fn every_tool_answers_help_and_version() {
     }
 }
 
+/// The one binary: each tool through a link of its name (what the install lays out, and what
+/// `tool()` runs above), or through its first argument; no tool or an unknown one is a usage
+/// error naming the five, with the action's outputs set.
+#[tokio::test]
+async fn the_one_binary_runs_the_tool_it_is_started_as_or_named_by_its_first_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = rig::bin("deploy-action");
+    for name in TOOLS {
+        let link = rig::bin(name);
+        assert_eq!(
+            std::fs::read_link(&link).ok(),
+            Some(std::path::PathBuf::from("deploy-action")),
+            "{name} is a link to deploy-action"
+        );
+        let mut c = std::process::Command::new(&bin);
+        c.current_dir(dir.path()).args([name, "--version"]);
+        let r = run(c).await;
+        assert_eq!(r.code, 0, "deploy-action {name} --version: {r:?}");
+        assert_eq!(
+            r.stdout.trim(),
+            format!("{name} {}", env!("CARGO_PKG_VERSION"))
+        );
+        // The tool's own argument errors, under the tool's name.
+        let mut c = std::process::Command::new(&bin);
+        c.current_dir(dir.path()).args([name, "--no-such-flag"]);
+        let r = run(c).await;
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains(&format!("Usage: {name}")), "{}", r.stderr);
+    }
+    let mut c = std::process::Command::new(&bin);
+    c.arg("--version");
+    let r = run(c).await;
+    assert_eq!(
+        r.stdout.trim(),
+        format!("deploy-action {}", env!("CARGO_PKG_VERSION"))
+    );
+    let mut c = std::process::Command::new(&bin);
+    c.arg("--help");
+    let r = run(c).await;
+    assert_eq!(r.code, 0);
+    assert!(TOOLS.iter().all(|t| r.stdout.contains(t)), "{}", r.stdout);
+
+    for args in [&[][..], &["deploy"][..]] {
+        let outputs = dir.path().join("outputs");
+        std::fs::write(&outputs, "").unwrap();
+        let mut c = std::process::Command::new(&bin);
+        c.args(args).env("GITHUB_OUTPUT", &outputs);
+        let r = run(c).await;
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("sync-check, ecr-push, health-check, smoke-test, rollback"),
+            "{}",
+            r.stderr
+        );
+        let out = std::fs::read_to_string(&outputs).unwrap();
+        assert!(out.contains("usage error") && out.contains('2'), "{out}");
+    }
+}
+
 #[tokio::test]
 async fn bad_arguments_exit_2_with_clap_message() {
     let dir = tempfile::tempdir().unwrap();

@@ -202,8 +202,19 @@ async fn a_released_archive_installs_verified_into_the_tool_cache_and_runs() {
         "one download of the archive, nothing else"
     );
     let dir = f.installed();
+    assert!(
+        dir.join("deploy-action").is_file(),
+        "deploy-action missing in {}",
+        dir.display()
+    );
     for t in release::TOOLS {
-        assert!(dir.join(t).is_file(), "{t} missing in {}", dir.display());
+        // Each tool is a link to the one binary, beside it (so the install dir moves as one).
+        assert_eq!(
+            std::fs::read_link(dir.join(t)).ok(),
+            Some(std::path::PathBuf::from("deploy-action")),
+            "{t} in {} is not a link to deploy-action",
+            dir.display()
+        );
     }
     let marker = std::fs::read_to_string(dir.with_extension("complete")).unwrap();
     assert_eq!(
@@ -504,7 +515,7 @@ async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
         .arg(shim.path().join("cargo"))
         .status()
         .unwrap();
-    let cold = !persist.join("debug/smoke-test").is_file();
+    let cold = !persist.join("debug/deploy-action").is_file();
     let cache_home = tempfile::tempdir().unwrap();
     let secret = "aws-secret-never-in-a-build-0815";
     let run = act(
@@ -556,7 +567,7 @@ async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
             "--manifest-path",
             &format!("{}/Cargo.toml", args[4].trim_end_matches("/Cargo.toml")),
             "-p",
-            "smoke-test"
+            "deploy-action"
         ]
     );
     eprintln!(

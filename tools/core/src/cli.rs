@@ -156,7 +156,18 @@ impl CommonArgs {
 /// Parses the arguments without ever exiting the process: `--help`/`--version` print and give 0,
 /// bad arguments print clap's message, set the `outcome` and `exit-code` step outputs, and give 2.
 pub fn parse<A: clap::Parser>() -> Result<A, Exit> {
-    A::try_parse().map_err(|e| {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] over the given arguments (the first is the program name): the multi-call binary
+/// hands each tool its own argv, whatever name the binary was started under.
+pub fn parse_from<A, I, T>(args: I) -> Result<A, Exit>
+where
+    A: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    A::try_parse_from(args).map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
             // The action promises these outputs whatever happened, a bad flag included.
@@ -172,8 +183,9 @@ pub fn parse<A: clap::Parser>() -> Result<A, Exit> {
 
 /// Our own crates: `DEPLOY_LOG=debug` turns these up; everything else stays at `warn` unless a
 /// directive names it (`DEPLOY_LOG=debug,hyper=debug`).
-const OWN_CRATES: [&str; 7] = [
+const OWN_CRATES: [&str; 8] = [
     "deploy_core",
+    "deploy_action",
     "sync_check",
     "ecr_push",
     "health_check",

@@ -1,9 +1,0 @@
-//! The `sync-check` binary: parse arguments, run, map the outcome to the exit code.
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match deploy_core::cli::parse::<sync_check::Args>() {
-        Ok(args) => deploy_core::cli::run(sync_check::run(args)).await,
-        Err(exit) => exit.into(),
-    }
-}
