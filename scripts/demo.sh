@@ -35,6 +35,7 @@ eval "$(bash scripts/rig.sh env)"
 step "building the tools (cargo build --bins)"
 cargo build --quiet --bins
 bin="$PWD/target/debug"
+bash scripts/link-tools.sh "$bin"
 
 step "runbook 1: sync-check on a feature branch whose base moved on (a real git repo with a bare origin)"
 g() { git -c user.name=demo -c user.email=demo@example.com "$@"; }
@@ -257,8 +258,17 @@ echo "exit code: $code: the deploy is bad, and the report says why (the runbook'
 step "rollback -e staging: plan all four services (revision 2 is unverified, revision 1 verified), roll back, wait, verify, record"
 # The stand-in service cannot know which revision runs: it turns ready again as the old tasks would.
 ( sleep 2; curl -fsS -X POST -H 'content-type: application/json' -d "{\"token\":\"$API_TOKEN\"}" "$url/__standin/behaviour" >/dev/null ) &
+# A deploy starting while the rollback runs: its first step, health-check --preflight, finds the
+# incident open (rollback records it as in-progress before its first change) and refuses.
+( sleep 1.5; set +e; "$bin/health-check" -e staging --preflight >preflight.out 2>&1; echo "exit code: $?" >>preflight.out ) &
+preflight_pid=$!
 "$bin/rollback" -e staging --reason "readiness lost after v0.4.1" --incident-start "$deploy_start" \
     --incident-file incident.json --emit-metric
+wait "$preflight_pid" || true
+step "meanwhile, a deploy started during the rollback: health-check -e staging --preflight refused to roll forward over it"
+cat preflight.out >&2
+step "after the rollback recovered: health-check -e staging --preflight finds no open incident, a deploy may go"
+"$bin/health-check" -e staging --preflight
 step "the incident record (also in CloudWatch Logs /afu9/incidents, stream incidents, and CHANGELOG.md)"
 cat incident.json >&2
 printf 'MTTR: %s s\n' "$(jq -r .mttr_seconds incident.json)" >&2
@@ -267,5 +277,5 @@ step "runbook 7: the KPI report from the Availability metric and the incident re
 "$bin/health-check" -e staging --kpi 1d --uptime-target 40 --mttr-target 15m
 kill "$ecs_pid" 2>/dev/null || true
 
-leaks=$(cat "$work"/summary.md "$work"/outputs smoke.xml incident.json | grep -c "$API_TOKEN" || true)
+leaks=$(cat "$work"/summary.md "$work"/outputs smoke.xml incident.json preflight.out | grep -c "$API_TOKEN" || true)
 step "demo done: the API token appeared $leaks times in summaries, outputs and JUnit"

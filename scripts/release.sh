@@ -165,7 +165,9 @@ tag_pushed=true
 # https://docs.github.com/en/rest/releases/releases#create-a-release
 # A draft is visible only to users with push access and can be deleted; with immutable releases
 # enabled, assets and tag lock only at publication, so they are all attached before (e).
-# https://docs.github.com/en/code-security/supply-chain-security/understanding-your-software-supply-chain/immutable-releases
+# https://docs.github.com/en/code-security/concepts/supply-chain-security/immutable-releases
+# ("Git tags cannot be moved or deleted: once an immutable release is published, its associated
+# Git tag is locked"; before publication the draft and its tag can still go).
 jq -n --arg tag "$tag" --arg repo "$repo" \
     '{tag_name: $tag, name: $tag, draft: true,
       body: ("Verify an archive: gh attestation verify <archive> --repo " + $repo)}' >"$work/create.json"
@@ -203,8 +205,10 @@ if [[ "$newest" != "$tag" ]]; then
     printf '%s stays where it is: %s is newer than %s\n' "$major" "$newest" "$tag"
     exit 0
 fi
-# The one tag that moves (GitHub's guidance for actions: major version tags are moved to the
-# newest release). https://docs.github.com/en/actions/sharing-automations/creating-actions/about-custom-actions#using-tags-for-release-management
+# The one tag that moves. GitHub's guidance for an action's releases: the release-specific tag
+# (v1.0.0) belongs to an immutable release; the major tag (v1) is tied to no release and is
+# force-pushed to the newest release it covers.
+# https://docs.github.com/en/actions/how-tos/create-and-publish-actions/using-immutable-releases-and-tags-to-manage-your-actions-releases
 git tag -f -a "$major" -m "deploy-action $tag" "$release_commit" >/dev/null
 git push --force "$remote" "refs/tags/$major:refs/tags/$major" ||
     die "$tag is published, but moving $major failed: move it by hand (README.md, Releasing)"

@@ -205,15 +205,63 @@ async fn health_check_cases() -> Vec<Written> {
     )
     .await
     .unwrap();
-    let s = Step::new();
-    std::fs::write(
-        s.dir.path().join("deploy.toml"),
-        format!("[environments.default]\n\n[metrics]\nnamespace = \"{namespace}\"\n\n[rollback]\nincident_log_group = \"{group}\"\n"),
-    )
-    .unwrap();
+    // A step whose deploy.toml names the metric namespace and the incident log group.
+    let configured = || {
+        let s = Step::new();
+        std::fs::write(
+            s.dir.path().join("deploy.toml"),
+            format!("[environments.default]\n\n[metrics]\nnamespace = \"{namespace}\"\n\n[rollback]\nincident_log_group = \"{group}\"\n"),
+        )
+        .unwrap();
+        s
+    };
+    let s = configured();
     let mut c = s.cmd("health-check", s.dir.path());
     aws_env(&mut c).args(["-e", "default", "--kpi", "1d"]);
     out.push(s.run("health-check", "KPI report", 0, c).await);
+    // Before a deploy: a failed rollback's incident is open (exit 1); the verified deploy of a
+    // fix resolves it; then a deploy is free (exit 0).
+    deploy_core::logs::put_event(
+        &logs,
+        &group,
+        "incidents",
+        r#"{"incident_id":"inc-2","environment":"default","outcome":"failed","detection_time":"2026-12-01T10:00:00Z"}"#,
+    )
+    .await
+    .unwrap();
+    let s = configured();
+    let mut c = s.cmd("health-check", s.dir.path());
+    aws_env(&mut c).args(["-e", "default", "--preflight"]);
+    out.push(
+        s.run("health-check", "preflight, incident open", 1, c)
+            .await,
+    );
+    let s = configured();
+    let mut c = s.cmd("health-check", s.dir.path());
+    aws_env(&mut c).args([
+        "-e",
+        "default",
+        "--ecs",
+        "--cluster",
+        &cluster,
+        "--service",
+        &service,
+        "--mark-verified",
+        "--base-url",
+        &ok.url,
+        "--interval",
+        "100ms",
+        "--wait",
+        "20s",
+    ]);
+    out.push(
+        s.run("health-check", "verified, resolves the incident", 0, c)
+            .await,
+    );
+    let s = configured();
+    let mut c = s.cmd("health-check", s.dir.path());
+    aws_env(&mut c).args(["-e", "default", "--preflight"]);
+    out.push(s.run("health-check", "preflight, none open", 0, c).await);
     let s = Step::new();
     let mut c = s.cmd("health-check", s.dir.path());
     c.args([

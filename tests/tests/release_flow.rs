@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use deploy_action_e2e::release::{TOOLS, asset, host_target};
+use deploy_action_e2e::release::{BINARY, asset, host_target};
 use deploy_action_e2e::release_host::{Mode, ReleaseHost};
 use deploy_action_e2e::rig::{self, git};
 
@@ -241,17 +241,16 @@ fn scrub(cmd: &mut Command) {
         .env("GIT_COMMITTER_EMAIL", "t@example.com");
 }
 
-/// One archive per target, each the five tools as shell scripts printing `<name> <version>` on
-/// `--version`, plus the licence files: what the install path checks, without a cargo build.
+/// One archive per target, each a stand-in for the multi-call binary (a shell script printing
+/// `<the name it was started as> <version>` on `--version`, as the real one does through the
+/// five links) plus the licence files: what the install path checks, without a cargo build.
 fn fake_archives(dist: &Path, tag: &str, version: &str) {
     let stage = dist.with_file_name("stage");
     std::fs::create_dir_all(&stage).unwrap();
     std::fs::create_dir_all(dist).unwrap();
-    for t in TOOLS {
-        let p = stage.join(t);
-        std::fs::write(&p, format!("#!/bin/sh\necho \"{t} {version}\"\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let p = stage.join(BINARY);
+    std::fs::write(&p, format!("#!/bin/sh\necho \"${{0##*/}} {version}\"\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(stage.join("LICENSE-MIT"), "MIT\n").unwrap();
     std::fs::write(stage.join("LICENSE-APACHE"), "Apache-2.0\n").unwrap();
     for target in TARGETS {
@@ -260,8 +259,7 @@ fn fake_archives(dist: &Path, tag: &str, version: &str) {
             .arg(dist.join(asset(tag, target)))
             .arg("-C")
             .arg(&stage)
-            .args(TOOLS)
-            .args(["LICENSE-MIT", "LICENSE-APACHE"])
+            .args([BINARY, "LICENSE-MIT", "LICENSE-APACHE"])
             .status()
             .unwrap();
         assert!(st.success());
@@ -528,4 +526,79 @@ fn a_refused_anonymous_download_is_retried_once_with_the_token_and_the_redirect_
     assert_eq!(objects.len(), 1, "{downloads:#?}");
     assert_eq!(objects[0].auth, None, "the redirect target saw a token");
     assert!(downloads.iter().all(|r| r.auth.is_none() || r.srv == "api"));
+}
+
+#[test]
+fn an_older_patch_release_is_published_and_leaves_the_major_tag_on_the_newest() {
+    let host = ReleaseHost::start(TOKEN, Mode::Normal);
+    let p = Project::new("1.0.1", "v1.0.1");
+    // v1.1.0 is out already (v1 points at it); a patch of the 1.0 line follows.
+    git(&p.bare, &["tag", "v1.1.0", &p.old_v1]);
+    let (ok, log) = p.release(&host, "v1.0.1");
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("v1 stays where it is: v1.1.0 is newer than v1.0.1"),
+        "{log}"
+    );
+    assert_eq!(host.published_tags(), ["v1.0.1"]);
+    assert!(tag_commit(&p.bare, "v1.0.1").is_some());
+    assert_eq!(
+        tag_commit(&p.bare, "v1").as_deref(),
+        Some(p.old_v1.as_str()),
+        "v1 moved to an older release"
+    );
+    assert_eq!(
+        tag_commit(&p.bare, "v1.1.0").as_deref(),
+        Some(p.old_v1.as_str())
+    );
+    let i = p.install(&host, "v1.0.1", None, None);
+    assert!(i.ok, "{}", i.log);
+    assert_eq!(
+        i.version.as_deref(),
+        Some("health-check 1.0.1"),
+        "{}",
+        i.log
+    );
+}
+
+#[test]
+fn a_refused_major_tag_move_leaves_it_where_it_was_and_says_the_release_is_published() {
+    let host = ReleaseHost::start(TOKEN, Mode::Normal);
+    let p = Project::new("1.0.0", "v1.0.0");
+    // Origin refuses any update of v1 (a tag ruleset would): the release is out, v1 is not moved.
+    let hook = p.bare.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do\n  if [ \"$ref\" = refs/tags/v1 ]; then echo \"refs/tags/v1 is protected\" >&2; exit 1; fi\ndone\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ok, log) = p.release(&host, "v1.0.0");
+    assert!(!ok, "the run must fail when v1 is not moved:\n{log}");
+    assert!(
+        log.contains("v1.0.0 is published, but moving v1 failed: move it by hand"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("deleting the"),
+        "nothing published is undone:\n{log}"
+    );
+    assert_eq!(host.published_tags(), ["v1.0.0"]);
+    assert!(
+        tag_commit(&p.bare, "v1.0.0").is_some(),
+        "the version tag stays"
+    );
+    assert_eq!(
+        tag_commit(&p.bare, "v1").as_deref(),
+        Some(p.old_v1.as_str()),
+        "v1 is where it was"
+    );
+    let i = p.install(&host, "v1.0.0", None, None);
+    assert!(i.ok, "{}", i.log);
+    assert_eq!(
+        i.version.as_deref(),
+        Some("health-check 1.0.0"),
+        "{}",
+        i.log
+    );
 }

@@ -870,9 +870,17 @@ async fn the_incident_record_reaches_every_sink() {
         .send()
         .await
         .unwrap();
-    assert_eq!(events.events().len(), 1);
-    let logged: Value = serde_json::from_str(events.events()[0].message().unwrap()).unwrap();
+    // Two events: `in-progress` before the first change (so a deploy's --preflight refuses while
+    // it runs), then the final record, which is the incident's state.
+    assert_eq!(events.events().len(), 2);
+    let opened: Value = serde_json::from_str(events.events()[0].message().unwrap()).unwrap();
+    assert_eq!(opened["incident_id"], id);
+    assert_eq!(opened["outcome"], "in-progress");
+    assert_eq!(opened["complete"], false);
+    assert_eq!(opened["mttr_seconds"], Value::Null);
+    let logged: Value = serde_json::from_str(events.events()[1].message().unwrap()).unwrap();
     assert_eq!(logged["incident_id"], id);
+    assert_eq!(logged["outcome"], "recovered");
     assert_eq!(logged["mttr_seconds"], inc["mttr_seconds"]);
     // The MTTR metric, read back.
     let cw = deploy_core::aws::cloudwatch(&sdk);
@@ -1011,4 +1019,180 @@ async fn sigterm_mid_wait_gives_a_partial_report_and_an_incomplete_record() {
             .unwrap();
     assert_eq!(inc["complete"], false);
     assert_eq!(inc["outcome"], "interrupted");
+}
+
+/// `health-check --preflight` as a deploy's first step, against the records a real rollback
+/// wrote to moto's CloudWatch Logs: refused while the rollback runs and after it failed, allowed
+/// with `--allow-open-incident`; the fix's `--mark-verified` resolves the incident, and a deploy
+/// is free again. Another environment's incident never blocks.
+#[tokio::test]
+async fn a_deploy_refuses_while_an_incident_is_open_until_a_verified_deploy_resolves_it() {
+    let e = env(1, 3).await;
+    e.verified(0, 2, "c0ffee0").await;
+    let group = unique("/afu9/incidents");
+    let preflight_in = |environment: &str, extra: &[&str]| {
+        let mut c = tool("health-check", e.dir.path());
+        c.env("AWS_ENDPOINT_URL", rig::moto_url())
+            .env("AWS_REGION", "eu-central-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("API_TOKEN", CANARY_TOKEN)
+            .args(["-e", environment, "--format", "json", "--preflight"])
+            .args(["--incident-log-group", &group])
+            .args(extra);
+        c
+    };
+    let preflight = |extra: &[&str]| preflight_in("staging", extra);
+    let report_of = |r: &Ran| -> Value {
+        serde_json::from_str(&r.stdout).unwrap_or_else(|err| panic!("{err}: {r:?}"))
+    };
+
+    // Nothing recorded yet (the group does not even exist): free to deploy.
+    let r = run(preflight(&[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(report_of(&r)["outputs"]["open-incidents"], "");
+
+    // A rollback that stays in progress until its 5 s deadline.
+    e.ecs_standin.script(&e.services[0], Script::after_update(vec![json!({
+        "deployments": [
+            { "id": "{new}", "status": "PRIMARY", "taskDefinition": e.arn(0, 2), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS" },
+            { "id": "ecs-svc/old", "status": "ACTIVE", "taskDefinition": e.arn(0, 3), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
+        ]
+    })]));
+    let mut c = e.cmd(&[
+        "--wait",
+        "5s",
+        "--interval",
+        "200ms",
+        "--incident-log-group",
+        &group,
+        "--reason",
+        "5xx after the deploy",
+        "--no-diagnose",
+    ]);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let t0 = Instant::now();
+    while e.ecs_standin.calls_of("UpdateService").is_empty()
+        && t0.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !e.ecs_standin.calls_of("UpdateService").is_empty(),
+        "the rollback never started"
+    );
+
+    // During the rollback: refused, naming the incident and that it is in progress.
+    let r = run(preflight(&[])).await;
+    assert_eq!(r.code, 1, "refused while the rollback runs: {r:?}");
+    let report = report_of(&r);
+    let id = report["outputs"]["open-incidents"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(id.starts_with("inc-staging-"), "{report:#}");
+    let reason = check(&report, "no open incident (staging)")["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for part in [
+        id.as_str(),
+        "a rollback is in progress",
+        "5xx after the deploy",
+        "--allow-open-incident",
+    ] {
+        assert!(reason.contains(part), "{part:?} not in {reason}");
+    }
+    // Another environment's incident is not this one's.
+    let r = run(preflight_in("production", &[])).await;
+    assert_eq!(r.code, 0, "production has no incident: {r:?}");
+
+    // The rollback ends without recovering: still refused, now as failed.
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the stuck rollback fails");
+    let r = run(preflight(&[])).await;
+    assert_eq!(r.code, 1, "refused after a failed rollback: {r:?}");
+    let report = report_of(&r);
+    assert_eq!(report["outputs"]["open-incidents"], id.as_str());
+    let reason = check(&report, "no open incident (staging)")["reason"].to_string();
+    assert!(reason.contains("its rollback failed"), "{reason}");
+
+    // The override: passes, and still names what it deploys over.
+    let r = run(preflight(&["--allow-open-incident"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let report = report_of(&r);
+    let reason = check(&report, "no open incident (staging)")["reason"].to_string();
+    assert!(
+        reason.contains("deploying anyway") && reason.contains(&id),
+        "{reason}"
+    );
+
+    // The fix is deployed (revision 3 runs, steady) and verified: the incident is resolved.
+    let steady = json!({
+        "taskDefinition": e.arn(0, 3),
+        "deployments": [ { "id": "ecs-svc/fix", "status": "PRIMARY", "taskDefinition": e.arn(0, 3), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" } ]
+    });
+    e.ecs_standin.script(
+        &e.services[0],
+        Script::in_flight(steady.clone(), vec![steady]),
+    );
+    let mut verify = tool("health-check", e.dir.path());
+    verify
+        .env("AWS_ENDPOINT_URL", &e.ecs_standin.url)
+        .env("AWS_REGION", "eu-central-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("API_TOKEN", CANARY_TOKEN)
+        .args([
+            "-e",
+            "staging",
+            "--format",
+            "json",
+            "--ecs",
+            "--mark-verified",
+            "--wait",
+            "20s",
+        ])
+        .args(["--incident-log-group", &group, "--expect-version"])
+        .arg(&Behaviour::default().commit_sha);
+    let r = run(verify).await;
+    let report = report_of(&r);
+    assert_eq!(r.code, 0, "{report:#}");
+    assert_eq!(report["outputs"]["verified"], "true", "{report:#}");
+    assert_eq!(
+        report["outputs"]["resolved-incidents"],
+        id.as_str(),
+        "{report:#}"
+    );
+
+    let r = run(preflight(&[])).await;
+    assert_eq!(r.code, 0, "free to deploy once resolved: {r:?}");
+    assert_eq!(report_of(&r)["outputs"]["open-incidents"], "");
+
+    // The records, read back from moto: in-progress, failed, resolved (with its MTTR).
+    let sdk = rig::moto_sdk().await;
+    let events = deploy_core::logs::client(&sdk)
+        .get_log_events()
+        .log_group_name(&group)
+        .log_stream_name("incidents")
+        .send()
+        .await
+        .unwrap();
+    let outcomes: Vec<String> = events
+        .events()
+        .iter()
+        .map(|ev| serde_json::from_str::<Value>(ev.message().unwrap()).unwrap())
+        .inspect(|v| assert_eq!(v["incident_id"], id.as_str()))
+        .map(|v| v["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(outcomes, ["in-progress", "failed", "resolved"]);
+    let last: Value = serde_json::from_str(events.events()[2].message().unwrap()).unwrap();
+    assert!(last["mttr_seconds"].as_u64().is_some(), "{last:#}");
+    assert_eq!(last["resolved_by"], "health-check --mark-verified");
 }

@@ -339,3 +339,79 @@ fn no_deploy_can_replace_a_pending_rollback() {
         );
     }
 }
+
+/// A deploy refuses while an incident is open: in each deploy example, the deploy job's first
+/// step that can change anything (pushing or promoting images, CDK) comes after
+/// `health-check --preflight`, and the override is a manual run's boolean input that the step
+/// passes as `--allow-open-incident`, never a default.
+#[test]
+fn the_deploy_examples_check_for_an_open_incident_before_their_first_change() {
+    let root = rig::workspace_root();
+    for file in ["deploy-staging.yml", "deploy-production.yml"] {
+        let w = yaml(&std::fs::read_to_string(root.join("workflows-examples").join(file)).unwrap());
+        let input = &w["on"]["workflow_dispatch"]["inputs"]["allow-open-incident"];
+        assert_eq!(input["type"].as_str(), Some("boolean"), "{file}");
+        assert_eq!(input["default"].as_bool(), Some(false), "{file}");
+        let steps = w["jobs"]["deploy"]["steps"].as_vec().unwrap();
+        let preflight = steps
+            .iter()
+            .position(|s| {
+                s["with"]["tool"].as_str() == Some("health-check")
+                    && s["with"]["args"]
+                        .as_str()
+                        .is_some_and(|a| a.lines().any(|l| l.trim() == "--preflight"))
+            })
+            .unwrap_or_else(|| panic!("{file}: no health-check --preflight step"));
+        let args = steps[preflight]["with"]["args"].as_str().unwrap();
+        assert!(
+            args.contains("${{ inputs.allow-open-incident && '--allow-open-incident' || '' }}"),
+            "{file}: {args}"
+        );
+        let changes = |s: &Yaml| {
+            s["with"]["tool"]
+                .as_str()
+                .is_some_and(|t| t == "ecr-push" || t == "rollback")
+                || s["run"].as_str().is_some_and(|r| {
+                    r.contains("cdk deploy")
+                        || r.contains("put-image")
+                        || r.contains("create-db-snapshot")
+                })
+        };
+        let first_change = steps
+            .iter()
+            .position(changes)
+            .unwrap_or_else(|| panic!("{file}: no changing step found"));
+        assert!(
+            preflight < first_change,
+            "{file}: the preflight (step {preflight}) must come before the first change (step {first_change})"
+        );
+    }
+}
+
+/// The release workflow packs exactly what the install accepts: the one binary and the licences
+/// (action-install.sh refuses any other entry), and it checks every tool through its link.
+#[test]
+fn the_release_archive_holds_what_the_install_accepts() {
+    let root = rig::workspace_root();
+    let release = std::fs::read_to_string(root.join(".github/workflows/release.yml")).unwrap();
+    let install = std::fs::read_to_string(root.join("scripts/action-install.sh")).unwrap();
+    let packed: Vec<&str> = release
+        .lines()
+        .skip_while(|l| !l.contains("tar -czf"))
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(packed, ["deploy-action", "LICENSE-MIT", "LICENSE-APACHE"]);
+    assert!(
+        install.contains(r#""" | deploy-action | LICENSE-MIT | LICENSE-APACHE) ;;"#),
+        "the install's list of accepted entries changed"
+    );
+    assert!(
+        release.contains("cargo build --release --locked --target \"$TARGET\" -p deploy-action")
+    );
+    assert!(release.contains("bash scripts/link-tools.sh \"$dir\""));
+    for t in deploy_action_e2e::release::TOOLS {
+        assert!(release.contains(t), "release.yml does not check {t}");
+    }
+}

@@ -19,6 +19,7 @@ pub mod ecs;
 pub mod exit;
 pub mod gha;
 pub mod http;
+pub mod incidents;
 pub mod jq;
 #[cfg(feature = "logs")]
 pub mod logs;

@@ -335,3 +335,54 @@ proptest! {
         }
     }
 }
+
+/// An incident-log message: records of two environments and every outcome (and some that are
+/// not), or bytes that are not a record at all.
+fn incident_message() -> impl Strategy<Value = String> {
+    let outcome = prop_oneof![
+        Just("in-progress"),
+        Just("recovered"),
+        Just("failed"),
+        Just("interrupted"),
+        Just("resolved"),
+        Just("archived"),
+    ];
+    prop_oneof![
+        4 => ("[abc]", prop_oneof![Just("staging"), Just("production")], outcome, any::<bool>()).prop_map(
+            |(id, env, outcome, time)| {
+                let mut v = serde_json::json!({"incident_id": id, "environment": env, "outcome": outcome});
+                if time {
+                    v["detection_time"] = serde_json::json!("2026-12-01T10:00:00Z");
+                }
+                v.to_string()
+            }
+        ),
+        1 => "\\PC{0,40}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    /// Any log: no panic; every open incident is of the environment asked for, once, in a state
+    /// that is not over, and is the newest record of its id; a record saying the environment is
+    /// healthy again closes everything before it.
+    #[test]
+    fn open_incidents_follow_the_newest_record(log in prop::collection::vec(incident_message(), 0..24)) {
+        use crate::incidents::{Outcome, Record, open};
+        let found = open(&log, "staging");
+        let mut ids: Vec<&str> = found.iter().map(|r| r.incident_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        prop_assert_eq!(ids.len(), found.len());
+        let records: Vec<Record> = log.iter().filter_map(|m| serde_json::from_str::<Record>(m).ok()).filter(|r| r.environment == "staging").collect();
+        for r in &found {
+            prop_assert!(!r.outcome.healthy_again());
+            let newest = records.iter().rev().find(|x| x.incident_id == r.incident_id);
+            prop_assert_eq!(newest, Some(r));
+        }
+        let mut healed = log.clone();
+        healed.push(serde_json::json!({"incident_id": "z", "environment": "staging", "outcome": Outcome::Recovered}).to_string());
+        prop_assert!(open(&healed, "staging").is_empty());
+    }
+}

@@ -39,27 +39,32 @@ pub struct Mttr {
     pub max: Option<u64>,
 }
 
-/// Adds up the records of `environment` (records that are not JSON are counted as skipped).
+/// Adds up the records of `environment` (records that are not JSON are counted as skipped). An
+/// incident has several records (`in-progress`, then how its rollback ended, perhaps `resolved`
+/// later): the newest one counts.
 pub fn mttr(messages: &[String], environment: &str) -> (Mttr, usize) {
     let mut m = Mttr::default();
     let mut skipped = 0;
     let mut total = 0u64;
-    let mut seen: Vec<String> = Vec::new();
+    let mut newest: Vec<Record> = Vec::new();
     for msg in messages {
         let Ok(r) = serde_json::from_str::<Record>(msg) else {
             skipped += 1;
             continue;
         };
-        if r.environment != environment || seen.contains(&r.incident_id) {
+        if r.environment != environment {
             continue;
         }
-        seen.push(r.incident_id);
-        m.incidents += 1;
-        if let Some(s) = r.mttr_seconds {
-            m.recovered += 1;
-            total += s;
-            m.max = Some(m.max.map_or(s, |x| x.max(s)));
+        match newest.iter_mut().find(|n| n.incident_id == r.incident_id) {
+            Some(slot) => *slot = r,
+            None => newest.push(r),
         }
+    }
+    m.incidents = newest.len();
+    for s in newest.iter().filter_map(|r| r.mttr_seconds) {
+        m.recovered += 1;
+        total += s;
+        m.max = Some(m.max.map_or(s, |x| x.max(s)));
     }
     if m.recovered > 0 {
         m.avg = Some(total as f64 / m.recovered as f64);
@@ -242,5 +247,18 @@ mod tests {
             }
         );
         assert_eq!(skipped, 1);
+    }
+
+    #[test]
+    fn the_newest_record_of_an_incident_counts() {
+        let msgs = vec![
+            r#"{"incident_id":"e","environment":"staging","outcome":"in-progress","mttr_seconds":null}"#.to_owned(),
+            r#"{"incident_id":"e","environment":"staging","outcome":"failed","mttr_seconds":null}"#.to_owned(),
+        ];
+        assert_eq!(mttr(&msgs, "staging").0.recovered, 0);
+        let mut resolved = msgs.clone();
+        resolved.push(r#"{"incident_id":"e","environment":"staging","outcome":"resolved","mttr_seconds":300}"#.to_owned());
+        let (m, _) = mttr(&resolved, "staging");
+        assert_eq!((m.incidents, m.recovered, m.max), (1, 1, Some(300)));
     }
 }

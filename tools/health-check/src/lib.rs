@@ -10,6 +10,7 @@
 mod gates;
 mod kpi;
 mod plan;
+mod preflight;
 mod probe;
 mod report;
 mod wait;
@@ -138,9 +139,20 @@ pub struct Args {
     /// Longest acceptable average MTTR for --kpi (default: kpi.mttr_target).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "kpi", help_heading = "KPIs")]
     pub mttr_target: Option<Duration>,
-    /// CloudWatch Logs group of rollback's incident records (default: rollback.incident_log_group).
-    #[arg(long, value_name = "GROUP", requires = "kpi", help_heading = "KPIs")]
+    /// CloudWatch Logs group of rollback's incident records, for --kpi, --preflight and
+    /// --mark-verified (default: rollback.incident_log_group).
+    #[arg(long, value_name = "GROUP", help_heading = "KPIs")]
     pub incident_log_group: Option<String>,
+
+    /// Before a deploy, instead of checking health: fail (exit 1) while an incident of the
+    /// environment is open (a rollback in progress, or one that failed or was interrupted),
+    /// naming it. Reads the incident records only; sends no probe.
+    #[arg(long, conflicts_with_all = ["kpi", "mark_verified"], help_heading = "Before a deploy")]
+    pub preflight: bool,
+    /// With --preflight: deploy even though an incident is open (to roll a fix forward); the
+    /// open incidents are reported, and --mark-verified resolves them once the deploy passed.
+    #[arg(long, requires = "preflight", help_heading = "Before a deploy")]
+    pub allow_open_incident: bool,
 
     /// On failure, skip gathering why (stopped tasks, pending tasks and events, target health, log
     /// lines, alarms): by default it runs on every failure with AWS in use.
@@ -173,6 +185,14 @@ pub async fn check(args: &Args) -> anyhow::Result<Report> {
         .resolve(&args.service, EMBEDDED_HEALTH, CONFIG_READS)?;
     if let Some(window) = args.kpi {
         return kpi::report(args, window, &r).await;
+    }
+    if args.preflight {
+        return preflight::report(args, &r).await;
+    }
+    if args.incident_log_group.is_some() && !args.mark_verified {
+        return Err(deploy_core::exit::usage(
+            "--incident-log-group is read by --kpi, --preflight and --mark-verified only",
+        ));
     }
     // Plan: what each round polls, how long, how often; usage errors before any request.
     let plan = plan::plan(args, &r)?;

@@ -60,6 +60,12 @@ pub(crate) async fn build(run: &Run<'_>, waited: &Waited, mut gates: Gates) -> R
         if marked {
             let expect = args.expect_version.as_deref();
             mark_verified(client, cluster, &plan.services, expect, &mut report).await;
+            // Verified again: the incidents a deploy rolled forward over are over.
+            if report.outcome == Exit::Passed
+                && let Some(sdk) = run.sdk
+            {
+                crate::preflight::resolve_open(args, run.resolved, sdk, &mut report).await;
+            }
         }
         report.output("verified", marked && report.outcome == Exit::Passed);
     }

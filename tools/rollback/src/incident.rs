@@ -43,9 +43,10 @@ pub struct Incident {
     pub mttr_seconds: Option<u64>,
     /// detection_time - start_time.
     pub time_to_detect_seconds: u64,
-    /// `recovered`, `failed`, `interrupted`.
-    pub outcome: String,
-    /// False when the run was cut short (SIGTERM): the record is partial.
+    /// `in-progress` (written before the first change), then `recovered`, `failed` or
+    /// `interrupted`: the state `health-check --preflight` reads (see `deploy_core::incidents`).
+    pub outcome: deploy_core::incidents::Outcome,
+    /// False while in progress and when the run was cut short (SIGTERM): the record is partial.
     pub complete: bool,
     /// The environment.
     pub environment: String,

@@ -21,6 +21,7 @@ use deploy_core::cli::{CommonArgs, Resolved, ServiceArgs};
 use deploy_core::config::{EMBEDDED_HEALTH, flag_or_file};
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::github::GithubClient;
+use deploy_core::incidents::Outcome as IncidentOutcome;
 use deploy_core::report::AuditOutcome;
 use deploy_core::retry::Deadline;
 use deploy_core::{Check, Exit, Report, Status, exit};
@@ -285,6 +286,10 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
             Planned::Refused { .. } => None,
         })
         .collect();
+    // Before the first change: the incident is open, so a deploy of this environment refuses
+    // to roll forward over the rollback (health-check --preflight) until its record says how it
+    // ended.
+    open_incident(args, &s, &sdk, &plans, &mut report).await;
     let gh = start_github_deployment(&s, &plans, &mut report).await;
     let (outcomes, interrupted, audit) =
         act_all(&ecs, &s, &plans, &args.reason, args.on_failure).await;
@@ -679,11 +684,10 @@ fn build_incident(
         mttr_seconds: recovered_at.map(|r| incident::seconds_between(detected, r)),
         time_to_detect_seconds: incident::seconds_between(start, detected),
         outcome: match (interrupted, recovered_at) {
-            (Some(_), _) => "interrupted",
-            (None, Some(_)) => "recovered",
-            (None, None) => "failed",
-        }
-        .to_owned(),
+            (Some(_), _) => IncidentOutcome::Interrupted,
+            (None, Some(_)) => IncidentOutcome::Recovered,
+            (None, None) => IncidentOutcome::Failed,
+        },
         complete: interrupted.is_none(),
         environment: s.environment.clone(),
         cluster: s.cluster.clone(),
@@ -723,6 +727,56 @@ fn build_incident(
                 }
             })
             .collect(),
+    }
+}
+
+/// The `in-progress` record in the incident log group, when there is one. A failure to write it
+/// is a warning: the rollback is the recovery and goes on; its final record still follows.
+async fn open_incident(
+    args: &Args,
+    s: &Settings,
+    sdk: &deploy_core::aws_config::SdkConfig,
+    plans: &[Plan],
+    report: &mut Report,
+) {
+    let Some(group) = &s.log_group else {
+        return;
+    };
+    let mut record = build_incident(args, s, plans, &Outcomes::new(), None, None);
+    record.outcome = IncidentOutcome::InProgress;
+    record.complete = false;
+    record.recovery_time = None;
+    record.mttr_seconds = None;
+    for svc in &mut record.services {
+        "not rolled back yet".clone_into(&mut svc.detail);
+    }
+    let json = deploy_core::secret::redact(&serde_json::to_string(&record).unwrap_or_default());
+    let target = format!("{group}/{}", deploy_core::logs::INCIDENT_STREAM);
+    let sent = deploy_core::logs::put_event(
+        &deploy_core::logs::client(sdk),
+        group,
+        deploy_core::logs::INCIDENT_STREAM,
+        &json,
+    )
+    .await;
+    match sent {
+        Ok(()) => report.audit(
+            "logs:PutLogEvents",
+            &target,
+            AuditOutcome::Done,
+            Some(format!("{} in-progress", record.incident_id)),
+        ),
+        Err(e) => {
+            tracing::warn!(
+                "couldn't record the incident as in progress in {target}: {e:#}; a deploy started now will not see it"
+            );
+            report.audit(
+                "logs:PutLogEvents",
+                &target,
+                AuditOutcome::Failed,
+                Some(format!("{e:#}")),
+            );
+        }
     }
 }
 
@@ -955,7 +1009,7 @@ async fn finish_github_deployment(
     report: &mut Report,
 ) {
     let Some((gh, id)) = gh else { return };
-    let state = if record.outcome == "recovered" {
+    let state = if record.outcome == IncidentOutcome::Recovered {
         "success"
     } else {
         "failure"

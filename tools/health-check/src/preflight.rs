@@ -1,0 +1,156 @@
+//! `health-check --preflight`: before a deploy changes anything, is the environment free to roll
+//! forward? It is not while an incident of it is open: a rollback in progress (a deploy now
+//! would race it), or one that failed or was cut short (a deploy now would bury it). The state
+//! comes from the incident records rollback writes (see `deploy_core::incidents`). No probe is
+//! sent. `--allow-open-incident` deploys anyway, saying so; the deploy's `--mark-verified` then
+//! resolves the incidents it rolled forward over.
+
+use std::time::Instant;
+
+use deploy_core::cli::Resolved;
+use deploy_core::incidents::{self, LOOKBACK};
+use deploy_core::{Check, Report, Status, exit};
+
+use crate::Args;
+
+/// The incident log group: `--incident-log-group`, else `rollback.incident_log_group`.
+pub(crate) fn log_group(args: &Args, r: &Resolved) -> Option<String> {
+    args.incident_log_group.clone().or_else(|| {
+        r.config
+            .rollback
+            .incident_log_group
+            .as_ref()
+            .map(|t| t.expose().to_owned())
+    })
+}
+
+/// The preflight report: one check, passed when no incident is open (or when it is and
+/// `--allow-open-incident` says to deploy anyway), failed naming each open one.
+pub(crate) async fn report(args: &Args, r: &Resolved) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let environment = r
+        .environment
+        .clone()
+        .ok_or_else(|| exit::usage("--preflight needs an environment: pass --environment NAME"))?;
+    let group = log_group(args, r).ok_or_else(|| {
+        exit::usage(
+            "--preflight reads rollback's incident records: pass --incident-log-group GROUP or set rollback.incident_log_group",
+        )
+    })?;
+    let region = r
+        .env()
+        .and_then(|e| e.region.as_deref())
+        .or(r.config.defaults.region.as_deref());
+    let sdk = deploy_core::aws::sdk_config(&args.aws, region).await?;
+    let open = incidents::read_open(&deploy_core::logs::client(&sdk), &group, &environment).await?;
+    let mut report = Report::new(
+        "health-check",
+        env!("CARGO_PKG_VERSION"),
+        format!("{environment} before a deploy"),
+    );
+    let name = format!("no open incident ({environment})");
+    let source = format!(
+        "{group} stream {}, last {}",
+        deploy_core::logs::INCIDENT_STREAM,
+        humantime::format_duration(LOOKBACK)
+    );
+    let listed: Vec<String> = open.iter().map(incidents::describe).collect();
+    let check = if open.is_empty() {
+        Check::new(name, Status::Passed).reason("no incident is open: free to deploy")
+    } else if args.allow_open_incident {
+        tracing::warn!(
+            "deploying over {} open incident(s) of {environment} (--allow-open-incident): {}",
+            open.len(),
+            listed.join("; ")
+        );
+        Check::new(name, Status::Passed).reason(format!(
+            "{} open, deploying anyway (--allow-open-incident): {}",
+            open.len(),
+            listed.join("; ")
+        ))
+    } else {
+        Check::new(name, Status::Failed).reason(format!(
+            "{environment} has {} open incident(s): {}. A deploy now would roll forward over it. \
+             Wait until the rollback has ended (it records how), or, once the cause is fixed, \
+             deploy with --allow-open-incident: the deploy's health-check --mark-verified then \
+             resolves the incident",
+            open.len(),
+            listed.join("; ")
+        ))
+    };
+    report.push(check.detail("source", source));
+    report.output(
+        "open-incidents",
+        open.iter()
+            .map(|o| o.incident_id.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    report.finish(started.elapsed());
+    Ok(report)
+}
+
+/// After `--mark-verified` tagged the revisions: each incident still open is over, as the
+/// environment passed every check again. Writes a `resolved` record per incident and returns
+/// the check saying so; `None` when no log group is set or none was open. A failure here is a
+/// warning: the verification stands.
+pub(crate) async fn resolve_open(
+    args: &Args,
+    r: &Resolved,
+    sdk: &deploy_core::aws_config::SdkConfig,
+    report: &mut Report,
+) {
+    let (Some(group), Some(environment)) = (log_group(args, r), r.environment.clone()) else {
+        return;
+    };
+    let client = deploy_core::logs::client(sdk);
+    let open = match incidents::read_open(&client, &group, &environment).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(
+                "couldn't read the open incidents of {environment} to resolve them: {e:#}"
+            );
+            return;
+        }
+    };
+    let target = format!("{group}/{}", deploy_core::logs::INCIDENT_STREAM);
+    let mut resolved = Vec::new();
+    for o in &open {
+        let record = incidents::resolution(
+            o,
+            std::time::SystemTime::now(),
+            "health-check --mark-verified",
+        );
+        let json = deploy_core::secret::redact(&record.to_string());
+        match deploy_core::logs::put_event(
+            &client,
+            &group,
+            deploy_core::logs::INCIDENT_STREAM,
+            &json,
+        )
+        .await
+        {
+            Ok(()) => {
+                report.audit(
+                    "logs:PutLogEvents",
+                    &target,
+                    deploy_core::report::AuditOutcome::Done,
+                    Some(format!("{} resolved", o.incident_id)),
+                );
+                resolved.push(o.incident_id.clone());
+            }
+            Err(e) => {
+                tracing::warn!("couldn't resolve incident {}: {e:#}", o.incident_id);
+                report.audit(
+                    "logs:PutLogEvents",
+                    &target,
+                    deploy_core::report::AuditOutcome::Failed,
+                    Some(format!("{e:#}")),
+                );
+            }
+        }
+    }
+    if !resolved.is_empty() {
+        report.output("resolved-incidents", resolved.join("\n"));
+    }
+}
