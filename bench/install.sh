@@ -7,8 +7,12 @@
 # its own commit's scripts/action-install.sh into an empty tool cache (download, sha256 check
 # against checksums.txt, extract, the tool's --version), timed with hyperfine.
 # Targets: archive <= 12 MB, install <= 1 s. Needs hyperfine, openssl, python3, curl (Debian).
-# The baseline's five binaries are built once (a worktree under .rig/, sharing target/ so the
-# dependencies build once) and kept in .rig/bench-install/baseline-<ref>/.
+# Both layouts are built for this machine's target (the release's static musl targets need a
+# toolchain this machine may not have), so the ratio compares like with like.
+# The baseline's five binaries are built once (a worktree under .rig/, in its own target
+# directory, target/bench-baseline: cargo names a path package's artifacts and fingerprints by its
+# path relative to the workspace root, so a second checkout sharing target/ would overwrite this
+# one's and be taken as fresh) and kept in .rig/bench-install/baseline-<ref>/.
 # BENCH_RESULTS=FILE also appends the rows for scripts/bench.sh.
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,16 +37,20 @@ if [[ ! -x "$base_bin/rollback" ]]; then
     rm -rf "$src"
     git worktree prune
     git worktree add --detach "$src" "$ref" >&2
-    (cd "$src" && CARGO_TARGET_DIR="$root/target" cargo build --release --locked --quiet \
-        -p sync-check -p ecr-push -p health-check -p smoke-test -p rollback)
+    if ! (cd "$src" && CARGO_TARGET_DIR="$root/target/bench-baseline" cargo build --release --locked --quiet \
+        -p sync-check -p ecr-push -p health-check -p smoke-test -p rollback); then
+        git worktree remove --force "$src"
+        printf 'bench/install.sh: building the baseline %s failed\n' "$ref" >&2
+        exit 1
+    fi
     mkdir -p "$base_bin.tmp"
-    for t in "${tools[@]}"; do cp "$root/target/release/$t" "$base_bin.tmp/$t"; done
+    for t in "${tools[@]}"; do cp "$root/target/bench-baseline/release/$t" "$base_bin.tmp/$t"; done
     cp "$src/scripts/action-install.sh" "$base_bin.tmp/action-install.sh"
     mv "$base_bin.tmp" "$base_bin"
     git worktree remove --force "$src"
 fi
 
-# ---- ours: the multi-call binary (its links replace whatever the baseline build left) ---------
+# ---- ours: the multi-call binary and its links -------------------------------------------------
 cargo build --release --locked --quiet -p deploy-action
 bash scripts/link-tools.sh target/release
 
@@ -90,6 +98,7 @@ PY
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [[ -s "$port_file" ]] && break; sleep 0.05; done
+[[ -s "$port_file" ]] || { printf 'bench/install.sh: the local HTTPS server did not start\n' >&2; exit 1; }
 port="$(cat "$port_file")"
 
 install_cmd() {
@@ -105,7 +114,7 @@ for layout in today before; do
         { cat "$work/install-$layout.log" >&2; exit 1; }
 done
 hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$work/install.json" \
-    --prepare "rm -rf $work/cache-today $work/cache-before" \
+    --prepare "rm -rf $(printf '%q %q' "$work/cache-today" "$work/cache-before")" \
     -n "install today (one binary)" "$(install_cmd today)" \
     -n "install before (five binaries, $ref)" "$(install_cmd before)" >&2
 

@@ -3,8 +3,8 @@
 #
 # The tools are one binary, deploy-action, that runs the tool it is started as; the five names
 # are links to it. Where it comes from, in this order:
-#   1. `bin-dir`: binaries already on the machine (self-hosted runners, tests): the tool by its
-#      name there, else a link of that name to the deploy-action there.
+#   1. `bin-dir`: binaries already on the machine (self-hosted runners, tests): the deploy-action
+#      there (through a link of the tool's name), else the tool by its name there.
 #   2. `build-from-source: true`: cargo builds it from this action's own source, in an
 #      environment holding no credentials, inside a log group that says so.
 #   3. The release named by `version`, else by the VERSION file next to checksums.txt (never by
@@ -60,9 +60,10 @@ link_tools() {
 if [[ -n "${INPUT_BIN_DIR:-}" ]]; then
     bin_dir="${INPUT_BIN_DIR%/}"
     bin="$bin_dir/$tool"
-    if [[ ! -x "$bin" && -x "$bin_dir/deploy-action" ]]; then
-        # Only the multi-call binary there (an extracted release archive): a link named after
-        # the tool, in a directory of this job's own.
+    if [[ -x "$bin_dir/deploy-action" && "$(readlink "$bin" 2>/dev/null)" != deploy-action ]]; then
+        # The multi-call binary is there, and the tool's name is not a link to it (missing, as
+        # in an extracted release archive, or a binary of an older build cargo left behind): a
+        # link named after the tool to deploy-action, in a directory of this job's own.
         links="$temp_root/deploy-action-bin-links"
         mkdir -p "$links" || fail 3 "couldn't create $links"
         ln -sfn "$(cd "$bin_dir" && pwd)/deploy-action" "$links/$tool" || fail 3 "couldn't link $tool in $links"

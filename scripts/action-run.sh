@@ -10,7 +10,7 @@
 #                                     --publish is not never) or records a --github-deployment
 set -Eeuo pipefail
 
-# The flags each tool takes (tests/tests/contract.rs checks these lists against every tool's --help).
+# The flags each tool takes (tests/tests/e2e/contract.rs checks these lists against every tool's --help).
 DRY_RUN_TOOLS=" sync-check ecr-push rollback "
 CONFIRM_TOOLS=" ecr-push rollback "
 PUBLISHING_TOOLS=" sync-check ecr-push health-check smoke-test rollback "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The release, called by .github/workflows/release.yml (and by tests/tests/release_flow.rs
+# The release, called by .github/workflows/release.yml (and by tests/tests/e2e/release_flow.rs
 # against a bare origin and a local release API):
 #
 #   scripts/release.sh vX.Y.Z DIST_DIR

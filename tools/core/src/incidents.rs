@@ -7,11 +7,17 @@
 //! - health-check `--mark-verified` writes `resolved` for each incident still open once the
 //!   environment passed every check again (a fix rolled forward, say).
 //!
-//! An incident is open while its newest record is `in-progress`, `failed` or `interrupted` and
-//! no later record of the environment says it is healthy again (`recovered` or `resolved`: the
-//! environment as a whole was verified then, so every incident before it is over). A deploy that
-//! rolls forward over an open incident would race a rollback in progress, or bury a failed one;
-//! `health-check --preflight` refuses it (see README, "Before a deploy").
+//! An incident is open while its newest record is `in-progress`, `failed` or `interrupted`:
+//!
+//! - `in-progress` ends only with the incident's own later record (another rollback's recovery
+//!   says nothing about one still running), and counts as *running* for [`RUNNING_FOR`] after it
+//!   was written; later it is taken as a rollback whose job was lost (open, as `interrupted`);
+//! - `failed` and `interrupted` also end with any later record of the environment saying it is
+//!   healthy again (`recovered` or `resolved`: the environment was verified as a whole then).
+//!
+//! A deploy that rolls forward over an open incident would race a running rollback, or bury a
+//! failed one; `health-check --preflight` refuses it (see README, "Before a deploy"), and only
+//! the buried kind can be overridden.
 
 use std::time::{Duration, SystemTime};
 
@@ -20,8 +26,15 @@ use serde::{Deserialize, Serialize};
 /// How far back the records are read for open incidents: the runbook's KPI window.
 pub const LOOKBACK: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// At most this many records are read (one FilterLogEvents page holds up to 10,000).
+/// At most this many records are kept, the newest (one FilterLogEvents page holds up to 10,000).
 pub const MAX_RECORDS: usize = 10_000;
+
+/// How long an `in-progress` record means a rollback is still running: a job on a GitHub-hosted
+/// runner is stopped after 6 hours of execution time ("Job execution time",
+/// https://docs.github.com/en/actions/reference/actions-limits), so a rollback job cannot run
+/// longer there. (Self-hosted runners allow more; the examples' rollback jobs set a
+/// `timeout-minutes` far below 6 hours.)
+pub const RUNNING_FOR: Duration = Duration::from_secs(6 * 3600);
 
 /// The state an incident record gives its incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +97,22 @@ pub struct Record {
     /// The workflow run.
     #[serde(default)]
     pub run_url: Option<String>,
+    /// When this record was written (RFC 3339); records before it had none.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+impl Record {
+    /// A rollback that is running now: `in-progress`, written less than [`RUNNING_FOR`] ago (a
+    /// record without a time counts as running: it cannot be shown to be over).
+    pub fn running(&self, now: SystemTime) -> bool {
+        self.outcome == Outcome::InProgress
+            && self
+                .updated_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .is_none_or(|at| now.duration_since(at).unwrap_or(Duration::ZERO) < RUNNING_FOR)
+    }
 }
 
 /// The open incidents of `environment` in `messages` (oldest first, as the log returns them),
@@ -99,7 +128,9 @@ pub fn open(messages: &[String], environment: &str) -> Vec<Record> {
             continue;
         }
         if r.outcome.healthy_again() {
-            open.clear();
+            // Healthy again: this incident is over, and so is every failed or interrupted one
+            // before it; a rollback still in progress is not.
+            open.retain(|o| o.incident_id != r.incident_id && o.outcome == Outcome::InProgress);
         } else if let Some(slot) = open.iter_mut().find(|o| o.incident_id == r.incident_id) {
             *slot = r;
         } else {
@@ -110,9 +141,10 @@ pub fn open(messages: &[String], environment: &str) -> Vec<Record> {
 }
 
 /// One line on an open incident, for messages and the report.
-pub fn describe(r: &Record) -> String {
+pub fn describe(r: &Record, now: SystemTime) -> String {
     let state = match r.outcome {
-        Outcome::InProgress => "a rollback is in progress",
+        Outcome::InProgress if r.running(now) => "a rollback is in progress",
+        Outcome::InProgress => "its rollback left no final record within 6 hours: its job was lost",
         Outcome::Failed => "its rollback failed: the environment was not healthy after it",
         Outcome::Interrupted => "its rollback was interrupted",
         Outcome::Recovered | Outcome::Resolved => "over",
@@ -151,6 +183,7 @@ pub fn resolution(open: &Record, at: SystemTime, by: &str) -> serde_json::Value 
         "complete": true,
         "reason": open.reason,
         "resolved_by": by,
+        "updated_at": recovered,
         "actor": std::env::var("GITHUB_ACTOR").ok().filter(|a| !a.is_empty()),
         "run_url": crate::taskdef::run_url(),
     })
@@ -205,13 +238,42 @@ mod tests {
 
         let mut later = log.to_vec();
         later.push(rec("c", "staging", "in-progress"));
+        later.push(rec("e", "staging", "in-progress"));
         later.push(rec("c", "staging", "recovered"));
-        assert!(open(&later, "staging").is_empty(), "a recovery closes a");
+        let still: Vec<_> = open(&later, "staging")
+            .into_iter()
+            .map(|r| r.incident_id)
+            .collect();
+        assert_eq!(
+            still,
+            ["e"],
+            "c's recovery closes a and c, not the running e"
+        );
+        later.push(rec("e", "staging", "recovered"));
+        assert!(open(&later, "staging").is_empty());
         later.push(rec("d", "staging", "interrupted"));
         assert_eq!(open(&later, "staging")[0].incident_id, "d");
         later.push(rec("d", "staging", "resolved"));
         assert!(open(&later, "staging").is_empty());
         assert_eq!(open(&later, "production").len(), 1);
+    }
+
+    #[test]
+    fn an_in_progress_record_is_running_for_six_hours_then_a_lost_job() {
+        let now = humantime::parse_rfc3339("2026-12-01T18:00:00Z").unwrap();
+        let at = |t: &str| -> Record {
+            serde_json::from_str(&format!(
+                r#"{{"incident_id":"a","environment":"staging","outcome":"in-progress","updated_at":"{t}"}}"#
+            ))
+            .unwrap()
+        };
+        assert!(at("2026-12-01T12:00:01Z").running(now));
+        assert!(!at("2026-12-01T12:00:00Z").running(now));
+        assert!(describe(&at("2026-12-01T11:00:00Z"), now).contains("its job was lost"));
+        let untimed: Record = serde_json::from_str(&rec("a", "staging", "in-progress")).unwrap();
+        assert!(untimed.running(now), "no time: cannot be shown to be over");
+        let failed: Record = serde_json::from_str(&rec("a", "staging", "failed")).unwrap();
+        assert!(!failed.running(now));
     }
 
     #[test]

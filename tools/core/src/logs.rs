@@ -74,8 +74,12 @@ pub async fn put_event(
     Ok(())
 }
 
-/// The messages of `group`/`stream` since `since` (oldest first), at most `max`. A missing group
-/// or stream is no events.
+/// The messages of `group`/`stream` since `since` (oldest first): the newest `max` of them. A
+/// missing group or stream is no events. Every page is read while the answer carries a next
+/// token, empty pages included: FilterLogEvents "can return empty results while there are more
+/// log events available through the token"
+/// (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_FilterLogEvents.html),
+/// and a token that repeats ends the read (at most [`MAX_PAGES`] pages).
 pub async fn read_events(
     client: &Client,
     group: &str,
@@ -86,15 +90,15 @@ pub async fn read_events(
     let start = since
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let mut out = Vec::new();
+    let mut out: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let mut token: Option<String> = None;
-    while out.len() < max {
+    for _ in 0..MAX_PAGES {
         let resp = client
             .filter_log_events()
             .log_group_name(group)
             .log_stream_names(stream)
             .start_time(start)
-            .set_next_token(token.take())
+            .set_next_token(token.clone())
             .send()
             .await;
         let resp = match resp {
@@ -103,7 +107,7 @@ pub async fn read_events(
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
             {
-                return Ok(out);
+                return Ok(out.into());
             }
             Err(e) => {
                 return Err(error(
@@ -112,16 +116,19 @@ pub async fn read_events(
                 ));
             }
         };
-        out.extend(
-            resp.events()
-                .iter()
-                .filter_map(|e| e.message().map(str::to_owned)),
-        );
+        for m in resp.events().iter().filter_map(|e| e.message()) {
+            out.push_back(m.to_owned());
+            if out.len() > max {
+                out.pop_front();
+            }
+        }
         match resp.next_token() {
-            Some(t) if !t.is_empty() && !resp.events().is_empty() => token = Some(t.to_owned()),
+            Some(t) if !t.is_empty() && token.as_deref() != Some(t) => token = Some(t.to_owned()),
             _ => break,
         }
     }
-    out.truncate(max);
-    Ok(out)
+    Ok(out.into())
 }
+
+/// The most pages [`read_events`] reads (each up to 10,000 events or 1 MB).
+pub const MAX_PAGES: usize = 1_000;

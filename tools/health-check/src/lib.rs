@@ -164,6 +164,11 @@ pub struct Args {
     /// chooses from. Needs --ecs.
     #[arg(long, requires = "ecs", help_heading = "ECS")]
     pub mark_verified: bool,
+    /// `--mark-verified` of every service of an environment also resolves its open incidents.
+    /// Not a flag: rollback's own verification turns it off (its incident record says how the
+    /// rollback ended).
+    #[arg(skip = true)]
+    pub resolve_incidents: bool,
 }
 
 /// The sections of deploy.toml health-check reads: a `${VAR}` elsewhere may be unset.

@@ -54,28 +54,42 @@ pub(crate) async fn report(args: &Args, r: &Resolved) -> anyhow::Result<Report> 
         deploy_core::logs::INCIDENT_STREAM,
         humantime::format_duration(LOOKBACK)
     );
-    let listed: Vec<String> = open.iter().map(incidents::describe).collect();
+    let now = std::time::SystemTime::now();
+    let running: Vec<String> = open
+        .iter()
+        .filter(|o| o.running(now))
+        .map(|o| incidents::describe(o, now))
+        .collect();
+    let listed: Vec<String> = open.iter().map(|o| incidents::describe(o, now)).collect();
+    let what = match open.len() {
+        1 => format!("{environment} has an open incident: {}", listed.join("; ")),
+        n => format!(
+            "{environment} has {n} open incidents: {}",
+            listed.join("; ")
+        ),
+    };
     let check = if open.is_empty() {
         Check::new(name, Status::Passed).reason("no incident is open: free to deploy")
-    } else if args.allow_open_incident {
-        tracing::warn!(
-            "deploying over {} open incident(s) of {environment} (--allow-open-incident): {}",
-            open.len(),
-            listed.join("; ")
-        );
-        Check::new(name, Status::Passed).reason(format!(
-            "{} open, deploying anyway (--allow-open-incident): {}",
-            open.len(),
-            listed.join("; ")
+    } else if !running.is_empty() {
+        // A running rollback is never overridden: the deploy would race it on the same services.
+        Check::new(name, Status::Failed).reason(format!(
+            "{what}. A deploy now would race the rollback on the same services: wait until it \
+             has ended (it records how){}",
+            if args.allow_open_incident {
+                "; --allow-open-incident does not override a rollback in progress"
+            } else {
+                ""
+            }
         ))
+    } else if args.allow_open_incident {
+        tracing::warn!("deploying over it (--allow-open-incident): {what}");
+        Check::new(name, Status::Passed)
+            .reason(format!("{what}; deploying anyway (--allow-open-incident)"))
     } else {
         Check::new(name, Status::Failed).reason(format!(
-            "{environment} has {} open incident(s): {}. A deploy now would roll forward over it. \
-             Wait until the rollback has ended (it records how), or, once the cause is fixed, \
-             deploy with --allow-open-incident: the deploy's health-check --mark-verified then \
-             resolves the incident",
-            open.len(),
-            listed.join("; ")
+            "{what}. A deploy now would roll forward over it. Once the cause is fixed, deploy \
+             with --allow-open-incident (in the example workflows: a manual run with the input \
+             allow-open-incident); that deploy's health-check --mark-verified then resolves it"
         ))
     };
     report.push(check.detail("source", source));
@@ -90,10 +104,10 @@ pub(crate) async fn report(args: &Args, r: &Resolved) -> anyhow::Result<Report> 
     Ok(report)
 }
 
-/// After `--mark-verified` tagged the revisions: each incident still open is over, as the
-/// environment passed every check again. Writes a `resolved` record per incident and returns
-/// the check saying so; `None` when no log group is set or none was open. A failure here is a
-/// warning: the verification stands.
+/// After `--mark-verified` tagged the revisions of every service of the environment: each
+/// incident still open (but a rollback still running) is over, as the environment passed every
+/// check again. Writes a `resolved` record per incident and sets `resolved-incidents`. Nothing
+/// without a log group. A failure here is a warning: the verification stands.
 pub(crate) async fn resolve_open(
     args: &Args,
     r: &Resolved,
@@ -115,7 +129,9 @@ pub(crate) async fn resolve_open(
     };
     let target = format!("{group}/{}", deploy_core::logs::INCIDENT_STREAM);
     let mut resolved = Vec::new();
-    for o in &open {
+    let now = std::time::SystemTime::now();
+    // A rollback still running is not over because this deploy passed: only its own record ends it.
+    for o in open.iter().filter(|o| !o.running(now)) {
         let record = incidents::resolution(
             o,
             std::time::SystemTime::now(),

@@ -61,7 +61,16 @@ pub(crate) async fn build(run: &Run<'_>, waited: &Waited, mut gates: Gates) -> R
             let expect = args.expect_version.as_deref();
             mark_verified(client, cluster, &plan.services, expect, &mut report).await;
             // Verified again: the incidents a deploy rolled forward over are over.
+            // Only when every service the environment has was verified (a --service subset
+            // says nothing about the others).
+            let whole = run.resolved.env().is_none_or(|e| {
+                e.services
+                    .iter()
+                    .all(|s| plan.services.iter().any(|p| p == s.expose()))
+            });
             if report.outcome == Exit::Passed
+                && args.resolve_incidents
+                && whole
                 && let Some(sdk) = run.sdk
             {
                 crate::preflight::resolve_open(args, run.resolved, sdk, &mut report).await;

@@ -60,6 +60,8 @@ pub struct Incident {
     pub run_url: Option<String>,
     /// Per service.
     pub services: Vec<ServiceRecord>,
+    /// When this record was written: an `in-progress` one older than 6 hours is a lost job.
+    pub updated_at: String,
 }
 
 /// `t` without its fraction of a second, so that the record's arithmetic can be checked from its

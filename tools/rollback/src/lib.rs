@@ -307,7 +307,15 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     }
     let (recovered_at, interrupted) = match interrupted {
         Some(sig) => (None, Some(sig)),
-        None => verify_environment(args, &s, &plans, &outcomes, &mut report).await?,
+        None => match verify_environment(args, &s, &plans, &outcomes, &mut report).await {
+            Ok(v) => v,
+            Err(e) => {
+                // The in-progress record must not outlive this run: it ends as failed.
+                let record = build_incident(args, &s, &plans, &outcomes, None, None);
+                record_incident(args, &s, &sdk, &record, &mut report).await;
+                return Err(e);
+            }
+        },
     };
     let record = build_incident(args, &s, &plans, &outcomes, recovered_at, interrupted);
     record_incident(args, &s, &sdk, &record, &mut report).await;
@@ -650,6 +658,8 @@ async fn verify(args: &Args, s: &Settings, ok: &[&Plan]) -> anyhow::Result<Verif
         .map_err(|e| exit::usage(format!("couldn't set up the health verification: {e}")))?;
     // The version a deploy expected is the bad one: the restored revision serves its own.
     hc.expect_version = None;
+    // This rollback's own record says how it ended; its verification resolves no incident.
+    hc.resolve_incidents = false;
     tracing::info!("verifying {} with the health checks", s.environment);
     let mut signal = std::pin::pin!(deploy_core::cli::interrupted());
     tokio::select! {
@@ -696,6 +706,7 @@ fn build_incident(
             .or_else(|| env_var("USER"))
             .unwrap_or_else(|| "unknown".into()),
         run_url: deploy_core::taskdef::run_url(),
+        updated_at: incident::rfc3339(SystemTime::now()),
         services: plans
             .iter()
             .map(|p| {

@@ -306,6 +306,7 @@ async fn deploy_staging_example_runs_end_to_end() {
 
     let cluster = unique("afu9-staging");
     let repo = unique("afu9/control-center");
+    let incidents = unique("/afu9/incidents");
     let ecs = deploy_core::aws::ecs(&rig::moto_sdk().await);
     ecs.create_cluster()
         .cluster_name(&cluster)
@@ -380,6 +381,9 @@ name = "Workflow API"
 path = "/api/workflows"
 headers = {{ Authorization = "Bearer ${{API_TOKEN}}" }}
 assert = [".workflows != null"]
+
+[rollback]
+incident_log_group = "{incidents}"
 "#,
             url = standin.url
         ),
@@ -662,4 +666,62 @@ assert = [".workflows != null"]
         incident.to_string().contains(&broken),
         "the reason names the broken commit: {incident}"
     );
+
+    // Issue 17: an incident of staging is open (a rollback that did not recover, recorded where
+    // rollback records): the next push stops at its first step, before any image is pushed or
+    // deployed, naming the incident; ECS keeps the revision it runs.
+    deploy_core::logs::put_event(
+        &deploy_core::logs::client(&rig::moto_sdk().await),
+        &incidents,
+        "incidents",
+        r#"{"incident_id":"inc-staging-20261203T090000Z","environment":"staging","outcome":"failed","detection_time":"2026-12-03T09:00:00Z","reason":"5xx after the deploy"}"#,
+    )
+    .await
+    .unwrap();
+    let blocked = commit(&p.seed, "blocked.txt", "x\n");
+    git(&p.seed, &["push", "-q", "origin", "main"]);
+    let dir = p.act_dir(&blocked, "deploy-staging.yml", &workflow);
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let run = act(
+        &dir,
+        ("push", None),
+        &workflow,
+        &actions,
+        &p,
+        &env,
+        &args(&tap),
+    )
+    .await;
+    assert!(
+        !run.ok,
+        "the deploy went ahead over an open incident:\n{}",
+        run.log
+    );
+    assert!(
+        run.log
+            .contains("Failure - Main No open incident of staging")
+            && run.log.contains("inc-staging-20261203T090000Z")
+            && run.log.contains("its rollback failed"),
+        "{}",
+        run.log
+    );
+    for later in ["Main Build images", "Main CDK deploy", "Main Roll back"] {
+        assert!(
+            !run.log.contains(later),
+            "{later} ran after the refusal:\n{}",
+            run.log
+        );
+    }
+    let after = ecs
+        .describe_services()
+        .cluster(&cluster)
+        .services("control-center")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .task_definition()
+        .unwrap()
+        .to_owned();
+    assert_eq!(after, now, "ECS was changed by a refused deploy");
 }

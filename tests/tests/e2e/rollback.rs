@@ -1102,10 +1102,18 @@ async fn a_deploy_refuses_while_an_incident_is_open_until_a_verified_deploy_reso
         id.as_str(),
         "a rollback is in progress",
         "5xx after the deploy",
-        "--allow-open-incident",
+        "wait until it has ended",
     ] {
         assert!(reason.contains(part), "{part:?} not in {reason}");
     }
+    // A running rollback is never overridden.
+    let r = run(preflight(&["--allow-open-incident"])).await;
+    assert_eq!(r.code, 1, "the override raced a running rollback: {r:?}");
+    let reason = check(&report_of(&r), "no open incident (staging)")["reason"].to_string();
+    assert!(
+        reason.contains("does not override a rollback in progress"),
+        "{reason}"
+    );
     // Another environment's incident is not this one's.
     let r = run(preflight_in("production", &[])).await;
     assert_eq!(r.code, 0, "production has no incident: {r:?}");
