@@ -470,22 +470,32 @@ fn source_copy() -> tempfile::TempDir {
 }
 
 // A `cargo` first on PATH that records the environment and arguments the build gets (asserted
-// below exactly as the action passed them), then runs the real cargo with them but two: the
-// output directory is a persistent one under target/, so later test runs build incrementally, and
-// the dev profile replaces --release, so a cold CI run compiles the dependencies in minutes rather
-// than the release profile's many (what is tested is the action's call and environment, not the
-// optimiser). The binary is copied to where the action expects the release build.
+// below exactly as the action passed them), checks that the action's copy of the source is this
+// workspace's (byte for byte: the manifests, the lock file and every file under tools/), then
+// runs the real cargo, in the environment the action gave it, as the test command's build phase
+// ran it on this workspace (`build --locked --workspace --bins`, dev profile, target/): cargo
+// finds it fresh, so the proof costs seconds, not a cold build of the AWS SDK, and no binary
+// another test is running is rebuilt (`-p deploy-action` alone would unify features differently
+// and relink it). What is tested is the action's call and environment, not the compiler. The
+// binary is copied to where the action expects it.
 const CARGO_SHIM: &str = r#"#!/usr/bin/env bash
 set -euo pipefail
 env > "__RECORD__/env"
 printf '%s\n' "$@" > "__RECORD__/args"
 wanted="$CARGO_TARGET_DIR"
 tool="${*: -1}"
-args=()
-for a in "$@"; do [[ "$a" == --release ]] || args+=("$a"); done
-CARGO_TARGET_DIR="__PERSIST__" "__CARGO__" "${args[@]}"
+manifest=""
+prev=""
+for a in "$@"; do
+  if [[ "$prev" == --manifest-path ]]; then manifest="$a"; fi
+  prev="$a"
+done
+copy="$(dirname "$manifest")"
+diff -r -q "$copy/tools" "__WORKSPACE__/tools" >&2
+for f in Cargo.toml Cargo.lock tests/Cargo.toml; do cmp "$copy/$f" "__WORKSPACE__/$f" >&2; done
+CARGO_TARGET_DIR="__WORKSPACE__/target" "__CARGO__" build --locked --manifest-path "__WORKSPACE__/Cargo.toml" --workspace --bins
 mkdir -p "$wanted/release"
-cp "__PERSIST__/debug/$tool" "$wanted/release/$tool"
+cp "__WORKSPACE__/target/debug/$tool" "$wanted/release/$tool"
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -501,12 +511,12 @@ async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
             .stdout,
     )
     .unwrap();
-    let persist = rig::workspace_root().join("target/source-build");
+    let workspace = rig::workspace_root();
     std::fs::write(
         shim.path().join("cargo"),
         CARGO_SHIM
             .replace("__RECORD__", &record.path().display().to_string())
-            .replace("__PERSIST__", &persist.display().to_string())
+            .replace("__WORKSPACE__", &workspace.display().to_string())
             .replace("__CARGO__", real.trim()),
     )
     .unwrap();
@@ -515,7 +525,6 @@ async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
         .arg(shim.path().join("cargo"))
         .status()
         .unwrap();
-    let cold = !persist.join("debug/deploy-action").is_file();
     let cache_home = tempfile::tempdir().unwrap();
     let secret = "aws-secret-never-in-a-build-0815";
     let run = act(
@@ -558,25 +567,20 @@ async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
     assert!(env.contains("\nHOME=") || env.starts_with("HOME="), "{env}");
     let args = std::fs::read_to_string(record.path().join("args")).unwrap();
     let args: Vec<&str> = args.lines().collect();
+    assert_eq!(args.len(), 7, "{args:?}");
     assert_eq!(
-        args,
-        [
-            "build",
-            "--release",
-            "--locked",
-            "--manifest-path",
-            &format!("{}/Cargo.toml", args[4].trim_end_matches("/Cargo.toml")),
-            "-p",
-            "deploy-action"
-        ]
+        [args[0], args[1], args[2], args[3], args[5], args[6]],
+        ["build", "--release", "--locked", "--manifest-path", "-p", "deploy-action"]
+    );
+    // The action's own checked-out copy (the shim compared it with this workspace), not this
+    // workspace's manifest.
+    assert!(
+        args[4].ends_with("/Cargo.toml")
+            && std::path::Path::new(args[4]) != workspace.join("Cargo.toml"),
+        "{args:?}"
     );
     eprintln!(
-        "FIGURE install: action start to tool run, build from source: {} ms ({})",
-        run.took.as_millis(),
-        if cold {
-            "cold: nothing built before"
-        } else {
-            "incremental: target/source-build was built before"
-        }
+        "FIGURE install: action start to tool run, build from source (cargo finds the test command's build fresh): {} ms",
+        run.took.as_millis()
     );
 }

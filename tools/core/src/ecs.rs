@@ -7,6 +7,102 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Declares an ECS state as an enum of the values ECS documents, plus `Other` for a value it
+/// may add later (kept as written, so it is reported, never lost). Read and written as ECS's
+/// strings, so the fixtures stay shaped like real responses.
+macro_rules! ecs_state {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+            /// A value ECS did not document when this was written.
+            Other(String),
+        }
+
+        impl $name {
+            /// As ECS writes it.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                match s {
+                    $($text => $name::$variant,)+
+                    other => $name::Other(other.to_owned()),
+                }
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name::from(s.as_str())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(s: $name) -> Self {
+                s.as_str().to_owned()
+            }
+        }
+
+        impl Default for $name {
+            /// An absent value (ECS left the field out).
+            fn default() -> Self {
+                $name::Other(String::new())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+ecs_state! {
+    /// A deployment's status (`DescribeServices`: a string, the SDK has no enum for it).
+    DeploymentStatus {
+        /// The newest deployment: what the service converges to.
+        Primary = "PRIMARY",
+        /// An older deployment with tasks still running (draining).
+        Active = "ACTIVE",
+        /// Gone.
+        Inactive = "INACTIVE",
+    }
+}
+
+ecs_state! {
+    /// A deployment's rollout state (the SDK's `DeploymentRolloutState`, read through its string).
+    RolloutState {
+        /// Done: every new task running and steady.
+        Completed = "COMPLETED",
+        /// Still rolling out.
+        InProgress = "IN_PROGRESS",
+        /// Failed (the circuit breaker or a stopped rollout).
+        Failed = "FAILED",
+    }
+}
+
+ecs_state! {
+    /// A service's status (`DescribeServices`: a string, the SDK has no enum for it).
+    ServiceStatus {
+        /// In service.
+        Active = "ACTIVE",
+        /// Being deleted.
+        Draining = "DRAINING",
+        /// Deleted.
+        Inactive = "INACTIVE",
+    }
+}
+
 /// One deployment of a service, as `DescribeServices` reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -14,7 +110,7 @@ pub struct Deployment {
     /// `ecs-svc/...`
     pub id: String,
     /// `PRIMARY`, `ACTIVE` or `INACTIVE`.
-    pub status: String,
+    pub status: DeploymentStatus,
     /// Task definition ARN.
     pub task_definition: String,
     /// Tasks wanted.
@@ -26,7 +122,7 @@ pub struct Deployment {
     /// Tasks that failed to start.
     pub failed_tasks: i32,
     /// `COMPLETED`, `IN_PROGRESS` or `FAILED` (absent without the rolling-update controller).
-    pub rollout_state: Option<String>,
+    pub rollout_state: Option<RolloutState>,
     /// ECS's words on the rollout state.
     pub rollout_state_reason: Option<String>,
     /// When the deployment was created (RFC 3339).
@@ -52,7 +148,7 @@ pub struct Service {
     /// Name.
     pub service_name: String,
     /// `ACTIVE`, `DRAINING`, `INACTIVE`.
-    pub status: String,
+    pub status: ServiceStatus,
     /// Tasks wanted.
     pub desired_count: i32,
     /// Tasks running.
@@ -88,16 +184,30 @@ pub enum Rollout {
     Failed(String),
 }
 
+impl Service {
+    /// The PRIMARY deployment, when ECS has made one.
+    pub fn primary(&self) -> Option<&Deployment> {
+        self.deployments
+            .iter()
+            .find(|d| d.status == DeploymentStatus::Primary)
+    }
+}
+
+impl Deployment {
+    /// Its rollout state, or `(no rollout state)`.
+    pub fn state_text(&self) -> &str {
+        self.rollout_state
+            .as_ref()
+            .map_or("(no rollout state)", RolloutState::as_str)
+    }
+}
+
 /// `("primary", "web:3 COMPLETED")`: what the service's PRIMARY deployment runs, and its state.
 pub fn primary_detail(svc: &Service) -> Option<(String, String)> {
-    let p = svc.deployments.iter().find(|d| d.status == "PRIMARY")?;
+    let p = svc.primary()?;
     Some((
         "primary".to_owned(),
-        format!(
-            "{} {}",
-            family_revision(&p.task_definition),
-            p.rollout_state.as_deref().unwrap_or("(no rollout state)")
-        ),
+        format!("{} {}", family_revision(&p.task_definition), p.state_text()),
     ))
 }
 
@@ -114,20 +224,21 @@ pub fn td_matches(actual: &str, expected: &str) -> bool {
 
 /// Decides the rollout state of `svc`, optionally against the task definition it must run.
 pub fn judge(svc: &Service, expected_td: Option<&str>) -> Rollout {
-    if svc.status != "ACTIVE" {
+    if svc.status != ServiceStatus::Active {
         return Rollout::Failed(format!("service is {}", svc.status));
     }
-    let Some(primary) = svc.deployments.iter().find(|d| d.status == "PRIMARY") else {
+    let Some(primary) = svc.primary() else {
         return Rollout::InProgress("no PRIMARY deployment yet".into());
     };
-    let state = primary.rollout_state.as_deref();
+    let state = primary.rollout_state.as_ref();
     let primary_td = family_revision(&primary.task_definition);
     if let Some(expected) = expected_td
         && !td_matches(&primary.task_definition, expected)
     {
         let expected = family_revision(expected);
         if let Some(failed) = svc.deployments.iter().find(|d| {
-            td_matches(&d.task_definition, expected) && d.rollout_state.as_deref() == Some("FAILED")
+            td_matches(&d.task_definition, expected)
+                && d.rollout_state == Some(RolloutState::Failed)
         }) {
             return Rollout::Failed(format!(
                 "deployment {} of {expected} FAILED ({}); ECS rolled back to {primary_td} (circuit breaker)",
@@ -142,7 +253,7 @@ pub fn judge(svc: &Service, expected_td: Option<&str>) -> Rollout {
             "PRIMARY deployment runs {primary_td}, not the expected {expected}: the new deployment was rolled back or replaced"
         ));
     }
-    if state == Some("FAILED") {
+    if state == Some(&RolloutState::Failed) {
         return Rollout::Failed(format!(
             "deployment {} of {primary_td} FAILED: {}",
             primary.id,
@@ -156,7 +267,7 @@ pub fn judge(svc: &Service, expected_td: Option<&str>) -> Rollout {
         "{} of {} tasks running, {} pending",
         svc.running_count, svc.desired_count, svc.pending_count
     );
-    if state == Some("IN_PROGRESS") {
+    if state == Some(&RolloutState::InProgress) {
         return Rollout::InProgress(format!(
             "rollout of {primary_td} in progress: {} of {} new tasks running, {} pending, {} failed to start",
             primary.running_count,
@@ -196,7 +307,7 @@ mod fetch {
         fn from(s: &types::Service) -> Self {
             Service {
                 service_name: s.service_name().unwrap_or_default().to_owned(),
-                status: s.status().unwrap_or_default().to_owned(),
+                status: s.status().unwrap_or_default().into(),
                 desired_count: s.desired_count(),
                 running_count: s.running_count(),
                 pending_count: s.pending_count(),
@@ -206,13 +317,13 @@ mod fetch {
                     .iter()
                     .map(|d| Deployment {
                         id: d.id().unwrap_or_default().to_owned(),
-                        status: d.status().unwrap_or_default().to_owned(),
+                        status: d.status().unwrap_or_default().into(),
                         task_definition: d.task_definition().unwrap_or_default().to_owned(),
                         desired_count: d.desired_count(),
                         running_count: d.running_count(),
                         pending_count: d.pending_count(),
                         failed_tasks: d.failed_tasks(),
-                        rollout_state: d.rollout_state().map(|r| r.as_str().to_owned()),
+                        rollout_state: d.rollout_state().map(|r| r.as_str().into()),
                         rollout_state_reason: d.rollout_state_reason().map(str::to_owned),
                         created_at: time(d.created_at()),
                     })

@@ -292,9 +292,7 @@ async fn tag_verified(
 ) -> anyhow::Result<()> {
     use deploy_core::taskdef::{self, TAG_RUN, TAG_SHA, TAG_VERIFIED};
     let running = svc
-        .deployments
-        .iter()
-        .find(|d| d.status == "PRIMARY")
+        .primary()
         .map(|d| d.task_definition.clone())
         .or(svc.task_definition.clone())
         .ok_or_else(|| {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deploy_core::aws_sdk_ecs as sdk;
-use deploy_core::ecs::{self, Rollout, Service};
+use deploy_core::ecs::{self, DeploymentStatus, RolloutState, Rollout, Service};
 use deploy_core::report::{AuditEvent, AuditOutcome, now_rfc3339};
 use deploy_core::retry::{self, Cadence, Deadline, Ended, Schedule, Verdict};
 use deploy_core::taskdef::{self, TAG_BAD};
@@ -224,7 +224,7 @@ async fn update(
     Ok(resp
         .service()
         .map(Service::from)
-        .and_then(|s| s.deployments.into_iter().find(|d| d.status == "PRIMARY"))
+        .and_then(|s| s.primary().cloned())
         .map(|d| d.id)
         .unwrap_or_default())
 }
@@ -233,7 +233,7 @@ async fn update(
 /// judged by the revision PRIMARY runs).
 pub fn judge_wait(svc: &Service, target: &str, deployment: Option<&str>) -> Verdict {
     if let Some(id) = deployment.filter(|d| !d.is_empty()) {
-        let primary = svc.deployments.iter().find(|d| d.status == "PRIMARY");
+        let primary = svc.primary();
         match svc.deployments.iter().find(|d| d.id == id) {
             None => {
                 return Verdict::Fatal {
@@ -243,7 +243,7 @@ pub fn judge_wait(svc: &Service, target: &str, deployment: Option<&str>) -> Verd
                     ),
                 };
             }
-            Some(d) if d.rollout_state.as_deref() == Some("FAILED") => {
+            Some(d) if d.rollout_state == Some(RolloutState::Failed) => {
                 return Verdict::Fatal {
                     reason: format!(
                         "deployment {id} FAILED: {}",
@@ -253,7 +253,7 @@ pub fn judge_wait(svc: &Service, target: &str, deployment: Option<&str>) -> Verd
                     ),
                 };
             }
-            Some(d) if d.status != "PRIMARY" => {
+            Some(d) if d.status != DeploymentStatus::Primary => {
                 return Verdict::Fatal {
                     reason: format!(
                         "deployment {id} was replaced: PRIMARY is {} running {} (circuit breaker?)",

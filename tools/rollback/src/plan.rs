@@ -5,7 +5,7 @@
 //! nothing changes anywhere.
 
 use deploy_core::aws_sdk_ecs as sdk;
-use deploy_core::ecs::{self, Service};
+use deploy_core::ecs::{self, DeploymentStatus, RolloutState, Service};
 use deploy_core::taskdef::{self, TaskDef};
 
 use crate::images::{Checker, Found};
@@ -141,7 +141,7 @@ pub async fn plan_service(
     let mut diff = diff(&current, &target);
     diff.extend(details);
     let action = in_flight_action(client, cluster, &svc, &target).await;
-    let primary = svc.deployments.iter().find(|d| d.status == "PRIMARY");
+    let primary = svc.primary();
     Ok(Planned::Ready(Box::new(Plan {
         service: service.to_owned(),
         bad_since: primary.and_then(|d| d.created_at.clone()),
@@ -174,7 +174,7 @@ async fn running(
             "its deployment controller is {c}, not ECS: roll it back with {c}"
         )));
     }
-    let primary = svc.deployments.iter().find(|d| d.status == "PRIMARY");
+    let primary = svc.primary();
     match primary
         .map(|d| d.task_definition.clone())
         .or_else(|| svc.task_definition.clone())
@@ -241,12 +241,12 @@ async fn in_flight_action(
     svc: &Service,
     target: &TaskDef,
 ) -> Action {
-    let primary = svc.deployments.iter().find(|d| d.status == "PRIMARY");
-    let in_flight = primary.is_some_and(|p| p.rollout_state.as_deref() == Some("IN_PROGRESS"));
+    let primary = svc.primary();
+    let in_flight = primary.is_some_and(|p| p.rollout_state == Some(RolloutState::InProgress));
     let source_is_target = svc
         .deployments
         .iter()
-        .any(|d| d.status == "ACTIVE" && ecs::td_matches(&d.task_definition, &target.name()));
+        .any(|d| d.status == DeploymentStatus::Active && ecs::td_matches(&d.task_definition, &target.name()));
     if !(in_flight && source_is_target) {
         return Action::Update;
     }
