@@ -570,7 +570,14 @@ async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
     assert_eq!(args.len(), 7, "{args:?}");
     assert_eq!(
         [args[0], args[1], args[2], args[3], args[5], args[6]],
-        ["build", "--release", "--locked", "--manifest-path", "-p", "deploy-action"]
+        [
+            "build",
+            "--release",
+            "--locked",
+            "--manifest-path",
+            "-p",
+            "deploy-action"
+        ]
     );
     // The action's own checked-out copy (the shim compared it with this workspace), not this
     // workspace's manifest.

@@ -36,6 +36,17 @@ pub struct GithubArgs {
     pub github_repository: Option<String>,
 }
 
+impl Default for GithubArgs {
+    /// No token, no repository, github.com's API: what the flags give with nothing set.
+    fn default() -> Self {
+        GithubArgs {
+            github_token: None,
+            github_api_url: "https://api.github.com".to_owned(),
+            github_repository: None,
+        }
+    }
+}
+
 /// Why a GitHub call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GithubError {
@@ -386,7 +397,7 @@ pub enum Publish {
 
 /// The common `--publish` flag with the GitHub flags it needs. Each tool picks its default
 /// (sync-check: auto; the others: never, so a report becomes a check only when asked).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Publishing")]
 pub struct PublishArgs {
     /// Post the report on the head commit as a check run named `<tool> (<environment>)`, with

@@ -28,7 +28,11 @@ use crate::plan::Plan;
 use crate::probe::Ctx;
 
 /// Wait, with a deadline, until an environment is healthy.
-#[derive(Debug, clap::Parser)]
+///
+/// Also the settings of [`check`] when another tool calls it as a library (rollback verifies the
+/// environment it rolled back): a struct literal over `Args::default()`, which is what the flags
+/// give with none set; no argv is built.
+#[derive(Debug, Default, clap::Parser)]
 #[command(name = "health-check", version, about, long_about = None)]
 pub struct Args {
     #[command(flatten)]
@@ -164,11 +168,11 @@ pub struct Args {
     /// chooses from. Needs --ecs.
     #[arg(long, requires = "ecs", help_heading = "ECS")]
     pub mark_verified: bool,
-    /// `--mark-verified` of every service of an environment also resolves its open incidents.
-    /// Not a flag: rollback's own verification turns it off (its incident record says how the
-    /// rollback ended).
-    #[arg(skip = true)]
-    pub resolve_incidents: bool,
+    /// `--mark-verified` of every service of an environment also resolves its open incidents,
+    /// unless this is set. Not a flag: rollback's own verification sets it (its incident record
+    /// says how the rollback ended).
+    #[arg(skip)]
+    pub keep_incidents_open: bool,
 }
 
 /// The sections of deploy.toml health-check reads: a `${VAR}` elsewhere may be unset.

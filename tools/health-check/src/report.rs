@@ -69,7 +69,7 @@ pub(crate) async fn build(run: &Run<'_>, waited: &Waited, mut gates: Gates) -> R
                     .all(|s| plan.services.iter().any(|p| p == s.expose()))
             });
             if report.outcome == Exit::Passed
-                && args.resolve_incidents
+                && !args.keep_incidents_open
                 && whole
                 && let Some(sdk) = run.sdk
             {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deploy_core::aws_sdk_ecs as sdk;
-use deploy_core::ecs::{self, DeploymentStatus, RolloutState, Rollout, Service};
+use deploy_core::ecs::{self, DeploymentStatus, Rollout, RolloutState, Service};
 use deploy_core::report::{AuditEvent, AuditOutcome, now_rfc3339};
 use deploy_core::retry::{self, Cadence, Deadline, Ended, Schedule, Verdict};
 use deploy_core::taskdef::{self, TAG_BAD};

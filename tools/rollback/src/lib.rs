@@ -597,69 +597,31 @@ enum Verified {
 /// The health-check engine over the same config: HTTP checks, the rolled-back services on their
 /// targets, the alarms; on success it tags the targets verified again (`--mark-verified`).
 async fn verify(args: &Args, s: &Settings, ok: &[&Plan]) -> anyhow::Result<Verified> {
-    let mut v: Vec<String> = [
-        "health-check",
-        "--ecs",
-        "--mark-verified",
-        "--cluster",
-        &s.cluster,
-        "--environment",
-        &s.environment,
-    ]
-    .iter()
-    .map(|x| (*x).to_owned())
-    .collect();
-    for p in ok {
-        v.extend(["--service".into(), p.service.clone()]);
-        v.extend([
-            "--expect-task-definition".into(),
-            format!("{}={}", p.service, p.target.arn),
-        ]);
-    }
-    let opt = |flag: &str, val: Option<String>| val.map(|x| [flag.to_owned(), x]);
-    v.extend(
-        opt(
-            "--config",
-            args.common.config.as_ref().map(|p| p.display().to_string()),
-        )
-        .into_iter()
-        .flatten(),
-    );
-    v.extend(
-        opt("--base-url", args.service.base_url.clone())
-            .into_iter()
-            .flatten(),
-    );
-    v.extend(
-        opt("--region", args.aws.region.clone())
-            .into_iter()
-            .flatten(),
-    );
-    v.extend(
-        opt("--endpoint-url", args.aws.endpoint_url.clone())
-            .into_iter()
-            .flatten(),
-    );
-    v.extend(
-        opt("--profile", args.aws.profile.clone())
-            .into_iter()
-            .flatten(),
-    );
-    v.extend(
-        opt(
-            "--wait",
-            args.verify_wait
-                .map(|d| humantime::format_duration(d).to_string()),
-        )
-        .into_iter()
-        .flatten(),
-    );
-    let mut hc = <health_check::Args as clap::Parser>::try_parse_from(&v)
-        .map_err(|e| exit::usage(format!("couldn't set up the health verification: {e}")))?;
-    // The version a deploy expected is the bad one: the restored revision serves its own.
-    hc.expect_version = None;
-    // This rollback's own record says how it ended; its verification resolves no incident.
-    hc.resolve_incidents = false;
+    // health-check as a library: its settings as a struct, the flags rollback shares with it
+    // passed as they are (no argv is built and parsed again).
+    let hc = health_check::Args {
+        common: CommonArgs {
+            config: args.common.config.clone(),
+            environment: Some(s.environment.clone()),
+            ..CommonArgs::default()
+        },
+        service: args.service.clone(),
+        aws: args.aws.clone(),
+        ecs: true,
+        mark_verified: true,
+        cluster: Some(s.cluster.clone()),
+        services: ok.iter().map(|p| p.service.clone()).collect(),
+        expect_task_definition: ok
+            .iter()
+            .map(|p| format!("{}={}", p.service, p.target.arn))
+            .collect(),
+        wait: args.verify_wait,
+        // The version a deploy expected is the bad one: the restored revision serves its own.
+        expect_version: None,
+        // This rollback's own record says how it ended; its verification resolves no incident.
+        keep_incidents_open: true,
+        ..health_check::Args::default()
+    };
     tracing::info!("verifying {} with the health checks", s.environment);
     let mut signal = std::pin::pin!(deploy_core::cli::interrupted());
     tokio::select! {

@@ -243,10 +243,9 @@ async fn in_flight_action(
 ) -> Action {
     let primary = svc.primary();
     let in_flight = primary.is_some_and(|p| p.rollout_state == Some(RolloutState::InProgress));
-    let source_is_target = svc
-        .deployments
-        .iter()
-        .any(|d| d.status == DeploymentStatus::Active && ecs::td_matches(&d.task_definition, &target.name()));
+    let source_is_target = svc.deployments.iter().any(|d| {
+        d.status == DeploymentStatus::Active && ecs::td_matches(&d.task_definition, &target.name())
+    });
     if !(in_flight && source_is_target) {
         return Action::Update;
     }

@@ -226,4 +226,3 @@ fn valid_assertion(expr: &str) -> Result<(), String> {
     VALID.with(|v| v.borrow_mut().insert(expr.to_owned()));
     Ok(())
 }
-

@@ -48,4 +48,3 @@ path = "/api/workflows"
 headers = { Authorization = "Bearer ${API_TOKEN}" }
 assert = [".workflows != null"]
 "#;
-

@@ -166,7 +166,9 @@ pub(super) fn expanded_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String
         .collect())
 }
 
-pub(super) fn expanded_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+pub(super) fn expanded_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     Ok(BTreeMap::<String, Text>::deserialize(d)?
         .into_iter()
         .map(|(k, t)| (k, t.value))
@@ -221,4 +223,3 @@ impl<'de> Deserialize<'de> for Dur {
             .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
     }
 }
-

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-
 /// The file read when neither `--config` nor `DEPLOY_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "deploy.toml";
 
@@ -87,8 +86,8 @@ mod sections;
 
 pub use check_spec::{CheckSpec, CheckTarget, StatusSet};
 pub use embedded::{EMBEDDED_HEALTH, EMBEDDED_SMOKE};
-pub use expand::{Dur, Text, UrlText, expand};
 use expand::LOOKUP;
+pub use expand::{Dur, Text, UrlText, expand};
 pub use sections::{
     Alarms, Defaults, Environment, Health, Image, Kpi, Metrics, Mutability, Rollback, Smoke,
 };

@@ -175,4 +175,3 @@ pub struct Alarms {
     #[serde(default, deserialize_with = "expanded_opt")]
     pub prefix: Option<String>,
 }
-
