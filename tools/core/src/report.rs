@@ -123,13 +123,119 @@ impl std::fmt::Display for AuditOutcome {
     }
 }
 
+/// What an audited call did: the service and its operation, written in the report as
+/// `service:Operation` (`ecs:UpdateService`, `registry:create tag`), as earlier versions did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// ECS UpdateService: a rollback to a task definition.
+    EcsUpdateService,
+    /// ECS StopServiceDeployment: a native rollback of a deployment in flight.
+    EcsStopServiceDeployment,
+    /// ECS TagResource: the verified (or bad) tags of a task definition revision.
+    EcsTagResource,
+    /// ECR CreateRepository.
+    EcrCreateRepository,
+    /// A blob uploaded to the registry.
+    RegistryUploadBlob,
+    /// A blob mounted from another repository of the registry.
+    RegistryMountBlob,
+    /// A tag created.
+    RegistryCreateTag,
+    /// A tag moved to another digest.
+    RegistryMoveTag,
+    /// CloudWatch PutMetricData (Availability, MTTR).
+    CloudwatchPutMetricData,
+    /// CloudWatch Logs PutLogEvents (incident records).
+    LogsPutLogEvents,
+    /// GitHub: a deployment created.
+    GithubCreateDeployment,
+    /// GitHub: a deployment status posted.
+    GithubCreateDeploymentStatus,
+    /// A local file appended to (the changelog).
+    FileAppend,
+    /// A git ref written (the backup ref, the branch).
+    GitUpdateRef,
+    /// git rebase of the branch.
+    GitRebase,
+    /// git merge into the branch.
+    GitMerge,
+    /// git push.
+    GitPush,
+}
+
+impl AuditAction {
+    /// Every action with its name in the report.
+    pub const ALL: [(AuditAction, &'static str); 17] = [
+        (AuditAction::EcsUpdateService, "ecs:UpdateService"),
+        (
+            AuditAction::EcsStopServiceDeployment,
+            "ecs:StopServiceDeployment",
+        ),
+        (AuditAction::EcsTagResource, "ecs:TagResource"),
+        (AuditAction::EcrCreateRepository, "ecr:CreateRepository"),
+        (AuditAction::RegistryUploadBlob, "registry:upload blob"),
+        (AuditAction::RegistryMountBlob, "registry:mount blob"),
+        (AuditAction::RegistryCreateTag, "registry:create tag"),
+        (AuditAction::RegistryMoveTag, "registry:move tag"),
+        (
+            AuditAction::CloudwatchPutMetricData,
+            "cloudwatch:PutMetricData",
+        ),
+        (AuditAction::LogsPutLogEvents, "logs:PutLogEvents"),
+        (
+            AuditAction::GithubCreateDeployment,
+            "github:POST deployments",
+        ),
+        (
+            AuditAction::GithubCreateDeploymentStatus,
+            "github:POST deployment status",
+        ),
+        (AuditAction::FileAppend, "file:append"),
+        (AuditAction::GitUpdateRef, "git:update-ref"),
+        (AuditAction::GitRebase, "git:rebase"),
+        (AuditAction::GitMerge, "git:merge"),
+        (AuditAction::GitPush, "git:push"),
+    ];
+
+    /// As written in the report.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(a, _)| *a == self)
+            .map_or("unknown", |(_, s)| s)
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for AuditAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AuditAction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::ALL
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(a, _)| *a)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown audit action {s:?}")))
+    }
+}
+
 /// One mutating call, planned or made: the audit trail the runbook asks for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// RFC 3339 UTC time.
     pub at: String,
-    /// What was done, e.g. `ecs:UpdateService`, `git:update-ref`, `registry:PUT manifest`.
-    pub action: String,
+    /// What was done, e.g. `ecs:UpdateService`, `git:update-ref`, `registry:create tag`.
+    pub action: AuditAction,
     /// What it was done to.
     pub target: String,
     /// Planned (dry run), done or failed.
@@ -306,14 +412,14 @@ impl Report {
     /// Records a mutating call.
     pub fn audit(
         &mut self,
-        action: &str,
+        action: AuditAction,
         target: &str,
         outcome: AuditOutcome,
         detail: Option<String>,
     ) {
         self.audit.push(AuditEvent {
             at: now_rfc3339(),
-            action: action.to_owned(),
+            action,
             target: target.to_owned(),
             outcome,
             detail,
@@ -382,6 +488,21 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_actions_are_written_as_before_and_read_back() {
+        let mut names: Vec<&str> = AuditAction::ALL.iter().map(|(_, n)| *n).collect();
+        for (a, n) in AuditAction::ALL {
+            assert_eq!(a.as_str(), n);
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(json, format!("{n:?}"));
+            assert_eq!(serde_json::from_str::<AuditAction>(&json).unwrap(), a);
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), AuditAction::ALL.len(), "names are unique");
+        assert!(serde_json::from_str::<AuditAction>("\"ecs:DeleteService\"").is_err());
+    }
 
     #[test]
     fn outcome_follows_the_checks() {

@@ -21,7 +21,7 @@ use deploy_core::aws::AwsArgs;
 use deploy_core::aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
 use deploy_core::cli::CommonArgs;
 use deploy_core::config::{Config, Mutability, flag_or_file};
-use deploy_core::report::AuditOutcome;
+use deploy_core::report::{AuditAction, AuditOutcome};
 use deploy_core::secret::Secret;
 use deploy_core::{Check, Exit, Report, Status, exit};
 
@@ -635,7 +635,7 @@ impl Transferred {
         self.uploaded += 1;
         self.pushed += size;
         report.audit(
-            "registry:upload blob",
+            AuditAction::RegistryUploadBlob,
             &format!("{repo}@{digest}"),
             outcome,
             Some(format!("{size} bytes{how}")),
@@ -770,7 +770,12 @@ async fn upload(
         };
         let detail = Some(format!("{m:?}, scanOnPush {}", job.scan_on_push));
         if args.dry_run {
-            report.audit("ecr:CreateRepository", repo, AuditOutcome::Planned, detail);
+            report.audit(
+                AuditAction::EcrCreateRepository,
+                repo,
+                AuditOutcome::Planned,
+                detail,
+            );
         } else {
             ecr.create_repository()
                 .repository_name(repo)
@@ -785,7 +790,12 @@ async fn upload(
                 .map_err(|e| {
                     deploy_core::aws::error(&format!("couldn't create ECR repository {repo}"), &e)
                 })?;
-            report.audit("ecr:CreateRepository", repo, AuditOutcome::Done, detail);
+            report.audit(
+                AuditAction::EcrCreateRepository,
+                repo,
+                AuditOutcome::Done,
+                detail,
+            );
         }
     }
     let mut t = Transferred::default();
@@ -831,7 +841,7 @@ async fn upload(
                 t.mounted += 1;
                 t.skipped += b.size;
                 report.audit(
-                    "registry:mount blob",
+                    AuditAction::RegistryMountBlob,
                     &format!("{repo}@{}", b.digest),
                     AuditOutcome::Done,
                     None,
@@ -908,18 +918,16 @@ async fn tag(
     let digest = &image.top.digest;
     for (t, tp) in &p.tags {
         let (action, detail) = match tp {
-            TagPlan::Create => ("create", digest.clone()),
-            TagPlan::Move { from } => ("move", format!("from {from} to {digest}")),
+            TagPlan::Create => (AuditAction::RegistryCreateTag, digest.clone()),
+            TagPlan::Move { from } => (
+                AuditAction::RegistryMoveTag,
+                format!("from {from} to {digest}"),
+            ),
             _ => continue,
         };
         let target = format!("{repo}:{t}");
         if args.dry_run {
-            report.audit(
-                &format!("registry:{action} tag"),
-                &target,
-                AuditOutcome::Planned,
-                Some(detail),
-            );
+            report.audit(action, &target, AuditOutcome::Planned, Some(detail));
             continue;
         }
         if let Err(e) = registry
@@ -938,7 +946,7 @@ async fn tag(
                 == Some(digest.as_str())
             {
                 report.audit(
-                    &format!("registry:{action} tag"),
+                    action,
                     &target,
                     AuditOutcome::Done,
                     Some("already at this digest".into()),
@@ -946,19 +954,14 @@ async fn tag(
                 continue;
             }
             report.audit(
-                &format!("registry:{action} tag"),
+                action,
                 &target,
                 AuditOutcome::Failed,
                 Some(format!("{e:#}")),
             );
             return Err(e);
         }
-        report.audit(
-            &format!("registry:{action} tag"),
-            &target,
-            AuditOutcome::Done,
-            Some(detail),
-        );
+        report.audit(action, &target, AuditOutcome::Done, Some(detail));
     }
     Ok(())
 }

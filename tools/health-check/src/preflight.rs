@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use deploy_core::cli::Resolved;
 use deploy_core::incidents::{self, LOOKBACK};
+use deploy_core::report::AuditAction;
 use deploy_core::{Check, Report, Status, exit};
 
 use crate::Args;
@@ -148,7 +149,7 @@ pub(crate) async fn resolve_open(
         {
             Ok(()) => {
                 report.audit(
-                    "logs:PutLogEvents",
+                    AuditAction::LogsPutLogEvents,
                     &target,
                     deploy_core::report::AuditOutcome::Done,
                     Some(format!("{} resolved", o.incident_id)),
@@ -158,7 +159,7 @@ pub(crate) async fn resolve_open(
             Err(e) => {
                 tracing::warn!("couldn't resolve incident {}: {e:#}", o.incident_id);
                 report.audit(
-                    "logs:PutLogEvents",
+                    AuditAction::LogsPutLogEvents,
                     &target,
                     deploy_core::report::AuditOutcome::Failed,
                     Some(format!("{e:#}")),

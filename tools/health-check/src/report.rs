@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use deploy_core::checks;
 use deploy_core::cli::Resolved;
-use deploy_core::report::AuditOutcome;
+use deploy_core::report::{AuditAction, AuditOutcome};
 use deploy_core::retry::Ended;
 use deploy_core::{Check, Exit, Report, Status, ecs, exit};
 
@@ -152,7 +152,7 @@ async fn emit_metric(run: &Run<'_>, healthy: bool, report: &mut Report) {
     match deploy_core::cloudwatch::put_availability(cw, &namespace, &env_name, healthy).await {
         Ok(()) => {
             report.audit(
-                "cloudwatch:PutMetricData",
+                AuditAction::CloudwatchPutMetricData,
                 &format!("{namespace}/Availability Environment={env_name}"),
                 AuditOutcome::Done,
                 Some(format!("value {}", u8::from(healthy))),
@@ -161,7 +161,7 @@ async fn emit_metric(run: &Run<'_>, healthy: bool, report: &mut Report) {
         }
         Err(e) => {
             report.audit(
-                "cloudwatch:PutMetricData",
+                AuditAction::CloudwatchPutMetricData,
                 &namespace,
                 AuditOutcome::Failed,
                 Some(format!("{e:#}")),
@@ -322,11 +322,21 @@ async fn tag_verified(
     ));
     match taskdef::tag(client, &td.arn, &tags).await {
         Ok(()) => {
-            report.audit("ecs:TagResource", &td.arn, AuditOutcome::Done, detail);
+            report.audit(
+                AuditAction::EcsTagResource,
+                &td.arn,
+                AuditOutcome::Done,
+                detail,
+            );
             Ok(())
         }
         Err(e) => {
-            report.audit("ecs:TagResource", &td.arn, AuditOutcome::Failed, detail);
+            report.audit(
+                AuditAction::EcsTagResource,
+                &td.arn,
+                AuditOutcome::Failed,
+                detail,
+            );
             Err(e)
         }
     }

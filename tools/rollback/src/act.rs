@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use deploy_core::aws_sdk_ecs as sdk;
 use deploy_core::ecs::{self, DeploymentStatus, Rollout, RolloutState, Service};
-use deploy_core::report::{AuditEvent, AuditOutcome, now_rfc3339};
+use deploy_core::report::{AuditAction, AuditEvent, AuditOutcome, now_rfc3339};
 use deploy_core::retry::{self, Cadence, Deadline, Ended, Schedule, Verdict};
 use deploy_core::taskdef::{self, TAG_BAD};
 
@@ -35,11 +35,17 @@ pub struct Outcome {
 /// The audit trail, shared so that a run cut short by a signal still reports every call made.
 pub type Audit = Arc<Mutex<Vec<AuditEvent>>>;
 
-fn audit(log: &Audit, action: &str, target: &str, outcome: AuditOutcome, detail: Option<String>) {
+fn audit(
+    log: &Audit,
+    action: AuditAction,
+    target: &str,
+    outcome: AuditOutcome,
+    detail: Option<String>,
+) {
     if let Ok(mut l) = log.lock() {
         l.push(AuditEvent {
             at: now_rfc3339(),
-            action: action.to_owned(),
+            action,
             target: target.to_owned(),
             outcome,
             detail,
@@ -123,7 +129,7 @@ async fn tag_bad(client: &sdk::Client, plan: &Plan, reason: &str, log: &Audit) {
         };
     audit(
         log,
-        "ecs:TagResource",
+        AuditAction::EcsTagResource,
         &plan.current.arn,
         outcome,
         Some(detail),
@@ -146,7 +152,7 @@ async fn start(
             let detail = format!("ROLLBACK of {} to {}", plan.service, plan.target.name());
             audit(
                 log,
-                "ecs:StopServiceDeployment",
+                AuditAction::EcsStopServiceDeployment,
                 arn,
                 AuditOutcome::Done,
                 Some(detail),
@@ -157,7 +163,7 @@ async fn start(
             let detail = format!("{e:#}");
             audit(
                 log,
-                "ecs:StopServiceDeployment",
+                AuditAction::EcsStopServiceDeployment,
                 arn,
                 AuditOutcome::Failed,
                 Some(detail),
@@ -206,7 +212,7 @@ async fn update(
                 deploy_core::aws::error(&format!("couldn't update service {}", plan.service), &e);
             audit(
                 log,
-                "ecs:UpdateService",
+                AuditAction::EcsUpdateService,
                 &plan.service,
                 AuditOutcome::Failed,
                 Some(format!("{e:#}")),
@@ -216,7 +222,7 @@ async fn update(
     };
     audit(
         log,
-        "ecs:UpdateService",
+        AuditAction::EcsUpdateService,
         &plan.service,
         AuditOutcome::Done,
         detail,

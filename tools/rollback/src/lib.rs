@@ -22,7 +22,7 @@ use deploy_core::config::{EMBEDDED_HEALTH, flag_or_file};
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::github::GithubClient;
 use deploy_core::incidents::Outcome as IncidentOutcome;
-use deploy_core::report::AuditOutcome;
+use deploy_core::report::{AuditAction, AuditOutcome};
 use deploy_core::retry::Deadline;
 use deploy_core::{Check, Exit, Report, Status, exit};
 
@@ -436,14 +436,11 @@ fn report_plans(report: &mut Report, planned: &[Planned], refused: usize) {
                     tracing::warn!("{}: {w}", p.service);
                 }
                 report.audit(
-                    &format!(
-                        "ecs:{}",
-                        if matches!(p.action, Action::Native { .. }) {
-                            "StopServiceDeployment"
-                        } else {
-                            "UpdateService"
-                        }
-                    ),
+                    if matches!(p.action, Action::Native { .. }) {
+                        AuditAction::EcsStopServiceDeployment
+                    } else {
+                        AuditAction::EcsUpdateService
+                    },
                     &p.service,
                     AuditOutcome::Planned,
                     Some(format!("{} -> {}", p.current.name(), p.target.name())),
@@ -734,7 +731,7 @@ async fn open_incident(
     .await;
     match sent {
         Ok(()) => report.audit(
-            "logs:PutLogEvents",
+            AuditAction::LogsPutLogEvents,
             &target,
             AuditOutcome::Done,
             Some(format!("{} in-progress", record.incident_id)),
@@ -744,7 +741,7 @@ async fn open_incident(
                 "couldn't record the incident as in progress in {target}: {e:#}; a deploy started now will not see it"
             );
             report.audit(
-                "logs:PutLogEvents",
+                AuditAction::LogsPutLogEvents,
                 &target,
                 AuditOutcome::Failed,
                 Some(format!("{e:#}")),
@@ -786,7 +783,7 @@ async fn record_incident(
         sink_audit(
             report,
             &mut problems,
-            "logs:PutLogEvents",
+            AuditAction::LogsPutLogEvents,
             &target,
             sent,
             done,
@@ -813,7 +810,7 @@ async fn record_incident(
         sink_audit(
             report,
             &mut problems,
-            "cloudwatch:PutMetricData",
+            AuditAction::CloudwatchPutMetricData,
             &target,
             sent,
             done,
@@ -822,7 +819,7 @@ async fn record_incident(
     if let Some(path) = &s.changelog {
         match incident::append_changelog(path, record) {
             Ok(()) => report.audit(
-                "file:append",
+                AuditAction::FileAppend,
                 &path.display().to_string(),
                 AuditOutcome::Done,
                 Some(record.incident_id.clone()),
@@ -838,7 +835,7 @@ async fn record_incident(
 fn sink_audit(
     report: &mut Report,
     problems: &mut Vec<String>,
-    action: &str,
+    action: AuditAction,
     target: &str,
     sent: anyhow::Result<()>,
     done: Option<String>,
@@ -916,7 +913,7 @@ async fn start_github_deployment(
             "--github-deployment: no target revision carries a commit (deploy-action:sha): no GitHub deployment recorded"
         );
         report.audit(
-            "github:POST deployments",
+            AuditAction::GithubCreateDeployment,
             "-",
             AuditOutcome::Failed,
             Some("no restored commit known".into()),
@@ -938,7 +935,7 @@ async fn start_github_deployment(
     {
         Ok(id) => {
             report.audit(
-                "github:POST deployments",
+                AuditAction::GithubCreateDeployment,
                 sha,
                 AuditOutcome::Done,
                 Some(format!("deployment {id}")),
@@ -949,13 +946,13 @@ async fn start_github_deployment(
                 .await
             {
                 Ok(()) => report.audit(
-                    "github:POST deployment status",
+                    AuditAction::GithubCreateDeploymentStatus,
                     &id.to_string(),
                     AuditOutcome::Done,
                     Some("in_progress".into()),
                 ),
                 Err(e) => report.audit(
-                    "github:POST deployment status",
+                    AuditAction::GithubCreateDeploymentStatus,
                     &id.to_string(),
                     AuditOutcome::Failed,
                     Some(e.to_string()),
@@ -965,7 +962,7 @@ async fn start_github_deployment(
         }
         Err(e) => {
             report.audit(
-                "github:POST deployments",
+                AuditAction::GithubCreateDeployment,
                 sha,
                 AuditOutcome::Failed,
                 Some(e.to_string()),
@@ -993,14 +990,14 @@ async fn finish_github_deployment(
         .await
     {
         Ok(()) => report.audit(
-            "github:POST deployment status",
+            AuditAction::GithubCreateDeploymentStatus,
             &id.to_string(),
             AuditOutcome::Done,
             Some(state.into()),
         ),
         Err(e) => {
             report.audit(
-                "github:POST deployment status",
+                AuditAction::GithubCreateDeploymentStatus,
                 &id.to_string(),
                 AuditOutcome::Failed,
                 Some(e.to_string()),

@@ -5,7 +5,7 @@
 //! `--force-with-lease` against the remote branch as this clone last saw it. A failed sync
 //! leaves the branch as it was.
 
-use deploy_core::report::AuditOutcome;
+use deploy_core::report::{AuditAction, AuditOutcome};
 use deploy_core::{Check, Exit, Report, Status, exit};
 
 use crate::git::Git;
@@ -150,6 +150,8 @@ struct Sync<'a> {
     mode: UpdateMode,
     /// `rebase` or `merge`.
     verb: &'static str,
+    /// The audit action of that verb.
+    action: AuditAction,
     base_ref: &'a str,
     /// The base as a person writes it (`origin/main`).
     base_name: String,
@@ -179,9 +181,9 @@ impl<'a> Sync<'a> {
         base_ref: &'a str,
         report: &mut Report,
     ) -> anyhow::Result<Option<Sync<'a>>> {
-        let verb = match mode {
-            UpdateMode::Rebase => "rebase",
-            UpdateMode::Merge => "merge",
+        let (verb, action) = match mode {
+            UpdateMode::Rebase => ("rebase", AuditAction::GitRebase),
+            UpdateMode::Merge => ("merge", AuditAction::GitMerge),
         };
         let base_name = base_ref.trim_start_matches("refs/remotes/").to_owned();
         let branch = g
@@ -204,6 +206,7 @@ impl<'a> Sync<'a> {
             args,
             mode,
             verb,
+            action,
             base_ref,
             backup: format!("refs/sync-backup/{branch}/{}", timestamp()),
             lease: format!("--force-with-lease=refs/heads/{branch}:{lease_value}"),
@@ -227,20 +230,20 @@ impl<'a> Sync<'a> {
     /// `--dry-run`: the audit trail of what would be done, nothing done.
     fn report_planned(&self, report: &mut Report) {
         report.audit(
-            "git:update-ref",
+            AuditAction::GitUpdateRef,
             &self.backup,
             AuditOutcome::Planned,
             Some(format!("backup of {}", self.start)),
         );
         report.audit(
-            &format!("git:{}", self.verb),
+            self.action,
             &self.branch,
             AuditOutcome::Planned,
             Some(self.plan.clone()),
         );
         if self.args.push {
             report.audit(
-                "git:push",
+                AuditAction::GitPush,
                 &self.push_target(),
                 AuditOutcome::Planned,
                 Some(self.lease.clone()),
@@ -260,7 +263,7 @@ impl<'a> Sync<'a> {
                 exit::dependency(format!("couldn't write backup ref {}: {e}", self.backup))
             })?;
         report.audit(
-            "git:update-ref",
+            AuditAction::GitUpdateRef,
             &self.backup,
             AuditOutcome::Done,
             Some(format!("backup of {}", self.start)),
@@ -282,7 +285,7 @@ impl<'a> Sync<'a> {
             .commit("HEAD")
             .ok_or_else(|| exit::dependency("HEAD is not a commit after the update"))?;
         report.audit(
-            &format!("git:{}", self.verb),
+            self.action,
             &self.branch,
             AuditOutcome::Done,
             Some(format!("{} -> {new_head}", self.start)),
@@ -308,7 +311,7 @@ impl<'a> Sync<'a> {
         let _ = g.ok(&[verb, "--abort"]);
         restore(g, branch, start)?;
         report.audit(
-            &format!("git:{verb}"),
+            self.action,
             branch,
             AuditOutcome::Failed,
             Some(format!("{e}; aborted, {branch} restored to {start}")),
@@ -397,7 +400,7 @@ impl<'a> Sync<'a> {
 
     fn report_pushed(&self, new_head: &str, report: &mut Report) {
         report.audit(
-            "git:push",
+            AuditAction::GitPush,
             &self.push_target(),
             AuditOutcome::Done,
             Some(format!("{} {new_head}", self.lease)),
@@ -420,7 +423,7 @@ impl<'a> Sync<'a> {
     fn report_push_failed(&self, e: &crate::git::GitError, report: &mut Report) {
         let (verb, branch, remote) = (self.verb, &self.branch, &self.args.remote);
         report.audit(
-            "git:push",
+            AuditAction::GitPush,
             &self.push_target(),
             AuditOutcome::Failed,
             Some(e.to_string()),

@@ -134,7 +134,7 @@ fn audit(md: &mut String, report: &Report) {
             "| {} | {} | {} | {} | {} |",
             e.at,
             cell(&e.outcome.to_string()),
-            cell(&e.action),
+            cell(e.action.as_str()),
             cell(&e.target),
             cell(e.detail.as_deref().unwrap_or(""))
         )
@@ -155,7 +155,7 @@ fn folded_table(md: &mut String, summary: &str, columns: &str, rows: impl Iterat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{AuditOutcome, Check, Status};
+    use crate::report::{AuditAction, AuditOutcome, Check, Status};
     use std::time::Duration;
 
     #[test]
@@ -172,7 +172,7 @@ mod tests {
         );
         r.output("failed", 1);
         r.audit(
-            "ecs:UpdateService",
+            AuditAction::EcsUpdateService,
             "afu9-staging/web",
             AuditOutcome::Planned,
             None,
