@@ -1100,3 +1100,44 @@ async fn image_picks_images_and_protected_environments_need_confirm() {
         ran.stderr
     );
 }
+
+/// Issue 18: ecr-push takes the region as every tool does: `--region`/`AWS_REGION`, else the
+/// environment's `region`, else `[defaults] region`. The repository exists in moto's
+/// eu-central-1 only, the environment says eu-central-1 and the defaults another region, so the
+/// push lands only when the environment's region is honoured.
+#[tokio::test]
+async fn the_environment_region_wins_over_the_defaults() {
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (src, _) = layout(dir.path(), "img", &[20_000], 31);
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "[defaults]\nregion = \"us-west-2\"\n\n[environments.staging]\nregion = \"eu-central-1\"\n",
+    )
+    .unwrap();
+    let run_in = |environment: Option<&str>| {
+        let mut c = tool("ecr-push", dir.path());
+        aws_env(&mut c)
+            .env_remove("AWS_REGION")
+            .args(["--registry-url", &rig::registry_url(), "--format", "json"])
+            .args(["--sha", "22cdb6a41c42366ad165a0fb4c96282304f6f7ae"])
+            .args(["--repository", &r, "--source", &src, "--tag", "v1"]);
+        if let Some(e) = environment {
+            c.args(["--environment", e]);
+        }
+        c
+    };
+    let ran = run(run_in(None)).await;
+    assert_ne!(
+        ran.code, 0,
+        "[defaults] region us-west-2 has no such repository: {ran:?}"
+    );
+    assert!(
+        ran.stderr.contains(&r),
+        "the error names the repository: {ran:?}"
+    );
+    let ran = run(run_in(Some("staging"))).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let (digest, _) = skopeo(&r, "v1");
+    assert!(digest.starts_with("sha256:"), "{digest}");
+}

@@ -93,6 +93,11 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The AWS region of the chosen environment (see [`Config::region_for`]).
+    pub fn region(&self) -> Option<&str> {
+        self.config.region_for(self.environment.as_deref())
+    }
+
     /// The chosen environment's settings.
     pub fn env(&self) -> Option<&crate::config::Environment> {
         self.environment

@@ -393,8 +393,9 @@ async fn connect(
     args: &Args,
     cfg: Option<&Config>,
 ) -> anyhow::Result<(deploy_core::aws_sdk_ecr::Client, Registry)> {
-    let region = cfg.and_then(|c| c.defaults.region.clone());
-    let sdk = deploy_core::aws::sdk_config(&args.aws, region.as_deref()).await?;
+    // The environment's region, else [defaults] (ecr-push takes --environment like the others).
+    let region = cfg.and_then(|c| c.region_for(args.common.environment.as_deref()));
+    let sdk = deploy_core::aws::sdk_config(&args.aws, region).await?;
     let ecr = deploy_core::aws::ecr(&sdk);
     let login = deploy_core::aws::ecr_login(&ecr).await?;
     deploy_core::gha::Actions::from_env().mask_registered()?;

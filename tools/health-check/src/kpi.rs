@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use deploy_core::cli::Resolved;
+use deploy_core::config::first;
 use deploy_core::{Check, Report, Status, exit};
 use serde::Deserialize;
 
@@ -91,11 +92,8 @@ pub async fn report(args: &Args, window: Duration, r: &Resolved) -> anyhow::Resu
             .map(|t| t.expose().to_owned())
     });
     let uptime_target = args.uptime_target.or(r.config.kpi.uptime_target);
-    let mttr_target = args.mttr_target.or(r.config.kpi.mttr_target.map(|d| d.0));
-    let region = r
-        .env()
-        .and_then(|e| e.region.as_deref())
-        .or(r.config.defaults.region.as_deref());
+    let mttr_target = first(args.mttr_target, r.config.kpi.mttr_target);
+    let region = r.region();
     let sdk = deploy_core::aws::sdk_config(&args.aws, region).await?;
     let cw = deploy_core::aws::cloudwatch(&sdk);
     let label = humantime::format_duration(window).to_string();

@@ -232,10 +232,7 @@ async fn aws(
     if !args.ecs && !plan.needs_cloudwatch(args) {
         return Ok(None);
     }
-    let region = r
-        .env()
-        .and_then(|e| e.region.as_deref())
-        .or(r.config.defaults.region.as_deref());
+    let region = r.region();
     Ok(Some(deploy_core::aws::sdk_config(&args.aws, region).await?))
 }
 

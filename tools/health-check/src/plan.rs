@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use deploy_core::checks::{self, Policy, Prepared};
 use deploy_core::cli::Resolved;
-use deploy_core::config::{Health, StatusSet};
+use deploy_core::config::{Health, StatusSet, setting};
 use deploy_core::exit;
 
 use crate::Args;
@@ -72,14 +72,8 @@ impl Plan {
 /// Builds the plan from the flags and the resolved config.
 pub(crate) fn plan(args: &Args, r: &Resolved) -> anyhow::Result<Plan> {
     let h = &r.config.health;
-    let wait = args
-        .wait
-        .or(h.wait.map(|d| d.0))
-        .unwrap_or(Duration::from_secs(300));
-    let stabilize = args
-        .stabilize
-        .or(h.stabilize.map(|d| d.0))
-        .unwrap_or_default();
+    let wait = setting(args.wait, h.wait, Duration::from_secs(300));
+    let stabilize = setting(args.stabilize, h.stabilize, Duration::ZERO);
     if stabilize >= wait {
         return Err(exit::usage(format!(
             "--stabilize ({}) must be shorter than --wait ({})",
@@ -105,17 +99,14 @@ pub(crate) fn plan(args: &Args, r: &Resolved) -> anyhow::Result<Plan> {
     let (probes, cluster, services) = probes(args, r, http)?;
     let mut plan = Plan {
         wait,
-        interval: args
-            .interval
-            .or(h.interval.map(|d| d.0))
-            .unwrap_or(DEFAULT_INTERVAL),
+        interval: setting(args.interval, h.interval, DEFAULT_INTERVAL),
         threshold: args
             .success_threshold
             .or(h.success_threshold)
             .unwrap_or(2)
             .max(1),
         stabilize,
-        bake: args.bake.or(h.bake.map(|d| d.0)).unwrap_or_default(),
+        bake: setting(args.bake, h.bake, Duration::ZERO),
         policy,
         version_field,
         probes,
@@ -155,10 +146,11 @@ fn policy(args: &Args, h: &Health, version_field: &str) -> anyhow::Result<Policy
             .expect_version
             .clone()
             .map(|v| (version_field.to_owned(), v)),
-        request_timeout: args
-            .request_timeout
-            .or(h.request_timeout.map(|d| d.0))
-            .unwrap_or(Duration::from_secs(10)),
+        request_timeout: setting(
+            args.request_timeout,
+            h.request_timeout,
+            Duration::from_secs(10),
+        ),
     })
 }
 
@@ -197,10 +189,11 @@ fn alb_gate(args: &Args, r: &Resolved) -> anyhow::Result<Option<AlbGate>> {
     Ok(Some(AlbGate {
         threshold,
         load_balancer,
-        window: args
-            .alb_5xx_window
-            .or(h.alb_5xx_window.map(|d| d.0))
-            .unwrap_or(Duration::from_secs(300)),
+        window: setting(
+            args.alb_5xx_window,
+            h.alb_5xx_window,
+            Duration::from_secs(300),
+        ),
     }))
 }
 

@@ -38,10 +38,7 @@ pub(crate) async fn report(args: &Args, r: &Resolved) -> anyhow::Result<Report> 
             "--preflight reads rollback's incident records: pass --incident-log-group GROUP or set rollback.incident_log_group",
         )
     })?;
-    let region = r
-        .env()
-        .and_then(|e| e.region.as_deref())
-        .or(r.config.defaults.region.as_deref());
+    let region = r.region();
     let sdk = deploy_core::aws::sdk_config(&args.aws, region).await?;
     let open = incidents::read_open(&deploy_core::logs::client(&sdk), &group, &environment).await?;
     let mut report = Report::new(

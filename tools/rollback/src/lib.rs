@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use deploy_core::aws::AwsArgs;
 use deploy_core::cli::{CommonArgs, Resolved, ServiceArgs};
-use deploy_core::config::{EMBEDDED_HEALTH, flag_or_file};
+use deploy_core::config::{EMBEDDED_HEALTH, flag_or_file, setting};
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::github::GithubClient;
 use deploy_core::incidents::Outcome as IncidentOutcome;
@@ -195,14 +195,8 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
         None
     };
     Ok(Settings {
-        wait: args
-            .wait
-            .or(rb.wait.map(|d| d.0))
-            .unwrap_or(Duration::from_secs(900)),
-        interval: args
-            .interval
-            .or(rb.interval.map(|d| d.0))
-            .unwrap_or(Duration::from_secs(5)),
+        wait: setting(args.wait, rb.wait, Duration::from_secs(900)),
+        interval: setting(args.interval, rb.interval, Duration::from_secs(5)),
         log_group: args.incident_log_group.clone().or_else(|| {
             rb.incident_log_group
                 .as_ref()
@@ -255,12 +249,7 @@ async fn run_rollback(args: &Args) -> anyhow::Result<Exit> {
 async fn rollback(args: &Args) -> anyhow::Result<Report> {
     let started = Instant::now();
     let s = settings(args)?;
-    let region = s.resolved.env().and_then(|e| e.region.as_deref()).or(s
-        .resolved
-        .config
-        .defaults
-        .region
-        .as_deref());
+    let region = s.resolved.region();
     let sdk = deploy_core::aws::sdk_config(&args.aws, region).await?;
     let ecs = deploy_core::aws::ecs(&sdk);
     let mut report = Report::new(

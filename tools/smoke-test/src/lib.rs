@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use deploy_core::checks::{self, Policy, Prepared};
 use deploy_core::cli::{CommonArgs, ServiceArgs};
-use deploy_core::config::{Config, EMBEDDED_SMOKE, StatusSet};
+use deploy_core::config::{Config, EMBEDDED_SMOKE, StatusSet, setting};
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::http::{HttpClient, HttpOptions};
 use deploy_core::retry::{self, Cadence, Deadline, Schedule};
@@ -167,15 +167,12 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
             .or(suite.concurrency)
             .unwrap_or(DEFAULT_CONCURRENCY)
             .max(1),
-        deadline: Deadline::after(
-            args.timeout
-                .or(suite.timeout.map(|d| d.0))
-                .unwrap_or(Duration::from_secs(60)),
-        ),
-        default_window: args
-            .retry_for
-            .or(suite.retry_for.map(|d| d.0))
-            .unwrap_or(Duration::from_secs(10)),
+        deadline: Deadline::after(setting(
+            args.timeout,
+            suite.timeout,
+            Duration::from_secs(60),
+        )),
+        default_window: setting(args.retry_for, suite.retry_for, Duration::from_secs(10)),
     })
 }
 

@@ -215,6 +215,12 @@ impl<'de> Deserialize<'de> for UrlText {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
+impl From<Dur> for Duration {
+    fn from(d: Dur) -> Self {
+        d.0
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

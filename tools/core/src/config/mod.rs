@@ -132,6 +132,28 @@ pub struct Config {
     pub source: String,
 }
 
+/// The one precedence rule of every setting with a built-in default: the flag, else the
+/// config file's value (the environment's, or the section's), else `builtin`.
+pub fn setting<T, F: Into<T>>(flag: Option<T>, file: Option<F>, builtin: T) -> T {
+    first(flag, file).unwrap_or(builtin)
+}
+
+/// [`setting`] without a built-in default: the flag, else the file's value, else none.
+pub fn first<T, F: Into<T>>(flag: Option<T>, file: Option<F>) -> Option<T> {
+    flag.or_else(|| file.map(Into::into))
+}
+
+impl Config {
+    /// The AWS region for `environment`: its `region`, else `[defaults] region` (else none: the
+    /// SDK's chain, `AWS_REGION` or the profile, decides; `--region` overrides them all).
+    pub fn region_for(&self, environment: Option<&str>) -> Option<&str> {
+        environment
+            .and_then(|e| self.environments.get(e))
+            .and_then(|e| e.region.as_deref())
+            .or(self.defaults.region.as_deref())
+    }
+}
+
 /// A setting that must come from somewhere: the flag, else the file, else a usage error whose
 /// message `missing` gives (it should name both the flag and the key).
 pub fn flag_or_file(
