@@ -433,14 +433,24 @@ impl Cancel {
 /// (`outcome`, `exit-code`, `report`, and the report's own outputs) and the job summary.
 pub fn emit(report: &Report, out: &OutputArgs) -> anyhow::Result<Exit> {
     let mut gha = Actions::from_env();
-    emit_to(
-        report,
-        out,
-        &mut gha,
-        &mut std::io::stdout(),
-        &mut std::io::stderr(),
-        use_colour(),
-    )
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    let terminal = Terminal {
+        stdout: &mut stdout,
+        stderr: &mut stderr,
+        colour: use_colour(),
+    };
+    emit_to(report, out, &mut gha, terminal)
+}
+
+/// Where a run's terminal output goes: the JSON report (`--format json`) on `stdout`, the human
+/// report on `stderr`, in colour or not.
+pub struct Terminal<'a> {
+    /// Standard output.
+    pub stdout: &'a mut dyn Write,
+    /// Standard error.
+    pub stderr: &'a mut dyn Write,
+    /// ANSI colours in the human report.
+    pub colour: bool,
 }
 
 /// [`emit`] with explicit sinks (tests).
@@ -448,12 +458,11 @@ pub fn emit_to<W: Write>(
     report: &Report,
     out: &OutputArgs,
     gha: &mut Actions<W>,
-    stdout: &mut impl Write,
-    stderr: &mut impl Write,
-    colour: bool,
+    mut terminal: Terminal<'_>,
 ) -> anyhow::Result<Exit> {
+    let (stdout, colour) = (&mut terminal.stdout, terminal.colour);
     gha.mask_registered()?;
-    render::human::render(report, colour, stderr)?;
+    render::human::render(report, colour, &mut terminal.stderr)?;
     if out.format == Format::Json {
         stdout.write_all(render::json(report).as_bytes())?;
         stdout.flush()?;
@@ -614,7 +623,12 @@ mod tests {
             report: Some(dir.path().join("report.json")),
         };
         let (mut so, mut se) = (Vec::new(), Vec::new());
-        let exit = emit_to(&r, &args, &mut gha, &mut so, &mut se, false).unwrap();
+        let terminal = Terminal {
+            stdout: &mut so,
+            stderr: &mut se,
+            colour: false,
+        };
+        let exit = emit_to(&r, &args, &mut gha, terminal).unwrap();
         assert_eq!(exit, Exit::Failed);
         let json: serde_json::Value = serde_json::from_slice(&so).unwrap();
         assert_eq!(json["checks"][1]["reason"], "HTTP 503");

@@ -274,26 +274,37 @@ pub async fn put_availability(
     healthy: bool,
 ) -> anyhow::Result<()> {
     let value = if healthy { 1.0 } else { 0.0 };
-    put_metric(
-        client,
+    let metric = Metric {
         namespace,
-        "Availability",
+        name: "Availability",
         environment,
-        value,
-        StandardUnit::None,
-    )
-    .await
+    };
+    put_metric(client, metric, value, StandardUnit::None).await
 }
 
-/// Puts one datum of `metric` with dimension `Environment` into `namespace`, stamped now.
+/// A metric of an environment: its namespace, its name and the `Environment` dimension.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric<'a> {
+    /// The CloudWatch namespace.
+    pub namespace: &'a str,
+    /// The metric's name (`Availability`, `MTTR`).
+    pub name: &'a str,
+    /// The value of the `Environment` dimension.
+    pub environment: &'a str,
+}
+
+/// Puts one datum of `metric`, stamped now.
 pub async fn put_metric(
     client: &Client,
-    namespace: &str,
-    metric: &str,
-    environment: &str,
+    metric: Metric<'_>,
     value: f64,
     unit: StandardUnit,
 ) -> anyhow::Result<()> {
+    let Metric {
+        namespace,
+        name: metric,
+        environment,
+    } = metric;
     client
         .put_metric_data()
         .namespace(namespace)

@@ -436,13 +436,16 @@ impl PublishArgs {
         annotation_path: &str,
     ) {
         let name = check_name(&report.tool, environment);
+        let on = On {
+            name: &name,
+            head_sha: None,
+            annotation_path: Some(annotation_path),
+        };
         publish_report(
             report,
             &self.github,
             self.publish.unwrap_or(Publish::Never),
-            &name,
-            None,
-            Some(annotation_path),
+            on,
         )
         .await;
     }
@@ -459,13 +462,17 @@ impl PublishArgs {
         tool: &str,
     ) -> anyhow::Error {
         let name = check_name(tool, common.environment.as_deref());
+        let on = On {
+            name: &name,
+            head_sha: None,
+            annotation_path: None,
+        };
         publish_error(
             &err,
             tool,
             &self.github,
             self.publish.unwrap_or(Publish::Never),
-            &name,
-            None,
+            on,
         )
         .await;
         err
@@ -482,18 +489,29 @@ pub async fn publish_error(
     tool: &str,
     github: &GithubArgs,
     when: Publish,
-    name: &str,
-    head_sha: Option<String>,
+    on: On<'_>,
 ) {
     let code = exit::classify(err);
     let line = crate::secret::redact(&format!("{err:#}"));
-    let mut report = Report::new(tool, env!("CARGO_PKG_VERSION"), name);
+    let mut report = Report::new(tool, env!("CARGO_PKG_VERSION"), on.name);
     report.summary = format!("{code}: {line}");
     report.fail_with(code, line.clone());
-    publish_report(&mut report, github, when, name, head_sha, None).await;
+    publish_report(&mut report, github, when, on).await;
     if let Some(why) = report.error.filter(|e| *e != line) {
         tracing::warn!("{why}");
     }
+}
+
+/// Where a report is published: the check run's name, the commit (none: the event's head
+/// commit), and the file its annotations point to.
+#[derive(Debug, Clone)]
+pub struct On<'a> {
+    /// The check run's name.
+    pub name: &'a str,
+    /// The commit; `None`: the head commit of the event.
+    pub head_sha: Option<String>,
+    /// The file failed checks point to (the config file).
+    pub annotation_path: Option<&'a str>,
 }
 
 /// The check run's name: `<tool> (<environment>)`, or `<tool>` without an environment.
@@ -563,14 +581,12 @@ pub fn annotations_of(report: &Report, path: Option<&str>) -> Vec<CheckAnnotatio
 /// keeps the result) when it may write neither, as on a fork's pull request. Records
 /// `check-run-id` or `published` in the report's outputs; a GitHub failure of another kind makes
 /// the run a dependency error.
-pub async fn publish_report(
-    report: &mut Report,
-    github: &GithubArgs,
-    when: Publish,
-    name: &str,
-    head_sha: Option<String>,
-    annotation_path: Option<&str>,
-) {
+pub async fn publish_report(report: &mut Report, github: &GithubArgs, when: Publish, on: On<'_>) {
+    let On {
+        name,
+        head_sha,
+        annotation_path,
+    } = on;
     let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
     let wanted = match when {
         Publish::Never => false,

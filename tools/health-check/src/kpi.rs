@@ -108,7 +108,6 @@ pub async fn report(args: &Args, window: Duration, r: &Resolved) -> anyhow::Resu
     let uptime = (total > 0.0).then(|| healthy / total * 100.0);
     report.push(uptime_check(
         &label,
-        uptime,
         healthy,
         total,
         uptime_target,
@@ -148,14 +147,15 @@ pub async fn report(args: &Args, window: Duration, r: &Resolved) -> anyhow::Resu
     Ok(report)
 }
 
+/// The runbook's uptime, `AVG(Availability) * 100` = healthy / total checks, against `target`.
 fn uptime_check(
     label: &str,
-    uptime: Option<f64>,
     healthy: f64,
     total: f64,
     target: Option<f64>,
     namespace: &str,
 ) -> Check {
+    let uptime = (total > 0.0).then(|| healthy / total * 100.0);
     let name = format!("Uptime (last {label})");
     let Some(u) = uptime else {
         let status = if target.is_some() {

@@ -63,17 +63,26 @@ fn failed(reason: impl Into<String>) -> Outcome {
     }
 }
 
+/// What every service's rollback shares: the ECS client and cluster, the deadline and cadence of
+/// the wait, and the audit trail.
+#[derive(Clone)]
+pub struct Ctx {
+    /// ECS.
+    pub client: sdk::Client,
+    /// The cluster of the services.
+    pub cluster: String,
+    /// When every wait ends.
+    pub deadline: Deadline,
+    /// Pause between polls.
+    pub interval: Duration,
+    /// The audit trail, shared by every service's task.
+    pub log: Audit,
+}
+
 /// Rolls one service back and waits for it: the revision left is tagged bad, the rollback starts
 /// (natively when a deployment is in flight, else UpdateService), and its deployment is followed.
-pub async fn roll_back(
-    client: &sdk::Client,
-    cluster: &str,
-    plan: &Plan,
-    reason: &str,
-    deadline: Deadline,
-    interval: Duration,
-    log: &Audit,
-) -> Outcome {
+pub async fn roll_back(ctx: &Ctx, plan: &Plan, reason: &str) -> Outcome {
+    let (client, cluster, log) = (&ctx.client, ctx.cluster.as_str(), &ctx.log);
     let svc = &plan.service;
     if plan.action == Action::NoOp {
         return Outcome {
@@ -99,15 +108,7 @@ pub async fn roll_back(
             .map(|d| format!(" (deployment {d})"))
             .unwrap_or_default()
     );
-    let mut out = wait(
-        client,
-        cluster,
-        plan,
-        deployment.as_deref(),
-        deadline,
-        interval,
-    )
-    .await;
+    let mut out = wait(ctx, plan, deployment.as_deref()).await;
     out.took = started.elapsed();
     out
 }
@@ -278,14 +279,9 @@ pub fn judge_wait(svc: &Service, target: &str, deployment: Option<&str>) -> Verd
     }
 }
 
-async fn wait(
-    client: &sdk::Client,
-    cluster: &str,
-    plan: &Plan,
-    deployment: Option<&str>,
-    deadline: Deadline,
-    interval: Duration,
-) -> Outcome {
+async fn wait(ctx: &Ctx, plan: &Plan, deployment: Option<&str>) -> Outcome {
+    let (client, cluster) = (&ctx.client, ctx.cluster.as_str());
+    let (deadline, interval) = (ctx.deadline, ctx.interval);
     let svc = plan.service.clone();
     let target = plan.target.arn.clone();
     let mut seen: HashSet<String> = plan.known_events.iter().cloned().collect();

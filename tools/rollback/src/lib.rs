@@ -300,13 +300,13 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
             Ok(v) => v,
             Err(e) => {
                 // The in-progress record must not outlive this run: it ends as failed.
-                let record = build_incident(args, &s, &plans, &outcomes, None, None);
+                let record = build_incident(args, &s, &plans, &outcomes, (None, None));
                 record_incident(args, &s, &sdk, &record, &mut report).await;
                 return Err(e);
             }
         },
     };
-    let record = build_incident(args, &s, &plans, &outcomes, recovered_at, interrupted);
+    let record = build_incident(args, &s, &plans, &outcomes, (recovered_at, interrupted));
     record_incident(args, &s, &sdk, &record, &mut report).await;
     finish_github_deployment(gh, &record, &mut report).await;
     if let Some(sig) = interrupted {
@@ -371,7 +371,17 @@ async fn plan_all(
         set.spawn(async move {
             (
                 i,
-                plan::plan_service(&ecs, &mut checker, &cluster, &svc, &to, allow_unverified).await,
+                plan::plan_service(
+                    &ecs,
+                    &mut checker,
+                    &cluster,
+                    &svc,
+                    plan::Wanted {
+                        to: &to,
+                        allow_unverified,
+                    },
+                )
+                .await,
             )
         });
     }
@@ -480,16 +490,16 @@ async fn act_all(
         for w in &p.warnings {
             tracing::warn!("{}: {w}", p.service);
         }
-        let (ecs, cluster, p, reason, log, interval) = (
-            ecs.clone(),
-            s.cluster.clone(),
-            p.clone(),
-            reason.to_owned(),
-            log.clone(),
-            s.interval,
-        );
+        let ctx = act::Ctx {
+            client: ecs.clone(),
+            cluster: s.cluster.clone(),
+            deadline,
+            interval: s.interval,
+            log: log.clone(),
+        };
+        let (p, reason) = (p.clone(), reason.to_owned());
         set.spawn(async move {
-            let o = act::roll_back(&ecs, &cluster, &p, &reason, deadline, interval, &log).await;
+            let o = act::roll_back(&ctx, &p, &reason).await;
             (p.service, o)
         });
     }
@@ -616,13 +626,17 @@ async fn verify(args: &Args, s: &Settings, ok: &[&Plan]) -> anyhow::Result<Verif
     }
 }
 
+/// How a rollback ended: when the environment was healthy again (none: not recovered), and the
+/// signal that cut it short.
+type Ended<'a> = (Option<SystemTime>, Option<&'a str>);
+
+/// The incident record of this rollback as it `ended`.
 fn build_incident(
     args: &Args,
     s: &Settings,
     plans: &[Plan],
     outcomes: &Outcomes,
-    recovered_at: Option<SystemTime>,
-    interrupted: Option<&str>,
+    (recovered_at, interrupted): Ended<'_>,
 ) -> Incident {
     let bad_since = plans
         .iter()
@@ -701,7 +715,7 @@ async fn open_incident(
     let Some(group) = &s.log_group else {
         return;
     };
-    let mut record = build_incident(args, s, plans, &Outcomes::new(), None, None);
+    let mut record = build_incident(args, s, plans, &Outcomes::new(), (None, None));
     record.outcome = IncidentOutcome::InProgress;
     record.complete = false;
     record.recovery_time = None;
@@ -774,8 +788,7 @@ async fn record_incident(
             &mut problems,
             AuditAction::LogsPutLogEvents,
             &target,
-            sent,
-            done,
+            sent.map(|()| done),
         );
     }
     if let (true, Some(mttr)) = (args.emit_metric, record.mttr_seconds) {
@@ -786,23 +799,19 @@ async fn record_incident(
         let target = format!("{ns}/MTTR Environment={}", s.environment);
         let unit = deploy_core::aws_sdk_cloudwatch::types::StandardUnit::Seconds;
         let cw = deploy_core::aws::cloudwatch(sdk);
-        let sent = deploy_core::cloudwatch::put_metric(
-            &cw,
-            &ns,
-            "MTTR",
-            &s.environment,
-            mttr as f64,
-            unit,
-        )
-        .await;
+        let metric = deploy_core::cloudwatch::Metric {
+            namespace: &ns,
+            name: "MTTR",
+            environment: &s.environment,
+        };
+        let sent = deploy_core::cloudwatch::put_metric(&cw, metric, mttr as f64, unit).await;
         let done = Some(format!("{mttr} s"));
         sink_audit(
             report,
             &mut problems,
             AuditAction::CloudwatchPutMetricData,
             &target,
-            sent,
-            done,
+            sent.map(|()| done),
         );
     }
     if let Some(path) = &s.changelog {
@@ -820,17 +829,17 @@ async fn record_incident(
     incident_outputs(record, report);
 }
 
-/// The audit event of one sink's call; a failure is also one of `problems`.
+/// The audit event of one sink's call (`sent`: its detail when done, its error when not); a
+/// failure is also one of `problems`.
 fn sink_audit(
     report: &mut Report,
     problems: &mut Vec<String>,
     action: AuditAction,
     target: &str,
-    sent: anyhow::Result<()>,
-    done: Option<String>,
+    sent: anyhow::Result<Option<String>>,
 ) {
     match sent {
-        Ok(()) => report.audit(action, target, AuditOutcome::Done, done),
+        Ok(done) => report.audit(action, target, AuditOutcome::Done, done),
         Err(e) => {
             report.audit(action, target, AuditOutcome::Failed, Some(format!("{e:#}")));
             problems.push(format!("{e:#}"));

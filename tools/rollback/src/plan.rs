@@ -79,6 +79,16 @@ fn refused(service: &str, reason: impl Into<String>, details: Vec<(String, Strin
 /// The most revisions looked at when walking back.
 const MAX_WALK: usize = 50;
 
+/// What a service's plan is asked for: the target (`--to`), and whether a revision never
+/// verified may be chosen (`--allow-unverified`).
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    /// The target.
+    pub to: &'a To,
+    /// `--allow-unverified`.
+    pub allow_unverified: bool,
+}
+
 /// Plans one service: what it runs, the target (`--to`), whether that target may be deployed
 /// (ACTIVE, not bad, its images still in ECR), and the diff and warnings to show.
 pub async fn plan_service(
@@ -86,9 +96,12 @@ pub async fn plan_service(
     checker: &mut Checker,
     cluster: &str,
     service: &str,
-    to: &To,
-    allow_unverified: bool,
+    wanted: Wanted<'_>,
 ) -> anyhow::Result<Planned> {
+    let Wanted {
+        to,
+        allow_unverified,
+    } = wanted;
     let (svc, running) = match running(client, cluster, service).await? {
         Ok(found) => found,
         Err(reason) => return Ok(refused(service, reason, Vec::new())),

@@ -650,16 +650,13 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         // `--update` is a local sync, not the pull request's check: it publishes nothing.
         Err(e) if args.update.is_some() => Err(e),
         Err(e) => {
-            let head = args.head.clone();
-            deploy_core::github::publish_error(
-                &e,
-                "sync-check",
-                &args.github,
-                args.publish,
-                "sync-check",
-                head,
-            )
-            .await;
+            let on = deploy_core::github::On {
+                name: "sync-check",
+                head_sha: args.head.clone(),
+                annotation_path: None,
+            };
+            deploy_core::github::publish_error(&e, "sync-check", &args.github, args.publish, on)
+                .await;
             Err(e)
         }
     }
@@ -678,7 +675,11 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
         fetch(&g, args, &target, &base)
     };
     if let Some(signal) = cancel.signal() {
-        return interrupted(args, report, &target.head, signal, "fetch", started).await;
+        let stop = Stop {
+            signal,
+            step: "fetch",
+        };
+        return interrupted(args, report, &target.head, stop, started).await;
     }
     let deepened = fetched?;
     let base_ref = format!("refs/remotes/{}/{base}", args.remote);
@@ -699,7 +700,11 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
 
     let f = inspect(&g, &target.head, &base_ref, deepened)?;
     if let Some(signal) = cancel.signal() {
-        return interrupted(args, report, &target.head, signal, "merge check", started).await;
+        let stop = Stop {
+            signal,
+            step: "merge check",
+        };
+        return interrupted(args, report, &target.head, stop, started).await;
     }
     judge(&f, args, &mut report);
     if deepened > 0 {
@@ -791,14 +796,20 @@ fn new_report(args: &Args, g: &Git, target: &event::Target, base: &str) -> Repor
 /// The partial report of a run a signal cut short (exit 1): what was under way, and that no
 /// branch was changed. Published as `cancelled` (the runner gives a cancelled step a few seconds
 /// between SIGINT and SIGTERM, and more before it kills it), so the required check is answered.
+/// The signal that cut a run short, and the step it stopped.
+struct Stop<'a> {
+    signal: &'a str,
+    step: &'a str,
+}
+
 async fn interrupted(
     args: &Args,
     mut report: Report,
     head: &str,
-    signal: &str,
-    step: &str,
+    stop: Stop<'_>,
     started: Instant,
 ) -> anyhow::Result<Exit> {
+    let Stop { signal, step } = stop;
     report.push(
         Check::new(step, Status::Skipped).reason(format!("not finished: interrupted by {signal}")),
     );
@@ -839,13 +850,10 @@ fn summary(f: &Findings, remote: &str, base: &str) -> String {
 
 async fn publish(args: &Args, head_sha: &str, report: &mut Report) {
     // The check run keeps its plain name `sync-check`: branch protection rules require it by name.
-    deploy_core::github::publish_report(
-        report,
-        &args.github,
-        args.publish,
-        "sync-check",
-        Some(head_sha.to_owned()),
-        None,
-    )
-    .await;
+    let on = deploy_core::github::On {
+        name: "sync-check",
+        head_sha: Some(head_sha.to_owned()),
+        annotation_path: None,
+    };
+    deploy_core::github::publish_report(report, &args.github, args.publish, on).await;
 }
