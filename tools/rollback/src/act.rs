@@ -5,6 +5,11 @@
 //! come. That deployment FAILED, replaced (a circuit breaker put the old revision back) or the
 //! deadline passing is a failure, with the stopped tasks' reasons.
 
+use deploy_core::{Check, Status};
+
+use crate::plan::plan_details;
+use crate::{OnFailure, Settings};
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -349,6 +354,99 @@ async fn wait(ctx: &Ctx, plan: &Plan, deployment: Option<&str>) -> Outcome {
         attempts: outcome.attempts,
         took: Duration::ZERO,
     }
+}
+
+pub(crate) type Outcomes = std::collections::BTreeMap<String, Outcome>;
+
+/// Rolls every planned service back concurrently, under one deadline, until done or a signal.
+pub(crate) async fn act_all(
+    ecs: &deploy_core::aws_sdk_ecs::Client,
+    s: &Settings,
+    plans: &[Plan],
+    reason: &str,
+    on_failure: OnFailure,
+) -> (
+    Outcomes,
+    Option<&'static str>,
+    Vec<deploy_core::report::AuditEvent>,
+) {
+    let log: Audit = Arc::new(Mutex::new(Vec::new()));
+    let deadline = Deadline::after(s.wait);
+    let mut set = tokio::task::JoinSet::new();
+    for p in plans {
+        for w in &p.warnings {
+            tracing::warn!("{}: {w}", p.service);
+        }
+        let ctx = Ctx {
+            client: ecs.clone(),
+            cluster: s.cluster.clone(),
+            deadline,
+            interval: s.interval,
+            log: log.clone(),
+        };
+        let (p, reason) = (p.clone(), reason.to_owned());
+        set.spawn(async move {
+            let o = roll_back(&ctx, &p, &reason).await;
+            (p.service, o)
+        });
+    }
+    let mut outcomes = Outcomes::new();
+    let mut interrupted = None;
+    let mut signal = std::pin::pin!(deploy_core::cli::interrupted());
+    loop {
+        tokio::select! {
+            r = set.join_next() => match r {
+                None => break,
+                Some(Ok((svc, o))) => {
+                    let stop = !o.ok && on_failure == OnFailure::Stop;
+                    outcomes.insert(svc, o);
+                    if stop {
+                        set.abort_all();
+                        for p in plans {
+                            outcomes.entry(p.service.clone()).or_insert_with(|| Outcome {
+                                ok: false,
+                                reason: "abandoned: another service failed (--on-failure stop)".into(),
+                                details: Vec::new(),
+                                attempts: 0,
+                                took: Duration::ZERO,
+                            });
+                        }
+                        break;
+                    }
+                }
+                Some(Err(e)) => tracing::warn!("a rollback task ended abnormally: {e}"),
+            },
+            sig = &mut signal => {
+                interrupted = Some(sig);
+                set.abort_all();
+                break;
+            }
+        }
+    }
+    let audit = log.lock().map(|l| l.clone()).unwrap_or_default();
+    (outcomes, interrupted, audit)
+}
+
+pub(crate) fn service_check(p: &Plan, o: Option<&Outcome>, interrupted: Option<&str>) -> Check {
+    let name = format!("service {}", p.service);
+    let mut c = match o {
+        Some(o) => {
+            let mut c = Check::new(&name, if o.ok { Status::Passed } else { Status::Failed })
+                .reason(o.reason.clone())
+                .attempts(o.attempts.max(1))
+                .took(o.took);
+            c.details = o.details.clone();
+            c
+        }
+        None => Check::new(&name, Status::Failed).reason(format!(
+            "interrupted by {} while rolling back {} -> {}",
+            interrupted.unwrap_or("a signal"),
+            p.current.name(),
+            p.target.name()
+        )),
+    };
+    c.details.extend(plan_details(p));
+    c
 }
 
 #[cfg(test)]

@@ -4,6 +4,11 @@
 //! revision, an INACTIVE target, an image gone from ECR, another deployment controller) means
 //! nothing changes anywhere.
 
+use deploy_core::report::{AuditAction, AuditOutcome};
+use deploy_core::{Check, Report, Status};
+
+use crate::Settings;
+
 use deploy_core::aws_sdk_ecs as sdk;
 use deploy_core::ecs::{self, DeploymentStatus, RolloutState, Service};
 use deploy_core::taskdef::{self, TaskDef};
@@ -544,6 +549,122 @@ pub fn diff(current: &TaskDef, target: &TaskDef) -> Vec<(String, String)> {
         },
     ));
     out
+}
+
+pub(crate) async fn plan_all(
+    ecs: &deploy_core::aws_sdk_ecs::Client,
+    sdk: &deploy_core::aws_config::SdkConfig,
+    s: &Settings,
+    allow_unverified: bool,
+) -> anyhow::Result<Vec<Planned>> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, svc) in s.services.iter().enumerate() {
+        let (ecs, cluster, svc, to) = (
+            ecs.clone(),
+            s.cluster.clone(),
+            svc.clone(),
+            s.targets.for_service(svc),
+        );
+        let mut checker = Checker::new(sdk.clone());
+        set.spawn(async move {
+            (
+                i,
+                plan_service(
+                    &ecs,
+                    &mut checker,
+                    &cluster,
+                    &svc,
+                    Wanted {
+                        to: &to,
+                        allow_unverified,
+                    },
+                )
+                .await,
+            )
+        });
+    }
+    let mut out: Vec<(usize, Planned)> = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let (i, p) = r?;
+        out.push((i, p?));
+    }
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out.into_iter().map(|(_, p)| p).collect())
+}
+
+pub(crate) fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::NoOp => "no-op",
+        Action::Update => "update-service",
+        Action::Native { .. } => "native-rollback",
+    }
+}
+
+pub(crate) fn plan_details(p: &Plan) -> Vec<(String, String)> {
+    let mut d = vec![("action".to_owned(), action_name(&p.action).to_owned())];
+    d.extend(p.diff.iter().cloned());
+    d.extend(p.warnings.iter().map(|w| ("warning".to_owned(), w.clone())));
+    d
+}
+
+/// The plan (dry run) or the refusal: nothing was changed.
+pub(crate) fn report_plans(report: &mut Report, planned: &[Planned], refused: usize) {
+    for p in planned {
+        let c = match p {
+            Planned::Refused {
+                service,
+                reason,
+                details,
+            } => {
+                let mut c =
+                    Check::new(format!("service {service}"), Status::Failed).reason(reason.clone());
+                c.details = details.clone();
+                c
+            }
+            Planned::Ready(p) if refused > 0 => {
+                let mut c = Check::new(format!("service {}", p.service), Status::Skipped).reason(
+                    format!("not changed: {refused} service(s) refused, so nothing is rolled back"),
+                );
+                c.details = plan_details(p);
+                c
+            }
+            Planned::Ready(p) => {
+                for w in &p.warnings {
+                    tracing::warn!("{}: {w}", p.service);
+                }
+                report.audit(
+                    if matches!(p.action, Action::Native { .. }) {
+                        AuditAction::EcsStopServiceDeployment
+                    } else {
+                        AuditAction::EcsUpdateService
+                    },
+                    &p.service,
+                    AuditOutcome::Planned,
+                    Some(format!("{} -> {}", p.current.name(), p.target.name())),
+                );
+                let mut c =
+                    Check::new(format!("service {}", p.service), Status::Skipped).reason(format!(
+                        "dry run: would roll back {} -> {}",
+                        p.current.name(),
+                        p.target.name()
+                    ));
+                c.details = plan_details(p);
+                c
+            }
+        };
+        report.push(c);
+    }
+    report.summary = if refused > 0 {
+        format!(
+            "refused: {refused} of {} services cannot be rolled back; nothing was changed",
+            planned.len()
+        )
+    } else {
+        format!(
+            "dry run: {} services planned, nothing changed",
+            planned.len()
+        )
+    };
 }
 
 #[cfg(test)]
