@@ -1,0 +1,169 @@
+//! Plan, phase 1: every image's repository (exists? mutability?) and what happens to each of its
+//! tags. Reads only; one refused tag anywhere and nothing is pushed.
+
+use deploy_core::aws_sdk_ecr::types::ImageTagMutability;
+use deploy_core::config::Mutability;
+use deploy_core::{Check, Report, Status, exit};
+
+use crate::Push;
+use crate::load::{Job, Loaded};
+use crate::source;
+
+/// What happens to a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TagPlan {
+    Create,
+    Unchanged,
+    Move { from: String },
+    Refuse { from: String, why: String },
+}
+
+/// What phase 1 decided for one image.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub mutability: Mutability,
+    pub create_repo: bool,
+    pub tags: Vec<(String, TagPlan)>,
+    pub refused: Vec<String>,
+}
+
+impl Push<'_> {
+    /// Phase 1 for every image; the first error names its image.
+    pub(crate) async fn plan_all(
+        &self,
+        loaded: &[Loaded],
+    ) -> Result<Vec<Plan>, (String, anyhow::Error)> {
+        let mut plans = Vec::new();
+        for l in loaded {
+            let p = self.plan(l).await;
+            plans.push(p.map_err(|e| (l.job.name.clone(), e))?);
+        }
+        Ok(plans)
+    }
+
+    /// Phase 1: the repository (exists? mutability?) and what happens to every tag. Reads only.
+    async fn plan(&self, l: &Loaded) -> anyhow::Result<Plan> {
+        let repo = &l.job.repository;
+        let (mutability, create_repo) = self.repository(&l.job).await?;
+        let digest = &l.image.top.digest;
+        let mut planned = Vec::new();
+        let mut refused = Vec::new();
+        for t in &l.tags {
+            let current = if create_repo {
+                None
+            } else {
+                self.registry.manifest_digest(repo, t).await?
+            };
+            let tp = match current {
+                None => TagPlan::Create,
+                Some(d) if &d == digest => TagPlan::Unchanged,
+                Some(d) => match mutability {
+                    Mutability::Immutable => TagPlan::Refuse {
+                        from: d,
+                        why: "the repository is IMMUTABLE".into(),
+                    },
+                    Mutability::Mutable if l.moving.contains(t) || self.args.allow_retag => {
+                        TagPlan::Move { from: d }
+                    }
+                    Mutability::Mutable => TagPlan::Refuse {
+                        from: d,
+                        why: "it is not a moving tag (pass --allow-retag to move it)".into(),
+                    },
+                },
+            };
+            if let TagPlan::Refuse { from, why } = &tp {
+                refused.push(format!("{t} points at {} ({why})", short(from)));
+            }
+            planned.push((t.clone(), tp));
+        }
+        Ok(Plan {
+            mutability,
+            create_repo,
+            tags: planned,
+            refused,
+        })
+    }
+
+    /// The job's repository: its tag mutability, and whether phase 2 has to create it (a missing
+    /// repository is a usage error without `--create-repo`; with it, it gets the image's own).
+    async fn repository(&self, job: &Job) -> anyhow::Result<(Mutability, bool)> {
+        let repo = &job.repository;
+        let described = self
+            .ecr
+            .describe_repositories()
+            .repository_names(repo)
+            .send()
+            .await;
+        match described {
+            Ok(out) => Ok((
+                match out
+                    .repositories()
+                    .first()
+                    .and_then(|r| r.image_tag_mutability())
+                {
+                    Some(ImageTagMutability::Mutable) => Mutability::Mutable,
+                    _ => Mutability::Immutable,
+                },
+                false,
+            )),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_repository_not_found_exception()) =>
+            {
+                if !self.args.create_repo {
+                    return Err(exit::usage(format!(
+                        "ECR repository {repo:?} does not exist: create it or pass --create-repo"
+                    )));
+                }
+                Ok((job.mutability, true))
+            }
+            Err(e) => Err(deploy_core::aws::error(
+                &format!("couldn't describe ECR repository {repo}"),
+                &e,
+            )),
+        }
+    }
+}
+
+/// A refused tag anywhere: every image reported, nothing pushed.
+pub(crate) fn report_refused(report: &mut Report, loaded: &[Loaded], plans: &[Plan]) {
+    for (l, p) in loaded.iter().zip(plans) {
+        let c = plan_check(&l.job, &l.image, p);
+        report.push(if p.refused.is_empty() {
+            Check {
+                status: Status::Skipped,
+                ..c
+            }
+            .reason("nothing pushed: another image's tags were refused")
+        } else {
+            Check {
+                status: Status::Failed,
+                ..c
+            }
+            .reason(format!("nothing pushed: {}", p.refused.join("; ")))
+        });
+    }
+    report.output("bytes-pushed", 0);
+}
+
+fn short(d: &str) -> &str {
+    d.get(..19).unwrap_or(d)
+}
+
+pub(crate) fn plan_check(job: &Job, image: &source::Image, p: &Plan) -> Check {
+    let mut check = Check::new(&job.name, Status::Passed)
+        .detail("digest", image.top.digest.clone())
+        .detail("source", image.kind);
+    for (t, tp) in &p.tags {
+        check = check.detail(
+            format!("tag {t}"),
+            match tp {
+                TagPlan::Create => "create".to_owned(),
+                TagPlan::Unchanged => "already at this digest".to_owned(),
+                TagPlan::Move { from } => format!("move from {}", short(from)),
+                TagPlan::Refuse { .. } => "refused".to_owned(),
+            },
+        );
+    }
+    check
+}

@@ -1,0 +1,301 @@
+//! Upload, phase 2: the repositories to create, then every blob (HEAD-checked, mounted from
+//! another repository of the run or uploaded) and every manifest of every image. No tag.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deploy_core::aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
+use deploy_core::config::Mutability;
+use deploy_core::report::{AuditAction, AuditOutcome};
+use deploy_core::{Report, exit};
+
+use crate::Push;
+use crate::load::{Job, Loaded};
+use crate::plan::Plan;
+use crate::registry::Transfer;
+use crate::source;
+
+/// What phase 2 moved.
+#[derive(Debug, Default)]
+pub(crate) struct Transferred {
+    pub uploaded: usize,
+    pub mounted: usize,
+    pub present: usize,
+    pub pushed: u64,
+    pub skipped: u64,
+}
+
+impl Transferred {
+    /// Counts a blob already in the repository.
+    fn present(&mut self, size: u64) {
+        self.present += 1;
+        self.skipped += size;
+    }
+
+    /// Counts (and audits) a blob uploaded, or planned to be; `blob` is `repo@digest`.
+    fn uploaded(
+        &mut self,
+        report: &mut Report,
+        blob: &str,
+        size: u64,
+        outcome: AuditOutcome,
+        how: &str,
+    ) {
+        self.uploaded += 1;
+        self.pushed += size;
+        report.audit(
+            AuditAction::RegistryUploadBlob,
+            blob,
+            outcome,
+            Some(format!("{size} bytes{how}")),
+        );
+    }
+}
+
+/// The blobs of a daemon image no file holds: the image to `docker save` again, and the missing
+/// ones by tar entry (digest, size).
+struct Pending {
+    daemon: String,
+    blobs: BTreeMap<String, (String, u64)>,
+}
+
+impl Push<'_> {
+    /// Phase 2 for every image, in order; after a failure the rest are not pushed.
+    pub(crate) async fn upload_all(
+        &self,
+        loaded: &[Loaded],
+        plans: &[Plan],
+        report: &mut Report,
+    ) -> Vec<(anyhow::Result<Transferred>, Duration)> {
+        let all_repos: Vec<String> = loaded.iter().map(|l| l.job.repository.clone()).collect();
+        let mut results = Vec::new();
+        let mut failed = false;
+        for (l, p) in loaded.iter().zip(plans) {
+            let t0 = Instant::now();
+            let r = if failed {
+                Err(exit::dependency("not pushed: an earlier image failed"))
+            } else {
+                self.upload(l, p, &all_repos, report).await
+            };
+            failed |= r.is_err();
+            results.push((r, t0.elapsed()));
+        }
+        results
+    }
+
+    /// Phase 2: create the repository if planned, then every blob and manifest (no tag).
+    async fn upload(
+        &self,
+        l: &Loaded,
+        p: &Plan,
+        all_repos: &[String],
+        report: &mut Report,
+    ) -> anyhow::Result<Transferred> {
+        let (job, image) = (&l.job, &l.image);
+        let repo = &job.repository;
+        if p.create_repo {
+            self.create_repository(job, p.mutability, report).await?;
+        }
+        if self.args.dry_run {
+            let mut t = Transferred::default();
+            for b in &image.blobs {
+                if !p.create_repo && self.registry.has_blob(repo, &b.digest).await? {
+                    t.present(b.size);
+                } else {
+                    let blob = format!("{repo}@{}", b.digest);
+                    t.uploaded(report, &blob, b.size, AuditOutcome::Planned, "");
+                }
+            }
+            return Ok(t);
+        }
+        let (mut t, pending) = self.ensure_blobs(repo, image, all_repos, report).await?;
+        if let Some(pending) = pending {
+            self.stream_from_daemon(repo, &pending, &mut t, report)
+                .await?;
+        }
+        self.put_manifests(repo, image).await?;
+        Ok(t)
+    }
+
+    /// The planned repository, with the image's mutability and scan-on-push (only audited as
+    /// planned on a dry run).
+    async fn create_repository(
+        &self,
+        job: &Job,
+        mutability: Mutability,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let repo = &job.repository;
+        let m = match mutability {
+            Mutability::Mutable => ImageTagMutability::Mutable,
+            Mutability::Immutable => ImageTagMutability::Immutable,
+        };
+        let detail = Some(format!("{m:?}, scanOnPush {}", job.scan_on_push));
+        if self.args.dry_run {
+            report.audit(
+                AuditAction::EcrCreateRepository,
+                repo,
+                AuditOutcome::Planned,
+                detail,
+            );
+        } else {
+            self.ecr
+                .create_repository()
+                .repository_name(repo)
+                .image_tag_mutability(m.clone())
+                .image_scanning_configuration(
+                    ImageScanningConfiguration::builder()
+                        .scan_on_push(job.scan_on_push)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| {
+                    deploy_core::aws::error(&format!("couldn't create ECR repository {repo}"), &e)
+                })?;
+            report.audit(
+                AuditAction::EcrCreateRepository,
+                repo,
+                AuditOutcome::Done,
+                detail,
+            );
+        }
+        Ok(())
+    }
+
+    /// Every blob, `--concurrency` at once: present, mounted or uploaded. All of them finish
+    /// before the first error is returned; a daemon image's missing ones come back as pending.
+    async fn ensure_blobs(
+        &self,
+        repo: &str,
+        image: &source::Image,
+        all_repos: &[String],
+        report: &mut Report,
+    ) -> anyhow::Result<(Transferred, Option<Pending>)> {
+        let sem = Arc::new(tokio::sync::Semaphore::new(self.args.concurrency as usize));
+        let mut set = tokio::task::JoinSet::new();
+        for b in image.blobs.clone() {
+            let (registry, sem, repo, mount_from) = (
+                self.registry.clone(),
+                sem.clone(),
+                repo.to_owned(),
+                all_repos.to_vec(),
+            );
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let r = registry.ensure_blob(&repo, &b, &mount_from).await;
+                (b, r)
+            });
+        }
+        let mut t = Transferred::default();
+        let mut first_err = None;
+        let mut pending: BTreeMap<String, (String, u64)> = BTreeMap::new();
+        let mut daemon = None;
+        while let Some(j) = set.join_next().await {
+            let (b, r) = j?;
+            match r {
+                Ok(Transfer::Pending) => {
+                    if let source::Location::Daemon { image, entry } = &b.at {
+                        pending.insert(entry.clone(), (b.digest.clone(), b.size));
+                        daemon = Some(image.clone());
+                    }
+                }
+                Ok(Transfer::Present) => t.present(b.size),
+                Ok(Transfer::Mounted) => {
+                    t.mounted += 1;
+                    t.skipped += b.size;
+                    report.audit(
+                        AuditAction::RegistryMountBlob,
+                        &format!("{repo}@{}", b.digest),
+                        AuditOutcome::Done,
+                        None,
+                    );
+                }
+                Ok(Transfer::Uploaded) => {
+                    let blob = format!("{repo}@{}", b.digest);
+                    t.uploaded(report, &blob, b.size, AuditOutcome::Done, "")
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        let pending = daemon.map(|daemon| Pending {
+            daemon,
+            blobs: pending,
+        });
+        Ok((t, pending))
+    }
+
+    /// The missing layers, streamed from a second `docker save`, in archive order.
+    async fn stream_from_daemon(
+        &self,
+        repo: &str,
+        pending: &Pending,
+        t: &mut Transferred,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let (name, wanted) = (pending.daemon.clone(), pending.blobs.clone());
+        let reader = tokio::task::spawn_blocking(move || source::stream_blobs(&name, &wanted, tx));
+        let mut first_err = None;
+        let mut streamed = 0;
+        while let Some((digest, size, chunks)) = rx.recv().await {
+            match self
+                .registry
+                .upload_stream(repo, &digest, size, chunks)
+                .await
+            {
+                Ok(()) => {
+                    streamed += 1;
+                    t.uploaded(
+                        report,
+                        &format!("{repo}@{digest}"),
+                        size,
+                        AuditOutcome::Done,
+                        ", streamed from docker save",
+                    );
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        if let Err(e) = reader.await? {
+            first_err.get_or_insert(e);
+        }
+        if first_err.is_none() && streamed < pending.blobs.len() {
+            first_err = Some(exit::dependency(format!(
+                "docker save ended before all {} missing layers were streamed",
+                pending.blobs.len()
+            )));
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Manifests by digest (children of an index first); one already there is not re-put.
+    async fn put_manifests(&self, repo: &str, image: &source::Image) -> anyhow::Result<()> {
+        for m in image.children.iter().chain(std::iter::once(&image.top)) {
+            if self
+                .registry
+                .manifest_digest(repo, &m.digest)
+                .await?
+                .is_none()
+            {
+                self.registry
+                    .put_manifest(repo, &m.digest, &m.media_type, &m.bytes)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
