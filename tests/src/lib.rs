@@ -8,6 +8,7 @@ pub mod actions;
 pub mod contract;
 pub mod ecs_standin;
 pub mod faults;
+pub mod git;
 pub mod https;
 pub mod oci;
 pub mod recorder;

@@ -95,18 +95,9 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs git in `dir` with a fixed identity; panics when it fails.
+/// Runs git in `dir` with the tests' identity; panics when it fails ([`crate::git::git`]).
 pub fn git(dir: &std::path::Path, args: &[&str]) {
-    let st = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
+    crate::git::git(dir, args);
 }
 
 /// A git repository holding `files`, with an `origin` remote, as act wants.

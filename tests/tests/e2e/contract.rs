@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::process::Command;
 
 use deploy_action_e2e::contract::{declared, readme_outputs, tools_of, written};
+use deploy_action_e2e::git::{commit_file as commit, git};
 use deploy_action_e2e::release::TOOLS;
 use deploy_action_e2e::rig::{self, aws_env, run, tool, unique};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
@@ -274,27 +275,6 @@ async fn health_check_cases() -> Vec<Written> {
     ]);
     out.push(s.run("health-check", "not ready", 1, c).await);
     out
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-        .env("GIT_COMMITTER_NAME", "dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "git {args:?}: {o:?}");
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-fn commit(dir: &Path, file: &str, text: &str) -> String {
-    std::fs::write(dir.join(file), text).unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-qm", file]);
-    git(dir, &["rev-parse", "HEAD"])
 }
 
 /// origin (bare) with main: 1 shared commit, then `feat` (1 commit, pushed) and 30 more on main.

@@ -10,34 +10,12 @@ use std::process::Command;
 
 use deploy_action_e2e::actions::Actions;
 use deploy_action_e2e::ecs_standin::EcsStandIn;
+use deploy_action_e2e::git::{commit_file as commit, git};
 use deploy_action_e2e::rig::{self, unique};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
 use deploy_action_e2e::tap::{Recorded, Tap};
 
 const GH_TOKEN: &str = "ghs_examples_token_0123456789";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-        .env("GIT_COMMITTER_NAME", "dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "git {args:?}: {o:?}");
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-fn commit(dir: &Path, file: &str, text: &str) -> String {
-    let p = dir.join(file);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-qm", file]);
-    git(dir, &["rev-parse", "HEAD"])
-}
 
 /// A project on "GitHub": a bare `origin` that `https://github.com/afu9/app.git` resolves to
 /// (through a git config act's jobs see as their global one), and `seed`, a clone to commit in.

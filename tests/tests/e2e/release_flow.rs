@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use deploy_action_e2e::git::git_ok;
 use deploy_action_e2e::release::{BINARY, asset, host_target};
 use deploy_action_e2e::release_host::{Mode, ReleaseHost};
 use deploy_action_e2e::rig::{self, git};
@@ -27,20 +28,9 @@ const TARGETS: [&str; 4] = [
 ];
 const OLD_LINE: &str = "1111111111111111111111111111111111111111111111111111111111111111  deploy-action-v0.9.0-x86_64-unknown-linux-musl.tar.gz";
 
-fn git_out(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 /// The commit a tag on origin points at, if it exists.
 fn tag_commit(bare: &Path, tag: &str) -> Option<String> {
-    git_out(
+    git_ok(
         bare,
         &[
             "rev-parse",
@@ -105,7 +95,7 @@ impl Project {
         let bare_s = bare.to_str().unwrap();
         git(&src, &["push", "-q", bare_s, "main", "refs/tags/v1"]);
         let old_v1 = tag_commit(&bare, "v1").unwrap();
-        let main = git_out(&bare, &["rev-parse", "refs/heads/main"]).unwrap();
+        let main = git_ok(&bare, &["rev-parse", "refs/heads/main"]).unwrap();
         git(d, &["clone", "-q", bare_s, "checkout"]);
         let checkout = d.join("checkout");
         let dist = d.join("dist");
@@ -277,11 +267,11 @@ fn a_release_tags_publishes_moves_the_major_tag_and_installs_at_both_tags() {
     let release = tag_commit(&p.bare, "v1.0.0").expect("v1.0.0 on origin");
     assert_eq!(tag_commit(&p.bare, "v1").as_deref(), Some(release.as_str()));
     assert_eq!(
-        git_out(&p.bare, &["rev-parse", &format!("{release}^")]).as_deref(),
+        git_ok(&p.bare, &["rev-parse", &format!("{release}^")]).as_deref(),
         Some(p.main.as_str())
     );
     // Its checksums.txt keeps the earlier line and lists this release's archives; VERSION names it.
-    let sums = git_out(&p.bare, &["show", &format!("{release}:checksums.txt")]).unwrap();
+    let sums = git_ok(&p.bare, &["show", &format!("{release}:checksums.txt")]).unwrap();
     assert!(sums.contains(OLD_LINE), "{sums}");
     for target in TARGETS {
         let a = asset("v1.0.0", target);
@@ -296,12 +286,12 @@ fn a_release_tags_publishes_moves_the_major_tag_and_installs_at_both_tags() {
         assert!(String::from_utf8_lossy(&want.stdout).starts_with(&line[..64]));
     }
     assert_eq!(
-        git_out(&p.bare, &["show", &format!("{release}:VERSION")]).as_deref(),
+        git_ok(&p.bare, &["show", &format!("{release}:VERSION")]).as_deref(),
         Some("v1.0.0")
     );
     // main is not touched: the release commit is reachable from the tags only.
     assert_eq!(
-        git_out(&p.bare, &["rev-parse", "refs/heads/main"]).as_deref(),
+        git_ok(&p.bare, &["rev-parse", "refs/heads/main"]).as_deref(),
         Some(p.main.as_str())
     );
 
@@ -367,7 +357,7 @@ fn assert_nothing_released(p: &Project, host: &ReleaseHost) {
         tag_commit(&p.bare, "v1").as_deref(),
         Some(p.old_v1.as_str())
     );
-    let tags = git_out(&p.bare, &["tag", "-l"]).unwrap();
+    let tags = git_ok(&p.bare, &["tag", "-l"]).unwrap();
     assert_eq!(tags, "v1", "tags on origin: {tags}");
 }
 
@@ -434,7 +424,7 @@ fn a_version_that_is_not_the_workspace_version_is_refused() {
     let (ok, log) = p.release(&host, "1.0.0");
     assert!(!ok, "{log}");
     assert!(log.contains("must look like v1.2.3"), "{log}");
-    assert_eq!(git_out(&p.bare, &["tag", "-l"]).as_deref(), Some("v1"));
+    assert_eq!(git_ok(&p.bare, &["tag", "-l"]).as_deref(), Some("v1"));
     assert!(host.requests().is_empty());
 }
 

@@ -6,39 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use deploy_action_e2e::git::{commit, git, write};
 use deploy_action_e2e::rig::{self, Ran, run, tool};
 use serde_json::Value;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-        .env("GIT_COMMITTER_NAME", "dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn write(dir: &Path, file: &str, text: &[u8]) {
-    let p = dir.join(file);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn commit(dir: &Path, file: &str, text: &str, msg: &str) -> String {
-    write(dir, file, text.as_bytes());
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-qm", msg]);
-    git(dir, &["rev-parse", "HEAD"])
-}
 
 /// A bare origin with `main` (a.txt, f.txt), and a clone with branch `feat` from main's tip.
 struct Repos {

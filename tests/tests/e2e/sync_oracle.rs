@@ -17,10 +17,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use deploy_action_e2e::git::{git, git_raw};
 use serde_json::Value;
 
 // ---- histories -----------------------------------------------------------------------------
@@ -279,34 +280,6 @@ fn materialise(dir: &Path, t: &Tree) {
         let mode = if f.exec { 0o755 } else { 0o644 };
         std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode)).unwrap();
     }
-}
-
-fn git_cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new("git");
-    c.args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-        .env("GIT_COMMITTER_NAME", "dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .env("LC_ALL", "C")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE");
-    c
-}
-
-fn git_raw(dir: &Path, args: &[&str]) -> Output {
-    git_cmd(dir, args).output().unwrap()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = git_raw(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn commit(dir: &Path, t: &Tree, msg: &str) {

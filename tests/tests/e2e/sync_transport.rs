@@ -17,6 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::Engine;
+use deploy_action_e2e::git::{commit, git};
 use deploy_action_e2e::rig::{Ran, run, tool};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -138,31 +139,6 @@ async fn serve(root: &Path) -> (SocketAddr, Arc<Server>) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, state)
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-        .env("GIT_COMMITTER_NAME", "dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn commit(dir: &Path, file: &str, text: &str, msg: &str) -> String {
-    std::fs::write(dir.join(file), text).unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-qm", msg]);
-    git(dir, &["rev-parse", "HEAD"])
 }
 
 /// Hooks that append their name and whole environment to `<repo>/../hook-env`.
