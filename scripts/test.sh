@@ -51,6 +51,10 @@ on_exit() {
 trap on_exit EXIT
 RESULT_FILE="$(mktemp)"
 
+# A CI run starts from nothing: incremental compilation would only write caches no later run
+# reads (a local run keeps them).
+if [[ "${CI:-}" == true ]]; then export CARGO_INCREMENTAL=0; fi
+
 phase install bash "$RIG" install
 phase rig-up bash "$RIG" up
 

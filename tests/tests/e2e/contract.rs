@@ -170,9 +170,8 @@ async fn health_check_cases() -> Vec<Written> {
         .unwrap();
     let mut out = Vec::new();
     let namespace = unique("Contract/Factory");
-    let s = Step::new();
-    let mut c = s.cmd("health-check", s.dir.path());
-    aws_env(&mut c).args([
+    // health-check verifying the ECS service and tagging it verified.
+    let verifying = [
         "--ecs",
         "--cluster",
         &cluster,
@@ -185,6 +184,10 @@ async fn health_check_cases() -> Vec<Written> {
         "100ms",
         "--wait",
         "20s",
+    ];
+    let s = Step::new();
+    let mut c = s.cmd("health-check", s.dir.path());
+    aws_env(&mut c).args(verifying).args([
         "--expect-version",
         &Behaviour::default().commit_sha,
         "--emit-metric",
@@ -239,22 +242,7 @@ async fn health_check_cases() -> Vec<Written> {
     );
     let s = configured();
     let mut c = s.cmd("health-check", s.dir.path());
-    aws_env(&mut c).args([
-        "-e",
-        "default",
-        "--ecs",
-        "--cluster",
-        &cluster,
-        "--service",
-        &service,
-        "--mark-verified",
-        "--base-url",
-        &ok.url,
-        "--interval",
-        "100ms",
-        "--wait",
-        "20s",
-    ]);
+    aws_env(&mut c).args(["-e", "default"]).args(verifying);
     out.push(
         s.run("health-check", "verified, resolves the incident", 0, c)
             .await,

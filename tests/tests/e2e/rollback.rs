@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use deploy_action_e2e::ecs_standin::{EcsStandIn, Script};
-use deploy_action_e2e::rig::{self, Ran, run, tool, unique};
+use deploy_action_e2e::rig::{self, Ran, aws_env, run, tool, unique};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
 use deploy_core::aws_sdk_ecs as ecs;
 use serde_json::{Value, json};
@@ -257,6 +257,35 @@ impl Env {
             .args(["--environment", environment, "--format", "json"])
             .args(args);
         c
+    }
+
+    /// Service `s`'s rollback to revision 2 stays IN_PROGRESS, revision 3 still running.
+    fn stick_in_progress(&self, s: usize) {
+        self.ecs_standin.script(&self.services[s], Script::after_update(vec![json!({
+            "deployments": [
+                { "id": "{new}", "status": "PRIMARY", "taskDefinition": self.arn(s, 2), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS" },
+                { "id": "ecs-svc/old", "status": "ACTIVE", "taskDefinition": self.arn(s, 3), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
+            ]
+        })]));
+    }
+
+    /// Starts `c` (a rollback) with its output captured and returns once it has sent
+    /// UpdateService: the rollback is under way.
+    async fn start_rolling(&self, mut c: std::process::Command) -> std::process::Child {
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        let t0 = Instant::now();
+        while self.ecs_standin.calls_of("UpdateService").is_empty()
+            && t0.elapsed() < Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !self.ecs_standin.calls_of("UpdateService").is_empty(),
+            "the rollback never started"
+        );
+        child
     }
 
     async fn rollback(&self, args: &[&str]) -> (Ran, Value) {
@@ -978,23 +1007,11 @@ async fn the_incident_record_reaches_every_sink() {
 async fn sigterm_mid_wait_gives_a_partial_report_and_an_incomplete_record() {
     let e = env(1, 3).await;
     e.verified(0, 2, "c0ffee0").await;
-    e.ecs_standin.script(&e.services[0], Script::after_update(vec![json!({
-        "deployments": [
-            { "id": "{new}", "status": "PRIMARY", "taskDefinition": e.arn(0, 2), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS" },
-            { "id": "ecs-svc/old", "status": "ACTIVE", "taskDefinition": e.arn(0, 3), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
-        ]
-    })]));
-    let mut c = e.cmd(&["--incident-file", "incident.json"]);
-    c.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
-    // Wait until the rollback is under way (UpdateService sent), then cancel like GitHub does.
-    let t0 = Instant::now();
-    while e.ecs_standin.calls_of("UpdateService").is_empty()
-        && t0.elapsed() < Duration::from_secs(20)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    e.stick_in_progress(0);
+    // Once the rollback is under way (UpdateService sent), cancel it like GitHub does.
+    let child = e
+        .start_rolling(e.cmd(&["--incident-file", "incident.json"]))
+        .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let out = rig::sigterm(child).await;
     assert_eq!(out.code, 1, "{out:?}");
@@ -1032,11 +1049,7 @@ async fn a_deploy_refuses_while_an_incident_is_open_until_a_verified_deploy_reso
     let group = unique("/afu9/incidents");
     let preflight_in = |environment: &str, extra: &[&str]| {
         let mut c = tool("health-check", e.dir.path());
-        c.env("AWS_ENDPOINT_URL", rig::moto_url())
-            .env("AWS_REGION", "eu-central-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        aws_env(&mut c)
             .env("API_TOKEN", CANARY_TOKEN)
             .args(["-e", environment, "--format", "json", "--preflight"])
             .args(["--incident-log-group", &group])
@@ -1054,13 +1067,8 @@ async fn a_deploy_refuses_while_an_incident_is_open_until_a_verified_deploy_reso
     assert_eq!(report_of(&r)["outputs"]["open-incidents"], "");
 
     // A rollback that stays in progress until its 5 s deadline.
-    e.ecs_standin.script(&e.services[0], Script::after_update(vec![json!({
-        "deployments": [
-            { "id": "{new}", "status": "PRIMARY", "taskDefinition": e.arn(0, 2), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS" },
-            { "id": "ecs-svc/old", "status": "ACTIVE", "taskDefinition": e.arn(0, 3), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
-        ]
-    })]));
-    let mut c = e.cmd(&[
+    e.stick_in_progress(0);
+    let rolling = e.cmd(&[
         "--wait",
         "5s",
         "--interval",
@@ -1071,19 +1079,7 @@ async fn a_deploy_refuses_while_an_incident_is_open_until_a_verified_deploy_reso
         "5xx after the deploy",
         "--no-diagnose",
     ]);
-    c.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
-    let t0 = Instant::now();
-    while e.ecs_standin.calls_of("UpdateService").is_empty()
-        && t0.elapsed() < Duration::from_secs(20)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        !e.ecs_standin.calls_of("UpdateService").is_empty(),
-        "the rollback never started"
-    );
+    let child = e.start_rolling(rolling).await;
 
     // During the rollback: refused, naming the incident and that it is in progress.
     let r = run(preflight(&[])).await;
@@ -1150,12 +1146,8 @@ async fn a_deploy_refuses_while_an_incident_is_open_until_a_verified_deploy_reso
         Script::in_flight(steady.clone(), vec![steady]),
     );
     let mut verify = tool("health-check", e.dir.path());
-    verify
+    aws_env(&mut verify)
         .env("AWS_ENDPOINT_URL", &e.ecs_standin.url)
-        .env("AWS_REGION", "eu-central-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("API_TOKEN", CANARY_TOKEN)
         .args([
             "-e",
