@@ -48,9 +48,9 @@ pub(crate) async fn report(args: &Args, r: &Resolved) -> anyhow::Result<Report> 
     );
     let name = format!("no open incident ({environment})");
     let source = format!(
-        "{group} stream {}, last {}",
+        "{group} stream {}, last {} days",
         deploy_core::logs::INCIDENT_STREAM,
-        humantime::format_duration(LOOKBACK)
+        LOOKBACK.as_secs() / 86_400
     );
     let now = std::time::SystemTime::now();
     let running: Vec<String> = open
