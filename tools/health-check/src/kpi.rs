@@ -84,13 +84,9 @@ pub async fn report(args: &Args, window: Duration, r: &Resolved) -> anyhow::Resu
         .metric_namespace
         .clone()
         .unwrap_or_else(|| r.config.metrics.namespace.clone());
-    let log_group = args.incident_log_group.clone().or_else(|| {
-        r.config
-            .rollback
-            .incident_log_group
-            .as_ref()
-            .map(|t| t.expose().to_owned())
-    });
+    let log_group = r
+        .config
+        .incident_log_group(args.incident_log_group.as_ref());
     let uptime_target = args.uptime_target.or(r.config.kpi.uptime_target);
     let mttr_target = first(args.mttr_target, r.config.kpi.mttr_target);
     let region = r.region();

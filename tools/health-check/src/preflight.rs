@@ -14,17 +14,6 @@ use deploy_core::{Check, Report, Status, exit};
 
 use crate::Args;
 
-/// The incident log group: `--incident-log-group`, else `rollback.incident_log_group`.
-pub(crate) fn log_group(args: &Args, r: &Resolved) -> Option<String> {
-    args.incident_log_group.clone().or_else(|| {
-        r.config
-            .rollback
-            .incident_log_group
-            .as_ref()
-            .map(|t| t.expose().to_owned())
-    })
-}
-
 /// The preflight report: one check, passed when no incident is open (or when it is and
 /// `--allow-open-incident` says to deploy anyway), failed naming each open one.
 pub(crate) async fn report(args: &Args, r: &Resolved) -> anyhow::Result<Report> {
@@ -33,7 +22,7 @@ pub(crate) async fn report(args: &Args, r: &Resolved) -> anyhow::Result<Report> 
         .environment
         .clone()
         .ok_or_else(|| exit::usage("--preflight needs an environment: pass --environment NAME"))?;
-    let group = log_group(args, r).ok_or_else(|| {
+    let group = r.config.incident_log_group(args.incident_log_group.as_ref()).ok_or_else(|| {
         exit::usage(
             "--preflight reads rollback's incident records: pass --incident-log-group GROUP or set rollback.incident_log_group",
         )
@@ -112,7 +101,11 @@ pub(crate) async fn resolve_open(
     sdk: &deploy_core::aws_config::SdkConfig,
     report: &mut Report,
 ) {
-    let (Some(group), Some(environment)) = (log_group(args, r), r.environment.clone()) else {
+    let (Some(group), Some(environment)) = (
+        r.config
+            .incident_log_group(args.incident_log_group.as_ref()),
+        r.environment.clone(),
+    ) else {
         return;
     };
     let client = deploy_core::logs::client(sdk);

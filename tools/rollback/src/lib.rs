@@ -200,11 +200,9 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
     Ok(Settings {
         wait: setting(args.wait, rb.wait, Duration::from_secs(900)),
         interval: setting(args.interval, rb.interval, Duration::from_secs(5)),
-        log_group: args.incident_log_group.clone().or_else(|| {
-            rb.incident_log_group
-                .as_ref()
-                .map(|t| t.expose().to_owned())
-        }),
+        log_group: resolved
+            .config
+            .incident_log_group(args.incident_log_group.as_ref()),
         changelog: args
             .changelog
             .clone()

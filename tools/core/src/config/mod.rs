@@ -152,6 +152,17 @@ impl Config {
             .and_then(|e| e.region.as_deref())
             .or(self.defaults.region.as_deref())
     }
+
+    /// The CloudWatch Logs group of the incident records: the `--incident-log-group` flag, else
+    /// `[rollback] incident_log_group` (rollback writes there, health-check reads there).
+    pub fn incident_log_group(&self, flag: Option<&String>) -> Option<String> {
+        flag.cloned().or_else(|| {
+            self.rollback
+                .incident_log_group
+                .as_ref()
+                .map(|t| t.expose().to_owned())
+        })
+    }
 }
 
 /// A setting that must come from somewhere: the flag, else the file, else a usage error whose
