@@ -3,7 +3,7 @@
 # then runs fmt, clippy, the whole cargo test suite and the zizmor lint.
 #
 #   scripts/test.sh [ARGS...]    ARGS are passed to `cargo test --workspace`
-#   SKIP_LINT=1 scripts/test.sh  skip `cargo fmt --check` and clippy (quick local loop)
+#   SKIP_LINT=1 scripts/test.sh  skip `cargo fmt --check` and clippy's lints (quick local loop)
 #
 # Runnable from any directory. The rig is always stopped on exit.
 set -Eeuo pipefail
@@ -27,7 +27,7 @@ phase() {
     printf '\n==> [%s] %s\n' "$name" "$*" >&2
     "$@"
     took="$(elapsed "$start")"
-    PHASES+=("$(printf '%-8s %6ss' "$name" "$took")")
+    PHASES+=("$(printf '%-12s %6ss' "$name" "$took")")
     printf '<== [%s] ok (%ss)\n' "$name" "$took" >&2
     CURRENT_PHASE=""
 }
@@ -61,19 +61,28 @@ phase rig-up bash "$RIG" up
 rig_env="$(bash "$RIG" env)"
 eval "$rig_env"
 
-if [[ "${SKIP_LINT:-0}" != 1 ]]; then
-    phase fmt cargo fmt --all -- --check
-    phase clippy cargo clippy --workspace --all-targets -- -D warnings
-else
-    printf 'test.sh: SKIP_LINT=1: skipping cargo fmt and clippy\n' >&2
-fi
-
 run_tests() {
     cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$test_log"
 }
 # The end-to-end tests run the tools' binaries, which `cargo test` alone does not build.
 # One binary holds the five tools; their names are links to it (scripts/link-tools.sh).
-phase build cargo build --workspace --bins --locked
+if [[ "${SKIP_LINT:-0}" != 1 ]]; then
+    phase fmt cargo fmt --all -- --check
+    # Clippy lints while the build compiles, instead of in a `cargo clippy` pass of its own:
+    # that pass checks every dependency (the AWS SDK) once more, only to throw the result away.
+    # clippy-driver is rustc with clippy's lints, and cargo runs it for the workspace's own
+    # crates only (RUSTC_WORKSPACE_WRAPPER, which is how `cargo clippy` runs it too); CLIPPY_ARGS
+    # carries what `cargo clippy -- -D warnings` passes. The same lints, on the same targets as
+    # `cargo clippy --workspace --all-targets -- -D warnings`: any warning fails this phase.
+    # The variables stay set, so `cargo test` below finds these builds fresh.
+    RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
+    CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+    export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
+    phase build+clippy cargo build --workspace --all-targets --locked
+else
+    printf 'test.sh: SKIP_LINT=1: skipping cargo fmt and clippy\n' >&2
+    phase build cargo build --workspace --bins --locked
+fi
 bash scripts/link-tools.sh target/debug
 test_log="$(mktemp)"
 phase test run_tests "$@"

@@ -476,8 +476,11 @@ fn source_copy() -> tempfile::TempDir {
 // ran it on this workspace (`build --locked --workspace --bins`, dev profile, target/): cargo
 // finds it fresh, so the proof costs seconds, not a cold build of the AWS SDK, and no binary
 // another test is running is rebuilt (`-p deploy-action` alone would unify features differently
-// and relink it). What is tested is the action's call and environment, not the compiler. The
-// binary is copied to where the action expects it.
+// and relink it). The test command's build runs with clippy's driver as the workspace wrapper
+// (scripts/test.sh), so the shim passes those variables on as that build had them (the action
+// itself rightly passes none), or cargo would see other flags and rebuild. What is tested is the
+// action's call and environment, not the compiler. The binary is copied to where the action
+// expects it.
 const CARGO_SHIM: &str = r#"#!/usr/bin/env bash
 set -euo pipefail
 env > "__RECORD__/env"
@@ -493,10 +496,24 @@ done
 copy="$(dirname "$manifest")"
 diff -r -q "$copy/tools" "__WORKSPACE__/tools" >&2
 for f in Cargo.toml Cargo.lock tests/Cargo.toml; do cmp "$copy/$f" "__WORKSPACE__/$f" >&2; done
-CARGO_TARGET_DIR="__WORKSPACE__/target" "__CARGO__" build --locked --manifest-path "__WORKSPACE__/Cargo.toml" --workspace --bins
+env __BUILD_ENV__ CARGO_TARGET_DIR="__WORKSPACE__/target" "__CARGO__" build --locked --manifest-path "__WORKSPACE__/Cargo.toml" --workspace --bins
 mkdir -p "$wanted/release"
 cp "__WORKSPACE__/target/debug/$tool" "$wanted/release/$tool"
 "#;
+
+/// The variables of the test command's build that change how cargo compiles, as `NAME='value'`
+/// words for `env` (none of them holds a quote).
+fn test_command_build_env() -> String {
+    [
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CLIPPY_ARGS",
+        "CARGO_INCREMENTAL",
+    ]
+    .into_iter()
+    .filter_map(|name| Some(format!("{name}='{}'", std::env::var(name).ok()?)))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
@@ -517,7 +534,8 @@ async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
         CARGO_SHIM
             .replace("__RECORD__", &record.path().display().to_string())
             .replace("__WORKSPACE__", &workspace.display().to_string())
-            .replace("__CARGO__", real.trim()),
+            .replace("__CARGO__", real.trim())
+            .replace("__BUILD_ENV__", &test_command_build_env()),
     )
     .unwrap();
     Command::new("chmod")
