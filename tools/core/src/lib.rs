@@ -29,6 +29,7 @@ pub mod render;
 pub mod report;
 pub mod retry;
 pub mod secret;
+pub mod settings;
 pub mod taskdef;
 pub mod urls;
 

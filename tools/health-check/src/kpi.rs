@@ -80,10 +80,7 @@ pub async fn report(args: &Args, window: Duration, r: &Resolved) -> anyhow::Resu
         .environment
         .clone()
         .ok_or_else(|| exit::usage("--kpi needs an environment: pass --environment NAME"))?;
-    let namespace = args
-        .metric_namespace
-        .clone()
-        .unwrap_or_else(|| r.config.metrics.namespace.clone());
+    let namespace = args.metric.namespace(&r.config);
     let log_group = r
         .config
         .incident_log_group(args.incident_log_group.as_ref());

@@ -22,6 +22,10 @@ use deploy_core::cli::{CommonArgs, Resolved, ServiceArgs};
 use deploy_core::config::EMBEDDED_HEALTH;
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::http::{HttpClient, HttpOptions};
+use deploy_core::settings::{
+    ClusterArg, DiagnoseArgs, DiagnoseDocs, EcsDocs, MetricArgs, MetricDocs, ServicesArg, Wait,
+    WaitArgs, WaitDocs,
+};
 use deploy_core::{Exit, Report};
 
 use crate::plan::Plan;
@@ -44,13 +48,8 @@ pub struct Args {
     #[command(flatten)]
     pub publish: deploy_core::github::PublishArgs,
 
-    /// Deadline for the whole wait (default: health.wait, else 300s).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Waiting")]
-    pub wait: Option<Duration>,
-    /// Pause between polling rounds, start to start, with jitter; longer only when a server sends
-    /// Retry-After or refuses connections (default: health.interval, else 2s).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Waiting")]
-    pub interval: Option<Duration>,
+    #[command(flatten)]
+    pub wait: WaitArgs<Help>,
     /// Passes in a row every probe needs (default: health.success_threshold, else 2).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100), help_heading = "Waiting")]
     pub success_threshold: Option<u32>,
@@ -89,19 +88,13 @@ pub struct Args {
     /// running, one deployment left, the expected task definition.
     #[arg(long, help_heading = "ECS")]
     pub ecs: bool,
-    /// ECS cluster (default: the environment's cluster).
-    #[arg(long, value_name = "NAME", help_heading = "ECS")]
-    pub cluster: Option<String>,
-    /// ECS service to verify; repeat (default: the environment's services).
-    #[arg(long = "service", value_name = "NAME", help_heading = "ECS")]
-    pub services: Vec<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArg<Help>,
+    #[command(flatten)]
+    pub services: ServicesArg<Help>,
     /// Task definition a service must run: `[SERVICE=]FAMILY:REV` or an ARN; repeat. Without
     /// `SERVICE=` it applies to every service.
-    #[arg(
-        long = "expect-task-definition",
-        value_name = "[SERVICE=]TD",
-        help_heading = "ECS"
-    )]
+    #[arg(long, value_name = "[SERVICE=]TD", help_heading = "ECS")]
     pub expect_task_definition: Vec<String>,
 
     /// CloudWatch alarm that must not be in ALARM during the wait; repeat (adds to the config's).
@@ -114,11 +107,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "CloudWatch")]
     pub bake: Option<Duration>,
     /// Fail when the ALB's HTTPCode_Target_5XX_Count sum over the window is above N.
-    #[arg(
-        long = "alb-5xx-threshold",
-        value_name = "N",
-        help_heading = "CloudWatch"
-    )]
+    #[arg(long, value_name = "N", help_heading = "CloudWatch")]
     pub alb_5xx_threshold: Option<u64>,
     /// Window of the ALB 5xx gate (default: health.alb_5xx_window, else 5m).
     #[arg(long = "alb-5xx-window", value_name = "DURATION", value_parser = parse_duration, help_heading = "CloudWatch")]
@@ -126,12 +115,8 @@ pub struct Args {
     /// ALB dimension value `app/NAME/ID` (default: the environment's load_balancer).
     #[arg(long, value_name = "app/NAME/ID", help_heading = "CloudWatch")]
     pub load_balancer: Option<String>,
-    /// Put the Availability metric (1 healthy, 0 not) with dimension Environment (runbook 7).
-    #[arg(long, help_heading = "CloudWatch")]
-    pub emit_metric: bool,
-    /// Namespace of the Availability metric (default: metrics.namespace, else AFU9/Factory).
-    #[arg(long, value_name = "NAMESPACE", help_heading = "CloudWatch")]
-    pub metric_namespace: Option<String>,
+    #[command(flatten)]
+    pub metric: MetricArgs<Help>,
 
     /// Report the runbook's KPIs over this window instead of checking health: uptime from the
     /// Availability metric, incidents and MTTR from rollback's incident records (e.g. 30d).
@@ -158,10 +143,8 @@ pub struct Args {
     #[arg(long, requires = "preflight", help_heading = "Before a deploy")]
     pub allow_open_incident: bool,
 
-    /// On failure, skip gathering why (stopped tasks, pending tasks and events, target health, log
-    /// lines, alarms): by default it runs on every failure with AWS in use.
-    #[arg(long, help_heading = "Diagnosis")]
-    pub no_diagnose: bool,
+    #[command(flatten)]
+    pub diagnose: DiagnoseArgs<Help>,
 
     /// When healthy, tag each service's running task definition revision as verified
     /// (`deploy-action:verified`, `deploy-action:sha`, `deploy-action:run`): what rollback
@@ -174,6 +157,47 @@ pub struct Args {
     #[arg(skip)]
     pub keep_incidents_open: bool,
 }
+
+/// health-check's words for the settings groups it shares with rollback
+/// ([`deploy_core::settings`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Help;
+
+impl WaitDocs for Help {
+    const HEADING: &'static str = "Waiting";
+    const WAIT: &'static str = "Deadline for the whole wait (default: health.wait, else 300s)";
+    const INTERVAL: &'static str = "Pause between polling rounds, start to start, with jitter; \
+        longer only when a server sends Retry-After or refuses connections (default: \
+        health.interval, else 2s)";
+}
+
+impl EcsDocs for Help {
+    const HEADING: &'static str = "ECS";
+    const CLUSTER: &'static str = "ECS cluster (default: the environment's cluster)";
+    const SERVICE: &'static str =
+        "ECS service to verify; repeat (default: the environment's services)";
+}
+
+impl MetricDocs for Help {
+    const HEADING: &'static str = "CloudWatch";
+    const EMIT: &'static str =
+        "Put the Availability metric (1 healthy, 0 not) with dimension Environment (runbook 7)";
+    const NAMESPACE: &'static str =
+        "Namespace of the Availability metric (default: metrics.namespace, else AFU9/Factory)";
+}
+
+impl DiagnoseDocs for Help {
+    const HEADING: &'static str = "Diagnosis";
+    const NO_DIAGNOSE: &'static str = "On failure, skip gathering why (stopped tasks, pending \
+        tasks and events, target health, log lines, alarms): by default it runs on every failure \
+        with AWS in use";
+}
+
+/// The built-in wait: 300s, polled every 2s.
+pub const DEFAULT_WAIT: Wait = Wait {
+    deadline: Duration::from_secs(300),
+    interval: plan::DEFAULT_INTERVAL,
+};
 
 /// The sections of deploy.toml health-check reads: a `${VAR}` elsewhere may be unset.
 pub const CONFIG_READS: &[&str] = &[

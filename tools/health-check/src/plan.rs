@@ -10,9 +10,10 @@ use deploy_core::checks::{self, Policy, Prepared};
 use deploy_core::cli::Resolved;
 use deploy_core::config::{Health, StatusSet, setting};
 use deploy_core::exit;
+use deploy_core::settings::{EcsScope, Wait, ecs_scope};
 
-use crate::Args;
 use crate::probe::{Kind, Probe};
+use crate::{Args, DEFAULT_WAIT};
 
 /// The pause between polling rounds when neither `--interval` nor `health.interval` sets one:
 /// short, because a health wait is one client polling one service, and every interval is lag.
@@ -65,14 +66,17 @@ impl Plan {
 
     /// Whether CloudWatch is called at all.
     pub fn needs_cloudwatch(&self, args: &Args) -> bool {
-        self.alarms_on() || self.alb.is_some() || args.emit_metric
+        self.alarms_on() || self.alb.is_some() || args.metric.emit_metric
     }
 }
 
 /// Builds the plan from the flags and the resolved config.
 pub(crate) fn plan(args: &Args, r: &Resolved) -> anyhow::Result<Plan> {
     let h = &r.config.health;
-    let wait = setting(args.wait, h.wait, Duration::from_secs(300));
+    let Wait {
+        deadline: wait,
+        interval,
+    } = args.wait.resolve(h.wait, h.interval, DEFAULT_WAIT);
     let stabilize = setting(args.stabilize, h.stabilize, Duration::ZERO);
     if stabilize >= wait {
         return Err(exit::usage(format!(
@@ -99,7 +103,7 @@ pub(crate) fn plan(args: &Args, r: &Resolved) -> anyhow::Result<Plan> {
     let (probes, cluster, services) = probes(args, r, http)?;
     let mut plan = Plan {
         wait,
-        interval: setting(args.interval, h.interval, DEFAULT_INTERVAL),
+        interval,
         threshold: args
             .success_threshold
             .or(h.success_threshold)
@@ -230,14 +234,14 @@ fn probes(
         })
         .collect();
     if !args.ecs {
-        if !args.expect_task_definition.is_empty() || !args.services.is_empty() {
+        if !args.expect_task_definition.is_empty() || !args.services.services.is_empty() {
             return Err(exit::usage(
                 "--service and --expect-task-definition need --ecs",
             ));
         }
         return Ok((probes, None, Vec::new()));
     }
-    let (cluster, services) = ecs_scope(args, r)?;
+    let EcsScope { cluster, services } = ecs_scope(&args.cluster, &args.services, r)?;
     let (all, per) = expected_tds(&args.expect_task_definition)?;
     if let Some(svc) = per.keys().find(|s| !services.contains(s)) {
         return Err(exit::usage(format!(
@@ -255,33 +259,4 @@ fn probes(
         });
     }
     Ok((probes, Some(cluster), services))
-}
-
-/// `--ecs`: the cluster and the services, from the flags or the environment.
-fn ecs_scope(args: &Args, r: &Resolved) -> anyhow::Result<(String, Vec<String>)> {
-    let env = r.env();
-    let cluster = args
-        .cluster
-        .clone()
-        .or_else(|| {
-            env.and_then(|e| e.cluster.as_ref())
-                .map(|c| c.expose().to_owned())
-        })
-        .ok_or_else(|| {
-            exit::usage(
-                "--ecs needs a cluster: pass --cluster or choose an environment with a cluster",
-            )
-        })?;
-    let services: Vec<String> = if args.services.is_empty() {
-        env.map(|e| e.services.iter().map(|s| s.expose().to_owned()).collect())
-            .unwrap_or_default()
-    } else {
-        args.services.clone()
-    };
-    if services.is_empty() {
-        return Err(exit::usage(
-            "--ecs needs services: pass --service or list services in the environment",
-        ));
-    }
-    Ok((cluster, services))
 }

@@ -50,7 +50,7 @@ pub(crate) async fn build(run: &Run<'_>, waited: &Waited, mut gates: Gates) -> R
         );
     }
     // A cancelled run says nothing about availability: no metric then.
-    if args.emit_metric && gates.interrupted.is_none() {
+    if args.metric.emit_metric && gates.interrupted.is_none() {
         emit_metric(run, healthy, &mut report).await;
     }
     if args.mark_verified
@@ -78,7 +78,7 @@ pub(crate) async fn build(run: &Run<'_>, waited: &Waited, mut gates: Gates) -> R
         }
         report.output("verified", marked && report.outcome == Exit::Passed);
     }
-    if !healthy && gates.interrupted.is_none() && !args.no_diagnose {
+    if !healthy && gates.interrupted.is_none() && args.diagnose.on() {
         diagnose(run, waited, &mut report).await;
     }
     finish(run, waited, healthy, versions.first(), &mut report);
@@ -144,11 +144,7 @@ async fn emit_metric(run: &Run<'_>, healthy: bool, report: &mut Report) {
     };
     let r = run.resolved;
     let env_name = r.environment.clone().unwrap_or_else(|| "default".into());
-    let namespace = run
-        .args
-        .metric_namespace
-        .clone()
-        .unwrap_or_else(|| r.config.metrics.namespace.clone());
+    let namespace = run.args.metric.namespace(&r.config);
     match deploy_core::cloudwatch::put_availability(cw, &namespace, &env_name, healthy).await {
         Ok(()) => {
             report.audit(

@@ -371,7 +371,7 @@ pub(crate) async fn act_all(
     Vec<deploy_core::report::AuditEvent>,
 ) {
     let log: Audit = Arc::new(Mutex::new(Vec::new()));
-    let deadline = Deadline::after(s.wait);
+    let deadline = Deadline::after(s.wait.deadline);
     let mut set = tokio::task::JoinSet::new();
     for p in plans {
         for w in &p.warnings {
@@ -381,7 +381,7 @@ pub(crate) async fn act_all(
             client: ecs.clone(),
             cluster: s.cluster.clone(),
             deadline,
-            interval: s.interval,
+            interval: s.wait.interval,
             log: log.clone(),
         };
         let (p, reason) = (p.clone(), reason.to_owned());

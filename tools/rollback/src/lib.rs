@@ -22,9 +22,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use deploy_core::aws::AwsArgs;
 use deploy_core::cli::{CommonArgs, Resolved, ServiceArgs};
-use deploy_core::config::{EMBEDDED_HEALTH, flag_or_file, setting};
+use deploy_core::config::EMBEDDED_HEALTH;
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::github::GithubClient;
+use deploy_core::settings::{
+    ClusterArg, DiagnoseArgs, DiagnoseDocs, EcsDocs, EcsScope, MetricArgs, MetricDocs, ServicesArg,
+    Wait, WaitArgs, WaitDocs, ecs_scope,
+};
 use deploy_core::{Exit, Report, exit};
 
 use crate::act::{act_all, service_check};
@@ -67,12 +71,10 @@ pub struct Args {
         help_heading = "Target"
     )]
     pub to: Vec<String>,
-    /// Service to roll back; repeat (default: every service of the environment).
-    #[arg(long = "service", value_name = "NAME", help_heading = "Target")]
-    pub services: Vec<String>,
-    /// ECS cluster (default: the environment's).
-    #[arg(long, value_name = "NAME", help_heading = "Target")]
-    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub services: ServicesArg<Help>,
+    #[command(flatten)]
+    pub cluster: ClusterArg<Help>,
     /// With no verified revision, go to the next lower ACTIVE revision not tagged bad (warned).
     #[arg(long, help_heading = "Target")]
     pub allow_unverified: bool,
@@ -86,12 +88,8 @@ pub struct Args {
     )]
     pub reason: String,
 
-    /// Deadline for the rollback deployments (default: rollback.wait, else 15m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Waiting")]
-    pub wait: Option<Duration>,
-    /// Pause between polls of the deployments (default: rollback.interval, else 5s).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Waiting")]
-    pub interval: Option<Duration>,
+    #[command(flatten)]
+    pub wait: WaitArgs<Help>,
     /// Deadline of the health verification after the rollback (default: health.wait, else 300s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Waiting")]
     pub verify_wait: Option<Duration>,
@@ -116,12 +114,8 @@ pub struct Args {
     /// CloudWatch Logs group for the record, stream `incidents` (default: rollback.incident_log_group).
     #[arg(long, value_name = "GROUP", help_heading = "Incident record")]
     pub incident_log_group: Option<String>,
-    /// Put the MTTR metric (seconds, dimension Environment) when recovered.
-    #[arg(long, help_heading = "Incident record")]
-    pub emit_metric: bool,
-    /// Namespace of the MTTR metric (default: metrics.namespace, else AFU9/Factory).
-    #[arg(long, value_name = "NAMESPACE", help_heading = "Incident record")]
-    pub metric_namespace: Option<String>,
+    #[command(flatten)]
+    pub metric: MetricArgs<Help>,
     /// Append a dated entry to this changelog (default: rollback.changelog).
     #[arg(long, value_name = "FILE", help_heading = "Incident record")]
     pub changelog: Option<PathBuf>,
@@ -129,10 +123,8 @@ pub struct Args {
     #[arg(long, help_heading = "Incident record")]
     pub github_deployment: bool,
 
-    /// When a service fails, skip gathering why (stopped tasks, events, target health, log lines,
-    /// alarms).
-    #[arg(long, help_heading = "Waiting")]
-    pub no_diagnose: bool,
+    #[command(flatten)]
+    pub diagnose: DiagnoseArgs<Help>,
 
     /// Plan every service and show it; change nothing.
     #[arg(long)]
@@ -142,6 +134,46 @@ pub struct Args {
     pub confirm: Option<String>,
 }
 
+/// rollback's words for the settings groups it shares with health-check
+/// ([`deploy_core::settings`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Help;
+
+impl WaitDocs for Help {
+    const HEADING: &'static str = "Waiting";
+    const WAIT: &'static str =
+        "Deadline for the rollback deployments (default: rollback.wait, else 15m)";
+    const INTERVAL: &'static str =
+        "Pause between polls of the deployments (default: rollback.interval, else 5s)";
+}
+
+impl EcsDocs for Help {
+    const HEADING: &'static str = "Target";
+    const CLUSTER: &'static str = "ECS cluster (default: the environment's)";
+    const SERVICE: &'static str =
+        "Service to roll back; repeat (default: every service of the environment)";
+}
+
+impl MetricDocs for Help {
+    const HEADING: &'static str = "Incident record";
+    const EMIT: &'static str =
+        "Put the MTTR metric (seconds, dimension Environment) when recovered";
+    const NAMESPACE: &'static str =
+        "Namespace of the MTTR metric (default: metrics.namespace, else AFU9/Factory)";
+}
+
+impl DiagnoseDocs for Help {
+    const HEADING: &'static str = "Waiting";
+    const NO_DIAGNOSE: &'static str = "When a service fails, skip gathering why (stopped tasks, \
+        events, target health, log lines, alarms)";
+}
+
+/// The built-in wait of the rollback deployments: 15 minutes, polled every 5s.
+pub const DEFAULT_WAIT: Wait = Wait {
+    deadline: Duration::from_secs(900),
+    interval: Duration::from_secs(5),
+};
+
 /// Everything settled from flags and config before AWS is touched.
 struct Settings {
     resolved: Resolved,
@@ -149,8 +181,7 @@ struct Settings {
     cluster: String,
     services: Vec<String>,
     targets: Targets,
-    wait: Duration,
-    interval: Duration,
+    wait: Wait,
     log_group: Option<String>,
     changelog: Option<PathBuf>,
     incident_start: Option<SystemTime>,
@@ -161,7 +192,7 @@ struct Settings {
 fn settings(args: &Args) -> anyhow::Result<Settings> {
     let resolved = args
         .common
-        .resolve(&args.service, EMBEDDED_HEALTH, &config_reads())?;
+        .resolve(&args.service, EMBEDDED_HEALTH, CONFIG_READS)?;
     let environment = resolved
         .environment
         .clone()
@@ -172,19 +203,7 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
             "environment {environment:?} is protected: pass --confirm {environment} to roll back (or --dry-run)"
         )));
     }
-    let cluster = flag_or_file(args.cluster.as_ref(), env.cluster.as_ref(), || {
-        format!("no cluster: pass --cluster or set environments.{environment}.cluster")
-    })?;
-    let services: Vec<String> = if args.services.is_empty() {
-        env.services.iter().map(|s| s.expose().to_owned()).collect()
-    } else {
-        args.services.clone()
-    };
-    if services.is_empty() {
-        return Err(exit::usage(format!(
-            "no services: pass --service or list environments.{environment}.services"
-        )));
-    }
+    let EcsScope { cluster, services } = ecs_scope(&args.cluster, &args.services, &resolved)?;
     let targets = Targets::parse(&args.to, &services).map_err(exit::usage)?;
     let rb = &resolved.config.rollback;
     let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<SystemTime>> {
@@ -198,8 +217,7 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
         None
     };
     Ok(Settings {
-        wait: setting(args.wait, rb.wait, Duration::from_secs(900)),
-        interval: setting(args.interval, rb.interval, Duration::from_secs(5)),
+        wait: args.wait.resolve(rb.wait, rb.interval, DEFAULT_WAIT),
         log_group: resolved
             .config
             .incident_log_group(args.incident_log_group.as_ref()),
@@ -218,13 +236,18 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
     })
 }
 
-/// The sections of deploy.toml rollback reads (health-check's, for the verification, and
-/// `[rollback]`): a `${VAR}` elsewhere may be unset.
-fn config_reads() -> Vec<&'static str> {
-    let mut reads = health_check::CONFIG_READS.to_vec();
-    reads.push("rollback");
-    reads
-}
+/// The sections of deploy.toml rollback reads: `[rollback]`, and health-check's for the
+/// verification (a test keeps them a superset of `health_check::CONFIG_READS`); a `${VAR}`
+/// elsewhere may be unset.
+pub const CONFIG_READS: &[&str] = &[
+    "defaults",
+    "environments",
+    "health",
+    "metrics",
+    "alarms",
+    "kpi",
+    "rollback",
+];
 
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
@@ -292,7 +315,7 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
         .filter(|p| outcomes.get(&p.service).is_some_and(|o| !o.ok))
         .map(|p| p.service.clone())
         .collect();
-    if !failed.is_empty() && interrupted.is_none() && !args.no_diagnose {
+    if !failed.is_empty() && interrupted.is_none() && args.diagnose.on() {
         report.diagnosis = diagnose(&s, &sdk, failed).await;
     }
     let (recovered_at, interrupted) = match interrupted {
@@ -319,4 +342,17 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     report.finish(started.elapsed());
     report.summary = summary(&record, &plans, &outcomes, interrupted);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    /// rollback verifies with health-check over the same config: every section health-check
+    /// reads is one rollback reads, so a `${VAR}` there is checked before the first change.
+    #[test]
+    fn rollback_reads_every_section_health_check_reads() {
+        for section in health_check::CONFIG_READS {
+            assert!(super::CONFIG_READS.contains(section), "{section}");
+        }
+        assert!(super::CONFIG_READS.contains(&"rollback"));
+    }
 }

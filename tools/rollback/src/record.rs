@@ -179,11 +179,8 @@ pub(crate) async fn record_incident(
             sent.map(|()| done),
         );
     }
-    if let (true, Some(mttr)) = (args.emit_metric, record.mttr_seconds) {
-        let ns = args
-            .metric_namespace
-            .clone()
-            .unwrap_or_else(|| s.resolved.config.metrics.namespace.clone());
+    if let (true, Some(mttr)) = (args.metric.emit_metric, record.mttr_seconds) {
+        let ns = args.metric.namespace(&s.resolved.config);
         let target = format!("{ns}/MTTR Environment={}", s.environment);
         let unit = deploy_core::aws_sdk_cloudwatch::types::StandardUnit::Seconds;
         let cw = deploy_core::aws::cloudwatch(sdk);

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use deploy_core::cli::CommonArgs;
+use deploy_core::settings::{ClusterArg, ServicesArg, WaitArgs};
 use deploy_core::{Check, Exit, Report};
 
 use crate::act::Outcomes;
@@ -86,13 +87,13 @@ pub(crate) async fn verify(args: &Args, s: &Settings, ok: &[&Plan]) -> anyhow::R
         aws: args.aws.clone(),
         ecs: true,
         mark_verified: true,
-        cluster: Some(s.cluster.clone()),
-        services: ok.iter().map(|p| p.service.clone()).collect(),
+        cluster: ClusterArg::new(Some(s.cluster.clone())),
+        services: ServicesArg::new(ok.iter().map(|p| p.service.clone()).collect()),
         expect_task_definition: ok
             .iter()
             .map(|p| format!("{}={}", p.service, p.target.arn))
             .collect(),
-        wait: args.verify_wait,
+        wait: WaitArgs::new(args.verify_wait, None),
         // The version a deploy expected is the bad one: the restored revision serves its own.
         expect_version: None,
         // This rollback's own record says how it ended; its verification resolves no incident.
