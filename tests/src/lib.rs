@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod contract;
+pub mod ecs;
 pub mod ecs_standin;
 pub mod faults;
 pub mod git;
@@ -14,6 +15,7 @@ pub mod oci;
 pub mod recorder;
 pub mod release;
 pub mod release_host;
+pub mod report;
 pub mod rig;
 pub mod standin;
 pub mod tap;

@@ -174,6 +174,33 @@ pub async fn run(mut cmd: Command) -> Ran {
     }
 }
 
+/// Runs `cmd` with `--format json` to completion: what it did and its JSON report (a panic
+/// showing what it did when stdout is not JSON).
+pub async fn run_report(mut cmd: Command) -> (Ran, serde_json::Value) {
+    cmd.args(["--format", "json"]);
+    let r = run(cmd).await;
+    let report = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    (r, report)
+}
+
+/// A command line's arguments: `line` split at white space (for arguments that hold none).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// Starts `cmd` with its stdout and stderr captured, to stop with [`sigterm`].
+pub fn spawn(mut cmd: Command) -> std::process::Child {
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Writes `text` as `dir/deploy.toml`.
+pub fn write_config(dir: &std::path::Path, text: impl AsRef<[u8]>) {
+    std::fs::write(dir.join("deploy.toml"), text).unwrap();
+}
+
 /// An SDK config aimed at moto with fixed test credentials, for setting up and reading back
 /// AWS state from tests.
 pub async fn moto_sdk() -> deploy_core::aws_config::SdkConfig {

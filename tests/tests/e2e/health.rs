@@ -4,57 +4,57 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use deploy_action_e2e::rig::{self, Ran, aws_env, run, tool, unique};
+use deploy_action_e2e::report::{check, reason};
+use deploy_action_e2e::rig::{self, Ran, aws_env, run, run_report, tool, unique, words};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
 use deploy_core::aws_sdk_cloudwatch as cw;
 use serde_json::Value;
 
-async fn health(dir: &std::path::Path, args: &[&str]) -> (Ran, Value, Duration) {
+/// health-check in `dir` with `args`, a command line split at white space.
+fn health_cmd(dir: &Path, args: &str) -> Command {
     let mut c = tool("health-check", dir);
-    c.args(args).args(["--format", "json"]);
+    c.args(words(args));
+    c
+}
+
+/// [`health_cmd`] pointed at moto.
+fn aws_cmd(dir: &Path, args: &str) -> Command {
+    let mut c = health_cmd(dir, args);
+    aws_env(&mut c);
+    c
+}
+
+/// Runs health-check in `dir` with `args` and `--format json`: what it did, its report and how
+/// long it took.
+async fn health(dir: &Path, args: &str) -> (Ran, Value, Duration) {
     let start = Instant::now();
-    let r = run(c).await;
-    let took = start.elapsed();
-    let report = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
-    (r, report, took)
+    let (r, report) = run_report(health_cmd(dir, args)).await;
+    (r, report, start.elapsed())
 }
 
-fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
+/// Runs health-check pointed at moto in `dir` with `args` and `--format json`: what it did and
+/// its report.
+async fn health_aws(dir: &Path, args: &str) -> (Ran, Value) {
+    run_report(aws_cmd(dir, args)).await
 }
 
-fn reason(report: &Value, name: &str) -> String {
-    check(report, name)["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+/// A stand-in behaving as `b`, and a fresh directory to run the tool in.
+async fn standin(b: Behaviour) -> (StandIn, tempfile::TempDir) {
+    let s = StandIn::start(b).await.unwrap();
+    (s, tempfile::tempdir().unwrap())
 }
 
 const READY: &str = "Control Center readiness";
 
 #[tokio::test]
 async fn healthy_service_needs_the_threshold_of_passes_in_a_row() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (r, report, _) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--success-threshold",
-            "3",
-            "--interval",
-            "50ms",
-        ],
-    )
-    .await;
+    let (s, dir) = standin(Behaviour::default()).await;
+    let args = format!("--base-url {} --success-threshold 3 --interval 50ms", s.url);
+    let (r, report, _) = health(dir.path(), &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(report["outputs"]["healthy"], "true");
     assert_eq!(report["outputs"]["attempts"], "3");
@@ -65,18 +65,13 @@ async fn healthy_service_needs_the_threshold_of_passes_in_a_row() {
 
 #[tokio::test]
 async fn never_ready_respects_the_deadline_within_one_interval() {
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         ready: false,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (r, report, took) = health(
-        dir.path(),
-        &["--base-url", &s.url, "--wait", "2s", "--interval", "500ms"],
-    )
     .await;
+    let args = format!("--base-url {} --wait 2s --interval 500ms", s.url);
+    let (r, report, took) = health(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert!(took >= Duration::from_secs(2), "{took:?}");
     assert!(
@@ -98,51 +93,33 @@ async fn never_ready_respects_the_deadline_within_one_interval() {
 #[tokio::test]
 async fn flaky_service_passes_after_failures() {
     // Three checks a round: six failures are two failed rounds.
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         fail_next: 6,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (r, report, _) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--interval",
-            "100ms",
-            "--success-threshold",
-            "2",
-        ],
-    )
     .await;
+    let args = format!(
+        "--base-url {} --interval 100ms --success-threshold 2",
+        s.url
+    );
+    let (r, report, _) = health(dir.path(), &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(check(&report, READY)["attempts"], 4);
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         fail_next: 3,
         retry_after: Some(2),
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (r, _, took) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--interval",
-            "100ms",
-            "--success-threshold",
-            "1",
-        ],
-    )
     .await;
+    let args = format!(
+        "--base-url {} --interval 100ms --success-threshold 1",
+        s.url
+    );
+    let (r, _, took) = health(dir.path(), &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         took >= Duration::from_secs(2),
@@ -160,25 +137,16 @@ async fn a_service_that_turns_ready_is_seen_at_the_steady_cadence() {
     // Four "not ready" (503) answers, then ready. Before issue 11 the interval doubled while the
     // probe failed (the gaps grew to 2x and 4x): detection lagged by up to four intervals.
     let interval = Duration::from_millis(500);
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         ready_after: 4,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (r, report, _) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--interval",
-            "500ms",
-            "--success-threshold",
-            "2",
-        ],
-    )
     .await;
+    let args = format!(
+        "--base-url {} --interval 500ms --success-threshold 2",
+        s.url
+    );
+    let (r, report, _) = health(dir.path(), &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     // Healthy on the second pass after ready: four failing polls and two passing ones, no more.
     let ready = s.shared.arrivals("/api/ready");
@@ -200,26 +168,17 @@ async fn a_service_that_turns_ready_is_seen_at_the_steady_cadence() {
 #[tokio::test]
 async fn a_503_with_retry_after_is_honoured_and_the_cadence_resumes() {
     // The first round's three requests answer 503 with Retry-After: 1; the service is then fine.
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         fail_next: 3,
         retry_after: Some(1),
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (r, report, _) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--interval",
-            "100ms",
-            "--success-threshold",
-            "3",
-        ],
-    )
     .await;
+    let args = format!(
+        "--base-url {} --interval 100ms --success-threshold 3",
+        s.url
+    );
+    let (r, report, _) = health(dir.path(), &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     let ready = s.shared.arrivals("/api/ready");
     assert_eq!(ready.len(), 4, "one failed round, three passing: {ready:?}");
@@ -246,12 +205,8 @@ async fn a_refused_connection_backs_off() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let (r, report, _) = health(
-        dir.path(),
-        &["--base-url", &url, "--wait", "3s", "--interval", "100ms"],
-    )
-    .await;
+    let args = format!("--base-url http://127.0.0.1:{port} --wait 3s --interval 100ms");
+    let (r, report, _) = health(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     let rounds: u32 = report["outputs"]["attempts"]
         .as_str()
@@ -267,17 +222,17 @@ async fn a_refused_connection_backs_off() {
 
 #[tokio::test]
 async fn mcp_servers_are_listed_and_a_down_one_named() {
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         mcp_down: vec!["mcp-github".into()],
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let summary = dir.path().join("summary.md");
-    let mut c = tool("health-check", dir.path());
-    c.args(["--base-url", &s.url, "--wait", "1s", "--interval", "200ms"])
-        .env("GITHUB_ACTIONS", "true")
+    let mut c = health_cmd(
+        dir.path(),
+        &format!("--base-url {} --wait 1s --interval 200ms", s.url),
+    );
+    c.env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", &summary);
     let r = run(c).await;
     assert_eq!(r.code, 1, "{r:?}");
@@ -294,38 +249,22 @@ async fn mcp_servers_are_listed_and_a_down_one_named() {
 #[tokio::test]
 async fn expected_version_must_be_served() {
     let sha = "22cdb6a41c42366ad165a0fb4c96282304f6f7ae";
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (r, report, _) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--interval",
-            "50ms",
-            "--expect-version",
-            &sha[..7],
-        ],
-    )
-    .await;
+    let (s, dir) = standin(Behaviour::default()).await;
+    let args = format!(
+        "--base-url {} --interval 50ms --expect-version {}",
+        s.url,
+        &sha[..7]
+    );
+    let (r, report, _) = health(dir.path(), &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(report["outputs"]["deployed-version"], sha);
     assert_eq!(check(&report, "Deployed version")["status"], "passed");
 
-    let (r, report, _) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--wait",
-            "1s",
-            "--interval",
-            "100ms",
-            "--expect-version",
-            "0123456789abcdef",
-        ],
-    )
-    .await;
+    let args = format!(
+        "--base-url {} --wait 1s --interval 100ms --expect-version 0123456789abcdef",
+        s.url
+    );
+    let (r, report, _) = health(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     let why = reason(&report, "Control Center health");
     assert!(
@@ -338,20 +277,20 @@ async fn expected_version_must_be_served() {
 
 #[tokio::test]
 async fn faults_are_reported_for_what_they_are() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let fast = ["--wait", "1s", "--interval", "200ms"];
+    let (s, dir) = standin(Behaviour::default()).await;
+    let fast = format!("--base-url {} --wait 1s --interval 200ms", s.url);
+    /// Serves `body` and runs the fast check against it: what it did and its report.
+    async fn with_body(s: &StandIn, dir: &Path, fast: &str, body: &str) -> (Ran, Value) {
+        s.shared.set(Behaviour {
+            body: body.into(),
+            ..Behaviour::default()
+        });
+        let (r, report, _) = health(dir, fast).await;
+        (r, report)
+    }
 
     // Not JSON: retried until the deadline, with an excerpt.
-    s.shared.set(Behaviour {
-        body: "not-json".into(),
-        ..Behaviour::default()
-    });
-    let (r, report, _) = health(
-        dir.path(),
-        &[&["--base-url", &s.url][..], &fast[..]].concat(),
-    )
-    .await;
+    let (r, report) = with_body(&s, dir.path(), &fast, "not-json").await;
     assert_eq!(r.code, 1);
     assert!(
         reason(&report, READY).starts_with("body is not JSON: <html>this is not JSON</html>"),
@@ -359,15 +298,7 @@ async fn faults_are_reported_for_what_they_are() {
     );
 
     // A body over the cap fails at once.
-    s.shared.set(Behaviour {
-        body: "huge".into(),
-        ..Behaviour::default()
-    });
-    let (r, report, _) = health(
-        dir.path(),
-        &[&["--base-url", &s.url][..], &fast[..]].concat(),
-    )
-    .await;
+    let (r, report) = with_body(&s, dir.path(), &fast, "huge").await;
     assert_eq!(r.code, 1);
     assert!(
         reason(&report, READY).contains("is larger than 1048576 bytes"),
@@ -376,15 +307,7 @@ async fn faults_are_reported_for_what_they_are() {
     assert_eq!(check(&report, READY)["attempts"], 1);
 
     // An endless redirect fails at once.
-    s.shared.set(Behaviour {
-        body: "redirect-loop".into(),
-        ..Behaviour::default()
-    });
-    let (r, report, _) = health(
-        dir.path(),
-        &[&["--base-url", &s.url][..], &fast[..]].concat(),
-    )
-    .await;
+    let (r, report) = with_body(&s, dir.path(), &fast, "redirect-loop").await;
     assert_eq!(r.code, 1);
     assert!(
         reason(&report, READY).starts_with("too many redirects"),
@@ -396,20 +319,11 @@ async fn faults_are_reported_for_what_they_are() {
         delay_ms: 3000,
         ..Behaviour::default()
     });
-    let (r, report, took) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--wait",
-            "1s",
-            "--interval",
-            "100ms",
-            "--request-timeout",
-            "300ms",
-        ],
-    )
-    .await;
+    let args = format!(
+        "--base-url {} --wait 1s --interval 100ms --request-timeout 300ms",
+        s.url
+    );
+    let (r, report, took) = health(dir.path(), &args).await;
     assert_eq!(r.code, 1);
     assert!(
         reason(&report, READY).starts_with("timed out after"),
@@ -419,12 +333,8 @@ async fn faults_are_reported_for_what_they_are() {
 
     // TLS against a plain-HTTP port: a TLS failure, not retried.
     s.shared.set(Behaviour::default());
-    let https = s.url.replace("http://", "https://");
-    let (r, report, _) = health(
-        dir.path(),
-        &[&["--base-url", &https][..], &fast[..]].concat(),
-    )
-    .await;
+    let https = fast.replace("http://", "https://");
+    let (r, report, _) = health(dir.path(), &https).await;
     assert_eq!(r.code, 1);
     assert!(
         reason(&report, READY).starts_with("TLS failure"),
@@ -436,20 +346,9 @@ async fn faults_are_reported_for_what_they_are() {
 #[tokio::test]
 async fn unresolvable_host_is_a_dns_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, report, took) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            "http://no-such-host.invalid",
-            "--wait",
-            "1s",
-            "--interval",
-            "200ms",
-            "--request-timeout",
-            "5s",
-        ],
-    )
-    .await;
+    let args =
+        "--base-url http://no-such-host.invalid --wait 1s --interval 200ms --request-timeout 5s";
+    let (r, report, took) = health(dir.path(), args).await;
     assert_eq!(r.code, 1, "{r:?}");
     let why = reason(&report, READY);
     assert!(why.starts_with("couldn't resolve host"), "{why}");
@@ -458,47 +357,25 @@ async fn unresolvable_host_is_a_dns_failure() {
 
 #[tokio::test]
 async fn sigterm_mid_wait_gives_a_partial_report() {
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         ready: false,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = tool("health-check", dir.path());
-    c.args([
-        "--base-url",
-        &s.url,
-        "--wait",
-        "60s",
-        "--interval",
-        "200ms",
-        "--format",
-        "json",
-    ])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+    .await;
+    let args = format!(
+        "--base-url {} --wait 60s --interval 200ms --format json",
+        s.url
     );
+    let child = rig::spawn(health_cmd(dir.path(), &args));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let start = Instant::now();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = rig::sigterm(child).await;
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "did not stop promptly"
     );
-    assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.code, 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(
         report["error"],
         "interrupted by SIGTERM while waiting: partial report"
@@ -509,21 +386,17 @@ async fn sigterm_mid_wait_gives_a_partial_report() {
 
 #[tokio::test]
 async fn unauthorized_is_not_retried_unless_asked() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("deploy.toml"),
+    let (s, dir) = standin(Behaviour::default()).await;
+    rig::write_config(
+        dir.path(),
         "[[health.checks]]\nname = \"workflows\"\npath = \"/api/workflows\"\nheaders = { Authorization = \"Bearer ${API_TOKEN}\" }\n",
-    )
-    .unwrap();
-    let mut c = tool("health-check", dir.path());
-    c.args(["--base-url", &s.url, "--wait", "5s", "--format", "json"])
-        .env("API_TOKEN", "wrong-token-123");
+    );
+    let mut c = health_cmd(dir.path(), &format!("--base-url {} --wait 5s", s.url));
+    c.env("API_TOKEN", "wrong-token-123");
     let start = Instant::now();
-    let r = run(c).await;
+    let (r, report) = run_report(c).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert!(start.elapsed() < Duration::from_secs(2));
-    let report: Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(
         reason(&report, "workflows").contains("status 401, expected 2xx"),
         "{report:#}"
@@ -534,21 +407,13 @@ async fn unauthorized_is_not_retried_unless_asked() {
             .contains("wrong-token-123")
     );
 
-    let mut c = tool("health-check", dir.path());
-    c.args([
-        "--base-url",
-        &s.url,
-        "--wait",
-        "1s",
-        "--interval",
-        "200ms",
-        "--retry-unauthorized",
-        "--format",
-        "json",
-    ])
-    .env("API_TOKEN", "wrong-token-123");
-    let r = run(c).await;
-    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let args = format!(
+        "--base-url {} --wait 1s --interval 200ms --retry-unauthorized",
+        s.url
+    );
+    let mut c = health_cmd(dir.path(), &args);
+    c.env("API_TOKEN", "wrong-token-123");
+    let (_, report) = run_report(c).await;
     assert!(
         check(&report, "workflows")["attempts"].as_u64().unwrap() >= 2,
         "{report:#}"
@@ -557,44 +422,9 @@ async fn unauthorized_is_not_retried_unless_asked() {
 
 // ---- ECS and CloudWatch, against moto -------------------------------------------------------
 
-async fn ecs_service(cluster: &str, service: &str) {
-    use deploy_core::aws_sdk_ecs::types::ContainerDefinition;
-    let ecs = deploy_core::aws::ecs(&rig::moto_sdk().await);
-    ecs.create_cluster()
-        .cluster_name(cluster)
-        .send()
-        .await
-        .unwrap();
-    for image in ["nginx:1", "nginx:2"] {
-        ecs.register_task_definition()
-            .family(service)
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name("web")
-                    .image(image)
-                    .memory(128)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-    ecs.create_service()
-        .cluster(cluster)
-        .service_name(service)
-        .task_definition(format!("{service}:1"))
-        .desired_count(1)
-        .send()
-        .await
-        .unwrap();
-}
-
-async fn health_aws(dir: &std::path::Path, args: &[&str]) -> (Ran, Value) {
-    let mut c = tool("health-check", dir);
-    aws_env(&mut c).args(args).args(["--format", "json"]);
-    let r = run(c).await;
-    let report = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
-    (r, report)
+/// The cluster `cluster` with `service`, revisions 1 (nginx:1, running) and 2 (nginx:2).
+async fn ecs_service(cluster: &str, service: &str) -> deploy_core::aws_sdk_ecs::Client {
+    deploy_action_e2e::ecs::web_service(cluster, service, &["nginx:1", "nginx:2"]).await
 }
 
 #[tokio::test]
@@ -603,21 +433,10 @@ async fn ecs_rollout_of_the_expected_task_definition_passes() {
     ecs_service(&cluster, &service).await;
     let dir = tempfile::tempdir().unwrap();
     let td = format!("{service}:1");
-    let (r, report) = health_aws(
-        dir.path(),
-        &[
-            "--ecs",
-            "--cluster",
-            &cluster,
-            "--service",
-            &service,
-            "--expect-task-definition",
-            &td,
-            "--interval",
-            "50ms",
-        ],
-    )
-    .await;
+    let args = format!(
+        "--ecs --cluster {cluster} --service {service} --expect-task-definition {td} --interval 50ms"
+    );
+    let (r, report) = health_aws(dir.path(), &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     let c = check(&report, &format!("ECS service {service}"));
     assert_eq!(c["status"], "passed");
@@ -629,8 +448,7 @@ async fn ecs_primary_on_another_task_definition_is_a_failure_not_stable() {
     // moto keeps the first deployment PRIMARY after UpdateService: exactly what a completed
     // circuit-breaker rollback looks like to DescribeServices.
     let (cluster, service) = (unique("afu9"), unique("web"));
-    ecs_service(&cluster, &service).await;
-    let ecs = deploy_core::aws::ecs(&rig::moto_sdk().await);
+    let ecs = ecs_service(&cluster, &service).await;
     ecs.update_service()
         .cluster(&cluster)
         .service(&service)
@@ -639,17 +457,8 @@ async fn ecs_primary_on_another_task_definition_is_a_failure_not_stable() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut c = tool("health-check", dir.path());
-    aws_env(&mut c).args([
-        "--ecs",
-        "--cluster",
-        &cluster,
-        "--service",
-        &service,
-        "--expect-task-definition",
-        "other-service=web:1",
-    ]);
-    let r = run(c).await;
+    let on = format!("--ecs --cluster {cluster} --service {service} --expect-task-definition");
+    let r = run(aws_cmd(dir.path(), &format!("{on} other-service=web:1"))).await;
     assert_eq!(
         r.code, 2,
         "a service name that is not verified is a usage error: {r:?}"
@@ -660,21 +469,8 @@ async fn ecs_primary_on_another_task_definition_is_a_failure_not_stable() {
         "{}",
         r.stderr
     );
-    let (r, report) = health_aws(
-        dir.path(),
-        &[
-            "--ecs",
-            "--cluster",
-            &cluster,
-            "--service",
-            &service,
-            "--expect-task-definition",
-            &format!("{service}={service}:2"),
-            "--wait",
-            "5s",
-        ],
-    )
-    .await;
+    let args = format!("{on} {service}={service}:2 --wait 5s");
+    let (r, report) = health_aws(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     let why = reason(&report, &format!("ECS service {service}"));
     assert!(
@@ -695,19 +491,8 @@ async fn ecs_missing_service_is_named() {
     let (cluster, service) = (unique("afu9"), unique("web"));
     ecs_service(&cluster, &service).await;
     let dir = tempfile::tempdir().unwrap();
-    let (r, report) = health_aws(
-        dir.path(),
-        &[
-            "--ecs",
-            "--cluster",
-            &cluster,
-            "--service",
-            "nope",
-            "--wait",
-            "2s",
-        ],
-    )
-    .await;
+    let args = format!("--ecs --cluster {cluster} --service nope --wait 2s");
+    let (r, report) = health_aws(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(
         reason(&report, "ECS service nope"),
@@ -742,38 +527,19 @@ async fn alarm(name: &str, state: cw::types::StateValue) {
 
 #[tokio::test]
 async fn an_alarm_in_alarm_fails_the_wait() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let (s, dir) = standin(Behaviour::default()).await;
     let prefix = format!("{}-", unique("afu9-staging"));
     alarm(&format!("{prefix}cpu"), cw::types::StateValue::Ok).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (r, report) = health_aws(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--alarm-prefix",
-            &prefix,
-            "--interval",
-            "50ms",
-        ],
-    )
-    .await;
+    let args = format!(
+        "--base-url {} --alarm-prefix {prefix} --interval 50ms",
+        s.url
+    );
+    let (r, report) = health_aws(dir.path(), &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(check(&report, "CloudWatch alarms")["status"], "passed");
 
     alarm(&format!("{prefix}5xx"), cw::types::StateValue::Alarm).await;
-    let (r, report) = health_aws(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--alarm-prefix",
-            &prefix,
-            "--interval",
-            "50ms",
-        ],
-    )
-    .await;
+    let (r, report) = health_aws(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(
         reason(&report, "CloudWatch alarms"),
@@ -783,7 +549,7 @@ async fn an_alarm_in_alarm_fails_the_wait() {
 
 #[tokio::test]
 async fn alb_5xx_gate_and_availability_metric() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let (s, dir) = standin(Behaviour::default()).await;
     let lb = format!("app/{}/0123456789", unique("alb"));
     let client = deploy_core::aws::cloudwatch(&rig::moto_sdk().await);
     client
@@ -806,27 +572,19 @@ async fn alb_5xx_gate_and_availability_metric() {
         .await
         .unwrap();
     let namespace = unique("Test/Factory");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("deploy.toml"),
-        format!("[environments.staging]\nbase_url = \"{}\"\nload_balancer = \"{lb}\"\n\n[[health.checks]]\nname = \"health\"\npath = \"/api/health\"\n", s.url),
-    )
-    .unwrap();
-    let (r, report) = health_aws(
+    rig::write_config(
         dir.path(),
-        &[
-            "-e",
-            "staging",
-            "--alb-5xx-threshold",
-            "10",
-            "--emit-metric",
-            "--metric-namespace",
-            &namespace,
-            "--interval",
-            "50ms",
-        ],
-    )
-    .await;
+        format!(
+            "[environments.staging]\nbase_url = \"{}\"\nload_balancer = \"{lb}\"\n\n[[health.checks]]\nname = \"health\"\npath = \"/api/health\"\n",
+            s.url
+        ),
+    );
+    let gate = |threshold: &str| {
+        format!(
+            "-e staging --alb-5xx-threshold {threshold} --emit-metric --metric-namespace {namespace} --interval 50ms"
+        )
+    };
+    let (r, report) = health_aws(dir.path(), &gate("10")).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(
         reason(&report, "ALB 5xx (last 5m)"),
@@ -835,21 +593,7 @@ async fn alb_5xx_gate_and_availability_metric() {
     assert_eq!(report["outputs"]["availability"], "1");
     assert_eq!(report["audit"][0]["action"], "cloudwatch:PutMetricData");
 
-    let (r, report) = health_aws(
-        dir.path(),
-        &[
-            "-e",
-            "staging",
-            "--alb-5xx-threshold",
-            "5",
-            "--emit-metric",
-            "--metric-namespace",
-            &namespace,
-            "--interval",
-            "50ms",
-        ],
-    )
-    .await;
+    let (r, report) = health_aws(dir.path(), &gate("5")).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert!(reason(&report, "ALB 5xx (last 5m)").starts_with(&format!(
         "7 target 5xx responses on {lb}, more than the threshold 5"
@@ -938,23 +682,19 @@ async fn composite_alarm(name: &str, rule: &str) {
 
 #[tokio::test]
 async fn composite_alarms_count_and_an_unknown_alarm_is_named() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let (s, dir) = standin(Behaviour::default()).await;
     let prefix = format!("{}-", unique("afu9-composite"));
     let metric = format!("{prefix}cpu");
     alarm(&metric, cw::types::StateValue::Ok).await;
     let composite = format!("{prefix}any");
     composite_alarm(&composite, &format!("ALARM(\"{metric}\")")).await;
-    let dir = tempfile::tempdir().unwrap();
+    let fast = format!("--base-url {} --interval 50ms", s.url);
     // By name and by prefix, a composite alarm in ALARM fails the gate.
     for how in [
         ["--alarm", composite.as_str()],
         ["--alarm-prefix", prefix.as_str()],
     ] {
-        let (r, report) = health_aws(
-            dir.path(),
-            &[&["--base-url", &s.url, "--interval", "50ms"][..], &how[..]].concat(),
-        )
-        .await;
+        let (r, report) = health_aws(dir.path(), &format!("{fast} {}", how.join(" "))).await;
         assert_eq!(r.code, 1, "{how:?}: {r:?}");
         assert_eq!(
             reason(&report, "CloudWatch alarms"),
@@ -964,62 +704,27 @@ async fn composite_alarms_count_and_an_unknown_alarm_is_named() {
     }
     // A name that matches no alarm (a typo) fails, naming it; an existing OK one passes.
     let typo = format!("{prefix}cpuu");
-    let (r, report) = health_aws(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--interval",
-            "50ms",
-            "--alarm",
-            &metric,
-            "--alarm",
-            &typo,
-        ],
-    )
-    .await;
+    let args = format!("{fast} --alarm {metric} --alarm {typo}");
+    let (r, report) = health_aws(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(
         reason(&report, "CloudWatch alarms"),
         format!("1 alarm(s) not found: {typo}")
     );
-    let (r, _) = health_aws(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--interval",
-            "50ms",
-            "--alarm",
-            &metric,
-        ],
-    )
-    .await;
+    let (r, _) = health_aws(dir.path(), &format!("{fast} --alarm {metric}")).await;
     assert_eq!(r.code, 0, "{r:?}");
 }
 
 #[tokio::test]
 async fn alb_5xx_window_over_a_day_is_read_not_refused() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let (s, dir) = standin(Behaviour::default()).await;
     let lb = format!("app/{}/0123456789", unique("alb-long"));
-    let dir = tempfile::tempdir().unwrap();
     for window in ["25h", "7days"] {
-        let (r, report) = health_aws(
-            dir.path(),
-            &[
-                "--base-url",
-                &s.url,
-                "--interval",
-                "50ms",
-                "--load-balancer",
-                &lb,
-                "--alb-5xx-threshold",
-                "0",
-                "--alb-5xx-window",
-                window,
-            ],
-        )
-        .await;
+        let args = format!(
+            "--base-url {} --interval 50ms --load-balancer {lb} --alb-5xx-threshold 0 --alb-5xx-window {window}",
+            s.url
+        );
+        let (r, report) = health_aws(dir.path(), &args).await;
         assert_eq!(r.code, 0, "{window}: {r:?}");
         let gate = report["checks"]
             .as_array()
@@ -1036,24 +741,17 @@ async fn alb_5xx_window_over_a_day_is_read_not_refused() {
 
 #[tokio::test]
 async fn no_aws_credentials_is_one_clear_line_and_exit_3() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (s, dir) = standin(Behaviour::default()).await;
     let home = tempfile::tempdir().unwrap();
-    let mut c = tool("health-check", dir.path());
+    let mut c = health_cmd(
+        dir.path(),
+        &format!("--base-url {} --ecs --cluster c --service s", s.url),
+    );
     // As a new user runs it: a region, no keys, no profile files; the chain then tries web
     // identity, the container endpoint and instance metadata, and finds nothing.
-    c.args([
-        "--base-url",
-        &s.url,
-        "--ecs",
-        "--cluster",
-        "c",
-        "--service",
-        "s",
-    ])
-    .env("AWS_REGION", "eu-central-1")
-    .env("AWS_ENDPOINT_URL", rig::moto_url())
-    .env("HOME", home.path());
+    c.env("AWS_REGION", "eu-central-1")
+        .env("AWS_ENDPOINT_URL", rig::moto_url())
+        .env("HOME", home.path());
     let r = run(c).await;
     assert_eq!(r.code, 3, "{r:?}");
     let lines: Vec<&str> = r.stderr.lines().collect();
@@ -1072,25 +770,17 @@ async fn no_aws_credentials_is_one_clear_line_and_exit_3() {
 
 #[tokio::test]
 async fn an_alarm_firing_during_the_bake_fails_after_a_healthy_wait() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
+    let (s, dir) = standin(Behaviour::default()).await;
     let name = unique("afu9-bake");
     alarm(&name, cw::types::StateValue::Ok).await;
-    let dir = tempfile::tempdir().unwrap();
+    let bake = |time: &str| {
+        format!(
+            "--base-url {} --interval 100ms --alarm {name} --bake {time}",
+            s.url
+        )
+    };
     // A quiet bake passes and takes its time.
-    let (r, report) = health_aws(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--interval",
-            "100ms",
-            "--alarm",
-            &name,
-            "--bake",
-            "1s",
-        ],
-    )
-    .await;
+    let (r, report) = health_aws(dir.path(), &bake("1s")).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(check(&report, "Bake (1s)")["status"], "passed");
     assert!(
@@ -1098,25 +788,11 @@ async fn an_alarm_firing_during_the_bake_fails_after_a_healthy_wait() {
         "{report:#}"
     );
     // An alarm that fires after the service looked healthy, inside the bake window, fails it.
-    let mut c = tool("health-check", dir.path());
-    aws_env(&mut c).args([
-        "--base-url",
-        &s.url,
-        "--interval",
-        "100ms",
-        "--alarm",
-        &name,
-        "--bake",
-        "6s",
-        "--format",
-        "json",
-    ]);
-    let running = tokio::spawn(run(c));
+    let running = tokio::spawn(run_report(aws_cmd(dir.path(), &bake("6s"))));
     tokio::time::sleep(Duration::from_millis(2000)).await;
     alarm(&name, cw::types::StateValue::Alarm).await;
-    let r = running.await.unwrap();
+    let (r, report) = running.await.unwrap();
     assert_eq!(r.code, 1, "{r:?}");
-    let report: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(check(&report, "CloudWatch alarms")["status"], "passed");
     assert_eq!(
         reason(&report, "Bake (6s)"),
@@ -1126,24 +802,13 @@ async fn an_alarm_firing_during_the_bake_fails_after_a_healthy_wait() {
 
 #[tokio::test]
 async fn stabilize_waits_before_the_first_poll() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (s, dir) = standin(Behaviour::default()).await;
     let watch = s.shared.clone();
-    let c = {
-        let mut c = tool("health-check", dir.path());
-        c.args([
-            "--base-url",
-            &s.url,
-            "--interval",
-            "50ms",
-            "--stabilize",
-            "1500ms",
-            "--format",
-            "json",
-        ]);
-        c
-    };
-    let running = tokio::spawn(run(c));
+    let args = format!(
+        "--base-url {} --interval 50ms --stabilize 1500ms --format json",
+        s.url
+    );
+    let running = tokio::spawn(run(health_cmd(dir.path(), &args)));
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(
         watch.hits().is_empty(),
@@ -1154,9 +819,8 @@ async fn stabilize_waits_before_the_first_poll() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!watch.hits().is_empty());
     // It must fit inside the deadline.
-    let mut c = tool("health-check", dir.path());
-    c.args(["--base-url", &s.url, "--stabilize", "5s", "--wait", "5s"]);
-    let r = run(c).await;
+    let args = format!("--base-url {} --stabilize 5s --wait 5s", s.url);
+    let r = run(health_cmd(dir.path(), &args)).await;
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
         r.stderr
@@ -1168,37 +832,23 @@ async fn stabilize_waits_before_the_first_poll() {
 
 #[tokio::test]
 async fn retry_on_decides_which_statuses_are_waited_out() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("deploy.toml"),
-        "[[health.checks]]\nname = \"warm-up\"\npath = \"/api/not-yet\"\nstatus = 200\n",
-    )
-    .unwrap();
-    // 404 is not retried by default: it fails at once.
-    let (r, report, took) = health(
+    let (s, dir) = standin(Behaviour::default()).await;
+    rig::write_config(
         dir.path(),
-        &["--base-url", &s.url, "--wait", "3s", "--interval", "100ms"],
-    )
-    .await;
+        "[[health.checks]]\nname = \"warm-up\"\npath = \"/api/not-yet\"\nstatus = 200\n",
+    );
+    // 404 is not retried by default: it fails at once.
+    let args = format!("--base-url {} --wait 3s --interval 100ms", s.url);
+    let (r, report, took) = health(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(check(&report, "warm-up")["attempts"], 1);
     assert!(took < Duration::from_secs(2), "{took:?}");
     // With --retry-on 404 it is waited out until the deadline.
-    let (r, report, took) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--wait",
-            "1s",
-            "--interval",
-            "100ms",
-            "--retry-on",
-            "404,503",
-        ],
-    )
-    .await;
+    let args = format!(
+        "--base-url {} --wait 1s --interval 100ms --retry-on 404,503",
+        s.url
+    );
+    let (r, report, took) = health(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         check(&report, "warm-up")["attempts"].as_u64().unwrap() >= 3,
@@ -1206,49 +856,29 @@ async fn retry_on_decides_which_statuses_are_waited_out() {
     );
     assert!(took >= Duration::from_secs(1), "{took:?}");
     // A bad status list is a usage error naming the flag.
-    let mut c = tool("health-check", dir.path());
-    c.args(["--base-url", &s.url, "--retry-on", "4x4"]);
-    let r = run(c).await;
+    let args = format!("--base-url {} --retry-on 4x4", s.url);
+    let r = run(health_cmd(dir.path(), &args)).await;
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("--retry-on"), "{}", r.stderr);
 }
 
 #[tokio::test]
 async fn version_field_names_where_the_version_is() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (s, dir) = standin(Behaviour::default()).await;
     // The stand-in reports its service name in `service`: read the version from there.
-    let (r, report, _) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--interval",
-            "50ms",
-            "--version-field",
-            "service",
-            "--expect-version",
-            "control-center",
-        ],
-    )
-    .await;
+    let args = format!(
+        "--base-url {} --interval 50ms --version-field service --expect-version control-center",
+        s.url
+    );
+    let (r, report, _) = health(dir.path(), &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(report["outputs"]["deployed-version"], "control-center");
     // The default field (commitSha) does not hold that value: the same expectation fails.
-    let (r, report, _) = health(
-        dir.path(),
-        &[
-            "--base-url",
-            &s.url,
-            "--wait",
-            "1s",
-            "--interval",
-            "100ms",
-            "--expect-version",
-            "control-center",
-        ],
-    )
-    .await;
+    let args = format!(
+        "--base-url {} --wait 1s --interval 100ms --expect-version control-center",
+        s.url
+    );
+    let (r, report, _) = health(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         reason(&report, "Control Center health").starts_with("commitSha is "),
@@ -1259,8 +889,7 @@ async fn version_field_names_where_the_version_is() {
 #[tokio::test]
 async fn mark_verified_tags_the_running_revision_only_when_healthy() {
     let (cluster, service) = (unique("afu9"), unique("web"));
-    ecs_service(&cluster, &service).await;
-    let ecs = deploy_core::aws::ecs(&rig::moto_sdk().await);
+    let ecs = ecs_service(&cluster, &service).await;
     let tags = |rev: u32| {
         let (ecs, service) = (ecs.clone(), service.clone());
         async move {
@@ -1278,50 +907,21 @@ async fn mark_verified_tags_the_running_revision_only_when_healthy() {
         }
     };
     let dir = tempfile::tempdir().unwrap();
+    let mark = format!("--ecs --cluster {cluster} --service {service} --mark-verified");
     // Not healthy (expects revision 2, runs 1): nothing is tagged.
-    let mut c = tool("health-check", dir.path());
-    aws_env(&mut c).args([
-        "--ecs",
-        "--cluster",
-        &cluster,
-        "--service",
-        &service,
-        "--mark-verified",
-        "--expect-task-definition",
-        &format!("{service}:2"),
-        "--wait",
-        "1s",
-        "--format",
-        "json",
-    ]);
-    let r = run(c).await;
+    let args = format!("{mark} --expect-task-definition {service}:2 --wait 1s");
+    let (r, report) = health_aws(dir.path(), &args).await;
     assert_eq!(r.code, 1, "{r:?}");
-    let report: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(report["outputs"]["verified"], "false");
     assert!(tags(1).await.is_empty());
     // Healthy: revision 1 carries the record, with the run that verified it.
-    let mut c = tool("health-check", dir.path());
-    aws_env(&mut c)
-        .env("GITHUB_REPOSITORY", "afu9/control-center")
+    let args = format!("{mark} --expect-task-definition {service}:1 --interval 50ms");
+    let mut c = aws_cmd(dir.path(), &args);
+    c.env("GITHUB_REPOSITORY", "afu9/control-center")
         .env("GITHUB_RUN_ID", "77")
-        .env("GITHUB_SHA", "ffffffffffffffffffffffffffffffffffffffff")
-        .args([
-            "--ecs",
-            "--cluster",
-            &cluster,
-            "--service",
-            &service,
-            "--mark-verified",
-            "--expect-task-definition",
-            &format!("{service}:1"),
-            "--interval",
-            "50ms",
-            "--format",
-            "json",
-        ]);
-    let r = run(c).await;
+        .env("GITHUB_SHA", "ffffffffffffffffffffffffffffffffffffffff");
+    let (r, report) = run_report(c).await;
     assert_eq!(r.code, 0, "{r:?}");
-    let report: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(report["outputs"]["verified"], "true");
     let t = tags(1).await;
     assert_eq!(
@@ -1336,26 +936,18 @@ async fn mark_verified_tags_the_running_revision_only_when_healthy() {
     assert!(when.elapsed().unwrap() < Duration::from_secs(60));
     assert!(tags(2).await.is_empty(), "only the running revision");
     // A revision keeps the commit it was verified at.
-    let mut c = tool("health-check", dir.path());
-    aws_env(&mut c)
-        .env("GITHUB_SHA", "0000000000000000000000000000000000000000")
-        .args([
-            "--ecs",
-            "--cluster",
-            &cluster,
-            "--service",
-            &service,
-            "--mark-verified",
-            "--interval",
-            "50ms",
-        ]);
+    let mut c = aws_cmd(dir.path(), &format!("{mark} --interval 50ms"));
+    c.env("GITHUB_SHA", "0000000000000000000000000000000000000000");
     assert_eq!(run(c).await.code, 0);
     assert_eq!(
         tags(1).await["deploy-action:sha"],
         "ffffffffffffffffffffffffffffffffffffffff"
     );
     // --mark-verified without --ecs is a usage error.
-    let mut c = tool("health-check", dir.path());
-    c.args(["--mark-verified", "--base-url", "http://127.0.0.1:1"]);
-    assert_eq!(run(c).await.code, 2);
+    let r = run(health_cmd(
+        dir.path(),
+        "--mark-verified --base-url http://127.0.0.1:1",
+    ))
+    .await;
+    assert_eq!(r.code, 2);
 }

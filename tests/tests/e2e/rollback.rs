@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use deploy_action_e2e::ecs_standin::{EcsStandIn, Script};
+use deploy_action_e2e::report::check;
 use deploy_action_e2e::rig::{self, Ran, aws_env, run, tool, unique};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
 use deploy_core::aws_sdk_ecs as ecs;
@@ -293,15 +294,6 @@ impl Env {
         let report = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
         (r, report)
     }
-}
-
-fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
 }
 
 fn details(c: &Value) -> String {

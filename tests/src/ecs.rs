@@ -1,0 +1,73 @@
+//! ECS set-up in moto for the tests: a cluster, task definition revisions and services, each
+//! made with the calls the tests made by hand (a failing call panics).
+
+use deploy_core::aws_sdk_ecs::Client;
+use deploy_core::aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput;
+use deploy_core::aws_sdk_ecs::types::ContainerDefinition;
+use deploy_core::aws_sdk_ecs::types::builders::ContainerDefinitionBuilder;
+
+/// An ECS client aimed at moto.
+pub async fn client() -> Client {
+    deploy_core::aws::ecs(&crate::rig::moto_sdk().await)
+}
+
+/// Creates the cluster `name`.
+pub async fn cluster(ecs: &Client, name: &str) {
+    ecs.create_cluster()
+        .cluster_name(name)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A container `name` running `image` with 128 MiB, to finish with `.build()`.
+pub fn container(name: &str, image: impl Into<String>) -> ContainerDefinitionBuilder {
+    ContainerDefinition::builder()
+        .name(name)
+        .image(image)
+        .memory(128)
+}
+
+/// Registers the next revision of `family`, running `container`.
+pub async fn register(
+    ecs: &Client,
+    family: &str,
+    container: ContainerDefinition,
+) -> RegisterTaskDefinitionOutput {
+    ecs.register_task_definition()
+        .family(family)
+        .container_definitions(container)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Creates `service` in `cluster`, running `count` tasks of `task_definition`.
+pub async fn service(
+    ecs: &Client,
+    cluster: &str,
+    service: &str,
+    task_definition: &str,
+    count: i32,
+) {
+    ecs.create_service()
+        .cluster(cluster)
+        .service_name(service)
+        .task_definition(task_definition)
+        .desired_count(count)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The cluster `cluster` with `service`: a revision of container `web` per image in `images`
+/// (revision 1 the first), one task of revision 1 running.
+pub async fn web_service(cluster: &str, service: &str, images: &[&str]) -> Client {
+    let ecs = client().await;
+    self::cluster(&ecs, cluster).await;
+    for image in images {
+        register(&ecs, service, container("web", *image).build()).await;
+    }
+    self::service(&ecs, cluster, service, &format!("{service}:1"), 1).await;
+    ecs
+}
