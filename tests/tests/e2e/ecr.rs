@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::path::Path;
+use std::process::Command;
 
 use deploy_action_e2e::faults::{self, Fault};
 use deploy_action_e2e::oci::{self, Built};
-use deploy_action_e2e::rig::{self, Ran, aws_env, run, tool, unique};
+use deploy_action_e2e::rig::{self, Ran, aws_env, run, tool, unique, words};
 use deploy_core::aws_sdk_ecr::types::ImageTagMutability;
 use serde_json::Value;
 
@@ -80,6 +81,12 @@ impl Plain {
         }
     }
 
+    /// The digest `reference` points at in `repo`, or None when the registry says 404 (a panic
+    /// on any other answer).
+    async fn at(&self, repo: &str, reference: &str) -> Option<String> {
+        self.manifest_digest(repo, reference).await.unwrap()
+    }
+
     /// Whether `repo` has the blob.
     async fn has_blob(&self, repo: &str, digest: &str) -> anyhow::Result<bool> {
         let r = self.head(&format!("/v2/{repo}/blobs/{digest}")).await?;
@@ -95,25 +102,42 @@ fn host() -> String {
     rig::registry_url().trim_start_matches("http://").to_owned()
 }
 
-async fn push(dir: &Path, args: &[&str]) -> (Ran, Value) {
+/// ecr-push in `dir` pointed at moto and the registry at `registry_url`, with `args`, a command
+/// line split at white space.
+fn push_cmd(dir: &Path, registry_url: &str, args: &str) -> Command {
+    let mut c = tool("ecr-push", dir);
+    aws_env(&mut c)
+        .args(["--registry-url", registry_url])
+        .args(words(args));
+    c
+}
+
+/// Runs [`push_cmd`] against the rig's registry: what it did.
+async fn push_plain(dir: &Path, args: &str) -> Ran {
+    run(push_cmd(dir, &rig::registry_url(), args)).await
+}
+
+async fn push(dir: &Path, args: &str) -> (Ran, Value) {
     push_via(dir, &rig::registry_url(), args).await
 }
 
-async fn push_via(dir: &Path, registry_url: &str, args: &[&str]) -> (Ran, Value) {
-    let mut c = tool("ecr-push", dir);
-    aws_env(&mut c)
-        .args([
-            "--registry-url",
-            registry_url,
-            "--format",
-            "json",
-            "--sha",
-            "22cdb6a41c42366ad165a0fb4c96282304f6f7ae",
-        ])
-        .args(args);
-    let r = run(c).await;
+async fn push_via(dir: &Path, registry_url: &str, args: &str) -> (Ran, Value) {
+    let args = format!("--format json --sha 22cdb6a41c42366ad165a0fb4c96282304f6f7ae {args}");
+    let r = run(push_cmd(dir, registry_url, &args)).await;
     let v = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
     (r, v)
+}
+
+/// [`push`] that must succeed: its report.
+async fn pushed(dir: &Path, args: &str) -> Value {
+    let (ran, v) = push(dir, args).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    v
+}
+
+/// A fault proxy in front of the rig's registry.
+async fn proxy(fault: Fault) -> faults::Proxy {
+    faults::start(host(), fault).await
 }
 
 /// `skopeo inspect` of `repo:tag` in the registry: (digest, layers).
@@ -168,21 +192,8 @@ async fn pushes_an_oci_layout_exactly_and_a_repush_is_a_no_op() {
     let r = repo(ImageTagMutability::Immutable).await;
     let dir = tempfile::tempdir().unwrap();
     let (src, built) = layout(dir.path(), "img", &[300_000, 200_000, 100_000], 1);
-    let (ran, v) = push(
-        dir.path(),
-        &[
-            "--repository",
-            &r,
-            "--source",
-            &src,
-            "--tag",
-            "v0.4.0",
-            "--tag",
-            "sha-{sha7}",
-        ],
-    )
-    .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let args = format!("--repository {r} --source {src} --tag v0.4.0 --tag sha-{{sha7}}");
+    let v = pushed(dir.path(), &args).await;
     let (digest, layers) = skopeo(&r, "v0.4.0");
     assert_eq!(
         digest, built.manifest_digest,
@@ -204,21 +215,7 @@ async fn pushes_an_oci_layout_exactly_and_a_repush_is_a_no_op() {
             >= 600_000
     );
 
-    let (ran, v) = push(
-        dir.path(),
-        &[
-            "--repository",
-            &r,
-            "--source",
-            &src,
-            "--tag",
-            "v0.4.0",
-            "--tag",
-            "sha-{sha7}",
-        ],
-    )
-    .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let v = pushed(dir.path(), &args).await;
     assert_eq!(v["outputs"]["bytes-pushed"], "0");
     assert!(
         audit_actions(&v).is_empty(),
@@ -241,19 +238,8 @@ async fn pushes_a_docker_archive() {
         .map(|i| oci::random_bytes(150_000, 700 + i))
         .collect();
     let built = oci::docker_archive(&tarball, &layers, 7);
-    let (ran, _) = push(
-        dir.path(),
-        &[
-            "--repository",
-            &r,
-            "--source",
-            tarball.to_str().unwrap(),
-            "--tag",
-            "v1",
-        ],
-    )
-    .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let args = format!("--repository {r} --source {} --tag v1", tarball.display());
+    pushed(dir.path(), &args).await;
     let (_, pushed_layers) = skopeo(&r, "v1");
     assert_eq!(
         pushed_layers, built.layers,
@@ -267,30 +253,13 @@ async fn immutable_tag_conflict_pushes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (a, built_a) = layout(dir.path(), "a", &[50_000], 11);
     let (b, built_b) = layout(dir.path(), "b", &[60_000], 12);
-    assert_eq!(
-        push(
-            dir.path(),
-            &["--repository", &r, "--source", &a, "--tag", "v1"]
-        )
-        .await
-        .0
-        .code,
-        0
-    );
-    let (ran, v) = push(
+    pushed(
         dir.path(),
-        &[
-            "--repository",
-            &r,
-            "--source",
-            &b,
-            "--tag",
-            "v2",
-            "--tag",
-            "v1",
-        ],
+        &format!("--repository {r} --source {a} --tag v1"),
     )
     .await;
+    let args = format!("--repository {r} --source {b} --tag v2 --tag v1");
+    let (ran, v) = push(dir.path(), &args).await;
     assert_eq!(ran.code, 1, "{ran:?}");
     let reason = v["checks"][0]["reason"].as_str().unwrap();
     assert!(
@@ -298,15 +267,8 @@ async fn immutable_tag_conflict_pushes_nothing() {
         "{reason}"
     );
     let reg = registry(&rig::registry_url());
-    assert_eq!(
-        reg.manifest_digest(&r, "v1").await.unwrap().unwrap(),
-        built_a.manifest_digest
-    );
-    assert_eq!(
-        reg.manifest_digest(&r, "v2").await.unwrap(),
-        None,
-        "no tag moved or created"
-    );
+    assert_eq!(reg.at(&r, "v1").await, Some(built_a.manifest_digest));
+    assert_eq!(reg.at(&r, "v2").await, None, "no tag moved or created");
     assert!(
         !reg.has_blob(&r, &built_b.layers[0]).await.unwrap(),
         "no blob pushed"
@@ -319,47 +281,29 @@ async fn moving_tags_move_on_mutable_repositories_and_version_tags_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let (a, built_a) = layout(dir.path(), "a", &[40_000], 21);
     let (b, built_b) = layout(dir.path(), "b", &[40_000], 22);
-    let base = ["--repository", r.as_str(), "--moving-tag", "staging"];
-    assert_eq!(
-        push(
-            dir.path(),
-            &[
-                &base[..],
-                &["--source", &a, "--tag", "v1", "--tag", "staging"]
-            ]
-            .concat()
-        )
-        .await
-        .0
-        .code,
-        0
-    );
-    let (ran, v) = push(
+    let base = format!("--repository {r} --moving-tag staging");
+    pushed(
         dir.path(),
-        &[
-            &base[..],
-            &["--source", &b, "--tag", "v2", "--tag", "staging"],
-        ]
-        .concat(),
+        &format!("{base} --source {a} --tag v1 --tag staging"),
     )
     .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let v = pushed(
+        dir.path(),
+        &format!("{base} --source {b} --tag v2 --tag staging"),
+    )
+    .await;
     assert!(audit_actions(&v).contains(&"registry:move tag".to_owned()));
     let reg = registry(&rig::registry_url());
     assert_eq!(
-        reg.manifest_digest(&r, "staging").await.unwrap().unwrap(),
-        built_b.manifest_digest
+        reg.at(&r, "staging").await.as_ref(),
+        Some(&built_b.manifest_digest)
     );
     assert_eq!(
-        reg.manifest_digest(&r, "v1").await.unwrap().unwrap(),
-        built_a.manifest_digest
+        reg.at(&r, "v1").await.as_ref(),
+        Some(&built_a.manifest_digest)
     );
 
-    let (ran, v) = push(
-        dir.path(),
-        &[&base[..], &["--source", &b, "--tag", "v1"]].concat(),
-    )
-    .await;
+    let (ran, v) = push(dir.path(), &format!("{base} --source {b} --tag v1")).await;
     assert_eq!(ran.code, 1, "a version tag does not move: {ran:?}");
     assert!(
         v["checks"][0]["reason"]
@@ -368,19 +312,12 @@ async fn moving_tags_move_on_mutable_repositories_and_version_tags_do_not() {
             .contains("not a moving tag")
     );
     assert_eq!(
-        reg.manifest_digest(&r, "v1").await.unwrap().unwrap(),
-        built_a.manifest_digest
+        reg.at(&r, "v1").await.as_ref(),
+        Some(&built_a.manifest_digest)
     );
-    let (ran, _) = push(
-        dir.path(),
-        &[&base[..], &["--source", &b, "--tag", "v1", "--allow-retag"]].concat(),
-    )
-    .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
-    assert_eq!(
-        reg.manifest_digest(&r, "v1").await.unwrap().unwrap(),
-        built_b.manifest_digest
-    );
+    let args = format!("{base} --source {b} --tag v1 --allow-retag");
+    pushed(dir.path(), &args).await;
+    assert_eq!(reg.at(&r, "v1").await, Some(built_b.manifest_digest));
 }
 
 #[tokio::test]
@@ -388,31 +325,9 @@ async fn adding_a_tag_is_a_manifest_only_retag() {
     let r = repo(ImageTagMutability::Immutable).await;
     let dir = tempfile::tempdir().unwrap();
     let (a, built) = layout(dir.path(), "a", &[80_000, 80_000], 31);
-    assert_eq!(
-        push(
-            dir.path(),
-            &["--repository", &r, "--source", &a, "--tag", "v1"]
-        )
-        .await
-        .0
-        .code,
-        0
-    );
-    let (ran, v) = push(
-        dir.path(),
-        &[
-            "--repository",
-            &r,
-            "--source",
-            &a,
-            "--tag",
-            "v1",
-            "--tag",
-            "production",
-        ],
-    )
-    .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let args = format!("--repository {r} --source {a} --tag v1");
+    pushed(dir.path(), &args).await;
+    let v = pushed(dir.path(), &format!("{args} --tag production")).await;
     assert_eq!(v["outputs"]["bytes-pushed"], "0");
     assert_eq!(audit_actions(&v), ["registry:create tag"]);
     assert_eq!(skopeo(&r, "production").0, built.manifest_digest);
@@ -426,30 +341,21 @@ async fn blobs_are_mounted_from_another_repository_of_the_run() {
     );
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = layout(dir.path(), "a", &[120_000, 90_000], 41);
-    std::fs::write(
-        dir.path().join("deploy.toml"),
-        format!("[images.a-first]\nrepository = \"{r1}\"\nsource = \"{a}\"\ntags = [\"v1\"]\n\n[images.b-second]\nrepository = \"{r2}\"\nsource = \"{a}\"\ntags = [\"v1\"]\n"),
-    )
-    .unwrap();
-    let (ran, v) = push(dir.path(), &[]).await;
-    assert_eq!(ran.code, 0, "{ran:?}");
+    rig::write_config(
+        dir.path(),
+        format!(
+            "[images.a-first]\nrepository = \"{r1}\"\nsource = \"{a}\"\ntags = [\"v1\"]\n\n[images.b-second]\nrepository = \"{r2}\"\nsource = \"{a}\"\ntags = [\"v1\"]\n"
+        ),
+    );
+    let v = pushed(dir.path(), "").await;
     let actions = audit_actions(&v);
-    assert_eq!(
-        actions
-            .iter()
-            .filter(|a| *a == "registry:upload blob")
-            .count(),
-        3,
-        "{actions:?}"
-    );
-    assert_eq!(
-        actions
-            .iter()
-            .filter(|a| *a == "registry:mount blob")
-            .count(),
-        3,
-        "{actions:?}"
-    );
+    for kind in ["registry:upload blob", "registry:mount blob"] {
+        assert_eq!(
+            actions.iter().filter(|a| *a == kind).count(),
+            3,
+            "{actions:?}"
+        );
+    }
     assert!(
         v["outputs"]["images"]
             .as_str()
@@ -458,24 +364,26 @@ async fn blobs_are_mounted_from_another_repository_of_the_run() {
     );
 }
 
-#[tokio::test]
-async fn a_500_on_the_first_upload_is_retried() {
+/// Pushes a layout of one `size` byte layer as `v1` through a proxy with `fault`, which must fire,
+/// and then to succeed: what it did, and the layout's image.
+async fn push_through(fault: Fault, size: usize, seed: u64) -> (Ran, Built, String) {
     let r = repo(ImageTagMutability::Immutable).await;
     let dir = tempfile::tempdir().unwrap();
-    let (a, built) = layout(dir.path(), "a", &[200_000], 51);
-    let upstream = rig::registry_url().trim_start_matches("http://").to_owned();
-    let proxy = faults::start(upstream, Fault::Fail500OnFirstUpload).await;
-    let (ran, _) = push_via(
-        dir.path(),
-        &proxy.url,
-        &["--repository", &r, "--source", &a, "--tag", "v1"],
-    )
-    .await;
+    let (a, built) = layout(dir.path(), "a", &[size], seed);
+    let proxy = proxy(fault).await;
+    let args = format!("--repository {r} --source {a} --tag v1");
+    let (ran, _) = push_via(dir.path(), &proxy.url, &args).await;
     assert_eq!(ran.code, 0, "{ran:?}");
     assert!(
         proxy.fired.load(std::sync::atomic::Ordering::SeqCst),
         "the fault did not fire"
     );
+    (ran, built, r)
+}
+
+#[tokio::test]
+async fn a_500_on_the_first_upload_is_retried() {
+    let (ran, built, r) = push_through(Fault::Fail500OnFirstUpload, 200_000, 51).await;
     assert!(
         ran.stderr.contains("500"),
         "the retry is logged: {}",
@@ -486,22 +394,8 @@ async fn a_500_on_the_first_upload_is_retried() {
 
 #[tokio::test]
 async fn a_connection_dropped_mid_blob_is_retried() {
-    let r = repo(ImageTagMutability::Immutable).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (a, built) = layout(dir.path(), "a", &[3_000_000], 61);
-    let upstream = rig::registry_url().trim_start_matches("http://").to_owned();
-    let proxy = faults::start(upstream, Fault::DropFirstUploadAfter(1_000_000)).await;
-    let (ran, _) = push_via(
-        dir.path(),
-        &proxy.url,
-        &["--repository", &r, "--source", &a, "--tag", "v1"],
-    )
-    .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
-    assert!(
-        proxy.fired.load(std::sync::atomic::Ordering::SeqCst),
-        "the fault did not fire"
-    );
+    let fault = Fault::DropFirstUploadAfter(1_000_000);
+    let (_, built, r) = push_through(fault, 3_000_000, 61).await;
     assert_eq!(skopeo(&r, "v1"), (built.manifest_digest, built.layers));
 }
 
@@ -512,16 +406,11 @@ async fn sigterm_mid_upload_moves_no_tag_and_reports_partially() {
     let r = repo(ImageTagMutability::Immutable).await;
     let dir = tempfile::tempdir().unwrap();
     let (a, built) = layout(dir.path(), "a", &[300_000], 71);
-    let upstream = rig::registry_url().trim_start_matches("http://").to_owned();
-    let proxy = faults::start(upstream, Fault::StallUploads).await;
-    let mut c = tool("ecr-push", dir.path());
-    aws_env(&mut c)
-        .args(["--registry-url", &proxy.url, "--format", "json"])
-        .args(["--sha", "22cdb6a41c42366ad165a0fb4c96282304f6f7ae"])
-        .args(["--repository", &r, "--source", &a, "--tag", "v1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
+    let proxy = proxy(Fault::StallUploads).await;
+    let args = format!(
+        "--format json --sha 22cdb6a41c42366ad165a0fb4c96282304f6f7ae --repository {r} --source {a} --tag v1"
+    );
+    let child = rig::spawn(push_cmd(dir.path(), &proxy.url, &args));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !proxy.fired.load(std::sync::atomic::Ordering::SeqCst) {
         assert!(std::time::Instant::now() < deadline, "no upload started");
@@ -538,21 +427,17 @@ async fn sigterm_mid_upload_moves_no_tag_and_reports_partially() {
     );
     assert_eq!(v["checks"][0]["status"], "skipped", "{v}");
     let plain = registry(&rig::registry_url());
-    assert_eq!(plain.manifest_digest(&r, "v1").await.unwrap(), None);
+    assert_eq!(plain.at(&r, "v1").await, None);
     assert_eq!(
-        plain
-            .manifest_digest(&r, &built.manifest_digest)
-            .await
-            .unwrap(),
+        plain.at(&r, &built.manifest_digest).await,
         None,
         "no manifest was pushed"
     );
-    let (ran, _) = push(
+    pushed(
         dir.path(),
-        &["--repository", &r, "--source", &a, "--tag", "v1"],
+        &format!("--repository {r} --source {a} --tag v1"),
     )
     .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(skopeo(&r, "v1").0, built.manifest_digest);
 }
 
@@ -561,14 +446,9 @@ async fn a_refused_password_is_exit_3_and_never_printed() {
     let r = repo(ImageTagMutability::Immutable).await;
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = layout(dir.path(), "a", &[10_000], 71);
-    let upstream = rig::registry_url().trim_start_matches("http://").to_owned();
-    let proxy = faults::start(upstream, Fault::Unauthorized).await;
-    let (ran, v) = push_via(
-        dir.path(),
-        &proxy.url,
-        &["--repository", &r, "--source", &a, "--tag", "v1"],
-    )
-    .await;
+    let proxy = proxy(Fault::Unauthorized).await;
+    let args = format!("--repository {r} --source {a} --tag v1");
+    let (ran, v) = push_via(dir.path(), &proxy.url, &args).await;
     assert_eq!(ran.code, 3, "{ran:?}");
     assert!(
         v["checks"][0]["reason"]
@@ -589,18 +469,8 @@ async fn a_refused_password_is_exit_3_and_never_printed() {
 async fn missing_or_corrupt_sources_are_usage_errors() {
     let r = repo(ImageTagMutability::Immutable).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = tool("ecr-push", dir.path());
-    aws_env(&mut c).args([
-        "--registry-url",
-        &rig::registry_url(),
-        "--repository",
-        &r,
-        "--source",
-        "nope/",
-        "--tag",
-        "v1",
-    ]);
-    let ran = run(c).await;
+    let from = |source: &str| format!("--repository {r} --source {source} --tag v1");
+    let ran = push_plain(dir.path(), &from("nope/")).await;
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(
         ran.stderr.contains("nope/: cannot read the image source"),
@@ -615,18 +485,7 @@ async fn missing_or_corrupt_sources_are_usage_errors() {
             .join(built.layers[0].trim_start_matches("sha256:")),
     )
     .unwrap();
-    let mut c = tool("ecr-push", dir.path());
-    aws_env(&mut c).args([
-        "--registry-url",
-        &rig::registry_url(),
-        "--repository",
-        &r,
-        "--source",
-        &a,
-        "--tag",
-        "v1",
-    ]);
-    let ran = run(c).await;
+    let ran = push_plain(dir.path(), &from(&a)).await;
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(
         ran.stderr.contains("corrupt layout: blob blobs/sha256/")
@@ -636,18 +495,7 @@ async fn missing_or_corrupt_sources_are_usage_errors() {
     );
 
     std::fs::write(Path::new(&a).join("index.json"), "{not json").unwrap();
-    let mut c = tool("ecr-push", dir.path());
-    aws_env(&mut c).args([
-        "--registry-url",
-        &rig::registry_url(),
-        "--repository",
-        &r,
-        "--source",
-        &a,
-        "--tag",
-        "v1",
-    ]);
-    let ran = run(c).await;
+    let ran = push_plain(dir.path(), &from(&a)).await;
     assert_eq!(ran.code, 2);
     assert!(
         ran.stderr.contains("index.json is not JSON"),
@@ -661,18 +509,8 @@ async fn dry_run_changes_nothing_and_create_repo_creates() {
     let name = unique("afu9/new");
     let dir = tempfile::tempdir().unwrap();
     let (a, built) = layout(dir.path(), "a", &[20_000], 91);
-    let mut c = tool("ecr-push", dir.path());
-    aws_env(&mut c).args([
-        "--registry-url",
-        &rig::registry_url(),
-        "--repository",
-        &name,
-        "--source",
-        &a,
-        "--tag",
-        "v1",
-    ]);
-    let ran = run(c).await;
+    let args = format!("--repository {name} --source {a} --tag v1");
+    let ran = push_plain(dir.path(), &args).await;
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(
         ran.stderr
@@ -681,21 +519,7 @@ async fn dry_run_changes_nothing_and_create_repo_creates() {
         ran.stderr
     );
 
-    let (ran, v) = push(
-        dir.path(),
-        &[
-            "--repository",
-            &name,
-            "--source",
-            &a,
-            "--tag",
-            "v1",
-            "--create-repo",
-            "--dry-run",
-        ],
-    )
-    .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let v = pushed(dir.path(), &format!("{args} --create-repo --dry-run")).await;
     assert_eq!(v["dry_run"], true);
     assert_eq!(
         audit_actions(&v),
@@ -716,22 +540,9 @@ async fn dry_run_changes_nothing_and_create_repo_creates() {
         "dry run created the repository"
     );
     let reg = registry(&rig::registry_url());
-    assert_eq!(reg.manifest_digest(&name, "v1").await.unwrap(), None);
+    assert_eq!(reg.at(&name, "v1").await, None);
 
-    let (ran, _) = push(
-        dir.path(),
-        &[
-            "--repository",
-            &name,
-            "--source",
-            &a,
-            "--tag",
-            "v1",
-            "--create-repo",
-        ],
-    )
-    .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
+    pushed(dir.path(), &format!("{args} --create-repo")).await;
     let repos = ecr
         .describe_repositories()
         .repository_names(&name)
@@ -742,10 +553,7 @@ async fn dry_run_changes_nothing_and_create_repo_creates() {
         repos.repositories()[0].image_tag_mutability(),
         Some(&ImageTagMutability::Immutable)
     );
-    assert_eq!(
-        reg.manifest_digest(&name, "v1").await.unwrap().unwrap(),
-        built.manifest_digest
-    );
+    assert_eq!(reg.at(&name, "v1").await, Some(built.manifest_digest));
 }
 
 #[tokio::test]
@@ -758,19 +566,8 @@ async fn pushes_an_oci_tarball_and_a_multi_platform_index() {
     assert_eq!(children[0], built.manifest_digest);
     let tarball = dir.path().join("multi.tar");
     oci::tar_dir(Path::new(&src), &tarball);
-    let (ran, v) = push(
-        dir.path(),
-        &[
-            "--repository",
-            &r,
-            "--source",
-            tarball.to_str().unwrap(),
-            "--tag",
-            "v1",
-        ],
-    )
-    .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let args = format!("--repository {r} --source {} --tag v1", tarball.display());
+    let v = pushed(dir.path(), &args).await;
     assert!(
         v["checks"][0]["details"]
             .to_string()
@@ -779,13 +576,13 @@ async fn pushes_an_oci_tarball_and_a_multi_platform_index() {
     );
     let reg = registry(&rig::registry_url());
     assert_eq!(
-        reg.manifest_digest(&r, "v1").await.unwrap().unwrap(),
-        index,
+        reg.at(&r, "v1").await.as_ref(),
+        Some(&index),
         "the tag points at the index"
     );
     for child in &children {
         assert_eq!(
-            reg.manifest_digest(&r, child).await.unwrap().as_ref(),
+            reg.at(&r, child).await.as_ref(),
             Some(child),
             "child {child} pushed"
         );
@@ -802,18 +599,23 @@ async fn pushes_an_oci_tarball_and_a_multi_platform_index() {
 /// (a docker-archive), and fails for an unknown image as docker does. No Docker engine is promised
 /// on the project's machines; the streaming, hashing and upload path is the real one.
 fn scripted_docker(dir: &Path, archive: &Path) -> std::path::PathBuf {
-    let script = dir.join("docker");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = save ] || exit 64\n[ \"$2\" = afu9/daemon:v1 ] || {{ echo \"Error response from daemon: reference does not exist\" >&2; exit 1; }}\nexec cat '{}'\n",
+    script(
+        dir,
+        "docker",
+        &format!(
+            "[ \"$1\" = save ] || exit 64\n[ \"$2\" = afu9/daemon:v1 ] || {{ echo \"Error response from daemon: reference does not exist\" >&2; exit 1; }}\nexec cat '{}'",
             archive.display()
         ),
     )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
+}
+
+/// ecr-push in `dir` of `image` from the Docker daemon (the `docker` at `docker`) to `repo` as
+/// `v1`, with `extra` arguments first.
+fn push_docker(dir: &Path, docker: &Path, extra: &str, repo: &str, image: &str) -> Command {
+    let args = format!("{extra} --repository {repo} --source docker:{image} --tag v1");
+    let mut c = push_cmd(dir, &rig::registry_url(), &args);
+    c.env("DEPLOY_DOCKER", docker);
+    c
 }
 
 #[tokio::test]
@@ -828,18 +630,7 @@ async fn pushes_from_docker_save_without_a_temp_copy() {
     ];
     let built = oci::docker_archive(&archive, &layers, 11);
     let docker = scripted_docker(dir.path(), &archive);
-    let mut c = tool("ecr-push", dir.path());
-    aws_env(&mut c)
-        .env("DEPLOY_DOCKER", &docker)
-        .args(["--registry-url", &rig::registry_url(), "--format", "json"])
-        .args([
-            "--repository",
-            &r,
-            "--source",
-            "docker:afu9/daemon:v1",
-            "--tag",
-            "v1",
-        ]);
+    let c = push_docker(dir.path(), &docker, "--format json", &r, "afu9/daemon:v1");
     let ran = run(c).await;
     assert_eq!(ran.code, 0, "{ran:?}");
     let v: Value = serde_json::from_str(&ran.stdout).unwrap();
@@ -868,19 +659,7 @@ async fn pushes_from_docker_save_without_a_temp_copy() {
     let (_, pushed) = skopeo(&r, "v1");
     assert_eq!(pushed, built.layers);
 
-    let mut c = tool("ecr-push", dir.path());
-    aws_env(&mut c)
-        .env("DEPLOY_DOCKER", &docker)
-        .args(["--registry-url", &rig::registry_url()])
-        .args([
-            "--repository",
-            &r,
-            "--source",
-            "docker:afu9/missing:v1",
-            "--tag",
-            "v1",
-        ]);
-    let ran = run(c).await;
+    let ran = run(push_docker(dir.path(), &docker, "", &r, "afu9/missing:v1")).await;
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(
         ran.stderr.contains("`docker save afu9/missing:v1` failed"),
@@ -900,39 +679,24 @@ async fn a_refused_image_stops_every_image_before_any_tag_moves() {
     let (old_b, _) = layout(dir.path(), "old-b", &[20_000], 122);
     let (new_a, built_new_a) = layout(dir.path(), "new-a", &[20_000], 123);
     let (new_b, _) = layout(dir.path(), "new-b", &[20_000], 124);
-    assert_eq!(
-        push(
-            dir.path(),
-            &["--repository", &r1, "--source", &old_a, "--tag", "staging"]
-        )
-        .await
-        .0
-        .code,
-        0
+    let args = format!("--repository {r1} --source {old_a} --tag staging");
+    pushed(dir.path(), &args).await;
+    let args = format!("--repository {r2} --source {old_b} --tag v1");
+    pushed(dir.path(), &args).await;
+    rig::write_config(
+        dir.path(),
+        format!(
+            "[images.a]\nrepository = \"{r1}\"\nsource = \"{new_a}\"\ntags = [\"staging\"]\nmoving_tags = [\"staging\"]\n\n[images.b]\nrepository = \"{r2}\"\nsource = \"{new_b}\"\ntags = [\"v1\"]\n"
+        ),
     );
-    assert_eq!(
-        push(
-            dir.path(),
-            &["--repository", &r2, "--source", &old_b, "--tag", "v1"]
-        )
-        .await
-        .0
-        .code,
-        0
-    );
-    std::fs::write(
-        dir.path().join("deploy.toml"),
-        format!("[images.a]\nrepository = \"{r1}\"\nsource = \"{new_a}\"\ntags = [\"staging\"]\nmoving_tags = [\"staging\"]\n\n[images.b]\nrepository = \"{r2}\"\nsource = \"{new_b}\"\ntags = [\"v1\"]\n"),
-    )
-    .unwrap();
-    let (ran, v) = push(dir.path(), &[]).await;
+    let (ran, v) = push(dir.path(), "").await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!(v["checks"][0]["status"], "skipped", "{v:#}");
     assert_eq!(v["checks"][1]["status"], "failed", "{v:#}");
     let reg = registry(&rig::registry_url());
     assert_eq!(
-        reg.manifest_digest(&r1, "staging").await.unwrap().unwrap(),
-        built_old_a.manifest_digest,
+        reg.at(&r1, "staging").await,
+        Some(built_old_a.manifest_digest),
         "staging did not move"
     );
     assert!(
@@ -953,21 +717,8 @@ fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
 async fn docker_daemon_failures_are_classified_and_a_chatty_save_does_not_stall() {
     let r = repo(ImageTagMutability::Immutable).await;
     let dir = tempfile::tempdir().unwrap();
-    let push_with = |docker: std::path::PathBuf| {
-        let mut c = tool("ecr-push", dir.path());
-        aws_env(&mut c)
-            .env("DEPLOY_DOCKER", docker)
-            .args(["--registry-url", &rig::registry_url()])
-            .args([
-                "--repository",
-                &r,
-                "--source",
-                "docker:afu9/daemon:v1",
-                "--tag",
-                "v1",
-            ]);
-        c
-    };
+    let push_with =
+        |docker: std::path::PathBuf| push_docker(dir.path(), &docker, "", &r, "afu9/daemon:v1");
     // The daemon is down: an outside dependency, exit 3.
     let down = script(
         dir.path(),
@@ -1023,18 +774,15 @@ async fn image_picks_images_and_protected_environments_need_confirm() {
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = layout(dir.path(), "a", &[3000], 31);
     let (b, _) = layout(dir.path(), "b", &[3000], 32);
-    std::fs::write(
-        dir.path().join("deploy.toml"),
+    rig::write_config(
+        dir.path(),
         format!(
             "[environments.production]\nprotected = true\n\n[images.one]\nrepository = \"{ra}\"\nsource = \"{a}\"\ntags = [\"v1\", \"{{env}}\"]\n\n[images.two]\nrepository = \"{rb}\"\nsource = \"{b}\"\ntags = [\"v1\"]\n"
         ),
-    )
-    .unwrap();
+    );
     let reg = registry(&rig::registry_url());
     // Protected without --confirm: refused before anything is read or pushed.
-    let mut c = tool("ecr-push", dir.path());
-    aws_env(&mut c).args(["--registry-url", &rig::registry_url(), "-e", "production"]);
-    let ran = run(c).await;
+    let ran = push_plain(dir.path(), "-e production").await;
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(
         ran.stderr
@@ -1043,55 +791,19 @@ async fn image_picks_images_and_protected_environments_need_confirm() {
         ran.stderr
     );
     // The wrong name does not confirm either.
-    let mut c = tool("ecr-push", dir.path());
-    aws_env(&mut c).args([
-        "--registry-url",
-        &rig::registry_url(),
-        "-e",
-        "production",
-        "--confirm",
-        "staging",
-    ]);
-    assert_eq!(run(c).await.code, 2);
-    assert_eq!(
-        reg.manifest_digest(&ra, "v1").await.unwrap(),
-        None,
-        "pushed without --confirm"
-    );
+    let ran = push_plain(dir.path(), "-e production --confirm staging").await;
+    assert_eq!(ran.code, 2);
+    assert_eq!(reg.at(&ra, "v1").await, None, "pushed without --confirm");
     // --dry-run needs no confirmation and changes nothing.
-    let (ran, _) = push(dir.path(), &["-e", "production", "--dry-run"]).await;
-    assert_eq!(ran.code, 0, "{ran:?}");
-    assert_eq!(reg.manifest_digest(&ra, "v1").await.unwrap(), None);
+    pushed(dir.path(), "-e production --dry-run").await;
+    assert_eq!(reg.at(&ra, "v1").await, None);
     // Confirmed, with --image one: only image one is pushed.
-    let (ran, v) = push(
-        dir.path(),
-        &[
-            "-e",
-            "production",
-            "--confirm",
-            "production",
-            "--image",
-            "one",
-        ],
-    )
-    .await;
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let v = pushed(dir.path(), "-e production --confirm production --image one").await;
     assert_eq!(v["checks"].as_array().unwrap().len(), 1, "{v:#}");
-    assert!(
-        reg.manifest_digest(&ra, "production")
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert_eq!(
-        reg.manifest_digest(&rb, "v1").await.unwrap(),
-        None,
-        "image two was pushed"
-    );
+    assert!(reg.at(&ra, "production").await.is_some());
+    assert_eq!(reg.at(&rb, "v1").await, None, "image two was pushed");
     // An unknown name is a usage error listing the defined ones.
-    let mut c = tool("ecr-push", dir.path());
-    aws_env(&mut c).args(["--registry-url", &rig::registry_url(), "--image", "three"]);
-    let ran = run(c).await;
+    let ran = push_plain(dir.path(), "--image three").await;
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(
         ran.stderr
@@ -1110,24 +822,19 @@ async fn the_environment_region_wins_over_the_defaults() {
     let r = repo(ImageTagMutability::Immutable).await;
     let dir = tempfile::tempdir().unwrap();
     let (src, _) = layout(dir.path(), "img", &[20_000], 31);
-    std::fs::write(
-        dir.path().join("deploy.toml"),
+    rig::write_config(
+        dir.path(),
         "[defaults]\nregion = \"us-west-2\"\n\n[environments.staging]\nregion = \"eu-central-1\"\n",
-    )
-    .unwrap();
-    let run_in = |environment: Option<&str>| {
-        let mut c = tool("ecr-push", dir.path());
-        aws_env(&mut c)
-            .env_remove("AWS_REGION")
-            .args(["--registry-url", &rig::registry_url(), "--format", "json"])
-            .args(["--sha", "22cdb6a41c42366ad165a0fb4c96282304f6f7ae"])
-            .args(["--repository", &r, "--source", &src, "--tag", "v1"]);
-        if let Some(e) = environment {
-            c.args(["--environment", e]);
-        }
+    );
+    let run_in = |environment: &str| {
+        let args = format!(
+            "--format json --sha 22cdb6a41c42366ad165a0fb4c96282304f6f7ae --repository {r} --source {src} --tag v1 {environment}"
+        );
+        let mut c = push_cmd(dir.path(), &rig::registry_url(), &args);
+        c.env_remove("AWS_REGION");
         c
     };
-    let ran = run(run_in(None)).await;
+    let ran = run(run_in("")).await;
     assert_ne!(
         ran.code, 0,
         "[defaults] region us-west-2 has no such repository: {ran:?}"
@@ -1136,7 +843,7 @@ async fn the_environment_region_wins_over_the_defaults() {
         ran.stderr.contains(&r),
         "the error names the repository: {ran:?}"
     );
-    let ran = run(run_in(Some("staging"))).await;
+    let ran = run(run_in("--environment staging")).await;
     assert_eq!(ran.code, 0, "{ran:?}");
     let (digest, _) = skopeo(&r, "v1");
     assert!(digest.starts_with("sha256:"), "{digest}");
