@@ -2,7 +2,7 @@
 //! repository is the one it names and git's messages are the ones asserted. A failing command
 //! panics naming it, with git's stderr.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// `git ARGS` in `dir`, ready to run.
@@ -62,4 +62,26 @@ pub fn commit(dir: &Path, file: &str, text: &str, msg: &str) -> String {
 /// [`commit`] with the file's name as the message.
 pub fn commit_file(dir: &Path, file: &str, text: &str) -> String {
     commit(dir, file, text, file)
+}
+
+/// A bare repository `root/origin.git` with `main` as its branch; its path.
+pub fn bare(root: &Path) -> PathBuf {
+    let origin = root.join("origin.git");
+    let path = origin.to_str().expect("a UTF-8 path");
+    git(root, &["init", "-q", "--bare", "-b", "main", path]);
+    origin
+}
+
+/// Clones `origin` into `root/name`; the clone's path.
+pub fn clone(root: &Path, origin: &Path, name: &str) -> PathBuf {
+    let path = origin.to_str().expect("a UTF-8 path");
+    git(root, &["clone", "-q", path, name]);
+    root.join(name)
+}
+
+/// [`clone`] of an empty `origin`, on a new branch `main`.
+pub fn clone_main(root: &Path, origin: &Path, name: &str) -> PathBuf {
+    let work = clone(root, origin, name);
+    git(&work, &["checkout", "-q", "-b", "main"]);
+    work
 }

@@ -16,15 +16,37 @@ pub struct HttpsServer {
     /// The directory served.
     pub root: PathBuf,
     log: PathBuf,
-    child: Child,
+    _server: Python,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for HttpsServer {
+/// A Python server's process, killed when dropped.
+pub(crate) struct Python(Child);
+
+impl Drop for Python {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
+}
+
+/// Starts `python3 -c SCRIPT ARGS` (stdin and stdout piped, so it exits with the test process):
+/// the server, and the first line it printed.
+pub(crate) fn python(script: &str, args: &[&std::ffi::OsStr]) -> (Python, String) {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 is installed (scripts/rig.sh install)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (Python(child), line)
 }
 
 // Serves `root`, logs each request's path (one per line, flushed) and exits when its stdin closes,
@@ -122,22 +144,11 @@ impl HttpsServer {
         std::fs::create_dir_all(&root).unwrap();
         let log = d.join("requests.log");
         std::fs::write(&log, "").unwrap();
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(SERVER)
-            .arg(&root)
-            .arg(d.join("server.pem"))
-            .arg(d.join("server.key"))
-            .arg(&log)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 is installed (scripts/rig.sh install)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (pem, key) = (d.join("server.pem"), d.join("server.key"));
+        let (server, line) = python(
+            SERVER,
+            &[root.as_ref(), pem.as_ref(), key.as_ref(), log.as_ref()],
+        );
         let port: u16 = line
             .trim()
             .parse()
@@ -147,7 +158,7 @@ impl HttpsServer {
             ca: d.join("ca.pem"),
             root,
             log,
-            child,
+            _server: server,
             _dir: dir,
         }
     }

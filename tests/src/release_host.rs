@@ -12,10 +12,9 @@
 //! Known gap: GitHub's real upload host is uploads.github.com, another origin; here the
 //! `upload_url` points at the same listener under `/uploads/`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use crate::https::HttpsServer;
+use crate::https::{HttpsServer, Python, python};
 
 /// What the host fails, or how it serves downloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,16 +53,9 @@ pub struct ReleaseHost {
     /// The CA to hand to curl.
     pub ca: std::path::PathBuf,
     log: std::path::PathBuf,
-    child: Child,
+    _server: Python,
     _certs: HttpsServer,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for ReleaseHost {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const HOST: &str = r#"
@@ -204,23 +196,17 @@ impl ReleaseHost {
             Mode::FailPublish => "fail-publish",
             Mode::Private => "private",
         };
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(HOST)
-            .arg(cert_dir.join("server.pem"))
-            .arg(cert_dir.join("server.key"))
-            .arg(&log)
-            .arg(token)
-            .arg(mode_arg)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 is installed (scripts/rig.sh install)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (pem, key) = (cert_dir.join("server.pem"), cert_dir.join("server.key"));
+        let (server, line) = python(
+            HOST,
+            &[
+                pem.as_ref(),
+                key.as_ref(),
+                log.as_ref(),
+                token.as_ref(),
+                mode_arg.as_ref(),
+            ],
+        );
         let mut ports = line.split_whitespace();
         let (Some(api), Some(objects)) = (ports.next(), ports.next()) else {
             panic!("release host did not start: {line:?}");
@@ -231,7 +217,7 @@ impl ReleaseHost {
             token: token.to_owned(),
             ca: certs.ca.clone(),
             log,
-            child,
+            _server: server,
             _certs: certs,
             _dir: dir,
         }

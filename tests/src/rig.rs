@@ -163,10 +163,14 @@ impl Ran {
 
 /// Runs a command to completion (in a blocking task, so an in-process stand-in keeps serving).
 pub async fn run(mut cmd: Command) -> Ran {
-    let out = tokio::task::spawn_blocking(move || cmd.output())
+    ran(tokio::task::spawn_blocking(move || cmd.output())
         .await
-        .unwrap()
-        .unwrap();
+        .unwrap())
+}
+
+/// What a finished process did, from its output (a panic when it could not be run).
+fn ran(out: std::io::Result<std::process::Output>) -> Ran {
+    let out = out.unwrap();
     Ran {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -249,13 +253,9 @@ pub async fn sigterm(child: std::process::Child) -> Ran {
         .status()
         .unwrap();
     assert!(st.success(), "kill -TERM failed");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    ran(
+        tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap(),
+    )
 }

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::process::Command;
 
 use deploy_action_e2e::contract::{declared, readme_outputs, tools_of, written};
-use deploy_action_e2e::git::{commit_file as commit, git};
+use deploy_action_e2e::git::{bare, clone_main, commit_file as commit, git};
 use deploy_action_e2e::release::TOOLS;
 use deploy_action_e2e::rig::{self, aws_env, run, tool, unique};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
@@ -270,21 +270,8 @@ async fn health_check_cases() -> Vec<Written> {
 fn sync_repos(conflict: bool) -> (tempfile::TempDir, PathBuf, String) {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    let origin = r.join("origin.git");
-    git(
-        r,
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            origin.to_str().unwrap(),
-        ],
-    );
-    git(r, &["clone", "-q", origin.to_str().unwrap(), "seed"]);
-    let seed = r.join("seed");
-    git(&seed, &["checkout", "-q", "-b", "main"]);
+    let origin = bare(r);
+    let seed = clone_main(r, &origin, "seed");
     commit(&seed, "f.txt", "base\n");
     git(&seed, &["push", "-q", "origin", "main"]);
     git(&seed, &["checkout", "-q", "-b", "feat"]);

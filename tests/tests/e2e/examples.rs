@@ -10,7 +10,7 @@ use std::process::Command;
 
 use deploy_action_e2e::actions::Actions;
 use deploy_action_e2e::ecs_standin::EcsStandIn;
-use deploy_action_e2e::git::{commit_file as commit, git};
+use deploy_action_e2e::git::{bare, clone_main, commit_file as commit, git};
 use deploy_action_e2e::rig::{self, unique};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
 use deploy_action_e2e::tap::{Recorded, Tap};
@@ -30,25 +30,12 @@ impl Project {
     fn new() -> Project {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        let origin = r.join("origin.git");
-        git(
-            r,
-            &[
-                "init",
-                "-q",
-                "--bare",
-                "-b",
-                "main",
-                origin.to_str().unwrap(),
-            ],
-        );
+        let origin = bare(r);
         git(
             &origin,
             &["config", "uploadpack.allowAnySHA1InWant", "true"],
         );
-        git(r, &["clone", "-q", origin.to_str().unwrap(), "seed"]);
-        let seed = r.join("seed");
-        git(&seed, &["checkout", "-q", "-b", "main"]);
+        let seed = clone_main(r, &origin, "seed");
         let gitconfig = r.join("gitconfig");
         std::fs::write(
             &gitconfig,

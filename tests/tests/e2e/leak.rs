@@ -507,33 +507,13 @@ async fn ecr_push_leaks_nothing_in_any_outcome() {
 async fn sync_check_leaks_nothing_and_leaves_no_token_in_git() {
     let gh = github().await;
     let root = tempfile::tempdir().unwrap();
-    let origin = root.path().join("origin.git");
-    git(
-        root.path(),
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            origin.to_str().unwrap(),
-        ],
-    );
-    git(
-        root.path(),
-        &["clone", "-q", origin.to_str().unwrap(), "work"],
-    );
-    let work = root.path().join("work");
-    git(&work, &["checkout", "-q", "-b", "main"]);
+    let origin = deploy_action_e2e::git::bare(root.path());
+    let work = deploy_action_e2e::git::clone_main(root.path(), &origin, "work");
     std::fs::write(work.join("a.txt"), "a\n").unwrap();
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-qm", "init"]);
     git(&work, &["push", "-q", "origin", "main"]);
-    git(
-        root.path(),
-        &["clone", "-q", origin.to_str().unwrap(), "behind"],
-    );
-    let behind = root.path().join("behind");
+    let behind = deploy_action_e2e::git::clone(root.path(), &origin, "behind");
     std::fs::write(work.join("b.txt"), "b\n").unwrap();
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-qm", "more"]);

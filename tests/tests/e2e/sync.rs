@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use deploy_action_e2e::git::{commit, git, write};
+use deploy_action_e2e::git::{bare, clone, clone_main, commit, git, write};
 use deploy_action_e2e::rig::{self, Ran, run, tool};
 use serde_json::Value;
 
@@ -23,34 +23,20 @@ struct Repos {
 fn repos() -> Repos {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
-    let origin = root.join("origin.git");
-    git(
-        &root,
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            origin.to_str().unwrap(),
-        ],
-    );
-    git(&root, &["clone", "-q", origin.to_str().unwrap(), "seed"]);
-    let seed = root.join("seed");
-    git(&seed, &["checkout", "-q", "-b", "main"]);
+    let origin = bare(&root);
+    let seed = clone_main(&root, &origin, "seed");
     commit(&seed, "a.txt", "a\n", "init");
     commit(&seed, "f.txt", "one\ntwo\nthree\n", "f");
     git(&seed, &["push", "-q", "origin", "main"]);
-    git(&root, &["clone", "-q", origin.to_str().unwrap(), "work"]);
-    let work = root.join("work");
+    let work = clone(&root, &origin, "work");
     git(&work, &["checkout", "-q", "-b", "feat"]);
-    git(&root, &["clone", "-q", origin.to_str().unwrap(), "other"]);
+    let other = clone(&root, &origin, "other");
     Repos {
         _dir: dir,
-        root: root.clone(),
+        root,
         origin,
         work,
-        other: root.join("other"),
+        other,
     }
 }
 

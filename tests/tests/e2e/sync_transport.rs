@@ -17,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::Engine;
-use deploy_action_e2e::git::{commit, git};
+use deploy_action_e2e::git::{bare, clone, clone_main, commit, git};
 use deploy_action_e2e::rig::{Ran, run, tool};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -212,28 +212,14 @@ struct Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
-    let origin = root.join("origin.git");
-    git(
-        &root,
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            origin.to_str().unwrap(),
-        ],
-    );
+    let origin = bare(&root);
     git(&origin, &["config", "http.receivepack", "true"]);
-    git(&root, &["clone", "-q", origin.to_str().unwrap(), "other"]);
-    let other = root.join("other");
-    git(&other, &["checkout", "-q", "-b", "main"]);
+    let other = clone_main(&root, &origin, "other");
     commit(&other, "a.txt", "a\n", "init");
     git(&other, &["push", "-q", "origin", "main"]);
     let (addr, server) = serve(&root).await;
     let url = format!("http://{addr}/origin.git");
-    git(&root, &["clone", "-q", origin.to_str().unwrap(), "work"]);
-    let work = root.join("work");
+    let work = clone(&root, &origin, "work");
     git(&work, &["remote", "set-url", "origin", &url]);
     git(&work, &["config", "user.name", "dev"]);
     git(&work, &["config", "user.email", "dev@example.com"]);
