@@ -2,6 +2,7 @@
 //! made with the calls the tests made by hand (a failing call panics).
 
 use deploy_core::aws_sdk_ecs::Client;
+use deploy_core::aws_sdk_ecs::operation::list_tags_for_resource::ListTagsForResourceOutput;
 use deploy_core::aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput;
 use deploy_core::aws_sdk_ecs::types::ContainerDefinition;
 use deploy_core::aws_sdk_ecs::types::builders::ContainerDefinitionBuilder;
@@ -70,4 +71,38 @@ pub async fn web_service(cluster: &str, service: &str, images: &[&str]) -> Clien
     }
     self::service(&ecs, cluster, service, &format!("{service}:1"), 1).await;
     ecs
+}
+
+/// The task definition `service` in `cluster` runs, as DescribeServices gives it.
+pub async fn running(ecs: &Client, cluster: &str, service: &str) -> String {
+    ecs.describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .task_definition()
+        .unwrap()
+        .to_owned()
+}
+
+/// The tags of `task_definition`, read with ListTagsForResource on its ARN.
+pub async fn tags(ecs: &Client, task_definition: &str) -> ListTagsForResourceOutput {
+    let arn = ecs
+        .describe_task_definition()
+        .task_definition(task_definition)
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
+    ecs.list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap()
 }

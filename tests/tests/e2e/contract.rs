@@ -142,32 +142,7 @@ async fn health_check_cases() -> Vec<Written> {
     .unwrap();
     // An ECS service in moto, so --mark-verified has a revision to tag.
     let (cluster, service) = (unique("contract-cluster"), unique("contract-svc"));
-    let ecs = deploy_core::aws::ecs(&rig::moto_sdk().await);
-    ecs.create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .unwrap();
-    ecs.register_task_definition()
-        .family(&service)
-        .container_definitions(
-            deploy_core::aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("web")
-                .image("nginx:1")
-                .memory(128)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    ecs.create_service()
-        .cluster(&cluster)
-        .service_name(&service)
-        .task_definition(format!("{service}:1"))
-        .desired_count(1)
-        .send()
-        .await
-        .unwrap();
+    deploy_action_e2e::ecs::web_service(&cluster, &service, &["nginx:1"]).await;
     let mut out = Vec::new();
     let namespace = unique("Contract/Factory");
     // health-check verifying the ECS service and tagging it verified.

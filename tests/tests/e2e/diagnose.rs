@@ -8,6 +8,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use deploy_action_e2e::ecs as moto;
 use deploy_action_e2e::ecs_standin::{EcsStandIn, Script};
 use deploy_action_e2e::rig::{self, Ran, run, tool, unique};
 use deploy_core::aws_sdk_ecs as ecs;
@@ -27,12 +28,7 @@ async fn setup() -> Setup {
     let sdk = rig::moto_sdk().await;
     let client = deploy_core::aws::ecs(&sdk);
     let (cluster, service, group) = (unique("afu9"), unique("web"), unique("/ecs/afu9"));
-    client
-        .create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .unwrap();
+    moto::cluster(&client, &cluster).await;
     let logging = ecs::types::LogConfiguration::builder()
         .log_driver(ecs::types::LogDriver::Awslogs)
         .options("awslogs-group", &group)
@@ -41,30 +37,10 @@ async fn setup() -> Setup {
         .build()
         .unwrap();
     for _ in 0..2 {
-        client
-            .register_task_definition()
-            .family(&service)
-            .container_definitions(
-                ecs::types::ContainerDefinition::builder()
-                    .name("web")
-                    .image("nginx:1")
-                    .memory(128)
-                    .log_configuration(logging.clone())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let web = moto::container("web", "nginx:1").log_configuration(logging.clone());
+        moto::register(&client, &service, web.build()).await;
     }
-    client
-        .create_service()
-        .cluster(&cluster)
-        .service_name(&service)
-        .task_definition(format!("{service}:1"))
-        .desired_count(2)
-        .send()
-        .await
-        .unwrap();
+    moto::service(&client, &cluster, &service, &format!("{service}:1"), 2).await;
     // The failed task's log stream, as awslogs names it: PREFIX/CONTAINER/TASK_ID.
     let logs = deploy_core::logs::client(&sdk);
     logs.create_log_group()

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use deploy_action_e2e::actions::Actions;
+use deploy_action_e2e::ecs;
 use deploy_action_e2e::ecs_standin::EcsStandIn;
 use deploy_action_e2e::git::{bare, clone_main, commit_file as commit, git};
 use deploy_action_e2e::rig::{self, unique};
@@ -51,6 +52,13 @@ impl Project {
             seed,
             gitconfig,
         }
+    }
+
+    /// Commits `file` in `seed` and pushes main: the new commit.
+    fn push_main(&self, file: &str, text: &str) -> String {
+        let rev = commit(&self.seed, file, text);
+        git(&self.seed, &["push", "-q", "origin", "main"]);
+        rev
     }
 
     /// The directory act runs in: a clone at `rev` whose `origin` is the GitHub URL, holding
@@ -127,6 +135,22 @@ async fn act(
     }
 }
 
+/// Runs deploy-staging.yml (`workflow`) under act on a push of `rev`, with `env` and the
+/// arguments `args` gives for a fresh tap in front of Prism: the run and the tap.
+async fn deploy(
+    p: &Project,
+    rev: &str,
+    workflow: &str,
+    actions: &Actions,
+    env: &[(&str, String)],
+    args: &dyn Fn(&Tap) -> Vec<String>,
+) -> (Act, Tap) {
+    let dir = p.act_dir(rev, "deploy-staging.yml", workflow);
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let run = act(&dir, ("push", None), workflow, actions, p, env, &args(&tap)).await;
+    (run, tap)
+}
+
 fn example(name: &str) -> String {
     std::fs::read_to_string(rig::workspace_root().join("workflows-examples").join(name)).unwrap()
 }
@@ -143,8 +167,7 @@ fn posts(tap: &Tap, suffix: &str) -> Vec<Recorded> {
 async fn pr_sync_check_example_checks_the_pull_request_head() {
     let workflow = example("pr-sync-check.yml");
     let p = Project::new();
-    commit(&p.seed, "f.txt", "base\n");
-    git(&p.seed, &["push", "-q", "origin", "main"]);
+    p.push_main("f.txt", "base\n");
     git(&p.seed, &["checkout", "-q", "-b", "feat"]);
     let feat = commit(&p.seed, "feature.txt", "new\n");
     git(&p.seed, &["push", "-q", "origin", "feat"]);
@@ -152,8 +175,7 @@ async fn pr_sync_check_example_checks_the_pull_request_head() {
     let clash = commit(&p.seed, "f.txt", "clash\n");
     git(&p.seed, &["push", "-q", "origin", "clash"]);
     git(&p.seed, &["checkout", "-q", "main"]);
-    commit(&p.seed, "f.txt", "main moved on\n");
-    git(&p.seed, &["push", "-q", "origin", "main"]);
+    p.push_main("f.txt", "main moved on\n");
 
     let actions = Actions::new();
     for (head, branch, want_ok, conclusion) in [
@@ -272,32 +294,11 @@ async fn deploy_staging_example_runs_end_to_end() {
     let cluster = unique("afu9-staging");
     let repo = unique("afu9/control-center");
     let incidents = unique("/afu9/incidents");
-    let ecs = deploy_core::aws::ecs(&rig::moto_sdk().await);
-    ecs.create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .unwrap();
-    ecs.register_task_definition()
-        .family("control-center")
-        .container_definitions(
-            deploy_core::aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("control-center")
-                .image("old:1")
-                .memory(128)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    ecs.create_service()
-        .cluster(&cluster)
-        .service_name("control-center")
-        .task_definition("control-center:1")
-        .desired_count(1)
-        .send()
-        .await
-        .unwrap();
+    let ecs = ecs::client().await;
+    ecs::cluster(&ecs, &cluster).await;
+    let container = ecs::container("control-center", "old:1").build();
+    ecs::register(&ecs, "control-center", container).await;
+    ecs::service(&ecs, &cluster, "control-center", "control-center:1", 1).await;
     deploy_core::aws::ecr(&rig::moto_sdk().await)
         .create_repository()
         .repository_name(&repo)
@@ -397,28 +398,10 @@ incident_log_group = "{incidents}"
             format!("GITHUB_API_URL={}", tap.url),
         ]
     };
-    let dir = p.act_dir(&sha, "deploy-staging.yml", &workflow);
-    let tap = Tap::start(rig::prism_url(), &[]).await;
-    let run = act(
-        &dir,
-        ("push", None),
-        &workflow,
-        &actions,
-        &p,
-        &env,
-        &args(&tap),
-    )
-    .await;
+    let (run, tap) = deploy(&p, &sha, &workflow, &actions, &env, &args).await;
     assert!(run.ok, "{}", run.log);
     // The digest pushed is the digest ECS runs.
-    let svc = ecs
-        .describe_services()
-        .cluster(&cluster)
-        .services("control-center")
-        .send()
-        .await
-        .unwrap();
-    let td = svc.services()[0].task_definition().unwrap().to_owned();
+    let td = ecs::running(&ecs, &cluster, "control-center").await;
     let image = ecs
         .describe_task_definition()
         .task_definition(&td)
@@ -472,23 +455,7 @@ incident_log_group = "{incidents}"
         run.log
     );
     // health-check --mark-verified, after the smoke tests, tagged the revision, with the commit.
-    let arn = ecs
-        .describe_task_definition()
-        .task_definition(&td)
-        .send()
-        .await
-        .unwrap()
-        .task_definition()
-        .unwrap()
-        .task_definition_arn()
-        .unwrap()
-        .to_owned();
-    let tags = ecs
-        .list_tags_for_resource()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    let tags = ecs::tags(&ecs, &td).await;
     let tag = |k: &str| {
         tags.tags()
             .iter()
@@ -503,25 +470,13 @@ incident_log_group = "{incidents}"
     // Issue 17: a push whose smoke tests fail. The tasks serve the new commit (health-check
     // passes), but the API token was rotated, so /api/workflows answers 401: the revision it
     // deployed must not be tagged verified (read back from ECS, not from the tool's output).
-    let smoke_broken = commit(&p.seed, "smoke-broken.txt", "x\n");
-    git(&p.seed, &["push", "-q", "origin", "main"]);
+    let smoke_broken = p.push_main("smoke-broken.txt", "x\n");
     standin.shared.set(Behaviour {
         token: "rotated-token-not-the-secret".into(),
         commit_sha: smoke_broken.clone(),
         ..Behaviour::default()
     });
-    let dir = p.act_dir(&smoke_broken, "deploy-staging.yml", &workflow);
-    let tap = Tap::start(rig::prism_url(), &[]).await;
-    let run = act(
-        &dir,
-        ("push", None),
-        &workflow,
-        &actions,
-        &p,
-        &env,
-        &args(&tap),
-    )
-    .await;
+    let (run, _) = deploy(&p, &smoke_broken, &workflow, &actions, &env, &args).await;
     assert!(!run.ok, "the smoke tests failed:\n{}", run.log);
     let deployed = run
         .log
@@ -536,23 +491,7 @@ incident_log_group = "{incidents}"
         deployed, td,
         "the smoke-failed push deployed a new revision"
     );
-    let arn = ecs
-        .describe_task_definition()
-        .task_definition(&deployed)
-        .send()
-        .await
-        .unwrap()
-        .task_definition()
-        .unwrap()
-        .task_definition_arn()
-        .unwrap()
-        .to_owned();
-    let smoke_tags = ecs
-        .list_tags_for_resource()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    let smoke_tags = ecs::tags(&ecs, &deployed).await;
     assert!(
         !smoke_tags
             .tags()
@@ -579,20 +518,8 @@ incident_log_group = "{incidents}"
 
     // The next push breaks: its tasks never serve the new commit. health-check fails, and the
     // rollback step puts back the revision the first deploy verified and records the incident.
-    let broken = commit(&p.seed, "broken.txt", "x\n");
-    git(&p.seed, &["push", "-q", "origin", "main"]);
-    let dir = p.act_dir(&broken, "deploy-staging.yml", &workflow);
-    let tap = Tap::start(rig::prism_url(), &[]).await;
-    let run = act(
-        &dir,
-        ("push", None),
-        &workflow,
-        &actions,
-        &p,
-        &env,
-        &args(&tap),
-    )
-    .await;
+    let broken = p.push_main("broken.txt", "x\n");
+    let (run, _) = deploy(&p, &broken, &workflow, &actions, &env, &args).await;
     assert!(!run.ok, "the deploy failed:\n{}", run.log);
     assert!(
         run.log
@@ -600,17 +527,7 @@ incident_log_group = "{incidents}"
         "{}",
         run.log
     );
-    let now = ecs
-        .describe_services()
-        .cluster(&cluster)
-        .services("control-center")
-        .send()
-        .await
-        .unwrap()
-        .services()[0]
-        .task_definition()
-        .unwrap()
-        .to_owned();
+    let now = ecs::running(&ecs, &cluster, "control-center").await;
     let family_rev = |t: &str| t.rsplit('/').next().unwrap().to_owned();
     assert_eq!(
         family_rev(&now),
@@ -643,20 +560,8 @@ incident_log_group = "{incidents}"
     )
     .await
     .unwrap();
-    let blocked = commit(&p.seed, "blocked.txt", "x\n");
-    git(&p.seed, &["push", "-q", "origin", "main"]);
-    let dir = p.act_dir(&blocked, "deploy-staging.yml", &workflow);
-    let tap = Tap::start(rig::prism_url(), &[]).await;
-    let run = act(
-        &dir,
-        ("push", None),
-        &workflow,
-        &actions,
-        &p,
-        &env,
-        &args(&tap),
-    )
-    .await;
+    let blocked = p.push_main("blocked.txt", "x\n");
+    let (run, _) = deploy(&p, &blocked, &workflow, &actions, &env, &args).await;
     assert!(
         !run.ok,
         "the deploy went ahead over an open incident:\n{}",
@@ -677,16 +582,6 @@ incident_log_group = "{incidents}"
             run.log
         );
     }
-    let after = ecs
-        .describe_services()
-        .cluster(&cluster)
-        .services("control-center")
-        .send()
-        .await
-        .unwrap()
-        .services()[0]
-        .task_definition()
-        .unwrap()
-        .to_owned();
+    let after = ecs::running(&ecs, &cluster, "control-center").await;
     assert_eq!(after, now, "ECS was changed by a refused deploy");
 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use deploy_action_e2e::ecs as moto;
 use deploy_action_e2e::faults::{self, Fault};
 use deploy_action_e2e::recorder::{Mode, Recorder};
 use deploy_action_e2e::rig::{self, Ran, aws_env, git, tool, unique};
@@ -712,31 +713,15 @@ async fn rollback_leaks_nothing_in_any_outcome() {
     let standin = deploy_action_e2e::ecs_standin::EcsStandIn::start(&rig::moto_url())
         .await
         .unwrap();
-    let client = deploy_core::aws::ecs(&rig::moto_sdk().await);
+    let client = moto::client().await;
     // The cluster's name holds the config canary (it comes from `${LEAK_CLUSTER}`).
     let cluster = format!("{VAR}-{}", unique("c"));
-    client
-        .create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .unwrap();
+    moto::cluster(&client, &cluster).await;
     let (good, bare, stuck) = (unique("good"), unique("bare"), unique("stuck"));
     for svc in [&good, &bare, &stuck] {
         for rev in 1..=5 {
-            let td = client
-                .register_task_definition()
-                .family(svc)
-                .container_definitions(
-                    ecs::types::ContainerDefinition::builder()
-                        .name("web")
-                        .image(format!("nginx:{rev}"))
-                        .memory(128)
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
+            let web = moto::container("web", format!("nginx:{rev}")).build();
+            let td = moto::register(&client, svc, web).await;
             if svc != &bare && rev < 5 {
                 let arn = td.task_definition().unwrap().task_definition_arn().unwrap();
                 client
@@ -759,15 +744,7 @@ async fn rollback_leaks_nothing_in_any_outcome() {
                     .unwrap();
             }
         }
-        client
-            .create_service()
-            .cluster(&cluster)
-            .service_name(svc)
-            .task_definition(format!("{svc}:5"))
-            .desired_count(1)
-            .send()
-            .await
-            .unwrap();
+        moto::service(&client, &cluster, svc, &format!("{svc}:5"), 1).await;
     }
     standin.script(
         &stuck,

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use deploy_action_e2e::ecs as moto;
 use deploy_action_e2e::ecs_standin::{EcsStandIn, Script};
 use deploy_action_e2e::report::check;
 use deploy_action_e2e::rig::{self, Ran, aws_env, run, tool, unique};
@@ -60,12 +61,7 @@ async fn env(n_services: usize, revisions: i32) -> Env {
     let sdk = rig::moto_sdk().await;
     let client = deploy_core::aws::ecs(&sdk);
     let cluster = unique("afu9");
-    client
-        .create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .unwrap();
+    moto::cluster(&client, &cluster).await;
     let repo = unique("afu9/web");
     deploy_core::aws::ecr(&sdk)
         .create_repository()
@@ -84,10 +80,7 @@ async fn env(n_services: usize, revisions: i32) -> Env {
                 .cpu("256")
                 .memory("512")
                 .container_definitions(
-                    ecs::types::ContainerDefinition::builder()
-                        .name("web")
-                        .image(image(&repo, rev + 100 * s as i32).0)
-                        .memory(128)
+                    moto::container("web", image(&repo, rev + 100 * s as i32).0)
                         .environment(
                             ecs::types::KeyValuePair::builder()
                                 .name(format!("FEATURE_{rev}"))
@@ -100,15 +93,7 @@ async fn env(n_services: usize, revisions: i32) -> Env {
                 .await
                 .unwrap();
         }
-        client
-            .create_service()
-            .cluster(&cluster)
-            .service_name(&svc)
-            .task_definition(format!("{svc}:{revisions}"))
-            .desired_count(1)
-            .send()
-            .await
-            .unwrap();
+        moto::service(&client, &cluster, &svc, &format!("{svc}:{revisions}"), 1).await;
         services.push(svc);
     }
     let standin = StandIn::start(Behaviour {
