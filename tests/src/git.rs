@@ -85,3 +85,14 @@ pub fn clone_main(root: &Path, origin: &Path, name: &str) -> PathBuf {
     git(&work, &["checkout", "-q", "-b", "main"]);
     work
 }
+
+/// Someone else's commit on `branch`: `clone` fetches, checks out origin's `branch`, commits
+/// `file` with `msg` and pushes it. The pushed commit.
+pub fn push_theirs(clone: &Path, branch: &str, file: &str, text: &str, msg: &str) -> String {
+    git(clone, &["fetch", "-q", "origin"]);
+    let upstream = format!("origin/{branch}");
+    git(clone, &["checkout", "-q", "-b", branch, &upstream]);
+    let theirs = commit(clone, file, text, msg);
+    git(clone, &["push", "-q", "origin", branch]);
+    theirs
+}

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use deploy_action_e2e::git::{bare, clone, clone_main, commit, git, write};
-use deploy_action_e2e::rig::{self, Ran, run, tool};
+use deploy_action_e2e::git::{bare, clone, clone_main, commit, git, push_theirs, write};
+use deploy_action_e2e::report::check;
+use deploy_action_e2e::rig::{self, Ran, run, tool, words};
 use serde_json::Value;
 
 /// A bare origin with `main` (a.txt, f.txt), and a clone with branch `feat` from main's tip.
@@ -41,6 +42,27 @@ fn repos() -> Repos {
 }
 
 impl Repos {
+    /// main and the work clone edit the same line of f.txt: the work clone's new head.
+    fn conflicting(&self) -> String {
+        self.main_commit("f.txt", "one\nMAIN\nthree\n", "main edits f");
+        commit(&self.work, "f.txt", "one\nFEAT\nthree\n", "feat edits f")
+    }
+
+    /// sync-check from the root on the work clone, with a JSON report and `--publish publish`.
+    fn sync_cmd(&self, publish: &str) -> Command {
+        let mut c = tool("sync-check", &self.root);
+        let work = self.work.to_str().unwrap();
+        c.args(["--repo", work, "--format", "json", "--publish", publish]);
+        c
+    }
+
+    /// Runs [`sync`] from the root on the work clone with `args`, a command line split at white
+    /// space.
+    async fn sync(&self, args: &str) -> (Ran, Value) {
+        let work = self.work.to_str().unwrap();
+        sync(&self.root, &[&["--repo", work][..], &words(args)].concat()).await
+    }
+
     /// Commits on origin's main through the other clone.
     fn main_commit(&self, file: &str, text: &str, msg: &str) -> String {
         git(&self.other, &["checkout", "-q", "main"]);
@@ -77,7 +99,7 @@ async fn up_to_date_and_ahead() {
     let r = repos();
     commit(&r.work, "new.txt", "x\n", "feature work");
     let head = git(&r.work, &["rev-parse", "HEAD"]);
-    let (ran, v) = sync(&r.root, &["--repo", r.work.to_str().unwrap()]).await;
+    let (ran, v) = r.sync("").await;
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(
         (out(&v, "ahead"), out(&v, "behind"), out(&v, "conflicts")),
@@ -98,8 +120,7 @@ async fn behind_lists_missing_commits_and_policy_decides() {
     for i in 0..3 {
         r.main_commit(&format!("m{i}.txt"), "m\n", &format!("main work {i}"));
     }
-    let repo = r.work.to_str().unwrap();
-    let (ran, v) = sync(&r.root, &["--repo", repo]).await;
+    let (ran, v) = r.sync("").await;
     assert_eq!(
         ran.code, 0,
         "behind alone does not fail by default: {ran:?}"
@@ -111,9 +132,9 @@ async fn behind_lists_missing_commits_and_policy_decides() {
         details[0][1].as_str().unwrap().ends_with("main work 2"),
         "{details}"
     );
-    let (ran, _) = sync(&r.root, &["--repo", repo, "--fail-on", "conflicts,behind"]).await;
+    let (ran, _) = r.sync("--fail-on conflicts,behind").await;
     assert_eq!(ran.code, 1);
-    let (ran, v) = sync(&r.root, &["--repo", repo, "--max-behind", "2"]).await;
+    let (ran, v) = r.sync("--max-behind 2").await;
     assert_eq!(ran.code, 1);
     assert_eq!(
         v["checks"][1]["reason"],
@@ -127,7 +148,7 @@ async fn diverged_without_conflicts() {
     r.main_commit("m.txt", "m\n", "main");
     commit(&r.work, "w.txt", "w\n", "feat 1");
     commit(&r.work, "w2.txt", "w\n", "feat 2");
-    let (ran, v) = sync(&r.root, &["--repo", r.work.to_str().unwrap()]).await;
+    let (ran, v) = r.sync("").await;
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!((out(&v, "ahead"), out(&v, "behind")), ("2", "1"));
     assert_eq!(
@@ -139,8 +160,7 @@ async fn diverged_without_conflicts() {
 #[tokio::test]
 async fn content_conflict_is_found_without_touching_anything() {
     let r = repos();
-    r.main_commit("f.txt", "one\nMAIN\nthree\n", "main edits f");
-    let head = commit(&r.work, "f.txt", "one\nFEAT\nthree\n", "feat edits f");
+    let head = r.conflicting();
     let dir = tempfile::tempdir().unwrap();
     let mut c = tool("sync-check", &r.root);
     c.args(["--repo", r.work.to_str().unwrap(), "--publish", "never"])
@@ -182,7 +202,7 @@ async fn rename_modify_delete_and_binary_conflicts_have_their_kinds() {
     write(&r.work, "bin.dat", b"\0\x03feat");
     git(&r.work, &["add", "-A"]);
     git(&r.work, &["commit", "-qm", "feat side"]);
-    let (ran, v) = sync(&r.root, &["--repo", r.work.to_str().unwrap()]).await;
+    let (ran, v) = r.sync("").await;
     assert_eq!(ran.code, 1, "{ran:?}");
     let kinds: Vec<(String, String)> = v["checks"][0]["details"]
         .as_array()
@@ -360,7 +380,7 @@ async fn detached_head_is_checked() {
     let r = repos();
     let head = commit(&r.work, "d.txt", "d\n", "detached work");
     git(&r.work, &["checkout", "-q", "--detach"]);
-    let (ran, v) = sync(&r.root, &["--repo", r.work.to_str().unwrap()]).await;
+    let (ran, v) = r.sync("").await;
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(v["target"], "(detached HEAD) against origin/main");
     assert_eq!(out(&v, "head-sha"), head);
@@ -374,7 +394,7 @@ async fn unrelated_histories_fail_clearly() {
     std::fs::remove_file(r.work.join("a.txt")).unwrap();
     std::fs::remove_file(r.work.join("f.txt")).unwrap();
     commit(&r.work, "island.txt", "i\n", "unrelated root");
-    let (ran, v) = sync(&r.root, &["--repo", r.work.to_str().unwrap()]).await;
+    let (ran, v) = r.sync("").await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!(v["summary"], "no common history with origin/main");
     assert!(
@@ -417,18 +437,10 @@ async fn pull_request_event_uses_the_pr_head_not_github_sha() {
         format!(r#"{{"number":12,"pull_request":{{"head":{{"sha":"{pr_head}","ref":"feat"}},"base":{{"ref":"main"}}}}}}"#),
     )
     .unwrap();
-    let mut c = tool("sync-check", &r.root);
-    c.args([
-        "--repo",
-        r.work.to_str().unwrap(),
-        "--format",
-        "json",
-        "--publish",
-        "never",
-    ])
-    .env("GITHUB_EVENT_NAME", "pull_request")
-    .env("GITHUB_EVENT_PATH", &event)
-    .env("GITHUB_SHA", &merge_sha);
+    let mut c = r.sync_cmd("never");
+    c.env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", &event)
+        .env("GITHUB_SHA", &merge_sha);
     let ran = run(c).await;
     assert_eq!(ran.code, 0, "{ran:?}");
     let v: Value = serde_json::from_str(&ran.stdout).unwrap();
@@ -442,18 +454,10 @@ async fn pull_request_event_uses_the_pr_head_not_github_sha() {
 async fn check_run_is_published_through_the_github_api() {
     let r = repos();
     commit(&r.work, "x.txt", "x\n", "work");
-    let mut c = tool("sync-check", &r.root);
-    c.args([
-        "--repo",
-        r.work.to_str().unwrap(),
-        "--format",
-        "json",
-        "--publish",
-        "always",
-    ])
-    .env("GITHUB_API_URL", rig::prism_url())
-    .env("GITHUB_TOKEN", "ghs_synccheck_token_123456")
-    .env("GITHUB_REPOSITORY", "afu9/control-center");
+    let mut c = r.sync_cmd("always");
+    c.env("GITHUB_API_URL", rig::prism_url())
+        .env("GITHUB_TOKEN", "ghs_synccheck_token_123456")
+        .env("GITHUB_REPOSITORY", "afu9/control-center");
     let ran = run(c).await;
     assert_eq!(ran.code, 0, "{ran:?}");
     let v: Value = serde_json::from_str(&ran.stdout).unwrap();
@@ -479,17 +483,7 @@ async fn safe_rebase_and_push_succeed_with_a_backup() {
     git(&r.work, &["push", "-q", "-u", "origin", "feat"]);
     let start = git(&r.work, &["rev-parse", "HEAD"]);
     let m = r.main_commit("m.txt", "m\n", "main work");
-    let (ran, v) = sync(
-        &r.root,
-        &[
-            "--repo",
-            r.work.to_str().unwrap(),
-            "--update",
-            "rebase",
-            "--push",
-        ],
-    )
-    .await;
+    let (ran, v) = r.sync("--update rebase --push").await;
     assert_eq!(ran.code, 0, "{ran:?}");
     let new_head = git(&r.work, &["rev-parse", "HEAD"]);
     assert!(reachable(&r.work, &m, &new_head), "rebased onto main");
@@ -513,11 +507,7 @@ async fn safe_merge_succeeds() {
     commit(&r.work, "w.txt", "w\n", "feat work");
     let start = git(&r.work, &["rev-parse", "HEAD"]);
     r.main_commit("m.txt", "m\n", "main work");
-    let (ran, _) = sync(
-        &r.root,
-        &["--repo", r.work.to_str().unwrap(), "--update", "merge"],
-    )
-    .await;
+    let (ran, _) = r.sync("--update merge").await;
     assert_eq!(ran.code, 0, "{ran:?}");
     assert!(reachable(&r.work, &start, "HEAD"));
     assert_eq!(
@@ -529,13 +519,8 @@ async fn safe_merge_succeeds() {
 #[tokio::test]
 async fn predicted_conflict_changes_nothing() {
     let r = repos();
-    r.main_commit("f.txt", "one\nMAIN\nthree\n", "main edits f");
-    let head = commit(&r.work, "f.txt", "one\nFEAT\nthree\n", "feat edits f");
-    let (ran, v) = sync(
-        &r.root,
-        &["--repo", r.work.to_str().unwrap(), "--update", "rebase"],
-    )
-    .await;
+    let head = r.conflicting();
+    let (ran, v) = r.sync("--update rebase").await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!(out(&v, "conflict-files"), "f.txt");
     assert!(
@@ -550,15 +535,10 @@ async fn rebase_stopping_midway_is_aborted_and_the_branch_restored() {
     // The branch's net change to f.txt is nil (edit, then revert), so merge-tree predicts a clean
     // merge, but replaying the first commit onto main conflicts.
     let r = repos();
-    r.main_commit("f.txt", "one\nMAIN\nthree\n", "main edits f");
-    let c1 = commit(&r.work, "f.txt", "one\nFEAT\nthree\n", "feat edits f");
+    let c1 = r.conflicting();
     let c2 = commit(&r.work, "f.txt", "one\ntwo\nthree\n", "feat reverts f");
     let c3 = commit(&r.work, "g.txt", "g\n", "feat adds g");
-    let (ran, v) = sync(
-        &r.root,
-        &["--repo", r.work.to_str().unwrap(), "--update", "rebase"],
-    )
-    .await;
+    let (ran, v) = r.sync("--update rebase").await;
     assert_eq!(ran.code, 1, "{ran:?}");
     let reason = v["checks"][0]["reason"].as_str().unwrap();
     assert!(
@@ -589,11 +569,7 @@ async fn a_rebase_whose_replayed_patch_gains_new_context_is_kept() {
         &ten.replace("5\n", "five\n"),
         "feat edits line 5",
     );
-    let (ran, v) = sync(
-        &r.root,
-        &["--repo", r.work.to_str().unwrap(), "--update", "rebase"],
-    )
-    .await;
+    let (ran, v) = r.sync("--update rebase").await;
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(
         git(&r.work, &["show", "HEAD:n.txt"]),
@@ -611,29 +587,11 @@ async fn push_rejected_by_the_lease_loses_nothing() {
     git(&r.work, &["push", "-q", "-u", "origin", "feat"]);
     let start = git(&r.work, &["rev-parse", "HEAD"]);
     // Someone else pushes to feat; this clone does not know.
-    git(&r.other, &["fetch", "-q", "origin"]);
-    git(&r.other, &["checkout", "-q", "-b", "feat", "origin/feat"]);
-    let theirs = commit(&r.other, "theirs.txt", "t\n", "their work on feat");
-    git(&r.other, &["push", "-q", "origin", "feat"]);
+    let theirs = push_theirs(&r.other, "feat", "theirs.txt", "t\n", "their work on feat");
     r.main_commit("m.txt", "m\n", "main work");
-    let (ran, v) = sync(
-        &r.root,
-        &[
-            "--repo",
-            r.work.to_str().unwrap(),
-            "--update",
-            "rebase",
-            "--push",
-        ],
-    )
-    .await;
+    let (ran, v) = r.sync("--update rebase --push").await;
     assert_eq!(ran.code, 1, "{ran:?}");
-    let push = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "Push")
-        .unwrap();
+    let push = check(&v, "Push");
     assert!(
         push["reason"]
             .as_str()
@@ -656,11 +614,7 @@ async fn dirty_tree_is_refused_and_dry_run_changes_nothing() {
     let head = commit(&r.work, "w.txt", "w\n", "feat work");
     r.main_commit("m.txt", "m\n", "main work");
     write(&r.work, "w.txt", b"uncommitted\n");
-    let (ran, v) = sync(
-        &r.root,
-        &["--repo", r.work.to_str().unwrap(), "--update", "rebase"],
-    )
-    .await;
+    let (ran, v) = r.sync("--update rebase").await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert!(
         v["checks"][0]["reason"]
@@ -674,18 +628,7 @@ async fn dirty_tree_is_refused_and_dry_run_changes_nothing() {
     );
     git(&r.work, &["checkout", "-q", "--", "w.txt"]);
 
-    let (ran, v) = sync(
-        &r.root,
-        &[
-            "--repo",
-            r.work.to_str().unwrap(),
-            "--update",
-            "rebase",
-            "--push",
-            "--dry-run",
-        ],
-    )
-    .await;
+    let (ran, v) = r.sync("--update rebase --push --dry-run").await;
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(v["dry_run"], true);
     assert_eq!(

@@ -17,7 +17,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::Engine;
-use deploy_action_e2e::git::{bare, clone, clone_main, commit, git};
+use deploy_action_e2e::git::{bare, clone, clone_main, commit, git, push_theirs};
+use deploy_action_e2e::report::check;
 use deploy_action_e2e::rig::{Ran, run, tool};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -361,12 +362,7 @@ async fn a_push_the_server_denies_is_exit_3_with_gits_reason() {
     let start = git(&s.work, &["rev-parse", "HEAD"]);
     let (ran, v) = sync(&s, &["--update", "rebase", "--push"]).await;
     assert_eq!(ran.code, 3, "{ran:?}");
-    let push = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "Push")
-        .unwrap();
+    let push = check(&v, "Push");
     let reason = push["reason"].as_str().unwrap();
     assert!(reason.contains("403"), "git's reason is there: {reason}");
     assert!(!reason.contains("moved since"), "{reason}");
@@ -401,20 +397,12 @@ async fn a_push_to_an_unreachable_remote_is_exit_3() {
 async fn a_push_losing_the_lease_race_is_exit_1() {
     let s = setup().await;
     // Someone else pushes to feat after this clone last fetched it.
-    git(&s.other, &["fetch", "-q", "origin"]);
-    git(&s.other, &["checkout", "-q", "-b", "feat", "origin/feat"]);
-    let theirs = commit(&s.other, "t.txt", "t\n", "their work");
-    git(&s.other, &["push", "-q", "origin", "feat"]);
+    let theirs = push_theirs(&s.other, "feat", "t.txt", "t\n", "their work");
     let start = git(&s.work, &["rev-parse", "HEAD"]);
     let (ran, v) = sync(&s, &["--update", "rebase", "--push"]).await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert!(v["error"].as_str().unwrap().contains("lease"), "{v:#}");
-    let push = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "Push")
-        .unwrap();
+    let push = check(&v, "Push");
     let reason = push["reason"].as_str().unwrap();
     assert!(
         reason.contains("stale info") && reason.contains("moved since this clone last saw it"),
