@@ -110,6 +110,18 @@ impl Project {
         }
     }
 
+    /// The commit `tag` names on origin, if it is there.
+    fn tag(&self, tag: &str) -> Option<String> {
+        tag_commit(&self.bare, tag)
+    }
+
+    /// [`Project::release`], which must succeed when `ok` and fail otherwise: its log.
+    fn released(&self, host: &ReleaseHost, tag: &str, ok: bool) -> String {
+        let (done, log) = self.release(host, tag);
+        assert_eq!(done, ok, "{log}");
+        log
+    }
+
     /// Runs scripts/release.sh (this tree's) in the checkout against `host`.
     fn release(&self, host: &ReleaseHost, tag: &str) -> (bool, String) {
         let mut cmd = Command::new("bash");
@@ -195,6 +207,20 @@ impl Project {
     }
 }
 
+/// A release host in `mode` and a project at `cargo_version` with archives for `tag`.
+fn start(mode: Mode, cargo_version: &str, tag: &str) -> (ReleaseHost, Project) {
+    (
+        ReleaseHost::start(TOKEN, mode),
+        Project::new(cargo_version, tag),
+    )
+}
+
+/// The install `i` succeeded and installed `version`.
+fn installed(i: &Install, version: &str) {
+    assert!(i.ok, "{}", i.log);
+    assert_eq!(i.version.as_deref(), Some(version), "{}", i.log);
+}
+
 struct Install {
     ok: bool,
     log: String,
@@ -258,10 +284,8 @@ fn fake_archives(dist: &Path, tag: &str, version: &str) {
 
 #[test]
 fn a_release_tags_publishes_moves_the_major_tag_and_installs_at_both_tags() {
-    let host = ReleaseHost::start(TOKEN, Mode::Normal);
-    let p = Project::new("1.0.0", "v1.0.0");
-    let (ok, log) = p.release(&host, "v1.0.0");
-    assert!(ok, "{log}");
+    let (host, p) = start(Mode::Normal, "1.0.0", "v1.0.0");
+    p.released(&host, "v1.0.0", true);
 
     // vX.Y.Z and vN point at the release commit, a child of the chosen commit.
     let release = tag_commit(&p.bare, "v1.0.0").expect("v1.0.0 on origin");
@@ -324,13 +348,7 @@ fn a_release_tags_publishes_moves_the_major_tag_and_installs_at_both_tags() {
     // @v1.0.0 and @v1 install this release's archive, verified.
     for at in ["v1.0.0", "v1"] {
         let i = p.install(&host, at, None, None);
-        assert!(i.ok, "{}", i.log);
-        assert_eq!(
-            i.version.as_deref(),
-            Some("health-check 1.0.0"),
-            "{}",
-            i.log
-        );
+        installed(&i, "health-check 1.0.0");
         assert!(i.log.contains(&asset("v1.0.0", host_target())), "{}", i.log);
     }
 }
@@ -353,20 +371,15 @@ fn assert_nothing_released(p: &Project, host: &ReleaseHost) {
         None,
         "v1.0.0 was left on origin"
     );
-    assert_eq!(
-        tag_commit(&p.bare, "v1").as_deref(),
-        Some(p.old_v1.as_str())
-    );
+    assert_eq!(p.tag("v1"), Some(p.old_v1.clone()));
     let tags = git_ok(&p.bare, &["tag", "-l"]).unwrap();
     assert_eq!(tags, "v1", "tags on origin: {tags}");
 }
 
 #[test]
 fn a_failed_upload_deletes_the_draft_and_the_pushed_tag() {
-    let host = ReleaseHost::start(TOKEN, Mode::FailUpload);
-    let p = Project::new("1.0.0", "v1.0.0");
-    let (ok, log) = p.release(&host, "v1.0.0");
-    assert!(!ok, "{log}");
+    let (host, p) = start(Mode::FailUpload, "1.0.0", "v1.0.0");
+    let log = p.released(&host, "v1.0.0", false);
     assert!(log.contains("HTTP 500"), "{log}");
     assert!(log.contains("deleting the draft release"), "{log}");
     assert!(log.contains("deleting the tag v1.0.0"), "{log}");
@@ -379,31 +392,21 @@ fn a_failed_upload_deletes_the_draft_and_the_pushed_tag() {
 
 #[test]
 fn a_failed_publish_deletes_the_draft_and_the_pushed_tag() {
-    let host = ReleaseHost::start(TOKEN, Mode::FailPublish);
-    let p = Project::new("1.0.0", "v1.0.0");
-    let (ok, log) = p.release(&host, "v1.0.0");
-    assert!(!ok, "{log}");
+    let (host, p) = start(Mode::FailPublish, "1.0.0", "v1.0.0");
+    let log = p.released(&host, "v1.0.0", false);
     assert!(log.contains("PATCH"), "{log}");
     assert_nothing_released(&p, &host);
 }
 
 #[test]
 fn an_existing_tag_is_refused_before_anything_changes_and_is_left_alone() {
-    let host = ReleaseHost::start(TOKEN, Mode::Normal);
-    let p = Project::new("1.0.0", "v1.0.0");
+    let (host, p) = start(Mode::Normal, "1.0.0", "v1.0.0");
     // Someone pushed v1.0.0 already (on the earlier commit).
     git(&p.bare, &["tag", "v1.0.0", &p.old_v1]);
-    let (ok, log) = p.release(&host, "v1.0.0");
-    assert!(!ok, "{log}");
+    let log = p.released(&host, "v1.0.0", false);
     assert!(log.contains("already exists"), "{log}");
-    assert_eq!(
-        tag_commit(&p.bare, "v1.0.0").as_deref(),
-        Some(p.old_v1.as_str())
-    );
-    assert_eq!(
-        tag_commit(&p.bare, "v1").as_deref(),
-        Some(p.old_v1.as_str())
-    );
+    assert_eq!(p.tag("v1.0.0"), Some(p.old_v1.clone()));
+    assert_eq!(p.tag("v1"), Some(p.old_v1.clone()));
     assert!(
         host.requests().is_empty(),
         "the API was called: {:?}",
@@ -413,16 +416,13 @@ fn an_existing_tag_is_refused_before_anything_changes_and_is_left_alone() {
 
 #[test]
 fn a_version_that_is_not_the_workspace_version_is_refused() {
-    let host = ReleaseHost::start(TOKEN, Mode::Normal);
-    let p = Project::new("1.0.0", "v1.0.1");
-    let (ok, log) = p.release(&host, "v1.0.1");
-    assert!(!ok, "{log}");
+    let (host, p) = start(Mode::Normal, "1.0.0", "v1.0.1");
+    let log = p.released(&host, "v1.0.1", false);
     assert!(
         log.contains("does not match the workspace version '1.0.0'"),
         "{log}"
     );
-    let (ok, log) = p.release(&host, "1.0.0");
-    assert!(!ok, "{log}");
+    let log = p.released(&host, "1.0.0", false);
     assert!(log.contains("must look like v1.2.3"), "{log}");
     assert_eq!(git_ok(&p.bare, &["tag", "-l"]).as_deref(), Some("v1"));
     assert!(host.requests().is_empty());
@@ -430,10 +430,8 @@ fn a_version_that_is_not_the_workspace_version_is_refused() {
 
 #[test]
 fn a_refused_anonymous_download_is_retried_once_with_the_token_and_the_redirect_gets_none() {
-    let host = ReleaseHost::start(TOKEN, Mode::Private);
-    let p = Project::new("1.0.0", "v1.0.0");
-    let (ok, log) = p.release(&host, "v1.0.0");
-    assert!(ok, "{log}");
+    let (host, p) = start(Mode::Private, "1.0.0", "v1.0.0");
+    p.released(&host, "v1.0.0", true);
     let before = host.requests().len();
 
     // Without a token the refusal is an install failure that says why.
@@ -453,13 +451,7 @@ fn a_refused_anonymous_download_is_retried_once_with_the_token_and_the_redirect_
     assert!(!off.log.contains(TOKEN), "{}", off.log);
 
     let i = p.install(&host, "v1", Some(TOKEN), Some(&host.url));
-    assert!(i.ok, "{}", i.log);
-    assert_eq!(
-        i.version.as_deref(),
-        Some("health-check 1.0.0"),
-        "{}",
-        i.log
-    );
+    installed(&i, "health-check 1.0.0");
     assert!(
         i.log.contains(
             "deploy-action: the anonymous download was refused (HTTP 404); retrying with the github-token input"
@@ -520,12 +512,10 @@ fn a_refused_anonymous_download_is_retried_once_with_the_token_and_the_redirect_
 
 #[test]
 fn an_older_patch_release_is_published_and_leaves_the_major_tag_on_the_newest() {
-    let host = ReleaseHost::start(TOKEN, Mode::Normal);
-    let p = Project::new("1.0.1", "v1.0.1");
+    let (host, p) = start(Mode::Normal, "1.0.1", "v1.0.1");
     // v1.1.0 is out already (v1 points at it); a patch of the 1.0 line follows.
     git(&p.bare, &["tag", "v1.1.0", &p.old_v1]);
-    let (ok, log) = p.release(&host, "v1.0.1");
-    assert!(ok, "{log}");
+    let log = p.released(&host, "v1.0.1", true);
     assert!(
         log.contains("v1 stays where it is: v1.1.0 is newer than v1.0.1"),
         "{log}"
@@ -533,28 +523,18 @@ fn an_older_patch_release_is_published_and_leaves_the_major_tag_on_the_newest() 
     assert_eq!(host.published_tags(), ["v1.0.1"]);
     assert!(tag_commit(&p.bare, "v1.0.1").is_some());
     assert_eq!(
-        tag_commit(&p.bare, "v1").as_deref(),
-        Some(p.old_v1.as_str()),
+        p.tag("v1"),
+        Some(p.old_v1.clone()),
         "v1 moved to an older release"
     );
-    assert_eq!(
-        tag_commit(&p.bare, "v1.1.0").as_deref(),
-        Some(p.old_v1.as_str())
-    );
+    assert_eq!(p.tag("v1.1.0"), Some(p.old_v1.clone()));
     let i = p.install(&host, "v1.0.1", None, None);
-    assert!(i.ok, "{}", i.log);
-    assert_eq!(
-        i.version.as_deref(),
-        Some("health-check 1.0.1"),
-        "{}",
-        i.log
-    );
+    installed(&i, "health-check 1.0.1");
 }
 
 #[test]
 fn a_refused_major_tag_move_leaves_it_where_it_was_and_says_the_release_is_published() {
-    let host = ReleaseHost::start(TOKEN, Mode::Normal);
-    let p = Project::new("1.0.0", "v1.0.0");
+    let (host, p) = start(Mode::Normal, "1.0.0", "v1.0.0");
     // Origin refuses any update of v1 (a tag ruleset would): the release is out, v1 is not moved.
     let hook = p.bare.join("hooks/pre-receive");
     std::fs::write(
@@ -578,17 +558,7 @@ fn a_refused_major_tag_move_leaves_it_where_it_was_and_says_the_release_is_publi
         tag_commit(&p.bare, "v1.0.0").is_some(),
         "the version tag stays"
     );
-    assert_eq!(
-        tag_commit(&p.bare, "v1").as_deref(),
-        Some(p.old_v1.as_str()),
-        "v1 is where it was"
-    );
+    assert_eq!(p.tag("v1"), Some(p.old_v1.clone()), "v1 is where it was");
     let i = p.install(&host, "v1.0.0", None, None);
-    assert!(i.ok, "{}", i.log);
-    assert_eq!(
-        i.version.as_deref(),
-        Some("health-check 1.0.0"),
-        "{}",
-        i.log
-    );
+    installed(&i, "health-check 1.0.0");
 }
