@@ -281,3 +281,9 @@ impl Drop for StandIn {
         self.task.abort();
     }
 }
+
+/// A stand-in behaving as `b`, and a fresh directory to run a tool in.
+pub async fn with_dir(b: Behaviour) -> (StandIn, tempfile::TempDir) {
+    let s = StandIn::start(b).await.expect("start the stand-in");
+    (s, tempfile::tempdir().expect("a temp dir"))
+}

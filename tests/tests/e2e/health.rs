@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use deploy_action_e2e::report::{check, reason};
 use deploy_action_e2e::rig::{self, Ran, aws_env, run, run_report, tool, unique, words};
-use deploy_action_e2e::standin::{Behaviour, StandIn};
+use deploy_action_e2e::standin::{Behaviour, StandIn, with_dir as standin};
 use deploy_core::aws_sdk_cloudwatch as cw;
 use serde_json::Value;
 
@@ -40,12 +40,6 @@ async fn health(dir: &Path, args: &str) -> (Ran, Value, Duration) {
 /// its report.
 async fn health_aws(dir: &Path, args: &str) -> (Ran, Value) {
     run_report(aws_cmd(dir, args)).await
-}
-
-/// A stand-in behaving as `b`, and a fresh directory to run the tool in.
-async fn standin(b: Behaviour) -> (StandIn, tempfile::TempDir) {
-    let s = StandIn::start(b).await.unwrap();
-    (s, tempfile::tempdir().unwrap())
 }
 
 const READY: &str = "Control Center readiness";

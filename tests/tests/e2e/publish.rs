@@ -9,17 +9,24 @@
 
 use std::path::Path;
 
-use deploy_action_e2e::rig::{self, Ran, run, tool};
-use deploy_action_e2e::standin::{Behaviour, StandIn};
+use deploy_action_e2e::rig::{self, Ran, run, tool, words};
+use deploy_action_e2e::standin::{self, Behaviour, StandIn};
 use deploy_action_e2e::tap::{Recorded, Tap};
 use serde_json::Value;
 
 const SHA: &str = "22cdb6a41c42366ad165a0fb4c96282304f6f7ae";
 const TOKEN: &str = "ghs_publish_token_0123456789";
 
+/// A stand-in behaving as `b`, and a directory whose deploy.toml points staging at it.
+async fn staging(b: Behaviour) -> (StandIn, tempfile::TempDir) {
+    let (s, dir) = standin::with_dir(b).await;
+    config(dir.path(), &s.url);
+    (s, dir)
+}
+
 fn config(dir: &Path, url: &str) {
-    std::fs::write(
-        dir.join("deploy.toml"),
+    rig::write_config(
+        dir,
         format!(
             r#"[environments.staging]
 base_url = "{url}"
@@ -43,14 +50,15 @@ path = "/api/ready"
 assert = [".ready == true"]
 "#
         ),
-    )
-    .unwrap();
+    );
 }
 
-async fn publish(name: &str, dir: &Path, api: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
+/// `name` in `dir` for staging, publishing to `api`, with `args` (a command line split at white
+/// space) and `env`: what it did.
+async fn publish(name: &str, dir: &Path, api: &str, args: &str, env: &[(&str, &str)]) -> Ran {
     let mut c = tool(name, dir);
     c.args(["-e", "staging", "--publish", "always", "--format", "json"])
-        .args(args)
+        .args(words(args))
         .env("GITHUB_API_URL", api)
         .env("GITHUB_TOKEN", TOKEN)
         .env("GITHUB_REPOSITORY", "afu9/control-center")
@@ -75,23 +83,13 @@ fn outputs(ran: &Ran) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_smoke_test_becomes_a_failed_check_run_with_annotations() {
-    let s = StandIn::start(Behaviour {
+    let (_s, dir) = staging(Behaviour {
         ready: false,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &s.url);
-    let tap = Tap::start(rig::prism_url(), &[]).await;
-    let ran = publish(
-        "smoke-test",
-        dir.path(),
-        &tap.url,
-        &["--retry-for", "0s"],
-        &[],
-    )
     .await;
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let ran = publish("smoke-test", dir.path(), &tap.url, "--retry-for 0s", &[]).await;
     assert_eq!(ran.code, 1, "{ran:?}");
     let runs = check_runs(&tap);
     assert_eq!(runs.len(), 1, "{:?}", tap.requests());
@@ -121,9 +119,7 @@ async fn a_failed_smoke_test_becomes_a_failed_check_run_with_annotations() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_healthy_pull_request_deploy_passes_on_the_pr_head_not_the_merge_commit() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &s.url);
+    let (_s, dir) = staging(Behaviour::default()).await;
     let head = "0123456789abcdef0123456789abcdef01234567";
     let event = dir.path().join("event.json");
     std::fs::write(
@@ -136,7 +132,7 @@ async fn a_healthy_pull_request_deploy_passes_on_the_pr_head_not_the_merge_commi
         "health-check",
         dir.path(),
         &tap.url,
-        &["--interval", "100ms", "--wait", "20s"],
+        "--interval 100ms --wait 20s",
         &[
             ("GITHUB_EVENT_NAME", "pull_request"),
             ("GITHUB_EVENT_PATH", event.to_str().unwrap()),
@@ -163,24 +159,15 @@ async fn a_healthy_pull_request_deploy_passes_on_the_pr_head_not_the_merge_commi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_checks_permission_it_falls_back_to_a_status_then_to_the_summary() {
-    let s = StandIn::start(Behaviour {
+    let (_s, dir) = staging(Behaviour {
         ready: false,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &s.url);
+    .await;
     // The token may not write checks: a commit status, accepted by Prism.
     let tap = Tap::start(rig::prism_url(), &["/check-runs"]).await;
-    let ran = publish(
-        "health-check",
-        dir.path(),
-        &tap.url,
-        &["--interval", "100ms", "--wait", "1s"],
-        &[],
-    )
-    .await;
+    let fast = "--interval 100ms --wait 1s";
+    let ran = publish("health-check", dir.path(), &tap.url, fast, &[]).await;
     assert_eq!(ran.code, 1, "{ran:?}");
     let status = tap
         .requests()
@@ -193,14 +180,7 @@ async fn without_checks_permission_it_falls_back_to_a_status_then_to_the_summary
     assert_eq!(outputs(&ran)["published"], "commit-status");
     // A fork's pull request: neither. The run's verdict is the health check's alone.
     let fork = Tap::start(rig::prism_url(), &["/check-runs", "/statuses/"]).await;
-    let ran = publish(
-        "health-check",
-        dir.path(),
-        &fork.url,
-        &["--interval", "100ms", "--wait", "1s"],
-        &[],
-    )
-    .await;
+    let ran = publish("health-check", dir.path(), &fork.url, fast, &[]).await;
     assert_eq!(ran.code, 1, "unhealthy, not a dependency error: {ran:?}");
     assert_eq!(outputs(&ran)["published"], "job-summary-only");
     assert!(
@@ -215,14 +195,13 @@ async fn without_checks_permission_it_falls_back_to_a_status_then_to_the_summary
 #[tokio::test(flavor = "multi_thread")]
 async fn every_tool_answers_its_check_when_it_stops_on_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("deploy.toml"),
+    rig::write_config(
+        dir.path(),
         "[environments.staging]\nbase_url = \"${DEPLOY_TEST_UNSET_BASE_URL}\"\n",
-    )
-    .unwrap();
+    );
     let tap = Tap::start(rig::prism_url(), &[]).await;
     for name in ["health-check", "smoke-test", "rollback", "ecr-push"] {
-        let ran = publish(name, dir.path(), &tap.url, &[], &[]).await;
+        let ran = publish(name, dir.path(), &tap.url, "", &[]).await;
         assert_eq!(ran.code, 2, "{name}: {ran:?}");
         assert!(!ran.all().contains(TOKEN), "{name}: token leaked");
     }
@@ -317,10 +296,7 @@ async fn sync_check_answers_its_check_on_a_failed_fetch_and_on_a_cancelled_job()
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stuck = format!("http://{}/origin.git", listener.local_addr().unwrap());
     git(&["remote", "set-url", "origin", &stuck]);
-    let mut c = sync();
-    c.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
+    let child = rig::spawn(sync());
     let (_conn, _) = tokio::time::timeout(std::time::Duration::from_secs(60), listener.accept())
         .await
         .expect("git never connected")

@@ -4,20 +4,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use deploy_action_e2e::rig::{Ran, run, tool};
-use deploy_action_e2e::standin::{Behaviour, StandIn};
+use deploy_action_e2e::rig::{self, Ran, run, run_report, tool, words};
+use deploy_action_e2e::standin::{Behaviour, with_dir as standin};
 use serde_json::Value;
 
-async fn smoke(dir: &std::path::Path, token: &str, args: &[&str]) -> (Ran, Value) {
+/// smoke-test in `dir` with `args`, a command line split at white space, and `token` as the API
+/// token.
+fn smoke_cmd(dir: &std::path::Path, token: &str, args: &str) -> Command {
     let mut c = tool("smoke-test", dir);
-    c.args(args)
-        .args(["--format", "json"])
-        .env("API_TOKEN", token);
-    let r = run(c).await;
-    let report = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
-    (r, report)
+    c.args(words(args)).env("API_TOKEN", token);
+    c
+}
+
+/// Runs [`smoke_cmd`] with `--format json`: what it did and its report.
+async fn smoke(dir: &std::path::Path, token: &str, args: &str) -> (Ran, Value) {
+    run_report(smoke_cmd(dir, token, args)).await
 }
 
 fn status_of(report: &Value) -> Vec<(String, String)> {
@@ -36,20 +40,14 @@ fn status_of(report: &Value) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn the_runbook_suite_passes_with_the_token_and_writes_junit() {
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         token: "tok-smoke-1".into(),
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let junit = dir.path().join("junit.xml");
-    let (r, report) = smoke(
-        dir.path(),
-        "tok-smoke-1",
-        &["--base-url", &s.url, "--junit", junit.to_str().unwrap()],
-    )
     .await;
+    let junit = dir.path().join("junit.xml");
+    let args = format!("--base-url {} --junit {}", s.url, junit.display());
+    let (r, report) = smoke(dir.path(), "tok-smoke-1", &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(
         status_of(&report)
@@ -78,29 +76,20 @@ async fn the_runbook_suite_passes_with_the_token_and_writes_junit() {
 
 #[tokio::test]
 async fn failures_are_counted_and_exit_1() {
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         token: "tok-smoke-2".into(),
         ready: false,
         mcp_down: vec!["mcp-deploy".into()],
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let junit = dir.path().join("junit.xml");
-    let (r, report) = smoke(
-        dir.path(),
-        "tok-smoke-2",
-        &[
-            "--base-url",
-            &s.url,
-            "--retry-for",
-            "300ms",
-            "--junit",
-            junit.to_str().unwrap(),
-        ],
-    )
     .await;
+    let junit = dir.path().join("junit.xml");
+    let args = format!(
+        "--base-url {} --retry-for 300ms --junit {}",
+        s.url,
+        junit.display()
+    );
+    let (r, report) = smoke(dir.path(), "tok-smoke-2", &args).await;
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(report["summary"], "2 of 5 smoke checks failed");
     assert_eq!(report["outputs"]["failed"], "2");
@@ -128,15 +117,10 @@ async fn failures_are_counted_and_exit_1() {
 
 #[tokio::test]
 async fn wrong_token_fails_at_once_and_is_never_printed() {
-    let s = StandIn::start(Behaviour::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (s, dir) = standin(Behaviour::default()).await;
     let start = Instant::now();
-    let (r, report) = smoke(
-        dir.path(),
-        "tok-wrong-3141592",
-        &["--base-url", &s.url, "--retry-for", "5s"],
-    )
-    .await;
+    let args = format!("--base-url {} --retry-for 5s", s.url);
+    let (r, report) = smoke(dir.path(), "tok-wrong-3141592", &args).await;
     assert!(
         start.elapsed() < Duration::from_secs(3),
         "401 must not be retried"
@@ -156,34 +140,26 @@ async fn wrong_token_fails_at_once_and_is_never_printed() {
 
 #[tokio::test]
 async fn flaky_check_passes_within_its_window() {
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         fail_next: 2,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let suite = dir.path().join("suite.toml");
     std::fs::write(&suite, "[[smoke.checks]]\nname = \"health\"\npath = \"/api/health\"\nassert = ['.status == \"ok\"']\n").unwrap();
-    let (r, report) = smoke(
-        dir.path(),
-        "x",
-        &["--base-url", &s.url, "--suite", suite.to_str().unwrap()],
-    )
-    .await;
+    let args = format!("--base-url {} --suite {}", s.url, suite.display());
+    let (r, report) = smoke(dir.path(), "x", &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(report["checks"][0]["attempts"], 3);
 }
 
 #[tokio::test]
 async fn concurrency_is_bounded() {
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         delay_ms: 150,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     let suite = dir.path().join("suite.toml");
     let mut text = String::from("[smoke]\nconcurrency = 4\n");
     for i in 0..20 {
@@ -192,28 +168,12 @@ async fn concurrency_is_bounded() {
         ));
     }
     std::fs::write(&suite, text).unwrap();
-    let (r, _) = smoke(
-        dir.path(),
-        "x",
-        &["--base-url", &s.url, "--suite", suite.to_str().unwrap()],
-    )
-    .await;
+    let args = format!("--base-url {} --suite {}", s.url, suite.display());
+    let (r, _) = smoke(dir.path(), "x", &args).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(s.shared.peak_in_flight(), 4);
     assert_eq!(s.shared.hits()["/api/health"], 20);
-    let (r, _) = smoke(
-        dir.path(),
-        "x",
-        &[
-            "--base-url",
-            &s.url,
-            "--suite",
-            suite.to_str().unwrap(),
-            "--concurrency",
-            "20",
-        ],
-    )
-    .await;
+    let (r, _) = smoke(dir.path(), "x", &format!("{args} --concurrency 20")).await;
     assert_eq!(r.code, 0);
     assert!(
         s.shared.peak_in_flight() > 4,
@@ -224,27 +184,14 @@ async fn concurrency_is_bounded() {
 
 #[tokio::test]
 async fn suite_deadline_bounds_every_window() {
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         ready: false,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let start = Instant::now();
-    let (r, report) = smoke(
-        dir.path(),
-        "standin-token",
-        &[
-            "--base-url",
-            &s.url,
-            "--retry-for",
-            "30s",
-            "--timeout",
-            "1s",
-        ],
-    )
     .await;
+    let start = Instant::now();
+    let args = format!("--base-url {} --retry-for 30s --timeout 1s", s.url);
+    let (r, report) = smoke(dir.path(), "standin-token", &args).await;
     let took = start.elapsed();
     assert_eq!(r.code, 1);
     assert!(took < Duration::from_millis(2500), "{took:?}");
@@ -274,42 +221,20 @@ async fn an_empty_suite_is_a_usage_error() {
 
 #[tokio::test]
 async fn sigterm_gives_a_partial_report() {
-    let s = StandIn::start(Behaviour {
+    let (s, dir) = standin(Behaviour {
         ready: false,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = tool("smoke-test", dir.path());
-    c.args([
-        "--base-url",
-        &s.url,
-        "--retry-for",
-        "60s",
-        "--timeout",
-        "60s",
-        "--format",
-        "json",
-    ])
-    .env("API_TOKEN", "standin-token")
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
+    .await;
+    let args = format!(
+        "--base-url {} --retry-for 60s --timeout 60s --format json",
+        s.url
     );
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let child = rig::spawn(smoke_cmd(dir.path(), "standin-token", &args));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let out = rig::sigterm(child).await;
+    assert_eq!(out.code, 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["error"], "interrupted by SIGTERM: partial report");
     let statuses = status_of(&report);
     assert!(
