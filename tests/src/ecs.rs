@@ -106,3 +106,18 @@ pub async fn tags(ecs: &Client, task_definition: &str) -> ListTagsForResourceOut
         .await
         .unwrap()
 }
+
+/// The tags of `task_definition` (key, value), as DescribeTaskDefinition includes them.
+pub async fn described_tags(ecs: &Client, task_definition: &str) -> Vec<(String, String)> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(task_definition)
+        .include(deploy_core::aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    out.tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect()
+}

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::path::Path;
+
 use deploy_action_e2e::rig::{self, act_repo};
 use deploy_action_e2e::standin::{Behaviour, StandIn};
 
@@ -45,33 +47,44 @@ struct Run {
     report: serde_json::Value,
 }
 
-async fn run_action(standin: &StandIn, token: &str) -> Run {
+/// A repository for act holding this tree's action (action.yml and its two scripts) and `files`.
+fn action_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
     let root = rig::workspace_root();
     let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
-    let (action, install, run, sums) = (
+    let (action, install, run) = (
         read("action.yml"),
         read("scripts/action-install.sh"),
         read("scripts/action-run.sh"),
-        read("checksums.txt"),
     );
-    let repo = act_repo(&[
-        ("action.yml", &action),
-        ("scripts/action-install.sh", &install),
-        ("scripts/action-run.sh", &run),
-        ("checksums.txt", &sums),
-        (".github/workflows/action.yml", WORKFLOW),
-    ]);
-    let out_file = repo.path().join("outputs.txt");
+    let mut all = vec![
+        ("action.yml", action.as_str()),
+        ("scripts/action-install.sh", install.as_str()),
+        ("scripts/action-run.sh", run.as_str()),
+    ];
+    all.extend_from_slice(files);
+    act_repo(&all)
+}
+
+/// What an act run of a workflow did: whether it passed, its log, and the outputs file its last
+/// step wrote (`OUT_FILE`, in the repository).
+struct Acted {
+    ok: bool,
+    log: String,
+    out_file: std::path::PathBuf,
+    outputs: String,
+}
+
+/// Runs `.github/workflows/WORKFLOW` of `repo` under act on a push, with `args` and then
+/// `--env OUT_FILE=...`, and `env`.
+async fn act(repo: &Path, workflow: &str, args: &[String], env: &[(&str, &str)]) -> Acted {
+    let out_file = repo.join("outputs.txt");
     let output = tokio::process::Command::new(rig::act())
-        .current_dir(repo.path())
+        .current_dir(repo)
         .args(["push", "-P", "ubuntu-latest=-self-hosted"])
-        .args(["-W", ".github/workflows/action.yml"])
-        .arg("-s")
-        .arg(format!("API_TOKEN={token}"))
-        .arg("--env")
-        .arg(format!("STANDIN_URL={}", standin.url))
-        .arg("--env")
-        .arg(format!("BIN_DIR={}", rig::bin_dir().display()))
+        .arg("-W")
+        .arg(format!(".github/workflows/{workflow}"))
+        .envs(env.iter().copied())
+        .args(args)
         .arg("--env")
         .arg(format!("OUT_FILE={}", out_file.display()))
         .output()
@@ -83,13 +96,36 @@ async fn run_action(standin: &StandIn, token: &str) -> Run {
         String::from_utf8_lossy(&output.stderr)
     );
     let outputs = std::fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{e}\n{log}"));
-    let report = std::fs::read_to_string(out_file.with_extension("txt.json"))
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap_or_else(|e| panic!("{e}\n{log}"));
-    Run {
+    Acted {
         ok: output.status.success(),
         log,
+        out_file,
         outputs,
+    }
+}
+
+async fn run_action(standin: &StandIn, token: &str) -> Run {
+    let sums = std::fs::read_to_string(rig::workspace_root().join("checksums.txt")).unwrap();
+    let repo = action_repo(&[
+        ("checksums.txt", &sums),
+        (".github/workflows/action.yml", WORKFLOW),
+    ]);
+    let args = [
+        "-s".to_owned(),
+        format!("API_TOKEN={token}"),
+        "--env".to_owned(),
+        format!("STANDIN_URL={}", standin.url),
+        "--env".to_owned(),
+        format!("BIN_DIR={}", rig::bin_dir().display()),
+    ];
+    let a = act(repo.path(), "action.yml", &args, &[]).await;
+    let report = std::fs::read_to_string(a.out_file.with_extension("txt.json"))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{}", a.log));
+    Run {
+        ok: a.ok,
+        log: a.log,
+        outputs: a.outputs,
         report,
     }
 }
@@ -184,44 +220,17 @@ jobs:
 "#;
 
 async fn run_job_env(standin: &StandIn, dry_run: &str) -> (bool, String, String) {
-    let root = rig::workspace_root();
-    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
-    let (action, install, run) = (
-        read("action.yml"),
-        read("scripts/action-install.sh"),
-        read("scripts/action-run.sh"),
-    );
-    let repo = act_repo(&[
-        ("action.yml", &action),
-        ("scripts/action-install.sh", &install),
-        ("scripts/action-run.sh", &run),
-        (
-            ".github/workflows/job-env.yml",
-            &JOB_ENV_WORKFLOW.replace("__STANDIN_URL__", &standin.url),
-        ),
-    ]);
-    let out_file = repo.path().join("outputs.txt");
-    let output = tokio::process::Command::new(rig::act())
-        .current_dir(repo.path())
-        .args(["push", "-P", "ubuntu-latest=-self-hosted"])
-        .args(["-W", ".github/workflows/job-env.yml"])
-        .env("API_TOKEN", "standin-token")
-        .arg("--env")
-        .arg(format!("BIN_DIR={}", rig::bin_dir().display()))
-        .arg("--env")
-        .arg(format!("DRY_RUN={dry_run}"))
-        .arg("--env")
-        .arg(format!("OUT_FILE={}", out_file.display()))
-        .output()
-        .await
-        .unwrap();
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let outputs = std::fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{e}\n{log}"));
-    (output.status.success(), outputs, log)
+    let workflow = JOB_ENV_WORKFLOW.replace("__STANDIN_URL__", &standin.url);
+    let repo = action_repo(&[(".github/workflows/job-env.yml", &workflow)]);
+    let args = [
+        "--env".to_owned(),
+        format!("BIN_DIR={}", rig::bin_dir().display()),
+        "--env".to_owned(),
+        format!("DRY_RUN={dry_run}"),
+    ];
+    let env = [("API_TOKEN", "standin-token")];
+    let a = act(repo.path(), "job-env.yml", &args, &env).await;
+    (a.ok, a.outputs, a.log)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -887,16 +887,9 @@ async fn mark_verified_tags_the_running_revision_only_when_healthy() {
     let tags = |rev: u32| {
         let (ecs, service) = (ecs.clone(), service.clone());
         async move {
-            let out = ecs
-                .describe_task_definition()
-                .task_definition(format!("{service}:{rev}"))
-                .include(deploy_core::aws_sdk_ecs::types::TaskDefinitionField::Tags)
-                .send()
-                .await
-                .unwrap();
-            out.tags()
-                .iter()
-                .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+            let td = format!("{service}:{rev}");
+            let tags = deploy_action_e2e::ecs::described_tags(&ecs, &td).await;
+            tags.into_iter()
                 .collect::<std::collections::BTreeMap<_, _>>()
         }
     };

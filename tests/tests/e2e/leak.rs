@@ -302,6 +302,23 @@ async fn github() -> Recorder {
     Recorder::start("127.0.0.1", Mode::Forward(rig::prism_url())).await
 }
 
+/// A stand-in behaving as `b` that takes the leak tests' bearer token.
+async fn with_bearer(b: Behaviour) -> StandIn {
+    StandIn::start(Behaviour {
+        token: BEARER.into(),
+        ..b
+    })
+    .await
+    .unwrap()
+}
+
+/// A directory holding the leak tests' deploy.toml for a service at `base_url`.
+fn configured(base_url: &str) -> tempfile::TempDir {
+    let conf = tempfile::tempdir().unwrap();
+    rig::write_config(conf.path(), config(base_url));
+    conf
+}
+
 fn closed_port_url() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
@@ -316,21 +333,13 @@ fn userinfo_url(port_url: &str) -> String {
 #[tokio::test]
 async fn health_check_leaks_nothing_in_any_outcome() {
     let gh = github().await;
-    let ok = StandIn::start(Behaviour {
-        token: BEARER.into(),
-        ..Behaviour::default()
-    })
-    .await
-    .unwrap();
-    let sick = StandIn::start(Behaviour {
-        token: BEARER.into(),
+    let ok = with_bearer(Behaviour::default()).await;
+    let sick = with_bearer(Behaviour {
         ready: false,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let conf = tempfile::tempdir().unwrap();
-    std::fs::write(conf.path().join("deploy.toml"), config(&ok.url)).unwrap();
+    .await;
+    let conf = configured(&ok.url);
     let fast = [
         "--wait",
         "3s",
@@ -383,22 +392,14 @@ async fn health_check_leaks_nothing_in_any_outcome() {
 #[tokio::test]
 async fn smoke_test_leaks_nothing_in_any_outcome() {
     let gh = github().await;
-    let ok = StandIn::start(Behaviour {
-        token: BEARER.into(),
-        ..Behaviour::default()
-    })
-    .await
-    .unwrap();
+    let ok = with_bearer(Behaviour::default()).await;
     let other_token = StandIn::start(Behaviour::default()).await.unwrap();
-    let slow = StandIn::start(Behaviour {
-        token: BEARER.into(),
+    let slow = with_bearer(Behaviour {
         delay_ms: 30_000,
         ..Behaviour::default()
     })
-    .await
-    .unwrap();
-    let conf = tempfile::tempdir().unwrap();
-    std::fs::write(conf.path().join("deploy.toml"), config(&ok.url)).unwrap();
+    .await;
+    let conf = configured(&ok.url);
     // smoke-test has no dependency-error outcome: every HTTP failure is a failed check.
     let cases = vec![
         Case::new("pass", "smoke-test", 0, &["-e", "leak"]),
@@ -605,8 +606,7 @@ async fn a_redirect_to_another_host_receives_no_credential() {
     )
     .await;
     let redirecting = Recorder::start("127.0.0.1", Mode::RedirectTo(other.url.clone())).await;
-    let conf = tempfile::tempdir().unwrap();
-    std::fs::write(conf.path().join("deploy.toml"), config(&redirecting.url)).unwrap();
+    let conf = configured(&redirecting.url);
     let sinks = Sinks::new();
     let gh = github().await;
     let mut cmd = tool("smoke-test", conf.path());
@@ -704,12 +704,7 @@ async fn a_registry_location_on_another_host_receives_no_credential() {
 async fn rollback_leaks_nothing_in_any_outcome() {
     use deploy_core::aws_sdk_ecs as ecs;
     let gh = github().await;
-    let ok = StandIn::start(Behaviour {
-        token: BEARER.into(),
-        ..Behaviour::default()
-    })
-    .await
-    .unwrap();
+    let ok = with_bearer(Behaviour::default()).await;
     let standin = deploy_action_e2e::ecs_standin::EcsStandIn::start(&rig::moto_url())
         .await
         .unwrap();

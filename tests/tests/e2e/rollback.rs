@@ -17,6 +17,12 @@ use serde_json::{Value, json};
 
 const ACCOUNT: &str = "123456789012";
 const CANARY_TOKEN: &str = "canary-bearer-9f8e7d6c5b4a";
+/// Commits a revision was verified at.
+const SHA_1: &str = "1111111111111111111111111111111111111111";
+const SHA_2: &str = "2222222222222222222222222222222222222222";
+const SHA_3: &str = "3333333333333333333333333333333333333333";
+/// A commit whose short form is all digits.
+const SHA_DIGITS: &str = "1234567890abcdef1234567890abcdef12345678";
 
 /// A staging environment in moto: a cluster, services each with `revisions` task definition
 /// revisions (images pinned by digest in moto's ECR), every service on the newest revision.
@@ -192,18 +198,7 @@ impl Env {
     }
 
     async fn tags(&self, s: usize, rev: i32) -> Vec<(String, String)> {
-        let out = self
-            .ecs
-            .describe_task_definition()
-            .task_definition(self.td(s, rev))
-            .include(ecs::types::TaskDefinitionField::Tags)
-            .send()
-            .await
-            .unwrap();
-        out.tags()
-            .iter()
-            .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
-            .collect()
+        moto::described_tags(&self.ecs, &self.td(s, rev)).await
     }
 
     async fn tag_value(&self, s: usize, rev: i32, key: &str) -> Option<String> {
@@ -301,10 +296,8 @@ fn no_canary(r: &Ran) {
 #[tokio::test]
 async fn previous_skips_a_bad_and_an_unverified_revision_and_verifies_the_target() {
     let e = env(1, 5).await;
-    e.verified(0, 2, "2222222222222222222222222222222222222222")
-        .await;
-    e.verified(0, 3, "3333333333333333333333333333333333333333")
-        .await;
+    e.verified(0, 2, SHA_2).await;
+    e.verified(0, 3, SHA_3).await;
     e.tag(
         0,
         3,
@@ -343,7 +336,7 @@ async fn previous_skips_a_bad_and_an_unverified_revision_and_verifies_the_target
     assert_ne!(verified, "2026-11-01T00:00:00Z");
     assert_eq!(
         e.tag_value(0, 2, "deploy-action:sha").await.as_deref(),
-        Some("2222222222222222222222222222222222222222")
+        Some(SHA_2)
     );
     assert_eq!(check(&report, "verify: Workflow API")["status"], "passed");
     assert_eq!(
@@ -365,8 +358,7 @@ async fn previous_skips_a_bad_and_an_unverified_revision_and_verifies_the_target
         );
     }
     // A second rollback walks further back instead of returning to the bad revision.
-    e.verified(0, 1, "1111111111111111111111111111111111111111")
-        .await;
+    e.verified(0, 1, SHA_1).await;
     let (r, _) = e.rollback(&[]).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(e.running(0).await, e.td(0, 1));
@@ -454,10 +446,8 @@ async fn targets_by_tag_sha_revision_and_per_service_across_pages() {
 async fn an_all_digit_to_is_a_revision_only_when_the_family_has_it_else_a_commit() {
     let e = env(2, 4).await;
     // A short SHA that happens to be all digits: no revision 1234567 exists.
-    e.verified(0, 2, "1234567890abcdef1234567890abcdef12345678")
-        .await;
-    e.verified(1, 3, "3333333333333333333333333333333333333333")
-        .await;
+    e.verified(0, 2, SHA_DIGITS).await;
+    e.verified(1, 3, SHA_3).await;
     let (r, report) = e
         .rollback(&[
             "--to",
@@ -800,8 +790,7 @@ async fn dry_run_and_a_protected_environment_change_nothing() {
 #[tokio::test]
 async fn the_incident_record_reaches_every_sink() {
     let e = env(1, 3).await;
-    e.verified(0, 2, "1234567890abcdef1234567890abcdef12345678")
-        .await;
+    e.verified(0, 2, SHA_DIGITS).await;
     let group = unique("/afu9/incidents");
     let ns = unique("AFU9/Test");
     std::fs::write(e.dir.path().join("CHANGELOG.md"), "# Changelog\n").unwrap();
@@ -937,10 +926,7 @@ async fn the_incident_record_reaches_every_sink() {
         .collect();
     assert_eq!(gh.len(), 3, "{gh:?}");
     assert!(gh.iter().all(|a| a["outcome"] == "done"), "{gh:?}");
-    assert_eq!(
-        gh[0]["target"], "1234567890abcdef1234567890abcdef12345678",
-        "the restored commit"
-    );
+    assert_eq!(gh[0]["target"], SHA_DIGITS, "the restored commit");
     assert_eq!(gh[2]["detail"], "success");
     // `--publish always`: the report as a check run `rollback (staging)` on the workflow's commit.
     let runs: Vec<_> = tap
