@@ -200,6 +200,20 @@ pub fn spawn(mut cmd: Command) -> std::process::Child {
         .unwrap()
 }
 
+/// Writes `dir/event.json`, the event of pull request `number` whose head is `sha` on `feat`,
+/// based on `main`: its path.
+pub fn pull_request_event(dir: &std::path::Path, number: u32, sha: &str) -> std::path::PathBuf {
+    let event = dir.join("event.json");
+    std::fs::write(
+        &event,
+        format!(
+            r#"{{"number":{number},"pull_request":{{"head":{{"sha":"{sha}","ref":"feat"}},"base":{{"ref":"main"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    event
+}
+
 /// Writes `text` as `dir/deploy.toml`.
 pub fn write_config(dir: &std::path::Path, text: impl AsRef<[u8]>) {
     std::fs::write(dir.join("deploy.toml"), text).unwrap();

@@ -274,14 +274,7 @@ async fn sync_check_cases() -> Vec<Written> {
             "clone", "-q", "--depth", "1", "--branch", "feat", &url, "pr",
         ],
     );
-    let event = root.path().join("event.json");
-    std::fs::write(
-        &event,
-        format!(
-            r#"{{"number":7,"pull_request":{{"head":{{"sha":"{feat}","ref":"feat"}},"base":{{"ref":"main"}}}}}}"#
-        ),
-    )
-    .unwrap();
+    let event = rig::pull_request_event(root.path(), 7, &feat);
     let s = Step::new();
     let mut c = s.cmd("sync-check", root.path());
     c.args(["--repo", "pr", "--deepen", "4", "--publish", "never"])
@@ -326,13 +319,21 @@ async fn ecr_push_cases() -> Vec<Written> {
     let src = dir.path().join("img");
     deploy_action_e2e::oci::oci_layout(&src, &[deploy_action_e2e::oci::random_bytes(50_000, 7)], 7);
     let repo = unique("afu9/contract");
+    // ecr-push in a fresh step, pointed at moto and the registry, pushing to `repo` with `args`.
+    let push = |s: &Step, args: &[&str]| {
+        let mut c = s.cmd("ecr-push", dir.path());
+        aws_env(&mut c)
+            .args([
+                "--registry-url",
+                &rig::registry_url(),
+                "--repository",
+                &repo,
+            ])
+            .args(args);
+        c
+    };
     let s = Step::new();
-    let mut c = s.cmd("ecr-push", dir.path());
-    aws_env(&mut c).args([
-        "--registry-url",
-        &rig::registry_url(),
-        "--repository",
-        &repo,
+    let args = [
         "--create-repo",
         "--source",
         src.to_str().unwrap(),
@@ -340,20 +341,12 @@ async fn ecr_push_cases() -> Vec<Written> {
         "sha-{sha7}",
         "--sha",
         "22cdb6a41c42366ad165a0fb4c96282304f6f7ae",
-    ]);
+    ];
+    let c = push(&s, &args);
     out.push(s.run("ecr-push", "push", 0, c).await);
     let s = Step::new();
-    let mut c = s.cmd("ecr-push", dir.path());
-    aws_env(&mut c).args([
-        "--registry-url",
-        &rig::registry_url(),
-        "--repository",
-        &repo,
-        "--source",
-        dir.path().join("missing").to_str().unwrap(),
-        "--tag",
-        "x",
-    ]);
+    let missing = dir.path().join("missing");
+    let c = push(&s, &["--source", missing.to_str().unwrap(), "--tag", "x"]);
     out.push(s.run("ecr-push", "missing source", 2, c).await);
     out
 }

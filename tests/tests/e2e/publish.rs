@@ -262,14 +262,7 @@ async fn sync_check_answers_its_check_on_a_failed_fetch_and_on_a_cancelled_job()
     let closed_url = format!("http://{}/origin.git", closed.local_addr().unwrap());
     drop(closed);
     git(&["remote", "add", "origin", &closed_url]);
-    let event = dir.path().join("event.json");
-    std::fs::write(
-        &event,
-        format!(
-            r#"{{"number":7,"pull_request":{{"head":{{"sha":"{head}","ref":"feat"}},"base":{{"ref":"main"}}}}}}"#
-        ),
-    )
-    .unwrap();
+    let event = rig::pull_request_event(dir.path(), 7, &head);
     let tap = Tap::start(rig::prism_url(), &[]).await;
     let sync = || {
         let mut c = tool("sync-check", &repo);

@@ -274,6 +274,45 @@ impl Env {
         let report = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
         (r, report)
     }
+
+    /// The reason `report` gives for service `s` (a panic when it gives none).
+    fn reason(&self, report: &Value, s: usize) -> String {
+        let service = format!("service {}", self.services[s]);
+        check(report, &service)["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// [`Env::rollback`] with a `--to` per target: `SERVICE=WHAT` for service `s`, or `WHAT`
+    /// alone for `None`.
+    async fn rollback_to(&self, targets: &[(Option<usize>, &str)]) -> (Ran, Value) {
+        let args: Vec<String> = targets
+            .iter()
+            .flat_map(|(s, what)| {
+                let to = match s {
+                    Some(s) => format!("{}={what}", self.services[*s]),
+                    None => (*what).to_owned(),
+                };
+                ["--to".to_owned(), to]
+            })
+            .collect();
+        self.rollback(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .await
+    }
+}
+
+/// The events of stream `incidents` in log group `group`, read back from moto.
+async fn incident_events(
+    group: &str,
+) -> deploy_core::aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsOutput {
+    deploy_core::logs::client(&rig::moto_sdk().await)
+        .get_log_events()
+        .log_group_name(group)
+        .log_stream_name("incidents")
+        .send()
+        .await
+        .unwrap()
 }
 
 fn details(c: &Value) -> String {
@@ -412,16 +451,8 @@ async fn targets_by_tag_sha_revision_and_per_service_across_pages() {
     e.ecs_standin.page_task_definitions(2);
     e.verified(0, 2, "feedface00112233").await;
     let tag = "v0.103.0"; // images of service 1, revision 3 carry it (tag written by put_image)
-    let (r, report) = e
-        .rollback(&[
-            "--to",
-            &format!("{}=feedface", e.services[0]),
-            "--to",
-            &format!("{}={tag}", e.services[1]),
-            "--to",
-            "4",
-        ])
-        .await;
+    let targets = [(Some(0), "feedface"), (Some(1), tag), (None, "4")];
+    let (r, report) = e.rollback_to(&targets).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(e.running(0).await, e.td(0, 2), "by commit");
     assert_eq!(
@@ -448,14 +479,7 @@ async fn an_all_digit_to_is_a_revision_only_when_the_family_has_it_else_a_commit
     // A short SHA that happens to be all digits: no revision 1234567 exists.
     e.verified(0, 2, SHA_DIGITS).await;
     e.verified(1, 3, SHA_3).await;
-    let (r, report) = e
-        .rollback(&[
-            "--to",
-            &format!("{}=1234567", e.services[0]),
-            "--to",
-            &format!("{}=3", e.services[1]),
-        ])
-        .await;
+    let (r, report) = e.rollback_to(&[(Some(0), "1234567"), (Some(1), "3")]).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(e.running(0).await, e.td(0, 2), "read as the commit");
     assert_eq!(e.running(1).await, e.td(1, 3), "read as the revision");
@@ -465,14 +489,9 @@ async fn an_all_digit_to_is_a_revision_only_when_the_family_has_it_else_a_commit
         "the report says which it chose: {said}"
     );
     // Neither a revision nor a commit: refused by name, nothing moved.
-    let (r, report) = e
-        .rollback(&["--to", &format!("{}=7654321", e.services[0])])
-        .await;
+    let (r, report) = e.rollback_to(&[(Some(0), "7654321")]).await;
     assert_eq!(r.code, 1, "{r:?}");
-    let why = check(&report, &format!("service {}", e.services[0]))["reason"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let why = e.reason(&report, 0);
     assert!(
         why.contains("--to 7654321:") && why.contains("does not exist, and no ACTIVE revision"),
         "{why}"
@@ -499,10 +518,7 @@ async fn a_deleted_image_or_an_inactive_target_is_refused_and_nothing_changes() 
         .unwrap();
     let (r, report) = e.rollback(&[]).await;
     assert_eq!(r.code, 1, "{r:?}");
-    let why = check(&report, &format!("service {}", e.services[1]))["reason"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let why = e.reason(&report, 1);
     assert!(why.contains("no longer exists in ECR"), "{why}");
     for s in 0..2 {
         assert_eq!(e.running(s).await, e.td(s, 3), "unchanged");
@@ -523,10 +539,7 @@ async fn a_deleted_image_or_an_inactive_target_is_refused_and_nothing_changes() 
         ])
         .await;
     assert_eq!(r.code, 1, "{r:?}");
-    let why = check(&report, &format!("service {}", e.services[0]))["reason"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let why = e.reason(&report, 0);
     assert!(why.contains("is INACTIVE"), "{why}");
     assert_eq!(e.running(0).await, e.td(0, 3));
     assert!(e.ecs_standin.calls_of("UpdateService").is_empty());
@@ -556,7 +569,7 @@ async fn a_deployment_in_flight_is_rolled_back_natively_and_one_on_target_is_a_n
         svc,
         vec![json!({ "serviceDeploymentArn": "arn:aws:ecs:eu-central-1:123456789012:service-deployment/c/s/new", "status": "IN_PROGRESS", "serviceArn": svc })],
     );
-    let (r, report) = e.rollback(&["--to", &format!("{}=3", e.services[1])]).await;
+    let (r, report) = e.rollback_to(&[(Some(1), "3")]).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(e.ecs_standin.calls_of("StopServiceDeployment").len(), 1);
     assert!(
@@ -730,18 +743,12 @@ async fn the_wait_streams_events_once_and_catches_replacement_and_the_deadline()
         check(&report, &format!("service {}", e.services[0]))["status"],
         "passed"
     );
-    let replaced = check(&report, &format!("service {}", e.services[1]))["reason"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let replaced = e.reason(&report, 1);
     assert!(
         replaced.contains("is gone: PRIMARY now runs") && replaced.contains(&e.td(1, 3)),
         "{replaced}"
     );
-    let stuck = check(&report, &format!("service {}", e.services[2]))["reason"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let stuck = e.reason(&report, 2);
     assert!(stuck.starts_with("not rolled back within 3s"), "{stuck}");
     assert!(
         took < Duration::from_secs(3 + 8),
@@ -857,14 +864,7 @@ async fn the_incident_record_reaches_every_sink() {
     assert_eq!(id, "inc-staging-20261128T100130Z");
     // CloudWatch Logs: one JSON event in stream `incidents`, read back from moto.
     let sdk = rig::moto_sdk().await;
-    let logs = deploy_core::logs::client(&sdk);
-    let events = logs
-        .get_log_events()
-        .log_group_name(&group)
-        .log_stream_name("incidents")
-        .send()
-        .await
-        .unwrap();
+    let events = incident_events(&group).await;
     // Two events: `in-progress` before the first change (so a deploy's --preflight refuses while
     // it runs), then the final record, which is the incident's state.
     assert_eq!(events.events().len(), 2);
@@ -1139,14 +1139,7 @@ async fn a_deploy_refuses_while_an_incident_is_open_until_a_verified_deploy_reso
     assert_eq!(report_of(&r)["outputs"]["open-incidents"], "");
 
     // The records, read back from moto: in-progress, failed, resolved (with its MTTR).
-    let sdk = rig::moto_sdk().await;
-    let events = deploy_core::logs::client(&sdk)
-        .get_log_events()
-        .log_group_name(&group)
-        .log_stream_name("incidents")
-        .send()
-        .await
-        .unwrap();
+    let events = incident_events(&group).await;
     let outcomes: Vec<String> = events
         .events()
         .iter()

@@ -431,12 +431,7 @@ async fn pull_request_event_uses_the_pr_head_not_github_sha() {
     let merge_sha = git(&r.work, &["rev-parse", "HEAD"]);
     git(&r.work, &["checkout", "-q", "--detach", &merge_sha]);
     let dir = tempfile::tempdir().unwrap();
-    let event = dir.path().join("event.json");
-    std::fs::write(
-        &event,
-        format!(r#"{{"number":12,"pull_request":{{"head":{{"sha":"{pr_head}","ref":"feat"}},"base":{{"ref":"main"}}}}}}"#),
-    )
-    .unwrap();
+    let event = rig::pull_request_event(dir.path(), 12, &pr_head);
     let mut c = r.sync_cmd("never");
     c.env("GITHUB_EVENT_NAME", "pull_request")
         .env("GITHUB_EVENT_PATH", &event)
