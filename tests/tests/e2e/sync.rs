@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use deploy_action_e2e::git::{bare, clone, clone_main, commit, git, push_theirs, write};
+use deploy_action_e2e::git::{
+    bare, clone, clone_main, commit, git, git_cmd, git_ok, push_theirs, write,
+};
 use deploy_action_e2e::report::check;
 use deploy_action_e2e::rig::{self, Ran, run, tool, words};
 use serde_json::Value;
@@ -373,6 +375,89 @@ async fn shallow_clone_is_deepened_step_by_step() {
         "true",
         "no blind --unshallow"
     );
+}
+
+/// A depth-1 clone of `feat` whose merge base with main is 30 commits down main: main adds
+/// `passing.bin` after the fork and deletes it again (no side of the merge has it), and both
+/// sides edit f.txt (a conflict, whose contents merge-tree must read). `allow_filter` is the
+/// origin's `uploadpack.allowFilter` (GitHub allows filters; a plain git server does not).
+/// Returns the clone and the passing file's blob.
+fn shallow_feature(r: &Repos, allow_filter: bool) -> (PathBuf, String) {
+    git(
+        &r.origin,
+        &[
+            "config",
+            "uploadpack.allowFilter",
+            &allow_filter.to_string(),
+        ],
+    );
+    r.conflicting();
+    git(&r.work, &["push", "-q", "origin", "feat"]);
+    let passing = commit(&r.other, "passing.bin", &"x".repeat(50_000), "add passing");
+    let blob = git(&r.other, &["rev-parse", &format!("{passing}:passing.bin")]);
+    git(&r.other, &["rm", "-q", "passing.bin"]);
+    git(&r.other, &["commit", "-q", "-m", "drop passing"]);
+    for i in 0..30 {
+        let msg = format!("main {i}");
+        git(&r.other, &["commit", "-q", "--allow-empty", "-m", &msg]);
+    }
+    git(&r.other, &["push", "-q", "origin", "main"]);
+    let url = format!("file://{}", r.origin.display());
+    git(
+        &r.root,
+        &[
+            "clone", "-q", "--depth", "1", "--branch", "feat", &url, "d1",
+        ],
+    );
+    (r.root.join("d1"), blob)
+}
+
+/// Whether the clone holds `oid`, asked without fetching it.
+fn holds(clone: &Path, oid: &str) -> bool {
+    git_cmd(clone, &["cat-file", "-e", oid])
+        .env("GIT_NO_LAZY_FETCH", "1")
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[tokio::test]
+async fn shallow_clone_fetches_commits_only_where_the_server_allows_it() {
+    let r = repos();
+    let (d1, passing) = shallow_feature(&r, true);
+    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("33", "1"));
+    assert_eq!(
+        out(&v, "conflicts"),
+        "1",
+        "merge-tree read both sides' f.txt"
+    );
+    assert!(
+        !holds(&d1, &passing),
+        "a file no side of the merge has was never downloaded"
+    );
+    // A partial clone of origin now, whose later fetches are not filtered.
+    assert_eq!(git(&d1, &["config", "remote.origin.promisor"]), "true");
+    assert_eq!(
+        git_ok(&d1, &["config", "remote.origin.partialclonefilter"]),
+        None
+    );
+    // git itself works on: a file of the base is fetched when asked for.
+    assert_eq!(git(&d1, &["show", "origin/main:f.txt"]), "one\nMAIN\nthree");
+    git(&d1, &["fsck", "--no-progress"]);
+}
+
+#[tokio::test]
+async fn shallow_clone_fetches_everything_where_the_server_does_not_filter() {
+    let r = repos();
+    let (d1, passing) = shallow_feature(&r, false);
+    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("33", "1"));
+    assert_eq!(out(&v, "conflicts"), "1");
+    assert!(holds(&d1, &passing), "the server sent every object");
+    git(&d1, &["fsck", "--no-progress"]);
 }
 
 #[tokio::test]

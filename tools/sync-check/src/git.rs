@@ -162,6 +162,46 @@ impl Git {
             .map_err(|e| exit::dependency(format!("couldn't run git: {e}")))
     }
 
+    /// Like [`Git::raw`], for a command that may fetch: in a partial clone git fetches the objects
+    /// it lacks from the promisor remote as it goes (merge-tree's trees and blobs), so the command
+    /// runs as a transport command does, with the credentials and no hook or helper.
+    pub fn raw_fetching(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.command(args, self.is_partial())
+            .output()
+            .map_err(|e| exit::dependency(format!("couldn't run git: {e}")))
+    }
+
+    /// Whether the repository is a partial clone: some remote is a promisor of objects it lacks.
+    pub fn is_partial(&self) -> bool {
+        self.ok(&["config", "--get-regexp", r"^remote\..*\.promisor$"])
+            .is_ok_and(|out| out.lines().any(|l| l.ends_with(" true")))
+    }
+
+    /// A config value of the repository (`None` when unset).
+    pub fn config_get(&self, key: &str) -> Option<String> {
+        self.ok(&["config", "--get", "--end-of-options", key])
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+
+    /// Sets a config value of the repository, or unsets it (`None`).
+    pub fn config_set(&self, key: &str, value: Option<&str>) -> Result<(), GitError> {
+        match value {
+            Some(v) => self.ok(&["config", "--end-of-options", key, v]),
+            None => self
+                .ok(&["config", "--unset", "--end-of-options", key])
+                .or_else(|e| {
+                    // 5: the key was not set, which is what was asked.
+                    if e.status.contains("exit status: 5") {
+                        Ok(String::new())
+                    } else {
+                        Err(e)
+                    }
+                }),
+        }
+        .map(drop)
+    }
+
     /// Sends `token` as the HTTP credentials for `remote` when its URL is on `server`
     /// (`GITHUB_SERVER_URL`, e.g. `https://github.com`), as actions/checkout does, so a private
     /// repository can be fetched without persisted credentials. Only [`Git::transport`] calls

@@ -121,13 +121,77 @@ pub struct Findings {
 }
 
 /// Fetches the base (deepening a shallow clone until the merge base is present) and makes sure the
-/// head commit is present. Touches only `refs/remotes/<remote>/<base>` (and the shallow file).
-pub fn fetch(g: &Git, args: &Args, target: &event::Target, base: &str) -> anyhow::Result<u32> {
+/// head commit is present, filtered as `filter` says. Touches only `refs/remotes/<remote>/<base>`
+/// (and the shallow file; with a filter, also the remote's promisor flag: see [`CommitsOnly`]).
+pub fn fetch(
+    g: &Git,
+    args: &Args,
+    target: &event::Target,
+    base: &str,
+    filter: &CommitsOnly,
+) -> anyhow::Result<u32> {
     let base_ref = format!("refs/remotes/{}/{base}", args.remote);
     let spec = format!("+refs/heads/{base}:{base_ref}");
-    fetch_base(g, args, base, &spec)?;
+    fetch_base(g, args, base, &spec, filter)?;
     fetch_head(g, args, target)?;
-    deepen_to_merge_base(g, args, &target.head, &base_ref, &spec)
+    let deepened = deepen_to_merge_base(g, args, &target.head, &base_ref, &spec, filter)?;
+    if filter.on {
+        prefetch_merge_trees(g, args, &target.head, &base_ref);
+    }
+    Ok(deepened)
+}
+
+/// The filter of a shallow clone's fetches: commits only (`--filter=tree:0`). Deepening a
+/// shallow clone until the merge base turns up then moves commits, not every tree and file of
+/// every commit it passes; the merge prediction's trees are fetched once the merge base is known
+/// ([`prefetch_merge_trees`]) and its blobs by git as merge-tree needs them.
+///
+/// A server that does not allow filters (`uploadpack.allowFilter`) says so and sends everything,
+/// as before; GitHub allows them ("partial clone",
+/// <https://github.blog/open-source/git/get-up-to-speed-with-partial-clone-and-shallow-clone/>).
+/// The first filtered fetch makes the clone a partial clone of the remote: git records
+/// `remote.<remote>.promisor` (kept: objects are missing, and later git commands fetch what they
+/// need from it) and `remote.<remote>.partialclonefilter`. git's own fetches of missing objects
+/// (merge-tree's blobs) record `blob:none` there too, so the value is put back as it was when the
+/// guard is dropped, after the merge check: later fetches are not filtered. Not used with
+/// `--update`, whose rebase or merge needs every file, nor with `--no-fetch`.
+pub struct CommitsOnly {
+    on: bool,
+    git: Git,
+    key: String,
+    before: Option<String>,
+}
+
+impl CommitsOnly {
+    const OPTION: &str = "--filter=tree:0";
+
+    /// Filters the fetches of a shallow clone that `args` does not update or forbid to fetch.
+    pub fn begin(g: &Git, args: &Args) -> CommitsOnly {
+        let on = !args.no_fetch && args.update.is_none() && g.is_shallow();
+        let key = format!("remote.{}.partialclonefilter", args.remote);
+        let before = if on { g.config_get(&key) } else { None };
+        CommitsOnly {
+            on,
+            git: g.clone(),
+            key,
+            before,
+        }
+    }
+
+    fn options(&self) -> &[&str] {
+        if self.on { &[Self::OPTION] } else { &[] }
+    }
+}
+
+impl Drop for CommitsOnly {
+    fn drop(&mut self) {
+        if self.on
+            && self.git.config_get(&self.key) != self.before
+            && let Err(e) = self.git.config_set(&self.key, self.before.as_deref())
+        {
+            tracing::warn!("couldn't restore {}: {e}", self.key);
+        }
+    }
 }
 
 /// `git fetch` of one refspec from `remote`, without tags or submodules, with extra `options`.
@@ -144,10 +208,19 @@ fn fetch_refspec(
 }
 
 /// Fetches the base branch (`--deepen` commits deep in a shallow clone).
-fn fetch_base(g: &Git, args: &Args, base: &str, spec: &str) -> anyhow::Result<()> {
+fn fetch_base(
+    g: &Git,
+    args: &Args,
+    base: &str,
+    spec: &str,
+    filter: &CommitsOnly,
+) -> anyhow::Result<()> {
     let depth = format!("--depth={}", args.deepen.max(1));
-    let options: &[&str] = if g.is_shallow() { &[&depth] } else { &[] };
-    let Err(e) = fetch_refspec(g, options, &args.remote, spec) else {
+    let mut options = filter.options().to_vec();
+    if g.is_shallow() {
+        options.push(&depth);
+    }
+    let Err(e) = fetch_refspec(g, &options, &args.remote, spec) else {
         return Ok(());
     };
     if e.stderr.contains("couldn't find remote ref") {
@@ -194,6 +267,7 @@ fn deepen_to_merge_base(
     head: &str,
     base_ref: &str,
     spec: &str,
+    filter: &CommitsOnly,
 ) -> anyhow::Result<u32> {
     let mut deepened = 0;
     let mut step = args.deepen.max(1);
@@ -201,11 +275,52 @@ fn deepen_to_merge_base(
         deepened += 1;
         tracing::info!("no merge base yet: deepening the clone by {step} commits");
         let d = format!("--deepen={step}");
-        fetch_refspec(g, &[&d], &args.remote, spec)
+        let mut options = filter.options().to_vec();
+        options.push(&d);
+        fetch_refspec(g, &options, &args.remote, spec)
             .map_err(|e| exit::dependency(format!("couldn't deepen the clone: {e}")))?;
         step = step.saturating_mul(2);
     }
     Ok(deepened)
+}
+
+/// After a commits-only fetch: the trees merge-tree reads (the merge base's, the head's and the
+/// base's, each with its subtrees, no file contents) in one fetch, rather than one lazy fetch per
+/// tree. Best effort: what this does not bring, git fetches when merge-tree asks for it.
+fn prefetch_merge_trees(g: &Git, args: &Args, head: &str, base_ref: &str) {
+    let Some(merge_base) = g.merge_base(head, base_ref) else {
+        return;
+    };
+    let trees: Vec<String> = [merge_base.as_str(), head, base_ref]
+        .iter()
+        .filter_map(|rev| tree_of(g, rev))
+        .collect();
+    let mut argv = vec![
+        "-c",
+        "fetch.negotiationAlgorithm=noop",
+        "fetch",
+        "--no-tags",
+        "--quiet",
+        "--no-recurse-submodules",
+        "--no-write-fetch-head",
+        "--filter=blob:none",
+        "--end-of-options",
+        &args.remote,
+    ];
+    argv.extend(trees.iter().map(String::as_str));
+    if let Err(e) = g.transport(&argv) {
+        tracing::debug!("prefetch of the merge's trees failed (git fetches them lazily): {e}");
+    }
+}
+
+/// The tree id of a commit, read from the commit object alone (`rev-parse REV^{tree}` would look
+/// for the tree object, which a commits-only fetch did not bring).
+fn tree_of(g: &Git, rev: &str) -> Option<String> {
+    let out = g
+        .ok(&["cat-file", "commit", "--end-of-options", rev])
+        .ok()?;
+    let tree = out.lines().next()?.strip_prefix("tree ")?.trim();
+    (tree.len() >= 40 && tree.chars().all(|c| c.is_ascii_hexdigit())).then(|| tree.to_owned())
 }
 
 /// Computes the findings, read-only (git >= 2.38 for `merge-tree --write-tree`).
@@ -306,7 +421,7 @@ fn predict_merge(
     base_sha: &str,
 ) -> anyhow::Result<MergePrediction> {
     let (base_label, head_label) = merge_labels(g, head, head_sha, base_ref, base_sha);
-    let out = g.raw(&[
+    let out = g.raw_fetching(&[
         "merge-tree",
         "--write-tree",
         "-z",
@@ -669,10 +784,12 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
     let (mut g, target, base) = open(args)?;
     let mut report = new_report(args, &g, &target, &base);
     g.cancel_with(Some(cancel.clone()));
+    // Dropped when the check ends, after merge-tree's own fetches.
+    let filter = CommitsOnly::begin(&g, args);
     let fetched = if args.no_fetch {
         Ok(0)
     } else {
-        fetch(&g, args, &target, &base)
+        fetch(&g, args, &target, &base, &filter)
     };
     if let Some(signal) = cancel.signal() {
         let stop = Stop {
