@@ -1,6 +1,6 @@
 //! A TCP proxy in front of the registry that injects the faults ecr-push must survive: a 500 on
-//! the first blob upload, a connection dropped in the middle of the first large upload, or 401 on
-//! everything (wrong credentials).
+//! the first blob upload, a connection dropped in the middle of the first large upload, 500 on every
+//! blob check, a stalled upload, or 401 on everything (wrong credentials).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +19,9 @@ pub enum Fault {
     Unauthorized,
     /// Hold every `PATCH` (blob upload) unanswered: a push stays in flight until it is stopped.
     StallUploads,
+    /// Answer every blob existence check (`HEAD .../blobs/...`) with 500 (and mark the proxy
+    /// fired): a push that needs no blob check goes through untouched.
+    FailBlobChecks,
 }
 
 /// A running proxy.
@@ -102,6 +105,19 @@ async fn serve(
             while cr.read(&mut buf).await? > 0 {}
             return Ok(());
         }
+        if fault == Fault::FailBlobChecks
+            && chunk.starts_with(b"HEAD ")
+            && chunk
+                .split(|&b| b == b'\n')
+                .next()
+                .is_some_and(|line| line.windows(7).any(|w| w == b"/blobs/"))
+        {
+            fired.store(true, Ordering::SeqCst);
+            down.abort();
+            let mut w = cw.lock().await;
+            w.write_all(RESP_500).await?;
+            return w.shutdown().await;
+        }
         if chunk.starts_with(b"PATCH ") && !fired.load(Ordering::SeqCst) {
             match fault {
                 Fault::Fail500OnFirstUpload => {
@@ -112,7 +128,7 @@ async fn serve(
                     return w.shutdown().await;
                 }
                 Fault::DropFirstUploadAfter(_) => in_upload = true,
-                Fault::Unauthorized | Fault::StallUploads => {}
+                Fault::Unauthorized | Fault::StallUploads | Fault::FailBlobChecks => {}
             }
         }
         if in_upload && let Fault::DropFirstUploadAfter(limit) = fault {

@@ -215,7 +215,15 @@ async fn pushes_an_oci_layout_exactly_and_a_repush_is_a_no_op() {
             >= 600_000
     );
 
-    let v = pushed(dir.path(), &args).await;
+    // The re-push, through a proxy that fails every blob check: it needs none, as every tag
+    // already points at the image.
+    let proxy = proxy(Fault::FailBlobChecks).await;
+    let (ran, v) = push_via(dir.path(), &proxy.url, &args).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(
+        !proxy.fired.load(std::sync::atomic::Ordering::SeqCst),
+        "no blob was checked"
+    );
     assert_eq!(v["outputs"]["bytes-pushed"], "0");
     assert!(
         audit_actions(&v).is_empty(),
@@ -227,6 +235,10 @@ async fn pushes_an_oci_layout_exactly_and_a_repush_is_a_no_op() {
         details.to_string().contains("already at this digest"),
         "{details}"
     );
+    // A new tag is a push that checks its blobs (and here meets the proxy's 500s).
+    let (ran, _) = push_via(dir.path(), &proxy.url, &format!("{args} --tag extra")).await;
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(proxy.fired.load(std::sync::atomic::Ordering::SeqCst));
 }
 
 #[tokio::test]

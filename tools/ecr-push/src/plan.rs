@@ -27,6 +27,15 @@ pub(crate) struct Plan {
     pub refused: Vec<String>,
 }
 
+impl Plan {
+    /// Whether every tag of the image already points at its digest (a re-push of the same image).
+    pub fn all_unchanged(&self) -> bool {
+        !self.create_repo
+            && !self.tags.is_empty()
+            && self.tags.iter().all(|(_, tp)| *tp == TagPlan::Unchanged)
+    }
+}
+
 impl Push<'_> {
     /// Phase 1 for every image; the first error names its image.
     pub(crate) async fn plan_all(
@@ -48,12 +57,17 @@ impl Push<'_> {
         let digest = &l.image.top.digest;
         let mut planned = Vec::new();
         let mut refused = Vec::new();
-        for t in &l.tags {
-            let current = if create_repo {
-                None
+        // Every tag's digest at once (one round trip of wall time, not one per tag).
+        let lookups = l.tags.iter().map(|t| async move {
+            if create_repo {
+                Ok(None)
             } else {
-                self.registry.manifest_digest(repo, t).await?
-            };
+                self.registry.manifest_digest(repo, t).await
+            }
+        });
+        let currents = futures_util::future::join_all(lookups).await;
+        for (t, current) in l.tags.iter().zip(currents) {
+            let current = current?;
             let tp = match current {
                 None => TagPlan::Create,
                 Some(d) if &d == digest => TagPlan::Unchanged,

@@ -14,13 +14,10 @@ use serde_json::json;
 use crate::render_tag;
 use crate::source::{self, sha256};
 
+/// Cases per target: `PROPTEST_CASES`, else `ci`.
 fn config(ci: u32) -> PtConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ci);
     PtConfig {
-        cases,
+        cases: deploy_core::testing::proptest_cases(ci),
         rng_seed: RngSeed::Fixed(0x00c1_7a95),
         failure_persistence: None,
         ..PtConfig::default()

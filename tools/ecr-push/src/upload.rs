@@ -94,6 +94,17 @@ impl Push<'_> {
     ) -> anyhow::Result<Transferred> {
         let (job, image) = (&l.job, &l.image);
         let repo = &job.repository;
+        if p.all_unchanged() {
+            // Every tag already resolves to this image's digest: the registry accepted that
+            // manifest only with every blob and child manifest it names, so nothing is sent
+            // (phase 1's tag lookups were the existence checks).
+            tracing::info!("{repo}: every tag already points at this image; nothing to upload");
+            let mut t = Transferred::default();
+            for b in &image.blobs {
+                t.present(b.size);
+            }
+            return Ok(t);
+        }
         if p.create_repo {
             self.create_repository(job, p.mutability, report).await?;
         }
