@@ -38,6 +38,8 @@ pub struct Behaviour {
     pub ready_after: u32,
     /// `normal`, `not-json`, `huge` (2 MiB) or `redirect-loop`, for every `/api/*` path.
     pub body: String,
+    /// Contract requests served at once (0: no limit); one more is answered 429 at once.
+    pub max_in_flight: u32,
 }
 
 impl Default for Behaviour {
@@ -52,6 +54,7 @@ impl Default for Behaviour {
             retry_after: None,
             ready_after: 0,
             body: "normal".into(),
+            max_in_flight: 0,
         }
     }
 }
@@ -64,6 +67,8 @@ struct Inner {
     log: Vec<(String, std::time::Instant)>,
     in_flight: u32,
     peak_in_flight: u32,
+    /// Requests answered 429 for `max_in_flight`.
+    refused: u64,
 }
 
 /// Shared state of one stand-in.
@@ -84,6 +89,11 @@ impl Shared {
     /// The most requests that were in progress at once.
     pub fn peak_in_flight(&self) -> u32 {
         self.with(|i| i.peak_in_flight)
+    }
+
+    /// Requests answered 429 because `max_in_flight` were in flight.
+    pub fn refused(&self) -> u64 {
+        self.with(|i| i.refused)
     }
 
     /// Requests served per path.
@@ -142,10 +152,25 @@ fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
 async fn contract(State(s): State<Shared>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let headers: HeaderMap = req.headers().clone();
+    let refused = s.with(|i| {
+        let max = i.behaviour.max_in_flight;
+        let full = max > 0 && i.in_flight >= max;
+        if full {
+            i.refused += 1;
+        } else {
+            i.in_flight += 1;
+        }
+        full
+    });
+    if refused {
+        return json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": "too many requests in flight (stand-in's max_in_flight)"}),
+        );
+    }
     let (b, fail) = s.with(|i| {
         *i.hits.entry(path.clone()).or_default() += 1;
         i.log.push((path.clone(), std::time::Instant::now()));
-        i.in_flight += 1;
         i.peak_in_flight = i.peak_in_flight.max(i.in_flight);
         let fail = i.behaviour.fail_next > 0;
         if fail {

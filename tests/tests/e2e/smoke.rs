@@ -24,6 +24,19 @@ async fn smoke(dir: &std::path::Path, token: &str, args: &str) -> (Ran, Value) {
     run_report(smoke_cmd(dir, token, args)).await
 }
 
+/// A suite file of `n` checks of `/api/health` (c0, c1...) under `header` (the `[smoke]` table).
+fn health_suite(dir: &std::path::Path, header: &str, n: usize) -> std::path::PathBuf {
+    let suite = dir.join("suite.toml");
+    let mut text = format!("[smoke]\n{header}");
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[smoke.checks]]\nname = \"c{i}\"\npath = \"/api/health\"\n"
+        ));
+    }
+    std::fs::write(&suite, text).unwrap();
+    suite
+}
+
 fn status_of(report: &Value) -> Vec<(String, String)> {
     report["checks"]
         .as_array()
@@ -160,14 +173,7 @@ async fn concurrency_is_bounded() {
         ..Behaviour::default()
     })
     .await;
-    let suite = dir.path().join("suite.toml");
-    let mut text = String::from("[smoke]\nconcurrency = 4\n");
-    for i in 0..20 {
-        text.push_str(&format!(
-            "[[smoke.checks]]\nname = \"c{i}\"\npath = \"/api/health\"\n"
-        ));
-    }
-    std::fs::write(&suite, text).unwrap();
+    let suite = health_suite(dir.path(), "concurrency = 4\n", 20);
     let args = format!("--base-url {} --suite {}", s.url, suite.display());
     let (r, _) = smoke(dir.path(), "x", &args).await;
     assert_eq!(r.code, 0, "{r:?}");
@@ -180,6 +186,56 @@ async fn concurrency_is_bounded() {
         "{}",
         s.shared.peak_in_flight()
     );
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_is_not_hammered() {
+    // The server serves 4 requests at once and answers 429 to a fifth; 40 checks start at the
+    // default cap of 64 in flight. Held at 64, every retry round would send every check still
+    // waiting (36 + 32 + 28 + ... = 180 refusals); backing off halves the requests in flight
+    // down to what the server takes, so most retries find room.
+    let (s, dir) = standin(Behaviour {
+        delay_ms: 100,
+        max_in_flight: 4,
+        ..Behaviour::default()
+    })
+    .await;
+    let suite = health_suite(dir.path(), "", 40);
+    let args = format!("--base-url {} --suite {}", s.url, suite.display());
+    let (r, report) = smoke(dir.path(), "x", &args).await;
+    assert_eq!(r.code, 0, "every check passes in the end: {r:?}");
+    assert_eq!(s.shared.hits()["/api/health"], 40, "each served once");
+    let lowest: u32 = report["outputs"]["concurrency"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(lowest <= 4, "backed off to what the server takes: {lowest}");
+    assert!(
+        s.shared.refused() <= 100,
+        "{} refusals: the server was hammered",
+        s.shared.refused()
+    );
+    assert!(
+        r.stderr.contains("the server refused or slowed down"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_keeps_up_gets_the_cap() {
+    let (s, dir) = standin(Behaviour {
+        delay_ms: 100,
+        ..Behaviour::default()
+    })
+    .await;
+    let suite = health_suite(dir.path(), "concurrency = 30\n", 30);
+    let args = format!("--base-url {} --suite {}", s.url, suite.display());
+    let (r, report) = smoke(dir.path(), "x", &args).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.shared.peak_in_flight(), 30, "all 30 at once, the cap");
+    assert_eq!(report["outputs"]["concurrency"], "30");
 }
 
 #[tokio::test]

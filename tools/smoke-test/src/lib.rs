@@ -14,8 +14,11 @@ use deploy_core::http::{HttpClient, HttpOptions};
 use deploy_core::retry::{self, Cadence, Deadline, Schedule};
 use deploy_core::{Check, Exit, Report, Status, exit};
 
-/// Checks in flight at once unless configured: HTTP checks wait on the network, not the CPU.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+mod limit;
+
+/// Requests in flight at most unless configured: HTTP checks wait on the network, not the CPU.
+/// Fewer while the server answers 429/503 or slows down ([`limit`]).
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// Run a declarative suite of HTTP checks in parallel.
 #[derive(Debug, clap::Parser)]
@@ -30,7 +33,8 @@ pub struct Args {
     /// Suite file (TOML with [smoke] and [[smoke.checks]]) instead of deploy.toml's [smoke].
     #[arg(long, value_name = "FILE")]
     pub suite: Option<PathBuf>,
-    /// Checks run at once (default: smoke.concurrency, else 16).
+    /// Requests in flight at most; fewer while the server answers 429/503 or slows down (default:
+    /// smoke.concurrency, else 64).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: Option<u32>,
     /// Deadline of the whole suite (default: smoke.timeout, else 60s).
@@ -92,8 +96,17 @@ async fn suite(args: &Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
     let plan = plan(args)?;
     let label = plan.label.clone();
-    let (results, names, interrupted) = run_all(args, plan).await?;
+    let (results, names, interrupted, load) = run_all(args, plan).await?;
     let mut report = Report::new("smoke-test", env!("CARGO_PKG_VERSION"), label);
+    report.output("concurrency", load.lowest);
+    if load.cuts > 0 {
+        tracing::warn!(
+            "the server refused or slowed down: requests in flight went from {} down to {} ({} cut(s))",
+            load.cap,
+            load.lowest,
+            load.cuts
+        );
+    }
     for (i, r) in results.into_iter().enumerate() {
         report.push(r.unwrap_or_else(|| {
             Check::new(&names[i], Status::Skipped).reason(match interrupted {
@@ -177,18 +190,24 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
 }
 
 /// Each check's result (None: not finished), the names, and the signal that ended the run.
-type Results = (Vec<Option<Check>>, Vec<String>, Option<&'static str>);
+type Results = (
+    Vec<Option<Check>>,
+    Vec<String>,
+    Option<&'static str>,
+    limit::Summary,
+);
 
-/// Runs every check, `concurrency` at a time, until all finished or a signal comes.
+/// Runs every check, at most `concurrency` requests in flight, until all finished or a signal
+/// comes.
 async fn run_all(args: &Args, plan: Plan) -> anyhow::Result<Results> {
     let client = HttpClient::new("smoke-test", HttpOptions::default())?;
     let names: Vec<String> = plan.checks.iter().map(|p| p.spec.name.clone()).collect();
     let mut results: Vec<Option<Check>> = vec![None; plan.checks.len()];
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(plan.concurrency));
+    let limiter = Arc::new(limit::Limiter::new(plan.concurrency));
     let mut set = tokio::task::JoinSet::new();
     let mut ids = Vec::new();
     for (i, check) in plan.checks.into_iter().enumerate() {
-        let (client, policy, semaphore) = (client.clone(), plan.policy.clone(), semaphore.clone());
+        let (client, policy, limiter) = (client.clone(), plan.policy.clone(), limiter.clone());
         // The flag beats the file: --retry-for, then the check's retry_for, then [smoke].
         let window = args
             .retry_for
@@ -196,11 +215,8 @@ async fn run_all(args: &Args, plan: Plan) -> anyhow::Result<Results> {
             .unwrap_or(plan.default_window);
         let deadline = plan.deadline;
         let handle = set.spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
-            (
-                i,
-                run_check(&client, &check, &policy, deadline, window).await,
-            )
+            let ctx = (&client, &*limiter);
+            (i, run_check(ctx, &check, &policy, deadline, window).await)
         });
         ids.push(handle.id());
     }
@@ -223,7 +239,7 @@ async fn run_all(args: &Args, plan: Plan) -> anyhow::Result<Results> {
         signal = deploy_core::cli::interrupted() => Some(signal),
     };
     set.abort_all();
-    Ok((results, names, interrupted))
+    Ok((results, names, interrupted, limiter.summary()))
 }
 
 /// Where a failed check's annotation points: the suite or config file its checks come from.
@@ -237,7 +253,7 @@ fn annotation_path(args: &Args) -> String {
 /// deadline) closes. Pauses grow from 250 ms to 2 s: a smoke check retries a failure, it does not
 /// wait for a rollout.
 async fn run_check(
-    client: &HttpClient,
+    (client, limiter): (&HttpClient, &limit::Limiter),
     check: &Prepared,
     policy: &Policy,
     suite: Deadline,
@@ -253,7 +269,12 @@ async fn run_check(
     let outcome = retry::poll(
         schedule,
         std::future::pending(),
-        |_| checks::attempt(client, check, policy, Some(suite.remaining())),
+        |_| async {
+            let slot = limiter.acquire().await;
+            let a = checks::attempt(client, check, policy, Some(suite.remaining())).await;
+            limiter.release(slot, limit::Signal::of(a.status, a.latency));
+            a
+        },
         |a| a.verdict.clone(),
     )
     .await;

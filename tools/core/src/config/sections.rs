@@ -106,7 +106,7 @@ pub struct Health {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Smoke {
-    /// Checks run at once.
+    /// Requests in flight at most (smoke-test backs off below it while the server refuses).
     pub concurrency: Option<usize>,
     /// Deadline of the whole suite.
     pub timeout: Option<Dur>,
