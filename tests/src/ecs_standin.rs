@@ -81,6 +81,11 @@ struct Inner {
     canned: BTreeMap<String, (u16, String, String)>,
     /// Where to append `EPOCH_MS OPERATION` per call.
     log: Option<std::fs::File>,
+    /// Every Nth ECS call is answered `ThrottlingException` (0: none), as AWS does past its call
+    /// rates; `throttled` counts them by operation, and they are not in `calls`.
+    throttle_every: u64,
+    ecs_calls: u64,
+    throttled: BTreeMap<String, u64>,
     /// Services (`cluster/service`) updated without a script: (new deployment id, task
     /// definition), shown as a
     /// completed rollout (moto keeps the old deployment PRIMARY for ever).
@@ -186,7 +191,18 @@ impl EcsStandIn {
         Ok(())
     }
 
-    /// Every call so far.
+    /// Answers every `n`th ECS call `ThrottlingException` ("Rate exceeded"), before it reaches
+    /// anything else (0: none again).
+    pub fn throttle_every(&self, n: u64) {
+        self.lock().throttle_every = n;
+    }
+
+    /// The ECS calls answered `ThrottlingException`, by operation.
+    pub fn throttled(&self) -> BTreeMap<String, u64> {
+        self.lock().throttled.clone()
+    }
+
+    /// Every call so far (not the throttled ones).
     pub fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
     }
@@ -272,6 +288,14 @@ async fn handle(
     };
     {
         let mut inner = ctx.inner.lock().unwrap();
+        if target.starts_with(PREFIX) {
+            inner.ecs_calls += 1;
+            let n = inner.throttle_every;
+            if n > 0 && inner.ecs_calls % n == 0 {
+                *inner.throttled.entry(op.clone()).or_default() += 1;
+                return aws_error("ThrottlingException", "Rate exceeded");
+            }
+        }
         inner.calls.push(Call {
             op: op.clone(),
             body: json.clone(),

@@ -678,6 +678,40 @@ async fn four_services_one_failing_reports_each_and_rolls_the_others_back() {
 }
 
 #[tokio::test]
+async fn throttled_calls_are_retried_and_nothing_is_lost() {
+    // Every third ECS call is answered ThrottlingException, as AWS answers past its call rates:
+    // the SDK's retry answers each one, so every service is rolled back once, verified, and
+    // tagged, and no call is given up.
+    let e = env(6, 2).await;
+    for s in 0..6 {
+        e.verified(s, 1, SHA_1).await;
+    }
+    e.ecs_standin.throttle_every(3);
+    let (r, report) = e.rollback(&[]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let throttled: u64 = e.ecs_standin.throttled().values().sum();
+    assert!(throttled >= 10, "the stand-in throttled: {throttled}");
+    for s in 0..6 {
+        assert_eq!(e.running(s).await, e.td(s, 1), "service {s} rolled back");
+        let c = check(&report, &format!("service {}", e.services[s]));
+        assert_eq!(c["status"], "passed", "{c}");
+        assert!(e.tag_value(s, 2, "deploy-action:bad").await.is_some());
+    }
+    let updates = e.ecs_standin.calls_of("UpdateService");
+    let mut updated: Vec<String> = updates
+        .iter()
+        .map(|c| c.body["service"].as_str().unwrap().to_owned())
+        .collect();
+    updated.sort();
+    let mut services = e.services.clone();
+    services.sort();
+    assert_eq!(
+        updated, services,
+        "one UpdateService per service, none lost or doubled"
+    );
+}
+
+#[tokio::test]
 async fn the_wait_streams_events_once_and_catches_replacement_and_the_deadline() {
     let e = env(3, 3).await;
     for s in 0..3 {

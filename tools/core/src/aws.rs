@@ -20,6 +20,9 @@ pub struct AwsArgs {
     pub profile: Option<String>,
 }
 
+/// Attempts of one AWS call (throttling and transient errors are retried with backoff).
+pub const MAX_ATTEMPTS: u32 = 6;
+
 /// Loads the SDK config. `fallback_region` is the config file's region, used when neither the
 /// flag nor the environment nor the profile gives one.
 pub async fn sdk_config(
@@ -36,6 +39,17 @@ pub async fn sdk_config(
         .operation_timeout(std::time::Duration::from_secs(90))
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+    // Throttling (`ThrottlingException` past AWS's call rates, which 1,000 services reach) is
+    // retried by the SDK's standard retry with backoff; 3 attempts, its default, can lose a call
+    // under steady throttling, so 6 unless AWS_MAX_ATTEMPTS or AWS_RETRY_MODE says otherwise
+    // (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html).
+    if std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
+        && std::env::var_os("AWS_RETRY_MODE").is_none()
+    {
+        loader = loader.retry_config(
+            aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
+        );
+    }
     if let Some(r) = &args.region {
         loader = loader.region(Region::new(r.clone()));
     }
