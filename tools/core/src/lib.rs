@@ -31,6 +31,7 @@ pub mod retry;
 pub mod secret;
 pub mod settings;
 pub mod taskdef;
+pub mod testing;
 pub mod urls;
 
 #[cfg(feature = "aws")]

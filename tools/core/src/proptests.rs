@@ -11,12 +11,8 @@ use crate::config::{Config, ConfigError, StatusSet, expand};
 
 /// Cases per target: `PROPTEST_CASES`, else `ci`.
 pub(crate) fn config(ci: u32) -> PtConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ci);
     PtConfig {
-        cases,
+        cases: crate::testing::proptest_cases(ci),
         rng_seed: RngSeed::Fixed(0x5eed_d3b1),
         failure_persistence: None,
         ..PtConfig::default()
