@@ -494,6 +494,56 @@ async fn ecs_missing_service_is_named() {
     );
 }
 
+/// One environment over two clusters: bare names are in `--cluster`, `CLUSTER/NAME` in another;
+/// 12 services in the first (two DescribeServices batches) and one in the second all pass, and a
+/// missing one is named with the cluster it was looked for in.
+#[tokio::test]
+async fn services_across_clusters_are_verified_where_they_are() {
+    let (a, b) = (unique("afu9-a"), unique("afu9-b"));
+    let mut names = Vec::new();
+    for i in 0..12 {
+        let s = format!("web-{i}");
+        ecs_service(&a, &s).await;
+        names.push(s);
+    }
+    ecs_service(&b, "api").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = format!("--ecs --cluster {a} --interval 50ms --wait 3s");
+    for s in &names {
+        args.push_str(&format!(" --service {s}"));
+    }
+    args.push_str(&format!(" --service {b}/api --service {b}/nope"));
+    let (r, report) = health_aws(dir.path(), &args).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    for s in &names {
+        assert_eq!(
+            check(&report, &format!("ECS service {s}"))["status"],
+            "passed"
+        );
+    }
+    let api = check(&report, &format!("ECS service {b}/api"));
+    assert_eq!(api["status"], "passed", "{api}");
+    assert_eq!(api["details"][0][1], "api:1 COMPLETED");
+    assert_eq!(
+        reason(&report, &format!("ECS service {b}/nope")),
+        format!("service nope not found in cluster {b} (MISSING)")
+    );
+
+    let r = run(aws_cmd(
+        dir.path(),
+        &format!("--ecs --cluster {a} --service {b}/api/x"),
+    ))
+    .await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "service \"{b}/api/x\": write NAME (in the environment's cluster) or CLUSTER/NAME"
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
 async fn alarm(name: &str, state: cw::types::StateValue) {
     let client = deploy_core::aws::cloudwatch(&rig::moto_sdk().await);
     client

@@ -677,6 +677,30 @@ async fn four_services_one_failing_reports_each_and_rolls_the_others_back() {
     assert_eq!(lines, 3, "only what was rolled back");
 }
 
+/// A service of another cluster (`CLUSTER/NAME`, the environment's cluster being elsewhere) is
+/// planned, rolled back and verified in its own cluster.
+#[tokio::test]
+async fn a_service_of_another_cluster_is_rolled_back_there() {
+    let e = env(1, 2).await;
+    e.verified(0, 1, SHA_1).await;
+    let elsewhere = unique("afu9-other");
+    moto::cluster(&e.ecs, &elsewhere).await;
+    let qualified = format!("{}/{}", e.cluster, e.services[0]);
+    let (r, report) = e
+        .rollback(&["--cluster", &elsewhere, "--service", &qualified])
+        .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(e.running(0).await, e.td(0, 1), "rolled back in its cluster");
+    assert_eq!(
+        check(&report, &format!("service {qualified}"))["status"],
+        "passed"
+    );
+    let updates = e.ecs_standin.calls_of("UpdateService");
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0].body["cluster"], e.cluster.as_str());
+    assert_eq!(updates[0].body["service"], e.services[0].as_str());
+}
+
 #[tokio::test]
 async fn throttled_calls_are_retried_and_nothing_is_lost() {
     // Every third ECS call is answered ThrottlingException, as AWS answers past its call rates:

@@ -242,6 +242,7 @@ async fn service(src: &Sources, cluster: &str, svc: &str, scope: &Scope) -> Vec<
 /// The service's last stopped tasks, a finding per kind of stop; the first task of a kind carries
 /// the evidence (its containers' exits and last log lines), the rest are counted.
 async fn stopped(src: &Sources, cluster: &str, svc: &str, scope: &Scope) -> Vec<Finding> {
+    let (cluster, svc) = crate::ecs::locate(cluster, svc);
     let subject = format!("service {svc}");
     let tasks = match stopped_tasks(src, cluster, svc, scope.stopped_tasks.max(1)).await {
         Ok(t) => t,

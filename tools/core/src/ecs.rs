@@ -291,6 +291,29 @@ pub fn judge(svc: &Service, expected_td: Option<&str>) -> Rollout {
     Rollout::Completed
 }
 
+/// Where a service of the config or `--service` is: `CLUSTER/NAME` is NAME in CLUSTER (one
+/// environment may span several clusters), a bare NAME (or a service ARN) is in `cluster`, the
+/// environment's. ECS service and cluster names are letters, digits, `-` and `_`, so the `/` is
+/// unambiguous.
+pub fn locate<'a>(cluster: &'a str, service: &'a str) -> (&'a str, &'a str) {
+    if service.starts_with("arn:") {
+        return (cluster, service);
+    }
+    service.split_once('/').unwrap_or((cluster, service))
+}
+
+/// Why `service` is not a `[CLUSTER/]NAME` ([`locate`]), if it is not: an empty part or more
+/// than one `/`.
+pub fn service_ref_error(service: &str) -> Option<String> {
+    if service.starts_with("arn:") {
+        return None;
+    }
+    let parts: Vec<&str> = service.split('/').collect();
+    (parts.len() > 2 || parts.iter().any(|p| p.trim().is_empty())).then(|| {
+        format!("service {service:?}: write NAME (in the environment's cluster) or CLUSTER/NAME")
+    })
+}
+
 #[cfg(feature = "ecs")]
 mod fetch {
     use super::{Deployment, Event, Service};
@@ -353,36 +376,86 @@ mod fetch {
         }
     }
 
-    /// Describes `services` of `cluster` (in batches of 10). A service ECS does not know comes back
-    /// as `Err(reason)` (`MISSING`).
+    /// DescribeServices calls in flight at once. ECS throttles per account and Region with a token
+    /// bucket per group of actions (a burst, then a sustained rate: "Request throttling for the
+    /// Amazon ECS API",
+    /// <https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.html>); a
+    /// few at once stays inside the burst, and a throttled call is retried by the SDK
+    /// ([`crate::aws::MAX_ATTEMPTS`]).
+    pub const DESCRIBE_IN_FLIGHT: usize = 5;
+
+    /// Describes `services` (in batches of 10 per cluster, [`DESCRIBE_IN_FLIGHT`] at once), in
+    /// the order given. A service is a name in `cluster` or `CLUSTER/NAME` in another cluster
+    /// ([`super::locate`]). A service ECS does not know comes back as `Err(reason)` (`MISSING`).
     pub async fn describe(
         client: &aws_sdk_ecs::Client,
         cluster: &str,
         services: &[String],
     ) -> anyhow::Result<Vec<Result<Service, String>>> {
-        let mut out = Vec::with_capacity(services.len());
-        for chunk in services.chunks(10) {
-            let resp = client
-                .describe_services()
-                .cluster(cluster)
-                .set_services(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| {
-                    crate::aws::error(
-                        &format!(
-                            "couldn't describe services {} in cluster {cluster}",
-                            chunk.join(", ")
-                        ),
-                        &e,
-                    )
-                })?;
-            for name in chunk {
+        // Batches of at most 10 names of one cluster, each with the positions they answer.
+        let mut by_cluster: Vec<(String, Vec<(usize, String)>)> = Vec::new();
+        for (i, s) in services.iter().enumerate() {
+            let (c, name) = super::locate(cluster, s);
+            let entry = (i, name.to_owned());
+            match by_cluster.iter_mut().find(|(k, _)| k == c) {
+                Some((_, v)) => v.push(entry),
+                None => by_cluster.push((c.to_owned(), vec![entry])),
+            }
+        }
+        let batches: Vec<(&str, &[(usize, String)])> = by_cluster
+            .iter()
+            .flat_map(|(c, v)| v.chunks(10).map(move |chunk| (c.as_str(), chunk)))
+            .collect();
+        let mut out: Vec<Option<Result<Service, String>>> =
+            (0..services.len()).map(|_| None).collect();
+        for wave in batches.chunks(DESCRIBE_IN_FLIGHT) {
+            let calls: Vec<_> = wave
+                .iter()
+                .map(|&(c, chunk)| describe_batch(client, c, chunk))
+                .collect();
+            for answer in futures_util::future::join_all(calls).await {
+                for (i, r) in answer? {
+                    out[i] = Some(r);
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err("not returned".into())))
+            .collect())
+    }
+
+    /// One DescribeServices call: `chunk`'s (position, name) in `cluster`.
+    async fn describe_batch(
+        client: &aws_sdk_ecs::Client,
+        cluster: &str,
+        chunk: &[(usize, String)],
+    ) -> anyhow::Result<Vec<(usize, Result<Service, String>)>> {
+        let names: Vec<String> = chunk.iter().map(|(_, n)| n.clone()).collect();
+        let resp = client
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(names.clone()))
+            .send()
+            .await
+            .map_err(|e| {
+                crate::aws::error(
+                    &format!(
+                        "couldn't describe services {} in cluster {cluster}",
+                        names.join(", ")
+                    ),
+                    &e,
+                )
+            })?;
+        Ok(chunk
+            .iter()
+            .map(|(i, name)| {
+                let (i, name) = (*i, name.as_str());
                 let found = resp
                     .services()
                     .iter()
-                    .find(|s| s.service_name() == Some(name.as_str()));
-                out.push(match found {
+                    .find(|s| s.service_name() == Some(name));
+                let r = match found {
                     Some(s) => Ok(Service::from(s)),
                     None => {
                         let reason = resp
@@ -395,10 +468,10 @@ mod fetch {
                             "service {name} not found in cluster {cluster} ({reason})"
                         ))
                     }
-                });
-            }
-        }
-        Ok(out)
+                };
+                (i, r)
+            })
+            .collect())
     }
 }
 

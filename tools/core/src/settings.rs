@@ -173,6 +173,12 @@ pub fn ecs_scope<D: EcsDocs>(
             in_env("services")
         )));
     }
+    if let Some(e) = services
+        .iter()
+        .find_map(|s| crate::ecs::service_ref_error(s))
+    {
+        return Err(exit::usage(e));
+    }
     Ok(EcsScope { cluster, services })
 }
 

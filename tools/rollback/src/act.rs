@@ -203,10 +203,11 @@ async fn update(
     plan: &Plan,
     log: &Audit,
 ) -> anyhow::Result<String> {
+    let (cluster, service) = ecs::locate(cluster, &plan.service);
     let resp = client
         .update_service()
         .cluster(cluster)
-        .service(&plan.service)
+        .service(service)
         .task_definition(&plan.target.arn)
         .send()
         .await;

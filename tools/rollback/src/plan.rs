@@ -158,7 +158,7 @@ pub async fn plan_service(
     }
     let mut diff = diff(&current, &target);
     diff.extend(details);
-    let action = in_flight_action(client, cluster, &svc, &target).await;
+    let action = in_flight_action(client, ecs::locate(cluster, service).0, &svc, &target).await;
     let primary = svc.primary();
     Ok(Planned::Ready(Box::new(Plan {
         service: service.to_owned(),

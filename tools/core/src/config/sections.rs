@@ -26,7 +26,7 @@ pub struct Environment {
     pub base_url: Option<UrlText>,
     /// ECS cluster name.
     pub cluster: Option<Text>,
-    /// ECS services in the cluster.
+    /// ECS services: a name in `cluster`, or `CLUSTER/NAME` in another.
     #[serde(default)]
     pub services: Vec<Text>,
     /// Protected environments (production) need `--confirm <name>` for mutating tools.
