@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark of rollback (issue: rollback): against moto behind the ECS stand-in, four services
-# each with a verified revision to go back to, it measures
+# (then 50, target for the whole run < 5 s), each with a verified revision to go back to, it measures
 #   1. the time from invoking `rollback` to the fourth UpdateService reaching ECS (target < 2 s):
 #      the stand-in logs each call's epoch milliseconds;
 #   2. the whole run (plan, act, wait, health verification, incident record) and its peak RSS.
@@ -33,15 +33,19 @@ export AWS_ENDPOINT_URL="$(head -n1 "$work/ecs-url")" AWS_REGION=eu-central-1 AW
 url="$(head -n1 "$work/svc-url")"
 
 ms() { date +%s%3N; }
-first=() whole=() rss=()
-for run in $(seq "$RUNS"); do
-    cluster="bench-$run-$RANDOM"
-    "$root/.rig/venv/bin/python" - "$cluster" <<'PY'
-import sys, boto3
-cluster = sys.argv[1]
-ecs = boto3.client("ecs", endpoint_url=__import__("os").environ["AWS_ENDPOINT_URL"])
+# One case: N services (4: the runbook's, named as in it; 50: svc-00..svc-49).
+bench_case() {
+    local n="$1" run cluster services
+    first=() whole=() rss=()
+    for run in $(seq "$RUNS"); do
+        cluster="bench-$n-$run-$RANDOM"
+        services="$("$root/.rig/venv/bin/python" - "$cluster" "$n" <<'PY'
+import os, sys, boto3
+cluster, n = sys.argv[1], int(sys.argv[2])
+ecs = boto3.client("ecs", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
 ecs.create_cluster(clusterName=cluster)
-for svc in ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]:
+names = ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"] if n == 4 else [f"svc-{i:02}" for i in range(n)]
+for svc in names:
     fam = f"{cluster}-{svc}"
     for rev in range(1, 4):
         td = ecs.register_task_definition(family=fam, containerDefinitions=[{"name": svc, "image": f"nginx:{rev}", "memory": 128}])
@@ -49,12 +53,14 @@ for svc in ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]:
         if rev == 2:
             ecs.tag_resource(resourceArn=arn, tags=[{"key": "deploy-action:verified", "value": "2026-11-28T00:00:00Z"}])
     ecs.create_service(cluster=cluster, serviceName=svc, taskDefinition=f"{fam}:3", desiredCount=1)
+print(", ".join(f'"{s}"' for s in names))
 PY
-    cat >"$work/deploy.toml" <<TOML
+)"
+        cat >"$work/deploy.toml" <<TOML
 [environments.staging]
 base_url = "$url"
 cluster = "$cluster"
-services = ["control-center", "mcp-github", "mcp-deploy", "mcp-observability"]
+services = [$services]
 [health]
 interval = "200ms"
 success_threshold = 1
@@ -64,28 +70,40 @@ path = "/api/health"
 [rollback]
 interval = "200ms"
 TOML
-    : >"$work/calls.log"
-    start=$(ms)
-    (cd "$work" && /usr/bin/time -f '%M' -o "$work/rss" "$bin/rollback" -e staging >/dev/null 2>"$work/err") ||
-        { cat "$work/err" >&2; exit 1; }
-    end=$(ms)
-    fourth=$(awk '$2 == "UpdateService" { n++; if (n == 4) print $1 }' "$work/calls.log")
-    [[ -n "$fourth" ]] || { echo "bench: fewer than four UpdateService calls" >&2; cat "$work/calls.log" >&2; exit 1; }
-    first+=($((fourth - start)))
-    whole+=($((end - start)))
-    rss+=($(cat "$work/rss"))
-done
+        : >"$work/calls.log"
+        local start end fourth
+        start=$(ms)
+        (cd "$work" && /usr/bin/time -f '%M' -o "$work/rss" "$bin/rollback" -e staging >/dev/null 2>"$work/err") ||
+            { cat "$work/err" >&2; exit 1; }
+        end=$(ms)
+        fourth=$(awk -v n="$n" '$2 == "UpdateService" { c++; if (c == n) print $1 }' "$work/calls.log")
+        [[ -n "$fourth" ]] || { echo "bench: fewer than $n UpdateService calls" >&2; cat "$work/calls.log" >&2; exit 1; }
+        first+=($((fourth - start)))
+        whole+=($((end - start)))
+        rss+=($(cat "$work/rss"))
+    done
+}
+
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 printf '| benchmark | median | target |\n|---|---|---|\n'
-printf '| rollback: invocation to the 4th UpdateService (4 services) | %s ms | < 2000 ms |\n' "$(median "${first[@]}")"
-printf '| rollback: whole run incl. wait and health verification | %s ms | |\n' "$(median "${whole[@]}")"
-rss_mb="$(awk -v k="$(median "${rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
-printf '| rollback: peak RSS | %s MB | |\n' "$rss_mb"
+bench_case 4
+to4="$(median "${first[@]}")" whole4="$(median "${whole[@]}")"
+rss4="$(awk -v k="$(median "${rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
+printf '| rollback: invocation to the 4th UpdateService (4 services) | %s ms | < 2000 ms |\n' "$to4"
+printf '| rollback: whole run incl. wait and health verification | %s ms | |\n' "$whole4"
+printf '| rollback: peak RSS | %s MB | |\n' "$rss4"
+bench_case 50
+to50="$(median "${first[@]}")" whole50="$(median "${whole[@]}")"
+rss50="$(awk -v k="$(median "${rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
+printf '| rollback: 50 services, invocation to the 50th UpdateService | %s ms | |\n' "$to50"
+printf '| rollback: 50 services, whole run (plan, roll, wait, verify) | %s ms | < 5000 ms |\n' "$whole50"
+printf '| rollback: 50 services, peak RSS | %s MB | |\n' "$rss50"
 if [[ -n "${BENCH_RESULTS:-}" ]]; then
-    to4="$(median "${first[@]}")"
     {
         printf 'rollback: to the 4th UpdateService\t%s\t-\tms\t< 2000 ms\t%s\n' "$to4" "$( ((to4 < 2000)) && echo yes || echo no)"
-        printf 'rollback: whole run\t%s\t-\tms\t-\t-\n' "$(median "${whole[@]}")"
-        printf 'rollback: peak RSS\t%s\t-\tMB\t-\t-\n' "$rss_mb"
+        printf 'rollback: whole run\t%s\t-\tms\t-\t-\n' "$whole4"
+        printf 'rollback: peak RSS\t%s\t-\tMB\t-\t-\n' "$rss4"
+        printf 'rollback: 50 services, whole run\t%s\t-\tms\t< 5000 ms\t%s\n' "$whole50" "$( ((whole50 < 5000)) && echo yes || echo no)"
+        printf 'rollback: 50 services, peak RSS\t%s\t-\tMB\t-\t-\n' "$rss50"
     } >>"$BENCH_RESULTS"
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark in one go (not in CI): bench/smoke.sh, bench/sync.sh, bench/ecr.sh,
-# bench/health-lag.sh, bench/rollback.sh and bench/install.sh, then one table (case, ours, peer, ratio, target, met)
+# bench/health-lag.sh, bench/scale.sh, bench/rollback.sh and bench/install.sh, then one table (case, ours, peer, ratio, target, met)
 # and the same as JSON, so two commits can be compared (`jq` over two files).
 #
 #   scripts/bench.sh                 full runs (several minutes; ecr and rollback start the rig)
@@ -15,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 
-benches=(${BENCH_ONLY:-smoke sync ecr health-lag rollback install})
+benches=(${BENCH_ONLY:-smoke sync ecr health-lag scale rollback install})
 json="${BENCH_JSON:-$root/bench/results.json}"
 logs="$root/.rig/bench-logs"
 mkdir -p "$logs"

@@ -323,7 +323,11 @@ up_once_more() {
     case $rc in
     0) return 0 ;;
     10) ;;
-    *) exit "$rc" ;; # fail_service has said why
+    *)
+        # fail_service has said why; anything else is said here, never a silent exit.
+        printf 'rig: ERROR: %s: start-up failed with status %s%s\n' "$name" "$rc" "${why:+: $why}" >&2
+        exit "$rc"
+        ;;
     esac
     printf 'rig: WARNING: %s: %s; log:\n' "$name" "$why" >&2
     tail -n 30 "$LOGS/$name.log" >&2 || true
