@@ -33,6 +33,7 @@ export AWS_ENDPOINT_URL="$(head -n1 "$work/ecs-url")" AWS_REGION=eu-central-1 AW
 url="$(head -n1 "$work/svc-url")"
 
 ms() { date +%s%3N; }
+median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 # One case: N services (4: the runbook's, named as in it; 50: svc-00..svc-49).
 bench_case() {
     local n="$1" run cluster services
@@ -82,19 +83,19 @@ TOML
         whole+=($((end - start)))
         rss+=($(cat "$work/rss"))
     done
+    # The medians of the case: ms to the Nth UpdateService, ms of the whole run, peak RSS in MB.
+    to="$(median "${first[@]}")" whole_ms="$(median "${whole[@]}")"
+    rss_mb="$(awk -v k="$(median "${rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
 }
 
-median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 printf '| benchmark | median | target |\n|---|---|---|\n'
 bench_case 4
-to4="$(median "${first[@]}")" whole4="$(median "${whole[@]}")"
-rss4="$(awk -v k="$(median "${rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
+to4="$to" whole4="$whole_ms" rss4="$rss_mb"
 printf '| rollback: invocation to the 4th UpdateService (4 services) | %s ms | < 2000 ms |\n' "$to4"
 printf '| rollback: whole run incl. wait and health verification | %s ms | |\n' "$whole4"
 printf '| rollback: peak RSS | %s MB | |\n' "$rss4"
 bench_case 50
-to50="$(median "${first[@]}")" whole50="$(median "${whole[@]}")"
-rss50="$(awk -v k="$(median "${rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
+to50="$to" whole50="$whole_ms" rss50="$rss_mb"
 printf '| rollback: 50 services, invocation to the 50th UpdateService | %s ms | |\n' "$to50"
 printf '| rollback: 50 services, whole run (plan, roll, wait, verify) | %s ms | < 5000 ms |\n' "$whole50"
 printf '| rollback: 50 services, peak RSS | %s MB | |\n' "$rss50"
