@@ -6,27 +6,18 @@
 # Targets: cold at least as fast as skopeo (aim 1.3x), re-push <= 25 ms (issue 20), peak RSS under
 # 64 MB for 1 GB, 4x50 MB <= 1.1x the time of 1x200 MB. BENCH_RESULTS=FILE also appends the rows for
 # scripts/bench.sh.
-set -Eeuo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-root="$PWD"
-export PATH="${HOME:-/root}/.cargo/bin:$PATH"
-RUNS="${RUNS:-3}"
-
-bash scripts/rig.sh install
-trap 'bash "$root/scripts/rig.sh" down' EXIT
-bash scripts/rig.sh up
-eval "$(bash scripts/rig.sh env)"
-[[ -x /usr/bin/time ]] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
-cargo build --release --quiet -p deploy-action
-bash scripts/link-tools.sh "$root/target/release"
-bin="$root/target/release/ecr-push"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_runs 3
+need_gnu_time
+rig_up
+build_release
+bin="$bin/ecr-push"
 
 work="${BENCH_DIR:-$root/.rig/bench-ecr}"
 [[ -d "$work/img200" ]] || python3 bench/gen-oci.py "$work/img200" 200 5 >&2
 [[ -d "$work/img1g" ]] || python3 bench/gen-oci.py "$work/img1g" 1024 5 >&2
 
-export AWS_ENDPOINT_URL="$DEPLOY_TEST_MOTO_URL" AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1 \
-    AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
+aws_env "$DEPLOY_TEST_MOTO_URL"
 mkrepo() { .rig/venv/bin/python -c "import boto3,sys; boto3.client('ecr').create_repository(repositoryName=sys.argv[1], imageTagMutability='MUTABLE')" "$1"; }
 host="${DEPLOY_TEST_REGISTRY_URL#http://}"
 creds="$DEPLOY_TEST_REGISTRY_USER:$DEPLOY_TEST_REGISTRY_PASSWORD"

@@ -6,34 +6,24 @@
 #   2. the whole run (plan, act, wait, health verification, incident record) and its peak RSS.
 # Median of RUNS runs (default 5). Needs the rig (scripts/rig.sh) and GNU time. BENCH_RESULTS=FILE
 # also appends the rows for scripts/bench.sh.
-set -Eeuo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-root="$PWD"
-export PATH="${HOME:-/root}/.cargo/bin:$PATH"
-RUNS="${RUNS:-5}"
-
-[[ -x /usr/bin/time ]] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
-bash scripts/rig.sh install >/dev/null
-bash scripts/rig.sh up >/dev/null
-eval "$(bash scripts/rig.sh env)"
-cargo build --release --quiet -p deploy-action -p deploy-action-e2e --bin deploy-action --bin ecs-standin --bin standin
-bash scripts/link-tools.sh "$root/target/release"
-bin="$root/target/release"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_runs 5
+need_gnu_time
+rig_up
+build_release -p deploy-action-e2e --bin deploy-action --bin ecs-standin --bin standin
 
 work="$(mktemp -d)"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; bash "$root/scripts/rig.sh" down >/dev/null 2>&1; rm -rf "$work"' EXIT
+on_exit 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"'
 "$bin/ecs-standin" --moto "$DEPLOY_TEST_MOTO_URL" --log "$work/calls.log" >"$work/ecs-url" &
 pids+=($!)
 "$bin/standin" >"$work/svc-url" &
 pids+=($!)
 for _ in $(seq 50); do [[ -s "$work/ecs-url" && -s "$work/svc-url" ]] && break; sleep 0.1; done
-export AWS_ENDPOINT_URL="$(head -n1 "$work/ecs-url")" AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1 \
-    AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
+aws_env "$(head -n1 "$work/ecs-url")"
 url="$(head -n1 "$work/svc-url")"
 
 ms() { date +%s%3N; }
-median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 # One case: N services (4: the runbook's, named as in it; 50: svc-00..svc-49).
 bench_case() {
     local n="$1" run cluster services

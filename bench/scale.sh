@@ -8,26 +8,15 @@
 # the time is the start-up, the DescribeServices calls (10 services each), the alarm pages and the
 # report. Needs the rig (scripts/rig.sh) and GNU time. BENCH_RESULTS=FILE also appends the rows for
 # scripts/bench.sh.
-set -Eeuo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-root="$PWD"
-export PATH="${HOME:-/root}/.cargo/bin:$PATH"
-RUNS="${RUNS:-5}"
-
-[[ -x /usr/bin/time ]] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
-bash scripts/rig.sh install >/dev/null
-bash scripts/rig.sh up >/dev/null
-eval "$(bash scripts/rig.sh env)"
-cargo build --release --quiet -p deploy-action --bin deploy-action
-bash scripts/link-tools.sh "$root/target/release"
-bin="$root/target/release"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_runs 5
+need_gnu_time
+rig_up
+build_release --bin deploy-action
 
 work="$(mktemp -d)"
-trap 'bash "$root/scripts/rig.sh" down >/dev/null 2>&1; rm -rf "$work"' EXIT
-export AWS_ENDPOINT_URL="$DEPLOY_TEST_MOTO_URL" AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1 \
-    AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
-
-median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+on_exit 'rm -rf "$work"'
+aws_env "$DEPLOY_TEST_MOTO_URL"
 
 # Sets up `clusters` clusters of `per` services each and `alarms` alarms (state OK) under a fresh
 # prefix, writes deploy.toml, then times health-check RUNS times: sets $ms and $mb (medians).

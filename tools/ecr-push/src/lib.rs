@@ -19,6 +19,7 @@ pub mod source;
 mod tag;
 mod upload;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use deploy_core::aws::AwsArgs;
@@ -89,6 +90,8 @@ struct Push<'a> {
     args: &'a Args,
     ecr: &'a deploy_core::aws_sdk_ecr::Client,
     registry: &'a Registry,
+    /// `--concurrency` permits, shared by the blobs of every image of the run.
+    blobs_in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The sections of deploy.toml ecr-push reads: a `${VAR}` elsewhere may be unset.
@@ -111,11 +114,19 @@ async fn push(args: &Args) -> anyhow::Result<Exit> {
     let cfg = args.common.load_config(CONFIG_READS)?;
     refuse_unconfirmed(args, cfg.as_ref())?;
     let loaded = load_all(args, cfg.as_ref())?;
-    let (ecr, registry) = connect(args, cfg.as_ref()).await?;
+    let ecr = ecr_client(args, cfg.as_ref()).await?;
+    // ECR's registry token and every repository's description at once: one round trip of wall
+    // time before the tag lookups (a re-push of an unchanged image is these and nothing else).
+    let (registry, described) = tokio::join!(
+        login(args, &ecr),
+        plan::describe_all(&ecr, args.create_repo, &loaded)
+    );
+    let registry = registry?;
     let ctx = Push {
         args,
         ecr: &ecr,
         registry: &registry,
+        blobs_in_flight: Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize)),
     };
     let mut report = Report::new(
         "ecr-push",
@@ -131,7 +142,7 @@ async fn push(args: &Args) -> anyhow::Result<Exit> {
     // Phase 1, reads only: every image's repository and tags. One refused tag stops the whole run
     // before anything is pushed, so no environment is left half-updated.
     let planned = tokio::select! {
-        p = ctx.plan_all(&loaded) => Ok(p),
+        p = ctx.plan_all(&loaded, described) => Ok(p),
         signal = cancel.arrived() => Err(signal),
     };
     let plans = match planned {
@@ -200,16 +211,20 @@ fn refuse_unconfirmed(args: &Args, cfg: Option<&Config>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// ECR's client and the registry, logged in with ECR's token (kept in memory, masked).
-async fn connect(
+/// ECR's client, in the environment's region, else [defaults]' (ecr-push takes --environment like
+/// the others).
+async fn ecr_client(
     args: &Args,
     cfg: Option<&Config>,
-) -> anyhow::Result<(deploy_core::aws_sdk_ecr::Client, Registry)> {
-    // The environment's region, else [defaults] (ecr-push takes --environment like the others).
+) -> anyhow::Result<deploy_core::aws_sdk_ecr::Client> {
     let region = cfg.and_then(|c| c.region_for(args.common.environment.as_deref()));
     let sdk = deploy_core::aws::sdk_config(&args.aws, region).await?;
-    let ecr = deploy_core::aws::ecr(&sdk);
-    let login = deploy_core::aws::ecr_login(&ecr).await?;
+    Ok(deploy_core::aws::ecr(&sdk))
+}
+
+/// The registry, logged in with ECR's token (kept in memory, masked).
+async fn login(args: &Args, ecr: &deploy_core::aws_sdk_ecr::Client) -> anyhow::Result<Registry> {
+    let login = deploy_core::aws::ecr_login(ecr).await?;
     deploy_core::gha::Actions::from_env().mask_registered()?;
     let registry_url = match &args.registry_url {
         Some(u) => u.clone(),
@@ -230,12 +245,11 @@ async fn connect(
         // moto reports 2015 for every token; a real expired token fails with 401 below.
         tracing::info!("ECR says the registry token has expired; trying it anyway");
     }
-    let registry = Registry::new(
+    Registry::new(
         &registry_url,
         &login.username,
         &Secret::new(login.password.expose()),
-    )?;
-    Ok((ecr, registry))
+    )
 }
 
 /// The partial report of a run a signal cut short before tagging (exit 1): no tag was changed;

@@ -37,23 +37,26 @@ impl Plan {
 }
 
 impl Push<'_> {
-    /// Phase 1 for every image; the first error names its image.
+    /// Phase 1 for every image at once (reads only); the first error in image order names its
+    /// image.
     pub(crate) async fn plan_all(
         &self,
         loaded: &[Loaded],
+        described: Vec<Described>,
     ) -> Result<Vec<Plan>, (String, anyhow::Error)> {
-        let mut plans = Vec::new();
-        for l in loaded {
-            let p = self.plan(l).await;
-            plans.push(p.map_err(|e| (l.job.name.clone(), e))?);
-        }
-        Ok(plans)
+        let plans = loaded.iter().zip(described).map(|(l, d)| self.plan(l, d));
+        let plans = futures_util::future::join_all(plans).await;
+        loaded
+            .iter()
+            .zip(plans)
+            .map(|(l, p)| p.map_err(|e| (l.job.name.clone(), e)))
+            .collect()
     }
 
     /// Phase 1: the repository (exists? mutability?) and what happens to every tag. Reads only.
-    async fn plan(&self, l: &Loaded) -> anyhow::Result<Plan> {
+    async fn plan(&self, l: &Loaded, described: Described) -> anyhow::Result<Plan> {
         let repo = &l.job.repository;
-        let (mutability, create_repo) = self.repository(&l.job).await?;
+        let (mutability, create_repo) = described?;
         let digest = &l.image.top.digest;
         let mut planned = Vec::new();
         let mut refused = Vec::new();
@@ -97,45 +100,62 @@ impl Push<'_> {
             refused,
         })
     }
+}
 
-    /// The job's repository: its tag mutability, and whether phase 2 has to create it (a missing
-    /// repository is a usage error without `--create-repo`; with it, it gets the image's own).
-    async fn repository(&self, job: &Job) -> anyhow::Result<(Mutability, bool)> {
-        let repo = &job.repository;
-        let described = self
-            .ecr
-            .describe_repositories()
-            .repository_names(repo)
-            .send()
-            .await;
-        match described {
-            Ok(out) => Ok((
-                match out
-                    .repositories()
-                    .first()
-                    .and_then(|r| r.image_tag_mutability())
-                {
-                    Some(ImageTagMutability::Mutable) => Mutability::Mutable,
-                    _ => Mutability::Immutable,
-                },
-                false,
-            )),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_repository_not_found_exception()) =>
+/// What phase 1 learns from ECR of an image's repository: its tag mutability, and whether phase 2
+/// has to create it.
+pub(crate) type Described = anyhow::Result<(Mutability, bool)>;
+
+/// Every image's repository described at once (ECR only; the registry's tag lookups follow in
+/// [`Push::plan_all`]).
+pub(crate) async fn describe_all(
+    ecr: &deploy_core::aws_sdk_ecr::Client,
+    create_repo: bool,
+    loaded: &[Loaded],
+) -> Vec<Described> {
+    futures_util::future::join_all(loaded.iter().map(|l| repository(ecr, create_repo, &l.job))).await
+}
+
+/// The job's repository: its tag mutability, and whether phase 2 has to create it (a missing
+/// repository is a usage error without `--create-repo`; with it, it gets the image's own).
+async fn repository(
+    ecr: &deploy_core::aws_sdk_ecr::Client,
+    create_repo: bool,
+    job: &Job,
+) -> Described {
+    let repo = &job.repository;
+    let described = ecr
+        .describe_repositories()
+        .repository_names(repo)
+        .send()
+        .await;
+    match described {
+        Ok(out) => Ok((
+            match out
+                .repositories()
+                .first()
+                .and_then(|r| r.image_tag_mutability())
             {
-                if !self.args.create_repo {
-                    return Err(exit::usage(format!(
-                        "ECR repository {repo:?} does not exist: create it or pass --create-repo"
-                    )));
-                }
-                Ok((job.mutability, true))
+                Some(ImageTagMutability::Mutable) => Mutability::Mutable,
+                _ => Mutability::Immutable,
+            },
+            false,
+        )),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_repository_not_found_exception()) =>
+        {
+            if !create_repo {
+                return Err(exit::usage(format!(
+                    "ECR repository {repo:?} does not exist: create it or pass --create-repo"
+                )));
             }
-            Err(e) => Err(deploy_core::aws::error(
-                &format!("couldn't describe ECR repository {repo}"),
-                &e,
-            )),
+            Ok((job.mutability, true))
         }
+        Err(e) => Err(deploy_core::aws::error(
+            &format!("couldn't describe ECR repository {repo}"),
+            &e,
+        )),
     }
 }
 

@@ -2,7 +2,6 @@
 //! another repository of the run or uploaded) and every manifest of every image. No tag.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deploy_core::aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
@@ -61,27 +60,39 @@ struct Pending {
 }
 
 impl Push<'_> {
-    /// Phase 2 for every image, in order; after a failure the rest are not pushed.
+    /// Phase 2 for every image. Images that share no blob go up at once, their blobs sharing
+    /// `--concurrency`: four images of 50 MB take about the time of one of 200 MB. Images that do
+    /// share one go in order, so a later image mounts what an earlier one uploaded instead of
+    /// sending it twice. A failed image moves no tag of any image (phase 3 tags only when all
+    /// succeeded). Each image audits into a report of its own, merged in image order, so the
+    /// record does not depend on which upload finished first.
     pub(crate) async fn upload_all(
         &self,
         loaded: &[Loaded],
         plans: &[Plan],
         report: &mut Report,
     ) -> Vec<(anyhow::Result<Transferred>, Duration)> {
-        let all_repos: Vec<String> = loaded.iter().map(|l| l.job.repository.clone()).collect();
-        let mut results = Vec::new();
-        let mut failed = false;
-        for (l, p) in loaded.iter().zip(plans) {
+        let upload = |l, p| async move {
             let t0 = Instant::now();
-            let r = if failed {
-                Err(exit::dependency("not pushed: an earlier image failed"))
-            } else {
-                self.upload(l, p, &all_repos, report).await
-            };
-            failed |= r.is_err();
-            results.push((r, t0.elapsed()));
-        }
-        results
+            let mut own = Report::new("ecr-push", "", "");
+            let r = self.upload(l, p, loaded, &mut own).await;
+            (r, t0.elapsed(), own.audit)
+        };
+        let done = if shares_blobs(loaded) {
+            let mut done = Vec::new();
+            for (l, p) in loaded.iter().zip(plans) {
+                done.push(upload(l, p).await);
+            }
+            done
+        } else {
+            futures_util::future::join_all(loaded.iter().zip(plans).map(|(l, p)| upload(l, p))).await
+        };
+        done.into_iter()
+            .map(|(r, took, audit)| {
+                report.audit.extend(audit);
+                (r, took)
+            })
+            .collect()
     }
 
     /// Phase 2: create the repository if planned, then every blob and manifest (no tag).
@@ -89,7 +100,7 @@ impl Push<'_> {
         &self,
         l: &Loaded,
         p: &Plan,
-        all_repos: &[String],
+        run: &[Loaded],
         report: &mut Report,
     ) -> anyhow::Result<Transferred> {
         let (job, image) = (&l.job, &l.image);
@@ -120,7 +131,7 @@ impl Push<'_> {
             }
             return Ok(t);
         }
-        let (mut t, pending) = self.ensure_blobs(repo, image, all_repos, report).await?;
+        let (mut t, pending) = self.ensure_blobs(repo, image, run, report).await?;
         if let Some(pending) = pending {
             self.stream_from_daemon(repo, &pending, &mut t, report)
                 .await?;
@@ -181,17 +192,17 @@ impl Push<'_> {
         &self,
         repo: &str,
         image: &source::Image,
-        all_repos: &[String],
+        run: &[Loaded],
         report: &mut Report,
     ) -> anyhow::Result<(Transferred, Option<Pending>)> {
-        let sem = Arc::new(tokio::sync::Semaphore::new(self.args.concurrency as usize));
+        let sem = self.blobs_in_flight.clone();
         let mut set = tokio::task::JoinSet::new();
         for b in image.blobs.clone() {
             let (registry, sem, repo, mount_from) = (
                 self.registry.clone(),
                 sem.clone(),
                 repo.to_owned(),
-                all_repos.to_vec(),
+                holders(run, repo, &b.digest),
             );
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
@@ -309,4 +320,23 @@ impl Push<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether two images of the run have a blob in common.
+fn shares_blobs(run: &[Loaded]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    run.iter().any(|l| {
+        let own: std::collections::HashSet<&str> =
+            l.image.blobs.iter().map(|b| b.digest.as_str()).collect();
+        own.into_iter().any(|d| !seen.insert(d))
+    })
+}
+
+/// The other repositories of the run whose image has `digest`: where it can be mounted from. Only
+/// those are asked (a HEAD each), not every repository of the run.
+fn holders(run: &[Loaded], repo: &str, digest: &str) -> Vec<String> {
+    run.iter()
+        .filter(|o| o.job.repository != repo && o.image.blobs.iter().any(|b| b.digest == digest))
+        .map(|o| o.job.repository.clone())
+        .collect()
 }
