@@ -86,6 +86,12 @@ fn openssl(dir: &Path, args: &[&str]) {
 impl HttpsServer {
     /// Makes a CA and a server certificate for 127.0.0.1, and starts serving an empty `root`.
     pub fn start() -> HttpsServer {
+        HttpsServer::expiring_in(2)
+    }
+
+    /// [`HttpsServer::start`] with a server certificate that expires in `days` days.
+    pub fn expiring_in(days: u32) -> HttpsServer {
+        let days = days.to_string();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
@@ -133,7 +139,7 @@ impl HttpsServer {
                 "ca.key",
                 "-CAcreateserial",
                 "-days",
-                "2",
+                &days,
                 "-out",
                 "server.pem",
                 "-extfile",

@@ -124,6 +124,8 @@ pub struct Policy {
     pub expect_version: Option<(String, String)>,
     /// Request timeout when a check sets none.
     pub request_timeout: Duration,
+    /// How close to expiry an https server's certificate may be.
+    pub cert: CertPolicy,
 }
 
 impl Default for Policy {
@@ -133,6 +135,59 @@ impl Default for Policy {
             retry_unauthorized: false,
             expect_version: None,
             request_timeout: Duration::from_secs(10),
+            cert: CertPolicy::default(),
+        }
+    }
+}
+
+/// An https check's certificate: a warning when it expires within `warn_days`, a failed check
+/// when within `fail_days` (off unless set). An expired or untrusted one fails the TLS handshake
+/// before this is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertPolicy {
+    /// Warn when the leaf expires within this many days (`--cert-warn`, default 14; 0: never).
+    pub warn_days: u32,
+    /// Fail when within this many days (`--cert-fail`; None: never).
+    pub fail_days: Option<u32>,
+}
+
+impl Default for CertPolicy {
+    fn default() -> Self {
+        CertPolicy {
+            warn_days: 14,
+            fail_days: None,
+        }
+    }
+}
+
+impl CertPolicy {
+    /// What `policy` says of `cert`, seen on `url` at `now` (Unix seconds): a failure reason, or a
+    /// warning, or nothing. Both name the host, the subject and the date.
+    pub fn judge(
+        &self,
+        cert: &crate::x509::CertFacts,
+        url: &str,
+        now: i64,
+    ) -> Option<Result<String, String>> {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "the server".to_owned());
+        let left = cert.not_after - now;
+        let said = format!(
+            "the certificate of {host} (subject {}) expires on {} (in {} days)",
+            cert.subject,
+            cert.expires_on(),
+            cert.days_left(now)
+        );
+        let within = |days: u32| left < i64::from(days) * 86_400;
+        match self.fail_days {
+            Some(f) if within(f) => Some(Err(format!("{said}: within --cert-fail {f} days"))),
+            _ if self.warn_days > 0 && within(self.warn_days) => Some(Ok(format!(
+                "{said}: within --cert-warn {} days",
+                self.warn_days
+            ))),
+            _ => None,
         }
     }
 }
@@ -224,6 +279,8 @@ pub struct Attempt {
     pub details: Vec<(String, String)>,
     /// The version field's value, when the body carried it.
     pub version: Option<String>,
+    /// What held but wants attention (a certificate close to expiry).
+    pub warnings: Vec<String>,
 }
 
 /// The report line of a check after `attempts` attempts taking `took`, ending with `last`.
@@ -255,6 +312,9 @@ pub fn report_check(
     }
     for (k, v) in &last.details {
         c = c.detail(k.clone(), v.clone());
+    }
+    for w in &last.warnings {
+        c = c.warning(w.clone());
     }
     c
 }
@@ -327,6 +387,7 @@ pub async fn attempt(
             latency: Duration::ZERO,
             details: Vec::new(),
             version: None,
+            warnings: Vec::new(),
         },
         Ok(resp) => judge(check, policy, &resp),
     }
@@ -340,6 +401,7 @@ pub fn judge(check: &Prepared, policy: &Policy, resp: &Response) -> Attempt {
         latency: resp.latency,
         details: Vec::new(),
         version: None,
+        warnings: Vec::new(),
     };
     let json = resp.json().ok();
     if let Some(servers) = json
@@ -363,7 +425,26 @@ pub fn judge(check: &Prepared, policy: &Policy, resp: &Response) -> Attempt {
         });
     }
     out.verdict = verdict(check, policy, resp, json.as_ref(), out.version.as_deref());
+    if let Some(cert) = &resp.certificate {
+        out.details.push((
+            "certificate".into(),
+            format!("{}, expires {}", cert.subject, cert.expires_on()),
+        ));
+        match policy.cert.judge(cert, &resp.url, unix_now()) {
+            // A failure of its own does not hide behind the certificate's.
+            Some(Err(reason)) if out.verdict.passed() => out.verdict = Verdict::Fatal { reason },
+            Some(Err(w) | Ok(w)) => out.warnings.push(w),
+            None => {}
+        }
+    }
     out
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn verdict(
@@ -493,7 +574,47 @@ mod tests {
             body: body.as_bytes().to_vec(),
             latency: Duration::from_millis(5),
             url: "http://x/".into(),
+            certificate: None,
         }
+    }
+
+    #[test]
+    fn a_certificate_near_expiry_warns_and_within_cert_fail_fails() {
+        let p = prepared("[[smoke.checks]]\nname = \"h\"\npath = \"/\"\n");
+        let now = unix_now();
+        let mut r = resp(200, "{}");
+        r.url = "https://svc.example:8443/".into();
+        r.certificate = Some(crate::x509::CertFacts {
+            subject: "svc.example".into(),
+            not_after: now + 5 * 86_400 + 60,
+        });
+        let a = judge(&p, &Policy::default(), &r);
+        assert!(a.verdict.passed());
+        assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
+        let w = &a.warnings[0];
+        assert!(
+            w.contains("svc.example (subject svc.example)") && w.contains("in 5 days"),
+            "{w}"
+        );
+        let strict = Policy {
+            cert: CertPolicy {
+                warn_days: 14,
+                fail_days: Some(7),
+            },
+            ..Policy::default()
+        };
+        let reason = judge(&p, &strict, &r).verdict.reason().unwrap().to_owned();
+        assert!(reason.contains("within --cert-fail 7 days"), "{reason}");
+        let relaxed = Policy {
+            cert: CertPolicy {
+                warn_days: 3,
+                fail_days: Some(2),
+            },
+            ..Policy::default()
+        };
+        let a = judge(&p, &relaxed, &r);
+        assert!(a.verdict.passed() && a.warnings.is_empty());
+        assert!(a.details.iter().any(|(k, _)| k == "certificate"));
     }
 
     const READY: &str =

@@ -524,6 +524,20 @@ fn annotate<W: Write>(report: &Report, gha: &mut Actions<W>) -> anyhow::Result<(
             },
         )?;
     }
+    for (c, w) in report
+        .checks
+        .iter()
+        .flat_map(|c| c.warnings.iter().map(move |w| (c, w)))
+    {
+        gha.annotate(
+            Level::Warning,
+            &format!("{}: {w}", c.name),
+            &Location {
+                title: Some(report.tool.clone()),
+                ..Location::default()
+            },
+        )?;
+    }
     for c in &report.checks {
         let level = match c.status {
             Status::Failed => Level::Error,

@@ -407,6 +407,8 @@ pub struct PublishArgs {
     pub publish: Option<Publish>,
     #[command(flatten)]
     pub github: GithubArgs,
+    #[command(flatten)]
+    pub notify: crate::notify::NotifyArgs,
 }
 
 impl PublishArgs {
@@ -424,7 +426,35 @@ impl PublishArgs {
         self.publish(&mut report, common.environment.as_deref(), annotation_path)
             .await;
         report.finish(elapsed());
+        self.notify(&report, common).await;
         crate::cli::emit(&report, &common.output)
+    }
+
+    /// Posts the outcome to the webhook of `--notify` or `[notify]`, if any; a failure is a
+    /// warning (stderr and an annotation), never a changed verdict.
+    async fn notify(&self, report: &Report, common: &crate::cli::CommonArgs) {
+        // The tool has read the config already; read it again for [notify] (a small file).
+        let cfg =
+            crate::config::Config::discover(common.config.as_deref(), std::path::Path::new("."))
+                .ok()
+                .flatten();
+        let Some(target) = self
+            .notify
+            .target(&report.tool, cfg.as_ref().map(|c| &c.notify))
+        else {
+            return;
+        };
+        if let Err(w) = target.post(report).await {
+            tracing::warn!("{w}");
+            let _ = crate::gha::Actions::from_env().annotate(
+                Level::Warning,
+                &w,
+                &crate::gha::Location {
+                    title: Some("notify".to_owned()),
+                    ..crate::gha::Location::default()
+                },
+            );
+        }
     }
 
     /// Publishes `report` (see [`publish_report`]) as `<tool> (<environment>)` on the head commit

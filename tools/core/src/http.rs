@@ -127,6 +127,9 @@ pub struct Response {
     pub latency: Duration,
     /// The final URL after redirects.
     pub url: String,
+    /// The server's leaf certificate, on https: its subject and expiry (None on plain http, or
+    /// when it could not be read: see [`crate::x509`]).
+    pub certificate: Option<crate::x509::CertFacts>,
 }
 
 impl Response {
@@ -232,6 +235,8 @@ impl HttpClient {
             .timeout(opts.request_timeout)
             // Redirects are followed by `send`, hop by hop, so secret headers stay on their origin.
             .redirect(reqwest::redirect::Policy::none())
+            // The server's certificate comes with each response: checks report its expiry.
+            .tls_info(true)
             .build()
             .map_err(|e| HttpError::Invalid {
                 url: String::new(),
@@ -278,6 +283,17 @@ impl HttpClient {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let final_url = redact(resp.url().as_str());
+        let certificate = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|t| t.peer_certificate())
+            .and_then(|der| match crate::x509::parse(der) {
+                Ok(facts) => Some(facts),
+                Err(e) => {
+                    tracing::debug!("couldn't read the certificate of {final_url}: {e}");
+                    None
+                }
+            });
         let body = read_capped(&mut resp, self.opts.max_body_bytes, &shown, start).await?;
         Ok(Response {
             status,
@@ -285,6 +301,7 @@ impl HttpClient {
             body,
             latency: start.elapsed(),
             url: final_url,
+            certificate,
         })
     }
 
@@ -560,6 +577,7 @@ mod tests {
             body: b"error:\n  token bearer-secret-99 rejected   and a long tail".to_vec(),
             latency: Duration::ZERO,
             url: String::new(),
+            certificate: None,
         };
         assert_eq!(r.excerpt(30), "error: token *** rejected and…");
     }

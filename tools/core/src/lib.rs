@@ -23,6 +23,7 @@ pub mod incidents;
 pub mod jq;
 #[cfg(feature = "logs")]
 pub mod logs;
+pub mod notify;
 #[cfg(test)]
 mod proptests;
 pub mod render;
@@ -33,6 +34,7 @@ pub mod settings;
 pub mod taskdef;
 pub mod testing;
 pub mod urls;
+pub mod x509;
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -54,6 +54,10 @@ pub struct Check {
     /// Extra facts shown under the check (e.g. each MCP server's status), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<(String, String)>,
+    /// What held but wants attention (a certificate close to expiry): shown as warnings, the
+    /// status unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Check {
@@ -67,6 +71,7 @@ impl Check {
             latency_ms: None,
             reason: None,
             details: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -97,6 +102,12 @@ impl Check {
     /// Adds a detail line.
     pub fn detail(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.details.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds a warning.
+    pub fn warning(mut self, warning: impl Into<String>) -> Self {
+        self.warnings.push(warning.into());
         self
     }
 }

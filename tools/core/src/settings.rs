@@ -240,6 +240,31 @@ impl<D: DiagnoseDocs> DiagnoseArgs<D> {
     }
 }
 
+/// `--cert-warn` and `--cert-fail`: how close to expiry an https server's certificate may be
+/// (health-check and smoke-test; [`crate::checks::CertPolicy`]).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CertArgs {
+    /// Warn when an https server's certificate expires within DAYS (default:
+    /// defaults.cert_warn_days, else 14; 0 never warns).
+    #[arg(long, value_name = "DAYS", help_heading = "TLS")]
+    pub cert_warn: Option<u32>,
+    /// Fail a check whose server's certificate expires within DAYS (default:
+    /// defaults.cert_fail_days, else off).
+    #[arg(long, value_name = "DAYS", help_heading = "TLS")]
+    pub cert_fail: Option<u32>,
+}
+
+impl CertArgs {
+    /// The flags, else `[defaults]`, else warn within 14 days and never fail.
+    pub fn resolve(&self, cfg: Option<&Config>) -> crate::checks::CertPolicy {
+        let d = cfg.map(|c| &c.defaults);
+        crate::checks::CertPolicy {
+            warn_days: setting(self.cert_warn, d.and_then(|d| d.cert_warn_days), 14),
+            fail_days: crate::config::first(self.cert_fail, d.and_then(|d| d.cert_fail_days)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

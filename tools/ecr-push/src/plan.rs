@@ -113,7 +113,8 @@ pub(crate) async fn describe_all(
     create_repo: bool,
     loaded: &[Loaded],
 ) -> Vec<Described> {
-    futures_util::future::join_all(loaded.iter().map(|l| repository(ecr, create_repo, &l.job))).await
+    futures_util::future::join_all(loaded.iter().map(|l| repository(ecr, create_repo, &l.job)))
+        .await
 }
 
 /// The job's repository: its tag mutability, and whether phase 2 has to create it (a missing

@@ -85,7 +85,8 @@ impl Push<'_> {
             }
             done
         } else {
-            futures_util::future::join_all(loaded.iter().zip(plans).map(|(l, p)| upload(l, p))).await
+            futures_util::future::join_all(loaded.iter().zip(plans).map(|(l, p)| upload(l, p)))
+                .await
         };
         done.into_iter()
             .map(|(r, took, audit)| {

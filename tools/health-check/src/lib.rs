@@ -47,6 +47,8 @@ pub struct Args {
     pub aws: AwsArgs,
     #[command(flatten)]
     pub publish: deploy_core::github::PublishArgs,
+    #[command(flatten)]
+    pub cert: deploy_core::settings::CertArgs,
 
     #[command(flatten)]
     pub wait: WaitArgs<Help>,
@@ -207,6 +209,7 @@ pub const CONFIG_READS: &[&str] = &[
     "metrics",
     "alarms",
     "kpi",
+    "notify",
 ];
 
 /// Waits until the environment is healthy (or the deadline passes) and returns the report, without

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use deploy_core::checks::{self, Policy, Prepared};
 use deploy_core::cli::Resolved;
-use deploy_core::config::{Health, StatusSet, setting};
+use deploy_core::config::{Config, Health, StatusSet, setting};
 use deploy_core::exit;
 use deploy_core::settings::{EcsScope, Wait, ecs_scope};
 
@@ -90,7 +90,7 @@ pub(crate) fn plan(args: &Args, r: &Resolved) -> anyhow::Result<Plan> {
         .clone()
         .or_else(|| h.version_field.clone())
         .unwrap_or_else(|| "commitSha".into());
-    let policy = Arc::new(policy(args, h, &version_field)?);
+    let policy = Arc::new(policy(args, &r.config, h, &version_field)?);
     let http = match &r.base_url {
         Some(base) => checks::prepare(&h.checks, Some(base))?,
         None if args.ecs => Vec::new(),
@@ -130,7 +130,7 @@ pub(crate) fn plan(args: &Args, r: &Resolved) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
-fn policy(args: &Args, h: &Health, version_field: &str) -> anyhow::Result<Policy> {
+fn policy(args: &Args, cfg: &Config, h: &Health, version_field: &str) -> anyhow::Result<Policy> {
     let retry_statuses = if args.retry_on.is_empty() {
         h.retry_on.clone().unwrap_or_else(StatusSet::default_retry)
     } else {
@@ -155,6 +155,7 @@ fn policy(args: &Args, h: &Health, version_field: &str) -> anyhow::Result<Policy
             h.request_timeout,
             Duration::from_secs(10),
         ),
+        cert: args.cert.resolve(Some(cfg)),
     })
 }
 

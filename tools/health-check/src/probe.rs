@@ -58,6 +58,7 @@ pub(crate) fn attempt_of(verdict: Verdict) -> Attempt {
         latency: Duration::ZERO,
         details: Vec::new(),
         version: None,
+        warnings: Vec::new(),
     }
 }
 

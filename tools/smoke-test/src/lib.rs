@@ -30,6 +30,8 @@ pub struct Args {
     pub service: ServiceArgs,
     #[command(flatten)]
     pub publish: deploy_core::github::PublishArgs,
+    #[command(flatten)]
+    pub cert: deploy_core::settings::CertArgs,
     /// Suite file (TOML with [smoke] and [[smoke.checks]]) instead of deploy.toml's [smoke].
     #[arg(long, value_name = "FILE")]
     pub suite: Option<PathBuf>,
@@ -148,6 +150,7 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
             .resolve(&args.service, EMBEDDED_SMOKE, CONFIG_READS)?,
     };
     let label = resolved.label();
+    let cert = args.cert.resolve(Some(&resolved.config));
     let suite = match &args.suite {
         Some(p) => {
             let c = Config::load(p)?;
@@ -173,6 +176,7 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
             retry_unauthorized: args.retry_unauthorized,
             expect_version: None,
             request_timeout: args.request_timeout,
+            cert,
         }),
         concurrency: args
             .concurrency

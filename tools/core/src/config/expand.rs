@@ -42,6 +42,11 @@ impl Text {
     pub fn is_secret(&self) -> bool {
         self.secret
     }
+
+    /// Whether a `${VAR}` in it is not set (the value is incomplete).
+    pub fn is_unset(&self) -> bool {
+        self.unset
+    }
 }
 
 impl fmt::Display for Text {

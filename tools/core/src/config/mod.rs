@@ -123,6 +123,9 @@ pub struct Config {
     /// KPI targets (runbook section 7) for `health-check --kpi`.
     #[serde(default)]
     pub kpi: Kpi,
+    /// The webhook that hears of outcomes (`--notify`).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
     /// The `${VAR}`s the environment does not set, where they are (an error only where a tool
     /// reads: [`Config::require`]).
     #[serde(skip)]

@@ -16,6 +16,12 @@ pub struct Defaults {
     /// The branch syncs and PR checks compare with.
     #[serde(default, deserialize_with = "expanded_opt")]
     pub base_branch: Option<String>,
+    /// https checks warn when the server's certificate expires within this many days (14).
+    #[serde(default)]
+    pub cert_warn_days: Option<u32>,
+    /// https checks fail when it expires within this many days (off).
+    #[serde(default)]
+    pub cert_fail_days: Option<u32>,
 }
 
 /// One deployment target.

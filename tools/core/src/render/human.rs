@@ -93,6 +93,9 @@ fn checks(report: &Report, paint: Paint, out: &mut impl Write) -> io::Result<()>
         for (k, v) in &c.details {
             writeln!(out, "      {}: {}", redact(k), redact(v))?;
         }
+        for w in &c.warnings {
+            writeln!(out, "      warning: {}", redact(w))?;
+        }
     }
     Ok(())
 }

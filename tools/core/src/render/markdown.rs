@@ -71,6 +71,12 @@ fn checks(md: &mut String, report: &Report) {
             }
             let _ = write!(details, "{}: {}", cell(k), cell(v));
         }
+        for w in &c.warnings {
+            if !details.is_empty() {
+                details.push_str("<br>");
+            }
+            let _ = write!(details, "⚠️ {}", cell(w));
+        }
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} |",
