@@ -40,6 +40,9 @@ pub struct Behaviour {
     pub body: String,
     /// Contract requests served at once (0: no limit); one more is answered 429 at once.
     pub max_in_flight: u32,
+    /// The password `POST /api/login` accepts (`{"user": ..., "password": ...}`): it answers
+    /// `{"token": <token>}` and sets the cookie `csrf`; any other password is 401.
+    pub password: String,
 }
 
 impl Default for Behaviour {
@@ -55,6 +58,7 @@ impl Default for Behaviour {
             ready_after: 0,
             body: "normal".into(),
             max_in_flight: 0,
+            password: "standin-password".into(),
         }
     }
 }
@@ -152,6 +156,9 @@ fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
 async fn contract(State(s): State<Shared>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let headers: HeaderMap = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
     let refused = s.with(|i| {
         let max = i.behaviour.max_in_flight;
         let full = max > 0 && i.in_flight >= max;
@@ -257,6 +264,22 @@ async fn contract(State(s): State<Shared>, req: Request) -> Response {
                 StatusCode::OK,
                 json!({"status": overall, "servers": servers}),
             )
+        }
+        "/api/login" => {
+            let given: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            if given["password"].as_str() == Some(b.password.as_str()) {
+                (
+                    StatusCode::OK,
+                    [(header::SET_COOKIE, "csrf=standin-csrf-7; Path=/; HttpOnly")],
+                    axum::Json(json!({"token": b.token, "user": given["user"]})),
+                )
+                    .into_response()
+            } else {
+                json_response(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "bad credentials"}),
+                )
+            }
         }
         "/api/workflows" => {
             let expected = format!("Bearer {}", b.token);

@@ -302,3 +302,161 @@ async fn sigterm_gives_a_partial_report() {
         "{statuses:?}"
     );
 }
+
+/// The README's chained suite: log in with a password from `${SMOKE_PASSWORD}`, capture the
+/// session token (secret) and the CSRF cookie, call `/api/workflows` with them; `/api/health`
+/// does not depend on the login.
+const CHAINED: &str = r#"
+[[smoke.checks]]
+name = "Log in"
+path = "/api/login"
+method = "POST"
+headers = { Content-Type = "application/json" }
+body = '{"user": "smoke", "password": "${SMOKE_PASSWORD}"}'
+capture = { session = { jq = "CAPTURE", secret = true }, csrf = { cookie = "csrf" } }
+
+[[smoke.checks]]
+name = "Workflow API"
+path = "/api/workflows"
+headers = { Authorization = "Bearer {{session}}", X-CSRF-Token = "{{csrf}}" }
+assert = [".workflows != null"]
+
+[[smoke.checks]]
+name = "API health"
+path = "/api/health"
+"#;
+
+/// Runs the chained suite (capturing with `capture`) as a GitHub step with `password`.
+async fn chained(
+    s: &deploy_action_e2e::standin::StandIn,
+    dir: &std::path::Path,
+    capture: &str,
+    password: &str,
+) -> (Ran, Value) {
+    let suite = dir.join("chained.toml");
+    std::fs::write(&suite, CHAINED.replace("CAPTURE", capture)).unwrap();
+    let mut c = smoke_cmd(
+        dir,
+        "unused",
+        &format!(
+            "--base-url {} --suite {} --retry-for 0s",
+            s.url,
+            suite.display()
+        ),
+    );
+    c.env("SMOKE_PASSWORD", password)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
+        .env("GITHUB_OUTPUT", dir.join("output"));
+    run_report(c).await
+}
+
+#[tokio::test]
+async fn a_login_captures_a_secret_token_that_later_checks_use_and_nothing_prints_it() {
+    let (s, dir) = standin(Behaviour {
+        token: "tok-capture-91".into(),
+        password: "pw-smoke-3".into(),
+        delay_ms: 200,
+        ..Behaviour::default()
+    })
+    .await;
+    let (r, v) = chained(&s, dir.path(), ".token", "pw-smoke-3").await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(status_of(&v).iter().all(|(_, st)| st == "passed"), "{v}");
+    // The token is masked the moment it is captured, and appears nowhere else.
+    assert!(
+        r.stderr.contains("::add-mask::tok-capture-91"),
+        "{}",
+        r.stderr
+    );
+    let mut written = r.stdout.clone();
+    written.extend(
+        r.stderr
+            .lines()
+            .filter(|l| !l.starts_with("::add-mask::"))
+            .map(|l| format!("{l}\n")),
+    );
+    written.push_str(&std::fs::read_to_string(dir.path().join("summary.md")).unwrap());
+    written.push_str(&std::fs::read_to_string(dir.path().join("output")).unwrap());
+    assert!(!written.contains("tok-capture-91"), "{written}");
+    // The dependant ran after the login answered; the independent check did not wait for it.
+    let at = |p: &str| s.shared.arrivals(p)[0];
+    assert!(at("/api/workflows") >= at("/api/login") + Duration::from_millis(200));
+    assert!(at("/api/health") < at("/api/login") + Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn a_failed_login_or_an_empty_capture_fails_by_name_and_skips_its_dependants() {
+    let (s, dir) = standin(Behaviour {
+        password: "pw-smoke-3".into(),
+        ..Behaviour::default()
+    })
+    .await;
+    let (r, v) = chained(&s, dir.path(), ".token", "wrong-password").await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let why = |name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap().to_owned(),
+                    c["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .unwrap()
+    };
+    assert!(why("Log in").1.starts_with("status 401"), "{v}");
+    let (st, reason) = why("Workflow API");
+    assert_eq!(st, "skipped");
+    assert!(
+        reason.starts_with(
+            "skipped: it uses what check \"Log in\" captures, and it failed: status 401"
+        ),
+        "{reason}"
+    );
+    assert_eq!(why("API health").0, "passed");
+    assert_eq!(s.shared.hits().get("/api/workflows"), None);
+
+    let (r, v) = chained(&s, dir.path(), ".nope", "pw-smoke-3").await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let login = &v["checks"][0];
+    assert_eq!(login["status"], "failed");
+    assert_eq!(
+        login["reason"],
+        "capture `session` (jq `.nope` over the body) found nothing"
+    );
+    assert!(
+        v["checks"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("found nothing"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn a_name_no_earlier_check_captures_is_a_usage_error() {
+    let (s, dir) = standin(Behaviour::default()).await;
+    let suite = dir.path().join("bad.toml");
+    std::fs::write(
+        &suite,
+        "[[smoke.checks]]\nname = \"w\"\npath = \"/api/workflows\"\nheaders = { Authorization = \"Bearer {{session}}\" }\n",
+    )
+    .unwrap();
+    let r = run(smoke_cmd(
+        dir.path(),
+        "t",
+        &format!("--base-url {} --suite {}", s.url, suite.display()),
+    ))
+    .await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("check \"w\" uses {{session}}, which no earlier check captures"),
+        "{}",
+        r.stderr
+    );
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{CheckSpec, CheckTarget, StatusSet};
+use crate::config::{Capture, CaptureFrom, CheckSpec, CheckTarget, StatusSet};
 use crate::exit;
 use crate::http::{Header, HttpClient, HttpError, Response};
 use crate::jq::Program;
@@ -57,30 +57,9 @@ impl Assertion {
     /// grows without end fails the check instead of hanging the tool past its deadline and its
     /// signals (the runaway thread ends with the process).
     pub fn check(&self, body: &Value) -> Result<(), String> {
-        let (tx, rx) = std::sync::mpsc::channel();
         let (program, input) = (self.program.clone(), body.clone());
-        let spawned = std::thread::Builder::new()
-            .name("jq-assertion".into())
-            .stack_size(64 * 1024 * 1024)
-            .spawn(move || {
-                let _ = tx.send(program.truthy(&input));
-            });
-        if spawned.is_err() {
-            return Err(format!(
-                "assertion `{}` could not run: no thread for it",
-                self.expr
-            ));
-        }
-        let verdict = match rx.recv_timeout(ASSERT_BUDGET) {
-            Ok(v) => v,
-            Err(_) => {
-                return Err(format!(
-                    "assertion `{}` did not finish within {}s: an endless loop?",
-                    self.expr,
-                    ASSERT_BUDGET.as_secs()
-                ));
-            }
-        };
+        let verdict = budgeted(move || program.truthy(&input))
+            .map_err(|e| format!("assertion `{}` {e}", self.expr))?;
         match verdict {
             Ok(true) => Ok(()),
             Ok(false) => {
@@ -93,6 +72,26 @@ impl Assertion {
             Err(e) => Err(format!("assertion `{}` failed: {e}", self.expr)),
         }
     }
+}
+
+/// Runs `f` (a jq program over a body) on a thread of its own with a budget of
+/// [`ASSERT_BUDGET`]; the error says why it did not finish (the runaway thread ends with the
+/// process).
+fn budgeted<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("jq".into())
+        .stack_size(64 * 1024 * 1024)
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|_| "could not run: no thread for it".to_owned())?;
+    rx.recv_timeout(ASSERT_BUDGET).map_err(|_| {
+        format!(
+            "did not finish within {}s: an endless loop?",
+            ASSERT_BUDGET.as_secs()
+        )
+    })
 }
 
 fn shown(outputs: Result<Vec<Value>, String>) -> String {
@@ -281,6 +280,8 @@ pub struct Attempt {
     pub version: Option<String>,
     /// What held but wants attention (a certificate close to expiry).
     pub warnings: Vec<String>,
+    /// The values the check captured (smoke-test), when it passed.
+    pub captured: Vec<(String, String)>,
 }
 
 /// The report line of a check after `attempts` attempts taking `took`, ending with `last`.
@@ -388,6 +389,7 @@ pub async fn attempt(
             details: Vec::new(),
             version: None,
             warnings: Vec::new(),
+            captured: Vec::new(),
         },
         Ok(resp) => judge(check, policy, &resp),
     }
@@ -402,6 +404,7 @@ pub fn judge(check: &Prepared, policy: &Policy, resp: &Response) -> Attempt {
         details: Vec::new(),
         version: None,
         warnings: Vec::new(),
+        captured: Vec::new(),
     };
     let json = resp.json().ok();
     if let Some(servers) = json
@@ -425,6 +428,12 @@ pub fn judge(check: &Prepared, policy: &Policy, resp: &Response) -> Attempt {
         });
     }
     out.verdict = verdict(check, policy, resp, json.as_ref(), out.version.as_deref());
+    if out.verdict.passed() && !check.spec.captures.is_empty() {
+        match capture_all(&check.spec.captures, resp, json.as_ref()) {
+            Ok(values) => out.captured = values,
+            Err(reason) => out.verdict = Verdict::Fatal { reason },
+        }
+    }
     if let Some(cert) = &resp.certificate {
         out.details.push((
             "certificate".into(),
@@ -438,6 +447,144 @@ pub fn judge(check: &Prepared, policy: &Policy, resp: &Response) -> Attempt {
         }
     }
     out
+}
+
+/// Every capture of a check from its response; the first that finds nothing is the error, by name.
+/// A secret one is registered at once (masked, scrubbed).
+fn capture_all(
+    captures: &[Capture],
+    resp: &Response,
+    json: Option<&Value>,
+) -> Result<Vec<(String, String)>, String> {
+    captures
+        .iter()
+        .map(|c| {
+            let value = match &c.from {
+                CaptureFrom::Jq(expr) => {
+                    let json =
+                        json.ok_or_else(|| format!("capture `{}`: the body is not JSON", c.name))?;
+                    let program =
+                        Program::compile(expr).map_err(|e| format!("capture `{}`: {e}", c.name))?;
+                    let input = json.clone();
+                    let first = budgeted(move || program.run(&input))
+                        .and_then(|r| r)
+                        .map_err(|e| format!("capture `{}` (`{expr}`) {e}", c.name))?
+                        .into_iter()
+                        .next();
+                    match first {
+                        None | Some(Value::Null) => None,
+                        Some(Value::String(s)) => Some(s),
+                        Some(other) => Some(other.to_string()),
+                    }
+                }
+                CaptureFrom::Header(h) => resp.header(h).map(str::to_owned),
+                CaptureFrom::Cookie(name) => cookie(resp, name),
+            }
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("capture `{}` ({}) found nothing", c.name, source(&c.from)))?;
+            if c.secret {
+                crate::secret::register(&value);
+            }
+            Ok((c.name.clone(), value))
+        })
+        .collect()
+}
+
+/// Where a capture looks, for its error.
+fn source(from: &CaptureFrom) -> String {
+    match from {
+        CaptureFrom::Jq(e) => format!("jq `{e}` over the body"),
+        CaptureFrom::Header(h) => format!("header {h}"),
+        CaptureFrom::Cookie(c) => format!("cookie {c}"),
+    }
+}
+
+/// The value of cookie `name` that the response sets (`Set-Cookie: name=value; ...`).
+fn cookie(resp: &Response, name: &str) -> Option<String> {
+    resp.headers
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let pair = v.split(';').next()?;
+            let (k, val) = pair.split_once('=')?;
+            (k.trim() == name).then(|| val.trim().trim_matches('"').to_owned())
+        })
+}
+
+/// The capture names `text` refers to as `{{name}}`, in order.
+pub fn references(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        match after.find("}}") {
+            Some(j) if crate::config::valid_capture_name(&after[..j]) => {
+                out.push(&after[..j]);
+                rest = &after[j + 2..];
+            }
+            _ => rest = after,
+        }
+    }
+    out
+}
+
+/// `text` with each `{{name}}` of `values` replaced; and whether a secret value went in.
+pub fn fill(text: &str, values: &Captured) -> (String, bool) {
+    let mut out = text.to_owned();
+    let mut secret = false;
+    for name in references(text) {
+        if let Some((v, s)) = values.get(name) {
+            out = out.replace(&format!("{{{{{name}}}}}"), v);
+            secret |= *s;
+        }
+    }
+    (out, secret)
+}
+
+/// Values captured so far: name to (value, secret).
+pub type Captured = std::collections::BTreeMap<String, (String, bool)>;
+
+impl Prepared {
+    /// The capture names this check uses in its URL, headers and body.
+    pub fn uses(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::iter::once(self.url.as_str())
+            .chain(self.headers.iter().map(|h| h.value.as_str()))
+            .flat_map(references)
+            .map(str::to_owned)
+            .collect();
+        if let Some(b) = &self.body {
+            names.extend(
+                references(&String::from_utf8_lossy(b))
+                    .into_iter()
+                    .map(str::to_owned),
+            );
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// This check with every `{{name}}` filled in from `values`: a header that took a secret
+    /// value is secret itself (sensitive, never sent to another origin).
+    pub fn with_captured(&self, values: &Captured) -> Prepared {
+        let mut p = self.clone();
+        p.url = fill(&self.url, values).0;
+        p.headers = self
+            .headers
+            .iter()
+            .map(|h| match fill(&h.value, values) {
+                (v, true) => Header::secret(h.name.clone(), v),
+                (v, false) if h.is_secret() => Header::secret(h.name.clone(), v),
+                (v, false) => Header::new(h.name.clone(), v),
+            })
+            .collect();
+        p.body = self
+            .body
+            .as_ref()
+            .map(|b| fill(&String::from_utf8_lossy(b), values).0.into_bytes());
+        p
+    }
 }
 
 /// Seconds since the Unix epoch.

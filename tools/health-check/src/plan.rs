@@ -90,6 +90,12 @@ pub(crate) fn plan(args: &Args, r: &Resolved) -> anyhow::Result<Plan> {
         .clone()
         .or_else(|| h.version_field.clone())
         .unwrap_or_else(|| "commitSha".into());
+    if let Some(c) = h.checks.iter().find(|c| !c.captures.is_empty()) {
+        return Err(exit::usage(format!(
+            "{}: health check {:?}: capture is for smoke checks (a health check is polled, not chained)",
+            r.config.source, c.name
+        )));
+    }
     let policy = Arc::new(policy(args, &r.config, h, &version_field)?);
     let http = match &r.base_url {
         Some(base) => checks::prepare(&h.checks, Some(base))?,

@@ -59,6 +59,7 @@ pub(crate) fn attempt_of(verdict: Verdict) -> Attempt {
         details: Vec::new(),
         version: None,
         warnings: Vec::new(),
+        captured: Vec::new(),
     }
 }
 

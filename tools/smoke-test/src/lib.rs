@@ -76,6 +76,8 @@ const CONFIG_READS: &[&str] = &["defaults", "environments", "smoke"];
 struct Plan {
     label: String,
     checks: Vec<Prepared>,
+    /// For each check, the earlier checks whose captures it uses.
+    deps: Vec<Vec<usize>>,
     policy: Arc<Policy>,
     concurrency: usize,
     deadline: Deadline,
@@ -166,9 +168,16 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
         );
         return Err(exit::usage(format!("{source}: no [[smoke.checks]] to run")));
     }
+    let checks = checks::prepare(&suite.checks, resolved.base_url.as_deref())?;
+    let source = args.suite.as_ref().map_or_else(
+        || resolved.config.source.clone(),
+        |p| p.display().to_string(),
+    );
+    let deps = dependencies(&checks).map_err(|e| exit::usage(format!("{source}: {e}")))?;
     Ok(Plan {
         label,
-        checks: checks::prepare(&suite.checks, resolved.base_url.as_deref())?,
+        deps,
+        checks,
         policy: Arc::new(Policy {
             retry_statuses: status_list(&args.retry_on)?
                 .or(suite.retry_on.clone())
@@ -193,6 +202,42 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
     })
 }
 
+/// For each check, the earlier checks that capture what it uses (`{{name}}`); a name no earlier
+/// check captures, or one captured twice, is the error.
+fn dependencies(checks: &[Prepared]) -> Result<Vec<Vec<usize>>, String> {
+    let mut by_name: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let mut deps = Vec::new();
+    for (i, c) in checks.iter().enumerate() {
+        let mut mine = Vec::new();
+        for name in c.uses() {
+            match by_name.get(name.as_str()) {
+                Some(&j) => mine.push(j),
+                None => {
+                    return Err(format!(
+                        "check {:?} uses {{{{{name}}}}}, which no earlier check captures",
+                        c.spec.name
+                    ));
+                }
+            }
+        }
+        mine.sort_unstable();
+        mine.dedup();
+        deps.push(mine);
+        for cap in &c.spec.captures {
+            if let Some(j) = by_name.insert(&cap.name, i) {
+                return Err(format!(
+                    "capture {:?} is set by both check {:?} and check {:?}",
+                    cap.name, checks[j].spec.name, c.spec.name
+                ));
+            }
+        }
+    }
+    Ok(deps)
+}
+
+/// What a check that captures gives the checks that use it: its values, or why there are none.
+type Given = Option<Result<checks::Captured, String>>;
+
 /// Each check's result (None: not finished), the names, and the signal that ended the run.
 type Results = (
     Vec<Option<Check>>,
@@ -210,8 +255,17 @@ async fn run_all(args: &Args, plan: Plan) -> anyhow::Result<Results> {
     let limiter = Arc::new(limit::Limiter::new(plan.concurrency));
     let mut set = tokio::task::JoinSet::new();
     let mut ids = Vec::new();
+    // A check that captures tells its dependants when it is done; the others do not wait.
+    let (givers, takers): (Vec<_>, Vec<_>) = (0..plan.checks.len())
+        .map(|_| tokio::sync::watch::channel::<Given>(None))
+        .unzip();
     for (i, check) in plan.checks.into_iter().enumerate() {
         let (client, policy, limiter) = (client.clone(), plan.policy.clone(), limiter.clone());
+        let waits: Vec<_> = plan.deps[i]
+            .iter()
+            .map(|&j| (names[j].clone(), takers[j].clone()))
+            .collect();
+        let give = givers[i].clone();
         // The flag beats the file: --retry-for, then the check's retry_for, then [smoke].
         let window = args
             .retry_for
@@ -219,8 +273,26 @@ async fn run_all(args: &Args, plan: Plan) -> anyhow::Result<Results> {
             .unwrap_or(plan.default_window);
         let deadline = plan.deadline;
         let handle = set.spawn(async move {
+            let check = match wait_for(waits).await {
+                Ok(values) if values.is_empty() => check,
+                Ok(values) => check.with_captured(&values),
+                Err(why) => {
+                    let _ = give.send(Some(Err(format!("it was skipped ({why})"))));
+                    let skipped = Check::new(&check.spec.name, Status::Skipped).reason(why);
+                    return (i, skipped);
+                }
+            };
             let ctx = (&client, &*limiter);
-            (i, run_check(ctx, &check, &policy, deadline, window).await)
+            let (c, captured) = run_check(ctx, &check, &policy, deadline, window).await;
+            let given = match (c.status, captured) {
+                (Status::Passed, Some(values)) => Ok(values),
+                _ => Err(format!(
+                    "it failed: {}",
+                    c.reason.as_deref().unwrap_or("did not pass")
+                )),
+            };
+            let _ = give.send(Some(given));
+            (i, c)
         });
         ids.push(handle.id());
     }
@@ -246,6 +318,27 @@ async fn run_all(args: &Args, plan: Plan) -> anyhow::Result<Results> {
     Ok((results, names, interrupted, limiter.summary()))
 }
 
+/// Waits for every check a check depends on (name, channel): the values they captured, or why
+/// the check is skipped.
+async fn wait_for(
+    waits: Vec<(String, tokio::sync::watch::Receiver<Given>)>,
+) -> Result<checks::Captured, String> {
+    let mut values = checks::Captured::new();
+    for (name, mut rx) in waits {
+        let given = rx.wait_for(Option::is_some).await.map(|g| g.clone());
+        match given {
+            Ok(Some(Ok(v))) => values.extend(v),
+            Ok(Some(Err(why))) => {
+                return Err(format!(
+                    "skipped: it uses what check {name:?} captures, and {why}"
+                ));
+            }
+            _ => return Err(format!("skipped: check {name:?} did not finish")),
+        }
+    }
+    Ok(values)
+}
+
 /// Where a failed check's annotation points: the suite or config file its checks come from.
 fn annotation_path(args: &Args) -> String {
     args.suite
@@ -262,7 +355,7 @@ async fn run_check(
     policy: &Policy,
     suite: Deadline,
     window: Duration,
-) -> Check {
+) -> (Check, Option<checks::Captured>) {
     let start = Instant::now();
     let schedule = Schedule::new(
         Deadline::after(window.min(suite.remaining())),
@@ -282,10 +375,22 @@ async fn run_check(
         |a| a.verdict.clone(),
     )
     .await;
-    checks::report_check(
+    let captured = outcome
+        .last
+        .as_ref()
+        .filter(|a| a.verdict.passed())
+        .map(|a| {
+            let secret = |n: &str| check.spec.captures.iter().any(|c| c.name == n && c.secret);
+            a.captured
+                .iter()
+                .map(|(n, v)| (n.clone(), (v.clone(), secret(n))))
+                .collect()
+        });
+    let c = checks::report_check(
         &check.spec.name,
         outcome.attempts,
         start.elapsed(),
         outcome.last.as_ref(),
-    )
+    );
+    (c, captured)
 }

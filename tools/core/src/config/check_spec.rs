@@ -114,6 +114,92 @@ pub struct CheckSpec {
     pub expect_headers: BTreeMap<String, String>,
     /// smoke-test: how long this check may be retried until it passes (within the suite deadline).
     pub retry_for: Option<Duration>,
+    /// smoke-test: values taken from the response for later checks (`{{name}}`), in name order.
+    pub captures: Vec<Capture>,
+}
+
+/// A value a smoke check takes from its response, for later checks to use as `{{name}}` in their
+/// path, URL, headers and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// The name later checks use.
+    pub name: String,
+    /// Where it comes from.
+    pub from: CaptureFrom,
+    /// Masked and scrubbed like a `${VAR}` value.
+    pub secret: bool,
+}
+
+/// Where a capture reads its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureFrom {
+    /// The first output of a jq expression over the JSON body (a string as it is, anything
+    /// else as JSON; `null` and no output are nothing).
+    Jq(String),
+    /// A response header (case-insensitive name).
+    Header(String),
+    /// A cookie the response sets (`Set-Cookie`), by name.
+    Cookie(String),
+}
+
+/// `capture = { token = ".token" }` or `{ token = { jq = ".token", secret = true } }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCapture {
+    Jq(String),
+    Table(CaptureTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureTable {
+    #[serde(default)]
+    jq: Option<String>,
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    cookie: Option<String>,
+    #[serde(default)]
+    secret: bool,
+}
+
+/// Whether `name` can be a capture's name (`{{name}}`): letters, digits, `_` and `-`, not
+/// starting with a digit.
+pub fn valid_capture_name(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn capture(check: &str, name: String, raw: RawCapture) -> Result<Capture, String> {
+    if !valid_capture_name(&name) {
+        return Err(format!(
+            "check {check:?}: capture name {name:?} must be letters, digits, '_' or '-'"
+        ));
+    }
+    let (from, secret) = match raw {
+        RawCapture::Jq(e) => (CaptureFrom::Jq(e), false),
+        RawCapture::Table(t) => {
+            let from = match (t.jq, t.header, t.cookie) {
+                (Some(e), None, None) => CaptureFrom::Jq(e),
+                (None, Some(h), None) => CaptureFrom::Header(h.to_ascii_lowercase()),
+                (None, None, Some(c)) => CaptureFrom::Cookie(c),
+                _ => {
+                    return Err(format!(
+                        "check {check:?}: capture {name:?} needs exactly one of jq, header or cookie"
+                    ));
+                }
+            };
+            (from, t.secret)
+        }
+    };
+    if let CaptureFrom::Jq(e) = &from {
+        valid_assertion(e).map_err(|e| format!("check {check:?}: capture {name:?}: {e}"))?;
+    }
+    Ok(Capture { name, from, secret })
 }
 
 /// Where a check sends its request.
@@ -147,6 +233,8 @@ struct RawCheck {
     #[serde(default, deserialize_with = "expanded_map")]
     expect_headers: BTreeMap<String, String>,
     retry_for: Option<Dur>,
+    #[serde(default)]
+    capture: BTreeMap<String, RawCapture>,
 }
 
 impl TryFrom<RawCheck> for CheckSpec {
@@ -194,7 +282,13 @@ impl TryFrom<RawCheck> for CheckSpec {
         for (i, a) in r.assert.iter().enumerate() {
             valid_assertion(a).map_err(|e| format!("check {:?}: assert[{i}]: {e}", r.name))?;
         }
+        let captures = r
+            .capture
+            .into_iter()
+            .map(|(name, raw)| capture(&r.name, name, raw))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(CheckSpec {
+            captures,
             name: r.name,
             method,
             target,

@@ -84,7 +84,7 @@ mod embedded;
 mod expand;
 mod sections;
 
-pub use check_spec::{CheckSpec, CheckTarget, StatusSet};
+pub use check_spec::{Capture, CaptureFrom, CheckSpec, CheckTarget, StatusSet, valid_capture_name};
 pub use embedded::{EMBEDDED_HEALTH, EMBEDDED_SMOKE};
 use expand::LOOKUP;
 pub use expand::{Dur, Text, UrlText, expand};
