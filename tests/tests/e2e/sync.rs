@@ -433,6 +433,8 @@ async fn shallow_clone_fetches_commits_only_where_the_server_allows_it() {
         "1",
         "merge-tree read both sides' f.txt"
     );
+    // Commits alone are small: one deepening step of 20 x --deepen (80) reached the merge base.
+    assert_eq!(out(&v, "deepened"), "1");
     assert!(
         !holds(&d1, &passing),
         "a file no side of the merge has was never downloaded"
@@ -457,6 +459,8 @@ async fn shallow_clone_fetches_everything_where_the_server_does_not_filter() {
     assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("33", "1"));
     assert_eq!(out(&v, "conflicts"), "1");
     assert!(holds(&d1, &passing), "the server sent every object");
+    // Everything came, so the steps stayed small: 4, 8, 16, 32 deep.
+    assert_eq!(out(&v, "deepened"), "4");
     git(&d1, &["fsck", "--no-progress"]);
 }
 
