@@ -237,6 +237,22 @@ async fn health_check_cases() -> Vec<Written> {
         "1s",
     ]);
     out.push(s.run("health-check", "not ready", 1, c).await);
+    // --notify to a webhook that records it: `notified`.
+    let hook = deploy_action_e2e::recorder::Recorder::start(
+        "127.0.0.1",
+        deploy_action_e2e::recorder::Mode::Answer(200, "{}".into()),
+    )
+    .await;
+    let s = Step::new();
+    let mut c = s.cmd("health-check", s.dir.path());
+    let url = format!("{}/hook-contract-0000", hook.url);
+    c.args(["--base-url", &bad.url, "--wait", "1s", "--notify", &url]);
+    out.push(s.run("health-check", "not ready, notified", 1, c).await);
+    // --checklist over the reports of this job (none here): `ticked`, `crossed`, `open`.
+    let s = Step::new();
+    let mut c = s.cmd("health-check", s.dir.path());
+    c.arg("--checklist");
+    out.push(s.run("health-check", "checklist", 0, c).await);
     out
 }
 

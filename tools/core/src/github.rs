@@ -426,13 +426,13 @@ impl PublishArgs {
         self.publish(&mut report, common.environment.as_deref(), annotation_path)
             .await;
         report.finish(elapsed());
-        self.notify(&report, common).await;
+        self.notify(&mut report, common).await;
         crate::cli::emit(&report, &common.output)
     }
 
     /// Posts the outcome to the webhook of `--notify` or `[notify]`, if any; a failure is a
     /// warning (stderr and an annotation), never a changed verdict.
-    async fn notify(&self, report: &Report, common: &crate::cli::CommonArgs) {
+    async fn notify(&self, report: &mut Report, common: &crate::cli::CommonArgs) {
         // The tool has read the config already; read it again for [notify] (a small file).
         let cfg =
             crate::config::Config::discover(common.config.as_deref(), std::path::Path::new("."))
@@ -444,7 +444,9 @@ impl PublishArgs {
         else {
             return;
         };
-        if let Err(w) = target.post(report).await {
+        let posted = target.post(report).await;
+        report.output("notified", posted.is_ok());
+        if let Err(w) = posted {
             tracing::warn!("{w}");
             let _ = crate::gha::Actions::from_env().annotate(
                 Level::Warning,

@@ -7,6 +7,7 @@
 //! The run reads like the runbook: [`plan`] (what to poll, how long, how often), [`wait`] (the
 //! rounds, on the one polling engine), [`gates`] (what counts only after healthy), [`report`].
 
+mod checklist;
 mod gates;
 mod kpi;
 mod plan;
@@ -15,6 +16,7 @@ mod probe;
 mod report;
 mod wait;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use deploy_core::aws::AwsArgs;
@@ -135,6 +137,12 @@ pub struct Args {
     #[arg(long, value_name = "GROUP", help_heading = "KPIs")]
     pub incident_log_group: Option<String>,
 
+    /// Instead of checking health: the runbook's deployment checklist (section 6) from the JSON
+    /// reports of this job's steps (files or directories; default: the deploy-action-*.json in
+    /// RUNNER_TEMP), each item ticked, crossed, not run or manual; crossed items are exit 1.
+    #[arg(long, value_name = "PATH", num_args = 0.., conflicts_with_all = ["kpi", "preflight", "mark_verified"], help_heading = "Checklist")]
+    pub checklist: Option<Vec<PathBuf>>,
+
     /// Before a deploy, instead of checking health: fail (exit 1) while an incident of the
     /// environment is open (a rollback in progress, or one that failed or was interrupted),
     /// naming it. Reads the incident records only; sends no probe.
@@ -216,6 +224,9 @@ pub const CONFIG_READS: &[&str] = &[
 /// writing it anywhere: `run` emits it; rollback verifies with it. Plan, act, report.
 pub async fn check(args: &Args) -> anyhow::Result<Report> {
     let started = Instant::now();
+    if let Some(paths) = &args.checklist {
+        return checklist::report(paths);
+    }
     let r = args
         .common
         .resolve(&args.service, EMBEDDED_HEALTH, CONFIG_READS)?;
