@@ -3,6 +3,7 @@
 //! stand-in service). Pick an area with its module path: `cargo test --test e2e rollback::`.
 
 mod action;
+mod charts;
 mod checklist;
 mod cli;
 mod contract;

@@ -1007,6 +1007,15 @@ async fn the_incident_record_reaches_every_sink() {
         "{summary}"
     );
     assert!(!summary.contains(CANARY_TOKEN) && !summary.contains("ghs_canarytoken0123456789"));
+    // The picture: per service, planned, rolling until steady, verified (a Mermaid timeline).
+    assert!(summary.contains("```mermaid\ngantt\n"), "{summary}");
+    for part in [
+        "planned ",
+        " rolling to steady :active, ",
+        " verified :done, ",
+    ] {
+        assert!(summary.contains(part), "{part:?} not in {summary}");
+    }
     let outputs = std::fs::read_to_string(&outputs).unwrap();
     for key in [
         "rolled-back-to",

@@ -977,3 +977,54 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod template_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::proptests::config(2000))]
+
+        /// `{{name}}` references in any text: no panic, every name valid, and filling with no
+        /// values changes nothing.
+        #[test]
+        fn any_text_has_valid_references_and_empty_fill_is_identity(text in "[a-z{}_ -]{0,60}|\\PC{0,40}") {
+            for name in references(&text) {
+                prop_assert!(crate::config::valid_capture_name(name), "{name:?}");
+            }
+            prop_assert_eq!(fill(&text, &Captured::new()), (text.clone(), false));
+        }
+
+        /// Every reference to a known name is replaced, and a secret value says so.
+        #[test]
+        fn fill_replaces_every_reference(pre in "[a-z ]{0,10}", name in "[a-z_][a-z0-9_-]{0,8}", value in "[A-Za-z0-9.]{1,12}", secret in any::<bool>()) {
+            let text = format!("{pre}{{{{{name}}}}}/{{{{{name}}}}}");
+            let mut values = Captured::new();
+            values.insert(name.clone(), (value.clone(), secret));
+            let (out, s) = fill(&text, &values);
+            prop_assert_eq!(out, format!("{pre}{value}/{value}"));
+            prop_assert_eq!(s, secret);
+        }
+
+        /// Any Set-Cookie headers: the cookie lookup never panics.
+        #[test]
+        fn any_set_cookie_is_read_or_not(raw in proptest::collection::vec("[ -~]{0,40}", 0..4), name in "[a-z]{1,5}") {
+            let mut headers = reqwest::header::HeaderMap::new();
+            for r in &raw {
+                if let Ok(v) = reqwest::header::HeaderValue::from_str(r) {
+                    headers.append(reqwest::header::SET_COOKIE, v);
+                }
+            }
+            let resp = Response {
+                status: 200,
+                headers,
+                body: Vec::new(),
+                latency: Duration::ZERO,
+                url: "http://x/".into(),
+                certificate: None,
+            };
+            let _ = cookie(&resp, &name);
+        }
+    }
+}

@@ -213,13 +213,14 @@ pub async fn alb_5xx_sum(
 }
 
 /// The `Availability` metric over the last `window`: (sum of the values, number of values), i.e.
-/// (healthy checks, total checks). The period keeps the datapoints under CloudWatch's 1,440 a call.
+/// (healthy checks, total checks), and per datapoint (its time in Unix seconds, sum, count). The
+/// period keeps the datapoints under CloudWatch's 1,440 a call.
 pub async fn availability_stats(
     client: &Client,
     namespace: &str,
     environment: &str,
     window: Duration,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(f64, f64, Vec<(i64, f64, f64)>)> {
     let now = SystemTime::now();
     let start = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
     // The request carries whole seconds: a datum put in this very second would fall after `now`.
@@ -244,11 +245,17 @@ pub async fn availability_stats(
         .await
         .map_err(|e| error(&format!("couldn't read {namespace}/Availability"), &e))?;
     let (mut sum, mut count) = (0.0, 0.0);
+    let mut points = Vec::new();
     for d in resp.datapoints() {
-        sum += d.sum().unwrap_or(0.0);
-        count += d.sample_count().unwrap_or(0.0);
+        let (s, c) = (d.sum().unwrap_or(0.0), d.sample_count().unwrap_or(0.0));
+        sum += s;
+        count += c;
+        if let Some(t) = d.timestamp() {
+            points.push((t.secs(), s, c));
+        }
     }
-    Ok((sum, count))
+    points.sort_by_key(|p| p.0);
+    Ok((sum, count, points))
 }
 
 /// The period of the Availability statistics over `window`: at most 1,440 data points (the most

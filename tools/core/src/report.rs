@@ -357,6 +357,10 @@ pub struct Report {
     /// `cancelled` (not part of the JSON report, whose `error` says it in words).
     #[serde(skip)]
     pub cancelled_by: Option<String>,
+    /// Pictures for the job summary, as Mermaid sources ([`crate::render::mermaid`]); not part
+    /// of the JSON report, whose checks carry the same facts.
+    #[serde(skip)]
+    pub charts: Vec<String>,
 }
 
 impl Serialize for Report {
@@ -407,6 +411,7 @@ impl Report {
             diagnosis: Vec::new(),
             error: None,
             cancelled_by: None,
+            charts: Vec::new(),
         }
     }
 

@@ -25,6 +25,9 @@ pub struct Record {
     /// Recovery minus detection, when recovered.
     #[serde(default)]
     pub mttr_seconds: Option<u64>,
+    /// When it was detected (RFC 3339).
+    #[serde(default)]
+    pub detection_time: Option<String>,
 }
 
 /// What the incident records add up to.
@@ -96,7 +99,7 @@ pub async fn report(args: &Args, window: Duration, r: &Resolved) -> anyhow::Resu
         format!("{environment} KPIs, last {label}"),
     );
 
-    let (healthy, total) =
+    let (healthy, total, points) =
         deploy_core::cloudwatch::availability_stats(&cw, &namespace, &environment, window).await?;
     let uptime = (total > 0.0).then(|| healthy / total * 100.0);
     report.push(uptime_check(
@@ -113,6 +116,7 @@ pub async fn report(args: &Args, window: Duration, r: &Resolved) -> anyhow::Resu
     report.output("total-checks", total);
     report.output("healthy-checks", healthy);
 
+    let mut incident_days = std::collections::BTreeMap::new();
     match &log_group {
         Some(group) => {
             let logs = deploy_core::logs::client(&sdk);
@@ -126,6 +130,7 @@ pub async fn report(args: &Args, window: Duration, r: &Resolved) -> anyhow::Resu
             )
             .await?;
             let (m, skipped) = mttr(&messages, &environment);
+            incident_days = days_of_incidents(&messages, &environment);
             report.push(mttr_check(&label, &m, skipped, mttr_target, group));
             report.output("incidents", m.incidents);
             report.output("mttr-avg-seconds", m.avg.map(|a| format!("{a:.0}")).unwrap_or_default());
@@ -136,8 +141,82 @@ pub async fn report(args: &Args, window: Duration, r: &Resolved) -> anyhow::Resu
                 .reason("no incident log group: pass --incident-log-group or set rollback.incident_log_group"),
         ),
     }
+    if !points.is_empty() {
+        report
+            .charts
+            .push(chart(&label, &points, &incident_days, uptime_target));
+    }
     report.finish(started.elapsed());
     Ok(report)
+}
+
+/// `YYYY-MM-DD` of a Unix time (UTC).
+fn day(secs: i64) -> String {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0).unsigned_abs());
+    humantime::format_rfc3339_seconds(t).to_string()[..10].to_owned()
+}
+
+/// The incidents of `environment` by the day they were detected (the newest record of each).
+fn days_of_incidents(
+    messages: &[String],
+    environment: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut newest: std::collections::BTreeMap<String, Record> = std::collections::BTreeMap::new();
+    for r in messages
+        .iter()
+        .filter_map(|m| serde_json::from_str::<Record>(m).ok())
+    {
+        if r.environment == environment {
+            newest.insert(r.incident_id.clone(), r);
+        }
+    }
+    let mut days = std::collections::BTreeMap::new();
+    for r in newest.values() {
+        if let Some(d) = r.detection_time.as_deref().and_then(|t| t.get(..10)) {
+            *days.entry(d.to_owned()).or_insert(0) += 1;
+        }
+    }
+    days
+}
+
+/// Availability per day over the window as bars, the uptime target as a line, and each day
+/// with incidents marked in its label (`12-03 (1 incident)`).
+fn chart(
+    label: &str,
+    points: &[(i64, f64, f64)],
+    incidents: &std::collections::BTreeMap<String, usize>,
+    target: Option<f64>,
+) -> String {
+    let mut by_day: std::collections::BTreeMap<String, (f64, f64)> =
+        std::collections::BTreeMap::new();
+    for &(t, sum, count) in points {
+        let e = by_day.entry(day(t)).or_insert((0.0, 0.0));
+        e.0 += sum;
+        e.1 += count;
+    }
+    let (mut xs, mut vs) = (Vec::new(), Vec::new());
+    for (d, (sum, count)) in &by_day {
+        let short = d.get(5..).unwrap_or(d);
+        xs.push(match incidents.get(d) {
+            Some(1) => format!("{short} (1 incident)"),
+            Some(n) => format!("{short} ({n} incidents)"),
+            None => short.to_owned(),
+        });
+        vs.push(if *count > 0.0 {
+            sum / count * 100.0
+        } else {
+            0.0
+        });
+    }
+    let lowest = vs.iter().copied().chain(target).fold(100.0_f64, f64::min);
+    let lo = (lowest - 1.0).floor().max(0.0);
+    deploy_core::render::mermaid::bars_with_target(
+        &format!("Availability per day, last {label} (target as a line)"),
+        &xs,
+        &vs,
+        (lo, 100.0),
+        target,
+    )
 }
 
 /// The runbook's uptime, `AVG(Availability) * 100` = healthy / total checks, against `target`.

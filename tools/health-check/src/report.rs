@@ -34,6 +34,9 @@ pub(crate) async fn build(run: &Run<'_>, waited: &Waited, mut gates: Gates) -> R
         run.resolved.label(),
     );
     let versions = probe_checks(run, waited, gates.interrupted, &mut report);
+    if waited.rounds > 0 {
+        report.charts.push(wait_chart(plan, waited));
+    }
     if let (Some(want), true) = (&args.expect_version, gates.healthy) {
         let check = gates::version(plan, want, &versions);
         gates.healthy &= check.status == Status::Passed;
@@ -336,4 +339,42 @@ async fn tag_verified(
             Err(e)
         }
     }
+}
+
+/// The health wait as a timeline: a lane per probe, a bar per attempt (red failed, grey passed)
+/// from its round's start for its latency, until healthy or the deadline.
+fn wait_chart(plan: &Plan, waited: &Waited) -> String {
+    use deploy_core::render::mermaid::{Bar, Lane, Mark, gantt};
+    let ms = |d: Duration| d.as_millis() as u64;
+    let lanes: Vec<Lane> = plan
+        .probes
+        .iter()
+        .zip(&waited.tallies)
+        .map(|(p, t)| Lane {
+            name: p.name.clone(),
+            bars: t
+                .history
+                .iter()
+                .map(|&(at, latency, passed)| Bar {
+                    label: if passed { "pass" } else { "fail" }.to_owned(),
+                    start_ms: ms(at),
+                    end_ms: ms(at + latency),
+                    mark: if passed { Mark::Done } else { Mark::Crit },
+                })
+                .collect(),
+        })
+        .collect();
+    let how = if waited.healthy() {
+        "healthy"
+    } else {
+        "not healthy"
+    };
+    gantt(
+        &format!(
+            "Health wait, {how} after {} rounds (deadline {})",
+            waited.rounds,
+            humantime::format_duration(plan.wait)
+        ),
+        &lanes,
+    )
 }

@@ -26,6 +26,8 @@ pub(crate) struct Tally {
     pub last: Option<Attempt>,
     /// The probe's body has carried the version field: from then on it must always.
     pub carries_version: bool,
+    /// Each attempt: its round's start (since the wait began), its latency, whether it passed.
+    pub history: Vec<(Duration, Duration, bool)>,
 }
 
 /// How the wait went.
@@ -81,19 +83,21 @@ pub(crate) async fn until_healthy(
             streak: Streak::new(plan.threshold),
             last: None,
             carries_version: false,
+            history: Vec::new(),
         })
         .collect();
+    let began = Instant::now();
     let outcome = retry::poll(
         schedule,
         interrupt,
-        |_| bounded_round(ctx, plan, deadline),
-        |r| match r {
-            Ok(attempts) => record(ctx, &mut tallies, attempts.clone()),
+        |_| async move { (began.elapsed(), bounded_round(ctx, plan, deadline).await) },
+        |(at, r)| match r {
+            Ok(attempts) => record(ctx, &mut tallies, *at, attempts.clone()),
             Err(e) => Verdict::fatal(format!("{e:#}")),
         },
     )
     .await;
-    if let Some(Err(e)) = outcome.last {
+    if let Some((_, Err(e))) = outcome.last {
         return Err(e);
     }
     Ok(Waited {
@@ -117,7 +121,7 @@ async fn bounded_round(ctx: &Ctx, plan: &Plan, deadline: Deadline) -> anyhow::Re
 
 /// Records a round's attempts in the tallies and judges the round: fatal when a probe is, a pass
 /// when every probe passed, else "not yet" at the pace the servers asked for.
-fn record(ctx: &Ctx, tallies: &mut [Tally], attempts: Vec<Attempt>) -> Verdict {
+fn record(ctx: &Ctx, tallies: &mut [Tally], at: Duration, attempts: Vec<Attempt>) -> Verdict {
     let mut paces = Vec::new();
     let mut fatal = None;
     for (t, mut a) in tallies.iter_mut().zip(attempts) {
@@ -129,6 +133,7 @@ fn record(ctx: &Ctx, tallies: &mut [Tally], attempts: Vec<Attempt>) -> Verdict {
             }
         }
         t.streak.record(a.verdict.passed());
+        t.history.push((at, a.latency, a.verdict.passed()));
         paces.push(a.verdict.pace());
         if a.verdict.is_fatal() && fatal.is_none() {
             fatal = a.verdict.reason().map(str::to_owned);

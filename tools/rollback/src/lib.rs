@@ -298,8 +298,10 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     // Before the first change: the incident is open, so a deploy of this environment refuses
     // to roll forward over the rollback (health-check --preflight) until its record says how it
     // ended.
+    let planned_at = started.elapsed();
     open_incident(args, &s, &sdk, &plans, &mut report).await;
     let gh = start_github_deployment(&s, &plans, &mut report).await;
+    let acting_at = started.elapsed();
     let (outcomes, interrupted, audit) =
         act_all(&ecs, &s, &plans, &args.reason, args.on_failure).await;
     report.audit.extend(audit);
@@ -314,6 +316,7 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     if !failed.is_empty() && interrupted.is_none() && args.diagnose.on() {
         report.diagnosis = diagnose(&s, &sdk, failed).await;
     }
+    let verifying_at = started.elapsed();
     let (recovered_at, interrupted) = match interrupted {
         Some(sig) => (None, Some(sig)),
         None => match verify_environment(args, &s, &plans, &outcomes, &mut report).await {
@@ -326,6 +329,13 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
             }
         },
     };
+    let times = Times {
+        planned: planned_at,
+        acting: acting_at,
+        verifying: verifying_at,
+        verified: recovered_at.is_some().then(|| started.elapsed()),
+    };
+    report.charts.push(chart(&plans, &outcomes, &times));
     let record = build_incident(args, &s, &plans, &outcomes, (recovered_at, interrupted));
     record_incident(args, &s, &sdk, &record, &mut report).await;
     finish_github_deployment(gh, &record, &mut report).await;
@@ -338,4 +348,62 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     report.finish(started.elapsed());
     report.summary = summary(&record, &plans, &outcomes, interrupted);
     Ok(report)
+}
+
+/// When the phases of a rollback began, from the start of the run.
+struct Times {
+    planned: Duration,
+    acting: Duration,
+    verifying: Duration,
+    /// When the verification passed (none when it did not).
+    verified: Option<Duration>,
+}
+
+/// The rollback as a timeline: a lane per service, planned, rolling until steady (every service
+/// starts as the act phase does: they roll at once) and verified, with times.
+fn chart(plans: &[Plan], outcomes: &act::Outcomes, t: &Times) -> String {
+    use deploy_core::render::mermaid::{Bar, Lane, Mark, gantt};
+    let ms = |d: Duration| d.as_millis() as u64;
+    let lanes: Vec<Lane> = plans
+        .iter()
+        .map(|p| {
+            let mut bars = vec![Bar {
+                label: format!("planned {}", p.target.name()),
+                start_ms: 0,
+                end_ms: ms(t.planned),
+                mark: Mark::Done,
+            }];
+            if let Some(o) = outcomes.get(&p.service) {
+                bars.push(Bar {
+                    label: if o.ok {
+                        "rolling to steady"
+                    } else {
+                        "rolling, failed"
+                    }
+                    .to_owned(),
+                    start_ms: ms(t.acting),
+                    end_ms: ms(t.acting + o.took),
+                    mark: if o.ok { Mark::Active } else { Mark::Crit },
+                });
+            }
+            let (label, end, mark) = match t.verified {
+                Some(v) => ("verified", v, Mark::Done),
+                None => ("not verified", t.verifying, Mark::Crit),
+            };
+            bars.push(Bar {
+                label: label.to_owned(),
+                start_ms: ms(t.verifying),
+                end_ms: ms(end),
+                mark,
+            });
+            Lane {
+                name: p.service.clone(),
+                bars,
+            }
+        })
+        .collect();
+    gantt(
+        "Rollback per service, planned, rolling, steady, verified",
+        &lanes,
+    )
 }

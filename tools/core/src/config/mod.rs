@@ -448,6 +448,35 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_s_chained_checks_parse_once_uncommented() {
+        let text = include_str!("../../../../deploy.example.toml");
+        let start = text
+            .find("# [[smoke.checks]]\n# name = \"Log in\"")
+            .unwrap();
+        let block: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        let cfg = Config::parse_with(
+            &block,
+            "deploy.example.toml",
+            env(&[("SMOKE_PASSWORD", "pw-example-42")]),
+        )
+        .unwrap();
+        let (login, api) = (&cfg.smoke.checks[0], &cfg.smoke.checks[1]);
+        let names: Vec<&str> = login.captures.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["csrf", "session"]);
+        assert!(
+            login
+                .captures
+                .iter()
+                .any(|c| c.name == "session" && c.secret)
+        );
+        assert_eq!(api.headers["Authorization"].expose(), "Bearer {{session}}");
+    }
+
+    #[test]
     fn embedded_defaults_parse() {
         let h = Config::parse_with(EMBEDDED_HEALTH, "<embedded>", env(&[])).unwrap();
         assert_eq!(h.health.checks.len(), 3);

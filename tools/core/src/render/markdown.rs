@@ -23,6 +23,9 @@ pub fn render(report: &Report) -> String {
     let mut md = String::new();
     heading(&mut md, report);
     checks(&mut md, report);
+    for chart in &report.charts {
+        let _ = writeln!(md, "```mermaid\n{}```\n", chart);
+    }
     diagnosis(&mut md, report);
     outputs(&mut md, report);
     audit(&mut md, report);

@@ -4,6 +4,7 @@
 pub mod human;
 pub mod junit;
 pub mod markdown;
+pub mod mermaid;
 
 use crate::report::Report;
 
