@@ -8,7 +8,10 @@
 # failures users were burnt by: readiness lost with an MCP server down, and an ECS service whose
 # PRIMARY deployment is not the new task definition (a rollback "stable" would have hidden); then a
 # good deploy marked verified, a bad one detected, and rollback to the verified revisions with the
-# incident record and its MTTR.
+# incident record and its MTTR. Along the way: chained smoke checks (a login whose secret token a
+# later check uses), a certificate 5 days from expiry, the verdicts posted to a local webhook
+# (--notify), Mermaid pictures in the job summaries, and at the end the runbook's section-6
+# checklist from the reports the steps wrote.
 set -Eeuo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,8 +25,12 @@ bash scripts/rig.sh install
 work="$(mktemp -d)"
 standin_pid=""
 ecs_pid=""
+hook_pid=""
+tls_pid=""
 cleanup() {
     [[ -n "$standin_pid" ]] && kill "$standin_pid" 2>/dev/null || true
+    [[ -n "$hook_pid" ]] && kill "$hook_pid" 2>/dev/null || true
+    [[ -n "$tls_pid" ]] && kill "$tls_pid" 2>/dev/null || true
     [[ -n "$ecs_pid" ]] && kill "$ecs_pid" 2>/dev/null || true
     bash "$root/scripts/rig.sh" down || true
     rm -rf "$work"
@@ -85,6 +92,31 @@ for _ in $(seq 50); do [[ -s "$work/url" ]] && break; sleep 0.1; done
 url="$(head -n1 "$work/url")"
 [[ -n "$url" ]] || { echo "demo: the stand-in did not start" >&2; exit 1; }
 echo "service at $url" >&2
+
+step "a local incoming webhook that records what it gets (the stakeholders' channel, for --notify)"
+python3 -u - "$work/hook.log" >"$work/hook.url" <<'PY' &
+import http.server, sys
+log = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        with open(log, "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(f"http://127.0.0.1:{s.server_address[1]}", flush=True)
+s.serve_forever()
+PY
+hook_pid=$!
+for _ in $(seq 50); do [[ -s "$work/hook.url" ]] && break; sleep 0.1; done
+# The path is the webhook's secret, as in Slack's URLs: masked, never printed.
+export DEPLOY_NOTIFY_URL="$(head -n1 "$work/hook.url")/services/T0DEMO/B0DEMO/demo-hook-secret-$RANDOM"
+echo "webhook at $(head -n1 "$work/hook.url") (its path is a secret)" >&2
+export SMOKE_PASSWORD="standin-password"
+mkdir -p "$work/reports"
 
 step "creating staging in moto: cluster afu9-staging, four services on task definition revision 1, an alarm"
 .rig/venv/bin/python - <<'PY'
@@ -148,16 +180,66 @@ name = "Workflow API"
 path = "/api/workflows"
 headers = { Authorization = "Bearer \${API_TOKEN}" }
 assert = [".workflows | length > 0"]
+
+# Chained: log in with a password from the environment, capture the session token (secret),
+# call the API with it.
+[[smoke.checks]]
+name = "Log in"
+path = "/api/login"
+method = "POST"
+headers = { Content-Type = "application/json" }
+body = '{"user": "smoke", "password": "\${SMOKE_PASSWORD}"}'
+capture = { session = { jq = ".token", secret = true } }
+
+[[smoke.checks]]
+name = "Workflow API (logged in)"
+path = "/api/workflows"
+headers = { Authorization = "Bearer {{session}}" }
+assert = [".workflows != null"]
 TOML
 echo "deploy.toml written in $work" >&2
 
-step "health-check -e staging --ecs --expect-task-definition afu9-control-center:1 --expect-version 22cdb6a --alb-5xx-threshold 5 --emit-metric"
+step "health-check -e staging --ecs --expect-task-definition afu9-control-center:1 --expect-version 22cdb6a --alb-5xx-threshold 5 --emit-metric (--notify from DEPLOY_NOTIFY_URL)"
 "$bin/health-check" -e staging --ecs --expect-task-definition control-center=afu9-control-center:1 \
-    --expect-version 22cdb6a --alb-5xx-threshold 5 --emit-metric
+    --expect-version 22cdb6a --alb-5xx-threshold 5 --emit-metric --report "$work/reports/health-staging.json"
+step "what the stakeholders' webhook received (Slack's format)"
+jq -r .text "$work/hook.log" >&2
 
-step "smoke-test -e staging --junit smoke.xml   (bearer token from \$API_TOKEN, never printed)"
-"$bin/smoke-test" -e staging --junit smoke.xml
+step "smoke-test -e staging --junit smoke.xml   (bearer token from \$API_TOKEN; a login's token captured as a secret; neither printed)"
+env -u DEPLOY_NOTIFY_URL "$bin/smoke-test" -e staging --junit smoke.xml --report "$work/reports/smoke-staging.json"
 grep -c "<testcase" smoke.xml | xargs printf 'JUnit: %s test cases in smoke.xml\n' >&2
+
+step "an https check whose certificate expires in 5 days: a warning naming host, subject and date (--cert-warn 14 by default)"
+mkdir -p "$work/tls/www/api"
+echo '{"status":"ok"}' >"$work/tls/www/api/health"
+(
+    cd "$work/tls"
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1)
+    openssl req -x509 -nodes -days 2 "${ec[@]}" -keyout ca.key -out ca.pem -subj "/CN=demo CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    openssl req -nodes "${ec[@]}" -keyout server.key -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 5 -out server.pem \
+        -extfile ext.cnf 2>/dev/null
+)
+python3 -u - "$work/tls" >"$work/tls/url" <<'PY' &
+import functools, http.server, ssl, sys
+d = sys.argv[1]
+class H(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=d + "/www"))
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(d + "/server.pem", d + "/server.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(f"https://127.0.0.1:{srv.server_address[1]}", flush=True)
+srv.serve_forever()
+PY
+tls_pid=$!
+for _ in $(seq 50); do [[ -s "$work/tls/url" ]] && break; sleep 0.1; done
+printf '[[smoke.checks]]\nname = "TLS health"\npath = "/api/health"\n' >"$work/tls/suite.toml"
+env -u DEPLOY_NOTIFY_URL SSL_CERT_FILE="$work/tls/ca.pem" \
+    "$bin/smoke-test" --base-url "$(head -n1 "$work/tls/url")" --suite "$work/tls/suite.toml"
 
 step "the service loses readiness and mcp-github goes down: health-check fails at its deadline, exit 1"
 curl -fsS -X POST -H 'content-type: application/json' \
@@ -169,7 +251,7 @@ code=$?
 set -e
 echo "exit code: $code" >&2
 [[ $code -eq 1 ]] || { echo "demo: expected exit 1" >&2; exit 1; }
-step "the job summary a workflow would show"
+step "the job summary a workflow would show (GitHub draws the Mermaid timeline of the wait)"
 cat "$work/summary.md" >&2
 
 step "ECS: control-center updated to revision 2, but its PRIMARY deployment still runs revision 1"
@@ -262,11 +344,16 @@ step "rollback -e staging: plan all four services (revision 2 is unverified, rev
 # incident open (rollback records it as in-progress before its first change) and refuses.
 ( sleep 1.5; set +e; "$bin/health-check" -e staging --preflight >preflight.out 2>&1; echo "exit code: $?" >>preflight.out ) &
 preflight_pid=$!
-"$bin/rollback" -e staging --reason "readiness lost after v0.4.1" --incident-start "$deploy_start" \
-    --incident-file incident.json --emit-metric
+GITHUB_ACTIONS=true GITHUB_STEP_SUMMARY="$work/rollback-summary.md" GITHUB_OUTPUT="$work/outputs" \
+    "$bin/rollback" -e staging --reason "readiness lost after v0.4.1" --incident-start "$deploy_start" \
+    --incident-file incident.json --emit-metric --report "$work/reports/rollback.json" 2> >(grep -v '^::' >&2)
 wait "$preflight_pid" || true
 step "meanwhile, a deploy started during the rollback: health-check -e staging --preflight refused to roll forward over it"
 cat preflight.out >&2
+step "rollback's picture in its job summary: per service, planned, rolling until steady, verified"
+sed -n '/^```mermaid/,/^```$/p' "$work/rollback-summary.md" >&2
+step "what the stakeholders' webhook received of the rollback"
+tail -n1 "$work/hook.log" | jq -r .text >&2
 step "after the rollback recovered: health-check -e staging --preflight finds no open incident, a deploy may go"
 "$bin/health-check" -e staging --preflight
 step "the incident record (also in CloudWatch Logs /afu9/incidents, stream incidents, and CHANGELOG.md)"
@@ -274,8 +361,15 @@ cat incident.json >&2
 printf 'MTTR: %s s\n' "$(jq -r .mttr_seconds incident.json)" >&2
 cat CHANGELOG.md >&2
 step "runbook 7: the KPI report from the Availability metric and the incident records this demo wrote"
-"$bin/health-check" -e staging --kpi 1d --uptime-target 40 --mttr-target 15m
+GITHUB_ACTIONS=true GITHUB_STEP_SUMMARY="$work/kpi-summary.md" GITHUB_OUTPUT="$work/outputs" \
+    "$bin/health-check" -e staging --kpi 1d --uptime-target 40 --mttr-target 15m 2> >(grep -v '^::' >&2)
+step "the KPI picture in its job summary: availability per day, the target as a line, incidents marked"
+sed -n '/^```mermaid/,/^```$/p' "$work/kpi-summary.md" >&2
 kill "$ecs_pid" 2>/dev/null || true
 
-leaks=$(cat "$work"/summary.md "$work"/outputs smoke.xml incident.json preflight.out | grep -c "$API_TOKEN" || true)
-step "demo done: the API token appeared $leaks times in summaries, outputs and JUnit"
+step "runbook 6: the deployment checklist from the reports this job's steps wrote (health-check --checklist)"
+env -u DEPLOY_NOTIFY_URL "$bin/health-check" --checklist "$work/reports"
+
+leaks=$(cat "$work"/summary.md "$work"/*-summary.md "$work"/outputs "$work"/reports/*.json smoke.xml incident.json preflight.out |
+    grep -c -e "$API_TOKEN" -e "demo-hook-secret" || true)
+step "demo done: the API token and the webhook's secret appeared $leaks times in summaries, outputs, reports and JUnit"
