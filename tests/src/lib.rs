@@ -11,6 +11,7 @@ pub mod ecs_standin;
 pub mod faults;
 pub mod git;
 pub mod https;
+pub mod kpi;
 pub mod oci;
 pub mod recorder;
 pub mod release;

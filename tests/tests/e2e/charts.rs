@@ -8,6 +8,12 @@
 use deploy_action_e2e::rig::{self, run, tool, unique, words};
 use deploy_action_e2e::standin::{Behaviour, with_dir as standin};
 
+/// `cmd` as a GitHub step whose job summary is `summary`.
+fn in_actions(cmd: &mut std::process::Command, summary: &std::path::Path) {
+    cmd.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", summary);
+}
+
 /// The mermaid blocks of a summary.
 fn mermaid(summary: &str) -> Vec<&str> {
     summary
@@ -27,9 +33,8 @@ async fn the_health_wait_is_drawn_check_by_check_with_its_failures_and_passes() 
     let summary = dir.path().join("summary.md");
     let mut c = tool("health-check", dir.path());
     c.args(words("--success-threshold 2 --interval 50ms --base-url"))
-        .arg(&s.url)
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary);
+        .arg(&s.url);
+    in_actions(&mut c, &summary);
     let r = run(c).await;
     assert_eq!(r.code, 0, "{r:?}");
     let text = std::fs::read_to_string(&summary).unwrap();
@@ -63,22 +68,13 @@ async fn the_health_wait_is_drawn_check_by_check_with_its_failures_and_passes() 
 
 #[tokio::test]
 async fn the_kpi_report_draws_availability_per_day_with_the_target_and_the_incidents() {
-    let sdk = rig::moto_sdk().await;
     let (ns, group) = (unique("AFU9/Chart"), unique("/afu9/incidents"));
-    let cw = deploy_core::aws::cloudwatch(&sdk);
-    for healthy in [true, true, true, false, true, true, true, true] {
-        deploy_core::cloudwatch::put_availability(&cw, &ns, "staging", healthy)
-            .await
-            .unwrap();
-    }
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let logs = deploy_core::logs::client(&sdk);
     let rec = format!(
         r#"{{"incident_id":"inc-c1","environment":"staging","mttr_seconds":120,"detection_time":"{now}"}}"#
     );
-    deploy_core::logs::put_event(&logs, &group, "incidents", &rec)
-        .await
-        .unwrap();
+    let healthy = [true, true, true, false, true, true, true, true];
+    deploy_action_e2e::kpi::record(&ns, "staging", &healthy, &group, &[rec]).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("deploy.toml"),
@@ -87,10 +83,8 @@ async fn the_kpi_report_draws_availability_per_day_with_the_target_and_the_incid
     .unwrap();
     let summary = dir.path().join("summary.md");
     let mut c = tool("health-check", dir.path());
-    rig::aws_env(&mut c)
-        .args(["-e", "staging", "--kpi", "7d"])
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary);
+    rig::aws_env(&mut c).args(["-e", "staging", "--kpi", "7d"]);
+    in_actions(&mut c, &summary);
     let r = run(c).await;
     assert_eq!(r.code, 0, "{r:?}");
     let text = std::fs::read_to_string(&summary).unwrap();

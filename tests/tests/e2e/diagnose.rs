@@ -339,26 +339,20 @@ async fn a_denied_call_is_noted_not_fatal_and_no_diagnose_skips() {
 
 #[tokio::test]
 async fn kpis_add_up_the_metric_and_the_incident_records() {
-    let sdk = rig::moto_sdk().await;
     let (ns, env, group) = (unique("AFU9/Kpi"), "staging", unique("/afu9/incidents"));
-    let cw = deploy_core::aws::cloudwatch(&sdk);
-    for healthy in [true, true, true, false, true, true, true, true] {
-        deploy_core::cloudwatch::put_availability(&cw, &ns, env, healthy)
-            .await
-            .unwrap();
-    }
-    let logs = deploy_core::logs::client(&sdk);
-    for (id, e, mttr) in [
+    let records: Vec<String> = [
         ("inc-1", "staging", "630"),
         ("inc-2", "staging", "90"),
         ("inc-3", "staging", "null"),
         ("inc-4", "production", "5"),
-    ] {
-        let rec = format!(r#"{{"incident_id":"{id}","environment":"{e}","mttr_seconds":{mttr}}}"#);
-        deploy_core::logs::put_event(&logs, &group, "incidents", &rec)
-            .await
-            .unwrap();
-    }
+    ]
+    .iter()
+    .map(|(id, e, mttr)| {
+        format!(r#"{{"incident_id":"{id}","environment":"{e}","mttr_seconds":{mttr}}}"#)
+    })
+    .collect();
+    let healthy = [true, true, true, false, true, true, true, true];
+    deploy_action_e2e::kpi::record(&ns, env, &healthy, &group, &records).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("deploy.toml"),

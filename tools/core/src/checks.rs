@@ -726,6 +726,54 @@ mod tests {
     }
 
     #[test]
+    fn captures_read_jq_header_and_cookie_and_fill_later_checks() {
+        let toml = "[[smoke.checks]]\nname = \"login\"\npath = \"/login\"\n\
+            capture = { token = { jq = \".token\", secret = true }, rid = { header = \"X-Request-Id\" }, csrf = { cookie = \"csrf\" } }\n";
+        let p = prepared(toml);
+        let mut r = resp(200, r#"{"token":"tok-cap-1234"}"#);
+        r.headers.insert("x-request-id", "req-77".parse().unwrap());
+        r.headers.append(
+            reqwest::header::SET_COOKIE,
+            "other=1; Path=/".parse().unwrap(),
+        );
+        r.headers.append(
+            reqwest::header::SET_COOKIE,
+            "csrf=c-9; HttpOnly".parse().unwrap(),
+        );
+        let a = judge(&p, &Policy::default(), &r);
+        assert!(a.verdict.passed(), "{:?}", a.verdict);
+        let got: std::collections::BTreeMap<_, _> = a.captured.iter().cloned().collect();
+        assert_eq!(got["token"], "tok-cap-1234");
+        assert_eq!(got["rid"], "req-77");
+        assert_eq!(got["csrf"], "c-9");
+        assert_eq!(
+            crate::secret::redact("tok-cap-1234"),
+            "***",
+            "a secret capture is masked"
+        );
+        // A later check: its header takes the secret value and is secret itself.
+        let later = prepared(
+            "[[smoke.checks]]\nname = \"api\"\npath = \"/api/{{rid}}\"\nheaders = { X-Session = \"{{token}}\" }\nbody = \"csrf={{csrf}}\"\n",
+        );
+        assert_eq!(later.uses(), ["csrf", "rid", "token"]);
+        let mut values = Captured::new();
+        values.insert("token".into(), ("tok-cap-1234".into(), true));
+        values.insert("rid".into(), ("req-77".into(), false));
+        values.insert("csrf".into(), ("c-9".into(), false));
+        let filled = later.with_captured(&values);
+        assert!(filled.url.ends_with("/api/req-77"), "{}", filled.url);
+        assert_eq!(filled.headers[0].value, "tok-cap-1234");
+        assert!(filled.headers[0].is_secret());
+        assert_eq!(filled.body.as_deref(), Some(&b"csrf=c-9"[..]));
+        // Nothing there: the check fails by the first capture's name (in name order).
+        let a = judge(&p, &Policy::default(), &resp(200, "{}"));
+        assert_eq!(
+            a.verdict.reason(),
+            Some("capture `csrf` (cookie csrf) found nothing")
+        );
+    }
+
+    #[test]
     fn a_certificate_near_expiry_warns_and_within_cert_fail_fails() {
         let p = prepared("[[smoke.checks]]\nname = \"h\"\npath = \"/\"\n");
         let now = unix_now();
