@@ -8,10 +8,20 @@
 use deploy_action_e2e::rig::{self, run, tool, unique, words};
 use deploy_action_e2e::standin::{Behaviour, with_dir as standin};
 
-/// `cmd` as a GitHub step whose job summary is `summary`.
-fn in_actions(cmd: &mut std::process::Command, summary: &std::path::Path) {
+/// Runs `cmd` as a GitHub step whose job summary is `summary`, which must pass: the one picture
+/// in the summary it wrote, and the summary.
+async fn the_picture(
+    mut cmd: std::process::Command,
+    summary: &std::path::Path,
+) -> (String, String) {
     cmd.env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", summary);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let text = std::fs::read_to_string(summary).unwrap();
+    let charts = mermaid(&text);
+    assert_eq!(charts.len(), 1, "{text}");
+    (charts[0].to_owned(), text)
 }
 
 /// The mermaid blocks of a summary.
@@ -34,13 +44,8 @@ async fn the_health_wait_is_drawn_check_by_check_with_its_failures_and_passes() 
     let mut c = tool("health-check", dir.path());
     c.args(words("--success-threshold 2 --interval 50ms --base-url"))
         .arg(&s.url);
-    in_actions(&mut c, &summary);
-    let r = run(c).await;
-    assert_eq!(r.code, 0, "{r:?}");
-    let text = std::fs::read_to_string(&summary).unwrap();
-    let charts = mermaid(&text);
-    assert_eq!(charts.len(), 1, "{text}");
-    let g = charts[0];
+    let (g, text) = the_picture(c, &summary).await;
+    let g = g.as_str();
     assert!(
         g.starts_with("gantt\n    title Health wait, healthy after 4 rounds"),
         "{g}"
@@ -84,13 +89,8 @@ async fn the_kpi_report_draws_availability_per_day_with_the_target_and_the_incid
     let summary = dir.path().join("summary.md");
     let mut c = tool("health-check", dir.path());
     rig::aws_env(&mut c).args(["-e", "staging", "--kpi", "7d"]);
-    in_actions(&mut c, &summary);
-    let r = run(c).await;
-    assert_eq!(r.code, 0, "{r:?}");
-    let text = std::fs::read_to_string(&summary).unwrap();
-    let charts = mermaid(&text);
-    assert_eq!(charts.len(), 1, "{text}");
-    let x = charts[0];
+    let (x, _) = the_picture(c, &summary).await;
+    let x = x.as_str();
     assert!(x.starts_with("xychart-beta\n"), "{x}");
     let today = &now[5..10];
     assert!(
