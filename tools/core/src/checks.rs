@@ -284,6 +284,21 @@ pub struct Attempt {
     pub captured: Vec<(String, String)>,
 }
 
+impl Attempt {
+    /// An attempt with no HTTP response behind it (a request that failed, an AWS probe).
+    pub fn without_response(verdict: Verdict) -> Attempt {
+        Attempt {
+            verdict,
+            status: None,
+            latency: Duration::ZERO,
+            details: Vec::new(),
+            version: None,
+            warnings: Vec::new(),
+            captured: Vec::new(),
+        }
+    }
+}
+
 /// The report line of a check after `attempts` attempts taking `took`, ending with `last`.
 pub fn report_check(
     name: &str,
@@ -382,15 +397,7 @@ pub async fn attempt(
         )
         .await;
     match sent {
-        Err(e) => Attempt {
-            verdict: http_verdict(&e),
-            status: None,
-            latency: Duration::ZERO,
-            details: Vec::new(),
-            version: None,
-            warnings: Vec::new(),
-            captured: Vec::new(),
-        },
+        Err(e) => Attempt::without_response(http_verdict(&e)),
         Ok(resp) => judge(check, policy, &resp),
     }
 }

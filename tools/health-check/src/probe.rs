@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use deploy_core::checks::{self, Attempt, Policy, Prepared, Verdict};
 use deploy_core::ecs::{self, Rollout, Service};
@@ -52,15 +51,7 @@ impl Ctx {
 
 /// An attempt with no HTTP response behind it.
 pub(crate) fn attempt_of(verdict: Verdict) -> Attempt {
-    Attempt {
-        verdict,
-        status: None,
-        latency: Duration::ZERO,
-        details: Vec::new(),
-        version: None,
-        warnings: Vec::new(),
-        captured: Vec::new(),
-    }
+    Attempt::without_response(verdict)
 }
 
 /// One polling round over every probe, HTTP and AWS concurrently; one attempt per probe, in order.
