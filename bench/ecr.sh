@@ -21,22 +21,22 @@ aws_env "$DEPLOY_TEST_MOTO_URL"
 mkrepo() { .rig/venv/bin/python -c "import boto3,sys; boto3.client('ecr').create_repository(repositoryName=sys.argv[1], imageTagMutability='MUTABLE')" "$1"; }
 host="${DEPLOY_TEST_REGISTRY_URL#http://}"
 creds="$DEPLOY_TEST_REGISTRY_USER:$DEPLOY_TEST_REGISTRY_PASSWORD"
-now() { date +%s.%N; }
+# Times from bash's own clock ($EPOCHREALTIME): no `date` process inside what is timed.
 ours=() theirs=() ours_re=() theirs_re=()
 for i in $(seq "$RUNS"); do
     a="bench/ecr-push-$RANDOM$i" b="bench/skopeo-$RANDOM$i"
     mkrepo "$a"; mkrepo "$b"
-    t=$(now); "$bin" --repository "$a" --source "$work/img200" --tag v1 --registry-url "$DEPLOY_TEST_REGISTRY_URL" >/dev/null 2>&1
-    ours+=("$(awk -v a="$t" -v b="$(now)" 'BEGIN { print b - a }')")
+    t=$EPOCHREALTIME; "$bin" --repository "$a" --source "$work/img200" --tag v1 --registry-url "$DEPLOY_TEST_REGISTRY_URL" >/dev/null 2>&1
+    ours+=("$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')")
     # skopeo remembers where it saw each blob (its blob-info cache) and mounts it from an earlier
     # repository instead of uploading: clear it so the cold push really uploads, as ecr-push does.
     rm -rf /var/lib/containers/cache "${HOME:-/root}/.local/share/containers/cache"
-    t=$(now); skopeo copy -q --dest-tls-verify=false --dest-creds "$creds" "oci:$work/img200:latest" "docker://$host/$b:v1"
-    theirs+=("$(awk -v a="$t" -v b="$(now)" 'BEGIN { print b - a }')")
-    t=$(now); "$bin" --repository "$a" --source "$work/img200" --tag v1 --registry-url "$DEPLOY_TEST_REGISTRY_URL" >/dev/null 2>&1
-    ours_re+=("$(awk -v a="$t" -v b="$(now)" 'BEGIN { print b - a }')")
-    t=$(now); skopeo copy -q --dest-tls-verify=false --dest-creds "$creds" "oci:$work/img200:latest" "docker://$host/$b:v1"
-    theirs_re+=("$(awk -v a="$t" -v b="$(now)" 'BEGIN { print b - a }')")
+    t=$EPOCHREALTIME; skopeo copy -q --dest-tls-verify=false --dest-creds "$creds" "oci:$work/img200:latest" "docker://$host/$b:v1"
+    theirs+=("$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')")
+    t=$EPOCHREALTIME; "$bin" --repository "$a" --source "$work/img200" --tag v1 --registry-url "$DEPLOY_TEST_REGISTRY_URL" >/dev/null 2>&1
+    ours_re+=("$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')")
+    t=$EPOCHREALTIME; skopeo copy -q --dest-tls-verify=false --dest-creds "$creds" "oci:$work/img200:latest" "docker://$host/$b:v1"
+    theirs_re+=("$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')")
 done
 # 4 images of 50 MB (5 layers each, no blob shared) in one run, against one image of 200 MB.
 for k in 1 2 3 4; do [[ -d "$work/img50-$k" ]] || python3 bench/gen-oci.py "$work/img50-$k" 50 5 >&2; done
@@ -49,12 +49,12 @@ for i in $(seq "$RUNS"); do
             printf '[images.img%s]\nrepository = "bench/four-%s-%s"\nsource = "%s"\ntags = ["v1"]\n\n' "$k" "$id" "$k" "$work/img50-$k"
         done
     } >"$work/four.toml"
-    t=$(now); "$bin" --config "$work/four.toml" --registry-url "$DEPLOY_TEST_REGISTRY_URL" >/dev/null 2>"$work/four.err" ||
+    t=$EPOCHREALTIME; "$bin" --config "$work/four.toml" --registry-url "$DEPLOY_TEST_REGISTRY_URL" >/dev/null 2>"$work/four.err" ||
         { cat "$work/four.err" >&2; exit 1; }
-    four+=("$(awk -v a="$t" -v b="$(now)" 'BEGIN { print b - a }')")
+    four+=("$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')")
     mkrepo "bench/one-$id"
-    t=$(now); "$bin" --repository "bench/one-$id" --source "$work/img200" --tag v1 --registry-url "$DEPLOY_TEST_REGISTRY_URL" >/dev/null 2>&1
-    one+=("$(awk -v a="$t" -v b="$(now)" 'BEGIN { print b - a }')")
+    t=$EPOCHREALTIME; "$bin" --repository "bench/one-$id" --source "$work/img200" --tag v1 --registry-url "$DEPLOY_TEST_REGISTRY_URL" >/dev/null 2>&1
+    one+=("$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')")
 done
 big="bench/ecr-push-1g-$RANDOM"; mkrepo "$big"
 rss_kb="$(/usr/bin/time -f %M "$bin" --repository "$big" --source "$work/img1g" --tag v1 --registry-url "$DEPLOY_TEST_REGISTRY_URL" 2>&1 >/dev/null | tail -n1)"

@@ -146,13 +146,17 @@ pub(crate) struct Loaded {
     pub moving: Vec<String>,
 }
 
-/// The values of the tag templates' variables: {version}, {sha}, {sha7}, {env}.
-fn template_vars(args: &Args) -> BTreeMap<&'static str, Option<String>> {
+/// The values of the tag templates' variables: {version}, {sha}, {sha7}, {env}. `git rev-parse`
+/// runs only when a template asks for the commit and neither `--sha` nor `GITHUB_SHA` gives it.
+fn template_vars(args: &Args, needs_sha: bool) -> BTreeMap<&'static str, Option<String>> {
     let sha = args
         .sha
         .clone()
         .or_else(|| std::env::var("GITHUB_SHA").ok())
         .or_else(|| {
+            if !needs_sha {
+                return None;
+            }
             std::process::Command::new("git")
                 .args(["rev-parse", "HEAD"])
                 .output()
@@ -175,9 +179,13 @@ fn template_vars(args: &Args) -> BTreeMap<&'static str, Option<String>> {
 
 /// Loads every source and renders every tag before any network call: bad input stops here.
 pub(crate) fn load_all(args: &Args, cfg: Option<&Config>) -> anyhow::Result<Vec<Loaded>> {
-    let vars = template_vars(args);
+    let jobs = jobs(args, cfg)?;
+    let needs_sha = jobs
+        .iter()
+        .any(|j| j.tags.iter().chain(&j.moving).any(|t| t.contains("{sha")));
+    let vars = template_vars(args, needs_sha);
     let mut loaded = Vec::new();
-    for job in jobs(args, cfg)? {
+    for job in jobs {
         let (path, reference) = match job.source.rsplit_once(':') {
             Some((p, r)) if !p.is_empty() && std::path::Path::new(p).is_dir() => {
                 (PathBuf::from(p), Some(r.to_owned()))
