@@ -459,4 +459,39 @@ async fn a_name_no_earlier_check_captures_is_a_usage_error() {
         "{}",
         r.stderr
     );
+    // A name captured twice, and a capture in a health check: exit 2 too.
+    std::fs::write(
+        &suite,
+        "[[smoke.checks]]\nname = \"a\"\npath = \"/api/health\"\ncapture = { s = \".status\" }\n\n\
+         [[smoke.checks]]\nname = \"b\"\npath = \"/api/health\"\ncapture = { s = \".service\" }\n",
+    )
+    .unwrap();
+    let r = run(smoke_cmd(
+        dir.path(),
+        "t",
+        &format!("--base-url {} --suite {}", s.url, suite.display()),
+    ))
+    .await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("capture \"s\" is set by both check \"a\" and check \"b\""),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "[[health.checks]]\nname = \"h\"\npath = \"/api/health\"\ncapture = { s = \".status\" }\n",
+    )
+    .unwrap();
+    let mut c = tool("health-check", dir.path());
+    c.args(["--base-url", &s.url]);
+    let r = run(c).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("health check \"h\": capture is for smoke checks"),
+        "{}",
+        r.stderr
+    );
 }
