@@ -82,21 +82,30 @@ fn output_or_cancel(
     };
     let stdout = drain(child.stdout.take().map(|r| Box::new(r) as _));
     let stderr = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    // The child is waited for on a thread of its own, so its exit is seen at once; this thread
+    // looks for a signal every 20 ms meanwhile.
+    let pid = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
     let mut signalled = false;
     let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
+        match rx.recv_timeout(std::time::Duration::from_millis(20)) {
+            Ok(status) => break status?,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(std::io::Error::other("git's waiter thread ended"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
         if !signalled && cancel.signal().is_some() {
             signalled = true;
-            let pid = i32::try_from(child.id())
-                .ok()
-                .and_then(rustix::process::Pid::from_raw);
             if let Some(pid) = pid {
                 let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     };
     Ok(Output {
         status,
