@@ -441,44 +441,26 @@ async fn a_failed_login_or_an_empty_capture_fails_by_name_and_skips_its_dependan
 async fn a_name_no_earlier_check_captures_is_a_usage_error() {
     let (s, dir) = standin(Behaviour::default()).await;
     let suite = dir.path().join("bad.toml");
-    std::fs::write(
-        &suite,
+    // The suite `text` is refused with exit 2 and a message holding `says`.
+    let refused = async |text: &str, says: &str| {
+        std::fs::write(&suite, text).unwrap();
+        let args = format!("--base-url {} --suite {}", s.url, suite.display());
+        let r = run(smoke_cmd(dir.path(), "t", &args)).await;
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains(says), "{says:?} not in {}", r.stderr);
+    };
+    refused(
         "[[smoke.checks]]\nname = \"w\"\npath = \"/api/workflows\"\nheaders = { Authorization = \"Bearer {{session}}\" }\n",
+        "check \"w\" uses {{session}}, which no earlier check captures",
     )
-    .unwrap();
-    let r = run(smoke_cmd(
-        dir.path(),
-        "t",
-        &format!("--base-url {} --suite {}", s.url, suite.display()),
-    ))
     .await;
-    assert_eq!(r.code, 2, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("check \"w\" uses {{session}}, which no earlier check captures"),
-        "{}",
-        r.stderr
-    );
     // A name captured twice, and a capture in a health check: exit 2 too.
-    std::fs::write(
-        &suite,
+    refused(
         "[[smoke.checks]]\nname = \"a\"\npath = \"/api/health\"\ncapture = { s = \".status\" }\n\n\
          [[smoke.checks]]\nname = \"b\"\npath = \"/api/health\"\ncapture = { s = \".service\" }\n",
+        "capture \"s\" is set by both check \"a\" and check \"b\"",
     )
-    .unwrap();
-    let r = run(smoke_cmd(
-        dir.path(),
-        "t",
-        &format!("--base-url {} --suite {}", s.url, suite.display()),
-    ))
     .await;
-    assert_eq!(r.code, 2, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("capture \"s\" is set by both check \"a\" and check \"b\""),
-        "{}",
-        r.stderr
-    );
     std::fs::write(
         dir.path().join("deploy.toml"),
         "[[health.checks]]\nname = \"h\"\npath = \"/api/health\"\ncapture = { s = \".status\" }\n",
@@ -488,10 +470,6 @@ async fn a_name_no_earlier_check_captures_is_a_usage_error() {
     c.args(["--base-url", &s.url]);
     let r = run(c).await;
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("health check \"h\": capture is for smoke checks"),
-        "{}",
-        r.stderr
-    );
+    let says = "health check \"h\": capture is for smoke checks";
+    assert!(r.stderr.contains(says), "{}", r.stderr);
 }
