@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{Capture, CaptureFrom, CheckSpec, CheckTarget, StatusSet};
+use crate::config::{CaptureFrom, CheckSpec, CheckTarget, StatusSet};
 use crate::exit;
 use crate::http::{Header, HttpClient, HttpError, Response};
 use crate::jq::Program;
@@ -159,15 +159,20 @@ impl Default for CertPolicy {
     }
 }
 
+/// What a [`CertPolicy`] says of a certificate; each names the host, the subject and the date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertVerdict {
+    /// Far enough from expiry.
+    Fine,
+    /// Within `--cert-warn`: the check passes with this warning.
+    Warn(String),
+    /// Within `--cert-fail`: the check fails with this reason.
+    Fail(String),
+}
+
 impl CertPolicy {
-    /// What `policy` says of `cert`, seen on `url` at `now` (Unix seconds): a failure reason, or a
-    /// warning, or nothing. Both name the host, the subject and the date.
-    pub fn judge(
-        &self,
-        cert: &crate::x509::CertFacts,
-        url: &str,
-        now: i64,
-    ) -> Option<Result<String, String>> {
+    /// What the policy says of `cert`, seen on `url` at `now` (Unix seconds).
+    pub fn judge(&self, cert: &crate::x509::CertFacts, url: &str, now: i64) -> CertVerdict {
         let host = reqwest::Url::parse(url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
@@ -181,12 +186,14 @@ impl CertPolicy {
         );
         let within = |days: u32| left < i64::from(days) * 86_400;
         match self.fail_days {
-            Some(f) if within(f) => Some(Err(format!("{said}: within --cert-fail {f} days"))),
-            _ if self.warn_days > 0 && within(self.warn_days) => Some(Ok(format!(
+            Some(f) if within(f) => {
+                CertVerdict::Fail(format!("{said}: within --cert-fail {f} days"))
+            }
+            _ if self.warn_days > 0 && within(self.warn_days) => CertVerdict::Warn(format!(
                 "{said}: within --cert-warn {} days",
                 self.warn_days
-            ))),
-            _ => None,
+            )),
+            _ => CertVerdict::Fine,
         }
     }
 }
@@ -201,6 +208,8 @@ pub struct Prepared {
     headers: Vec<Header>,
     body: Option<Vec<u8>>,
     assertions: Vec<Assertion>,
+    /// The jq program of each capture of `spec.captures` that reads the body, compiled once.
+    capture_programs: Vec<Option<Arc<Program>>>,
 }
 
 /// Joins a check's path to `base_url`, or returns its full URL.
@@ -242,7 +251,20 @@ pub fn prepare(specs: &[CheckSpec], base_url: Option<&str>) -> anyhow::Result<Ve
                     Ok(done)
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let capture_programs = spec
+                .captures
+                .iter()
+                .map(|c| match &c.from {
+                    CaptureFrom::Jq(e) => {
+                        Program::compile(e).map(|p| Some(Arc::new(p))).map_err(|e| {
+                            exit::usage(format!("check {:?}: capture {:?}: {e}", spec.name, c.name))
+                        })
+                    }
+                    _ => Ok(None),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             Ok(Prepared {
+                capture_programs,
                 url,
                 headers: spec
                     .headers
@@ -436,7 +458,7 @@ pub fn judge(check: &Prepared, policy: &Policy, resp: &Response) -> Attempt {
     }
     out.verdict = verdict(check, policy, resp, json.as_ref(), out.version.as_deref());
     if out.verdict.passed() && !check.spec.captures.is_empty() {
-        match capture_all(&check.spec.captures, resp, json.as_ref()) {
+        match capture_all(check, resp, json.as_ref()) {
             Ok(values) => out.captured = values,
             Err(reason) => out.verdict = Verdict::Fatal { reason },
         }
@@ -448,9 +470,11 @@ pub fn judge(check: &Prepared, policy: &Policy, resp: &Response) -> Attempt {
         ));
         match policy.cert.judge(cert, &resp.url, unix_now()) {
             // A failure of its own does not hide behind the certificate's.
-            Some(Err(reason)) if out.verdict.passed() => out.verdict = Verdict::Fatal { reason },
-            Some(Err(w) | Ok(w)) => out.warnings.push(w),
-            None => {}
+            CertVerdict::Fail(reason) if out.verdict.passed() => {
+                out.verdict = Verdict::Fatal { reason }
+            }
+            CertVerdict::Fail(w) | CertVerdict::Warn(w) => out.warnings.push(w),
+            CertVerdict::Fine => {}
         }
     }
     out
@@ -459,20 +483,21 @@ pub fn judge(check: &Prepared, policy: &Policy, resp: &Response) -> Attempt {
 /// Every capture of a check from its response; the first that finds nothing is the error, by name.
 /// A secret one is registered at once (masked, scrubbed).
 fn capture_all(
-    captures: &[Capture],
+    check: &Prepared,
     resp: &Response,
     json: Option<&Value>,
 ) -> Result<Vec<(String, String)>, String> {
-    captures
+    check
+        .spec
+        .captures
         .iter()
-        .map(|c| {
-            let value = match &c.from {
-                CaptureFrom::Jq(expr) => {
+        .zip(&check.capture_programs)
+        .map(|(c, program)| {
+            let value = match (&c.from, program) {
+                (CaptureFrom::Jq(expr), Some(program)) => {
                     let json =
                         json.ok_or_else(|| format!("capture `{}`: the body is not JSON", c.name))?;
-                    let program =
-                        Program::compile(expr).map_err(|e| format!("capture `{}`: {e}", c.name))?;
-                    let input = json.clone();
+                    let (program, input) = (program.clone(), json.clone());
                     let first = budgeted(move || program.run(&input))
                         .and_then(|r| r)
                         .map_err(|e| format!("capture `{}` (`{expr}`) {e}", c.name))?
@@ -484,8 +509,10 @@ fn capture_all(
                         Some(other) => Some(other.to_string()),
                     }
                 }
-                CaptureFrom::Header(h) => resp.header(h).map(str::to_owned),
-                CaptureFrom::Cookie(name) => cookie(resp, name),
+                (CaptureFrom::Header(h), _) => resp.header(h).map(str::to_owned),
+                (CaptureFrom::Cookie(name), _) => cookie(resp, name),
+                // prepare compiles every jq capture
+                (CaptureFrom::Jq(_), None) => None,
             }
             .filter(|v| !v.is_empty())
             .ok_or_else(|| format!("capture `{}` ({}) found nothing", c.name, source(&c.from)))?;

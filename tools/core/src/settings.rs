@@ -256,11 +256,11 @@ pub struct CertArgs {
 
 impl CertArgs {
     /// The flags, else `[defaults]`, else warn within 14 days and never fail.
-    pub fn resolve(&self, cfg: Option<&Config>) -> crate::checks::CertPolicy {
-        let d = cfg.map(|c| &c.defaults);
+    pub fn resolve(&self, cfg: &Config) -> crate::checks::CertPolicy {
+        let d = &cfg.defaults;
         crate::checks::CertPolicy {
-            warn_days: setting(self.cert_warn, d.and_then(|d| d.cert_warn_days), 14),
-            fail_days: crate::config::first(self.cert_fail, d.and_then(|d| d.cert_fail_days)),
+            warn_days: setting(self.cert_warn, d.cert_warn_days, 14),
+            fail_days: crate::config::first(self.cert_fail, d.cert_fail_days),
         }
     }
 }

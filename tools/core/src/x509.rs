@@ -20,8 +20,9 @@ impl CertFacts {
 
     /// The expiry as `YYYY-MM-DD` (UTC).
     pub fn expires_on(&self) -> String {
-        let (y, m, d) = civil_from_days(self.not_after.div_euclid(86_400));
-        format!("{y:04}-{m:02}-{d:02}")
+        let at = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(self.not_after.max(0).unsigned_abs());
+        humantime::format_rfc3339_seconds(at).to_string()[..10].to_owned()
     }
 }
 
@@ -58,7 +59,7 @@ fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
 }
 
 /// Reads one element that must carry `tag`; `what` names it in the error.
-fn expect<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a [u8]), String> {
+fn expect_tag<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a [u8]), String> {
     let (tlv, rest) = read(input)?;
     if tlv.tag != tag {
         return Err(format!(
@@ -72,21 +73,21 @@ fn expect<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a [u8]
 /// The subject and expiry of a DER-encoded X.509 certificate.
 pub fn parse(der: &[u8]) -> Result<CertFacts, String> {
     const SEQUENCE: u8 = 0x30;
-    let (cert, _) = expect(der, SEQUENCE, "certificate")?;
-    let (tbs, _) = expect(cert.body, SEQUENCE, "tbsCertificate")?;
+    let (cert, _) = expect_tag(der, SEQUENCE, "certificate")?;
+    let (tbs, _) = expect_tag(cert.body, SEQUENCE, "tbsCertificate")?;
     let mut rest = tbs.body;
     // version [0] EXPLICIT, absent for v1
     if rest.first() == Some(&0xa0) {
         rest = read(rest)?.1;
     }
-    rest = expect(rest, 0x02, "serialNumber")?.1;
-    rest = expect(rest, SEQUENCE, "signature")?.1;
-    rest = expect(rest, SEQUENCE, "issuer")?.1;
-    let (validity, rest) = expect(rest, SEQUENCE, "validity")?;
+    rest = expect_tag(rest, 0x02, "serialNumber")?.1;
+    rest = expect_tag(rest, SEQUENCE, "signature")?.1;
+    rest = expect_tag(rest, SEQUENCE, "issuer")?.1;
+    let (validity, rest) = expect_tag(rest, SEQUENCE, "validity")?;
     let (_not_before, after) = read(validity.body)?;
     let (not_after, _) = read(after)?;
     let not_after = time(&not_after)?;
-    let (subject, _) = expect(rest, SEQUENCE, "subject")?;
+    let (subject, _) = expect_tag(rest, SEQUENCE, "subject")?;
     Ok(CertFacts {
         subject: subject_name(subject.body)?,
         not_after,
@@ -113,12 +114,13 @@ fn time(t: &Tlv<'_>) -> Result<i64, String> {
             ));
         }
     };
-    let part = |i: usize| num(&rest[i..i + 2]);
-    let (month, day, h, m, s) = (part(0)?, part(2)?, part(4)?, part(6)?, part(8)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
-        return Err(format!("notAfter {text:?} is out of range"));
-    }
-    Ok(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
+    let p = |i: usize| &rest[i..i + 2];
+    let rfc3339 = format!("{year:04}-{}-{}T{}:{}:{}Z", p(0), p(2), p(4), p(6), p(8));
+    let at = humantime::parse_rfc3339(&rfc3339)
+        .map_err(|e| format!("notAfter {text:?} is out of range ({e})"))?;
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|_| format!("notAfter {text:?} is out of range (before 1970)"))
 }
 
 /// The common name of a `Name` (a SEQUENCE of SETs of attribute SEQUENCEs), else the
@@ -128,13 +130,13 @@ fn subject_name(mut rdns: &[u8]) -> Result<String, String> {
     const O: &[u8] = &[0x55, 0x04, 0x0a];
     let (mut cn, mut org) = (None, None);
     while !rdns.is_empty() {
-        let (set, rest) = expect(rdns, 0x31, "subject RDN")?;
+        let (set, rest) = expect_tag(rdns, 0x31, "subject RDN")?;
         rdns = rest;
         let mut attrs = set.body;
         while !attrs.is_empty() {
-            let (attr, rest) = expect(attrs, 0x30, "subject attribute")?;
+            let (attr, rest) = expect_tag(attrs, 0x30, "subject attribute")?;
             attrs = rest;
-            let (oid, value) = expect(attr.body, 0x06, "attribute type")?;
+            let (oid, value) = expect_tag(attr.body, 0x06, "attribute type")?;
             let (value, _) = read(value)?;
             let text = String::from_utf8_lossy(value.body).into_owned();
             match oid.body {
@@ -145,29 +147,6 @@ fn subject_name(mut rdns: &[u8]) -> Result<String, String> {
         }
     }
     Ok(cn.or(org).unwrap_or_else(|| "(no subject name)".to_owned()))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]
@@ -229,13 +208,10 @@ mod tests {
         assert!(e.contains("notAfter"), "{e}");
         let e = parse(&cert("x", 0x17, "261309120000Z")).unwrap_err();
         assert!(e.contains("out of range"), "{e}");
-    }
-
-    #[test]
-    fn dates_round_trip() {
-        for days in [-800_000i64, -1, 0, 1, 20_000, 2_932_896] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days);
+        // February has no 31st, and a UTCTime of 1969 is before the epoch.
+        for bad in ["260231120000Z", "691231235959Z"] {
+            let e = parse(&cert("x", 0x17, bad)).unwrap_err();
+            assert!(e.contains("out of range"), "{bad}: {e}");
         }
     }
 
@@ -259,10 +235,11 @@ mod tests {
         }
 
         #[test]
-        fn any_valid_time_is_read_back(y in 1950i64..2050, m in 1i64..=12, d in 1i64..=28, h in 0i64..24) {
+        fn any_valid_time_is_read_back(y in 1970i64..2050, m in 1i64..=12, d in 1i64..=28, h in 0i64..24) {
             let text = format!("{:02}{m:02}{d:02}{h:02}0000Z", y % 100);
             let f = parse(&cert("t", 0x17, &text)).unwrap();
-            prop_assert_eq!(f.not_after, days_from_civil(y, m, d) * 86_400 + h * 3600);
+            prop_assert_eq!(f.expires_on(), format!("{y}-{m:02}-{d:02}"));
+            prop_assert_eq!(f.not_after.rem_euclid(86_400), h * 3600);
         }
     }
 }

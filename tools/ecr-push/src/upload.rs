@@ -63,8 +63,8 @@ impl Push<'_> {
     /// Phase 2 for every image. Images that share no blob go up at once, their blobs sharing
     /// `--concurrency`: four images of 50 MB take about the time of one of 200 MB. Images that do
     /// share one go in order, so a later image mounts what an earlier one uploaded instead of
-    /// sending it twice. A failed image moves no tag of any image (phase 3 tags only when all
-    /// succeeded). Each image audits into a report of its own, merged in image order, so the
+    /// sending it twice (and after a failure the rest are not pushed). A failed image moves no tag
+    /// of any image (phase 3 tags only when all succeeded). Each image audits into a report of its own, merged in image order, so the
     /// record does not depend on which upload finished first.
     pub(crate) async fn upload_all(
         &self,
@@ -79,9 +79,14 @@ impl Push<'_> {
             (r, t0.elapsed(), own.audit)
         };
         let done = if shares_blobs(loaded) {
-            let mut done = Vec::new();
+            let mut done: Vec<(anyhow::Result<Transferred>, Duration, _)> = Vec::new();
             for (l, p) in loaded.iter().zip(plans) {
-                done.push(upload(l, p).await);
+                if done.iter().any(|(r, _, _)| r.is_err()) {
+                    let skipped = Err(exit::dependency("not pushed: an earlier image failed"));
+                    done.push((skipped, Duration::ZERO, Vec::new()));
+                } else {
+                    done.push(upload(l, p).await);
+                }
             }
             done
         } else {

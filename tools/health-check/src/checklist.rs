@@ -65,8 +65,8 @@ enum Evidence {
     Tool(&'static str, Option<&'static str>),
     /// The newest health-check report's checks whose names start with this all passed.
     HealthChecks(&'static str),
-    /// An output of the newest report of `tool` is there (and, when given, has that value).
-    Output(&'static str, &'static str, Option<&'static str>),
+    /// An output of the newest report of `tool` is there and not empty.
+    Output(&'static str, &'static str),
     /// A report of `tool` is there, whatever its outcome.
     Ran(&'static str),
     /// A report of this job says the stakeholders' webhook heard of it (output `notified`).
@@ -185,7 +185,7 @@ const ITEMS: &[(&str, &str, Evidence)] = &[
     (
         "Rollback (bei Problemen)",
         "Previous Version deployed",
-        Output("rollback", "rolled-back-to", None),
+        Output("rollback", "rolled-back-to"),
     ),
     (
         "Rollback (bei Problemen)",
@@ -195,7 +195,7 @@ const ITEMS: &[(&str, &str, Evidence)] = &[
     (
         "Rollback (bei Problemen)",
         "Incident dokumentiert",
-        Output("rollback", "incident-id", None),
+        Output("rollback", "incident-id"),
     ),
     ("Rollback (bei Problemen)", "Post-Mortem geplant", Manual),
 ];
@@ -269,14 +269,13 @@ fn judge(evidence: &Evidence, reports: &[(PathBuf, Report)]) -> (Status, String)
                 ),
             }
         }
-        Output(tool, key, want) => {
+        Output(tool, key) => {
             let Some(r) = newest(reports, tool, None) else {
                 return not_run(tool);
             };
-            match (r.outputs.get(*key), want) {
-                (Some(v), Some(w)) if v != w => (Status::Failed, format!("{tool}: {key} is {v}")),
-                (Some(v), _) => (Status::Passed, format!("{tool}: {key} {v}")),
-                (None, _) => (Status::Failed, format!("{tool} {}: no {key}", r.outcome)),
+            match r.outputs.get(*key).filter(|v| !v.is_empty()) {
+                Some(v) => (Status::Passed, format!("{tool}: {key} {v}")),
+                None => (Status::Failed, format!("{tool} {}: no {key}", r.outcome)),
             }
         }
         Ran(tool) => match newest(reports, tool, None) {

@@ -161,7 +161,7 @@ fn policy(args: &Args, cfg: &Config, h: &Health, version_field: &str) -> anyhow:
             h.request_timeout,
             Duration::from_secs(10),
         ),
-        cert: args.cert.resolve(Some(cfg)),
+        cert: args.cert.resolve(cfg),
     })
 }
 

@@ -26,8 +26,9 @@ pub(crate) struct Tally {
     pub last: Option<Attempt>,
     /// The probe's body has carried the version field: from then on it must always.
     pub carries_version: bool,
-    /// Each attempt: its round's start (since the wait began), its latency, whether it passed.
-    pub history: Vec<(Duration, Duration, bool)>,
+    /// The last attempts (as many as the picture draws, so a long wait holds no more): each its
+    /// round's start (since the wait began), its latency, whether it passed.
+    pub history: std::collections::VecDeque<(Duration, Duration, bool)>,
 }
 
 /// How the wait went.
@@ -83,7 +84,7 @@ pub(crate) async fn until_healthy(
             streak: Streak::new(plan.threshold),
             last: None,
             carries_version: false,
-            history: Vec::new(),
+            history: std::collections::VecDeque::new(),
         })
         .collect();
     let began = Instant::now();
@@ -133,7 +134,10 @@ fn record(ctx: &Ctx, tallies: &mut [Tally], at: Duration, attempts: Vec<Attempt>
             }
         }
         t.streak.record(a.verdict.passed());
-        t.history.push((at, a.latency, a.verdict.passed()));
+        if t.history.len() == deploy_core::render::mermaid::MAX_BARS {
+            t.history.pop_front();
+        }
+        t.history.push_back((at, a.latency, a.verdict.passed()));
         paces.push(a.verdict.pace());
         if a.verdict.is_fatal() && fatal.is_none() {
             fatal = a.verdict.reason().map(str::to_owned);

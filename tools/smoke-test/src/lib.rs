@@ -152,7 +152,7 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
             .resolve(&args.service, EMBEDDED_SMOKE, CONFIG_READS)?,
     };
     let label = resolved.label();
-    let cert = args.cert.resolve(Some(&resolved.config));
+    let cert = args.cert.resolve(&resolved.config);
     let suite = match &args.suite {
         Some(p) => {
             let c = Config::load(p)?;
@@ -161,18 +161,14 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
         }
         None => resolved.config.smoke,
     };
-    if suite.checks.is_empty() {
-        let source = args.suite.as_ref().map_or_else(
-            || resolved.config.source.clone(),
-            |p| p.display().to_string(),
-        );
-        return Err(exit::usage(format!("{source}: no [[smoke.checks]] to run")));
-    }
-    let checks = checks::prepare(&suite.checks, resolved.base_url.as_deref())?;
     let source = args.suite.as_ref().map_or_else(
         || resolved.config.source.clone(),
         |p| p.display().to_string(),
     );
+    if suite.checks.is_empty() {
+        return Err(exit::usage(format!("{source}: no [[smoke.checks]] to run")));
+    }
+    let checks = checks::prepare(&suite.checks, resolved.base_url.as_deref())?;
     let deps = dependencies(&checks).map_err(|e| exit::usage(format!("{source}: {e}")))?;
     Ok(Plan {
         label,
