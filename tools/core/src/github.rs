@@ -16,12 +16,7 @@ use crate::secret::Secret;
 #[derive(Debug, Clone, clap::Args)]
 pub struct GithubArgs {
     /// Token for the GitHub API (the workflow's `github.token`).
-    #[arg(
-        long,
-        env = "GITHUB_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub github_token: Option<Secret>,
     /// GitHub API base URL.
     #[arg(
@@ -407,7 +402,9 @@ pub struct PublishArgs {
     pub publish: Option<Publish>,
     #[command(flatten)]
     pub github: GithubArgs,
-    #[command(flatten)]
+    /// The flags' own headings; after them, none: the Publishing heading above does not reach the
+    /// flags a tool declares next (clap keeps a `next_help_heading` until it is reset).
+    #[command(flatten, next_help_heading = None::<&'static str>)]
     pub notify: crate::notify::NotifyArgs,
 }
 

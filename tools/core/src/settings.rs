@@ -4,41 +4,98 @@
 //!
 //! The same flag can mean a tool's own thing: health-check's `--wait` is the deadline of the
 //! health wait (`health.wait`, 300s), rollback's the deadline of its deployments
-//! (`rollback.wait`, 15m). So a group takes its help text and heading from a docs type of the tool
-//! (`WaitArgs<HealthWait>`), and its resolution takes the tool's config values and defaults; the
-//! flag's name, value and parsing are the group's. A tool flattens the groups into its `Args`
-//! where their flags belong in its help.
+//! (`rollback.wait`, 15m). So a group takes its help text and heading from the tool's words file
+//! ([`Docs`]: `WaitArgs<health_check::Help>` reads `tools/health-check/src/words.txt`), and its
+//! resolution takes the tool's config values and defaults; the flag's name, value and parsing are
+//! the group's. A tool flattens the groups into its `Args` where their flags belong in its help;
+//! [`ProbeArgs`] is the head every tool that checks a running environment starts with.
 
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::cli::Resolved;
+use crate::cli::{CommonArgs, Resolved, ServiceArgs};
 use crate::config::{Config, setting};
 use crate::duration::parse as parse_duration;
 use crate::exit;
+use crate::github::PublishArgs;
 
-/// What a docs type is: a marker the groups hold (so it derives what they derive).
-pub trait Docs: std::fmt::Debug + Clone + Default + Send + Sync + 'static {}
-impl<T: std::fmt::Debug + Clone + Default + Send + Sync + 'static> Docs for T {}
+/// The flags of the tools that check a running environment (health-check, smoke-test, rollback):
+/// the config, environment and output, the service's `--base-url`, and publishing. Its flags stand
+/// first in their help, in this order.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
 
-/// Help texts of [`WaitArgs`].
-pub trait WaitDocs: Docs {
-    /// The help heading.
-    const HEADING: &'static str;
-    /// `--wait`.
-    const WAIT: &'static str;
-    /// `--interval`.
-    const INTERVAL: &'static str;
+impl ProbeArgs {
+    /// The config (`embedded` without a file), the environment and the base URL: see
+    /// [`CommonArgs::resolve`].
+    pub fn resolve(&self, embedded: &str, reads: &[&str]) -> anyhow::Result<Resolved> {
+        self.common.resolve(&self.service, embedded, reads)
+    }
+}
+
+/// A tool's words for the settings groups: the help text of each shared flag and the heading it
+/// stands under, as `KEY: text` lines of a text file the tool embeds (`include_str!`), so a
+/// group's flags read as that tool means them. The keys are [`WORD_KEYS`]: each flag (`--wait`)
+/// and each group's heading (`[wait]`). Lines that start with no key (comments) are not read.
+pub trait Docs: std::fmt::Debug + Clone + Default + Send + Sync + 'static {
+    /// The tool's words file.
+    const WORDS: &'static str;
+
+    /// The words for `key`, empty where the file has none ([`missing_words`] lists those).
+    fn word(key: &str) -> &'static str {
+        word_in(Self::WORDS, key).unwrap_or_default()
+    }
+}
+
+/// Every key a words file needs: the flags of the groups, then their headings.
+pub const WORD_KEYS: &[&str] = &[
+    "--wait",
+    "--interval",
+    "--cluster",
+    "--service",
+    "--emit-metric",
+    "--metric-namespace",
+    "--no-diagnose",
+    "[wait]",
+    "[ecs]",
+    "[metric]",
+    "[diagnose]",
+];
+
+/// The text of `key` in a words file: the rest of the line `KEY: text`.
+fn word_in(words: &'static str, key: &str) -> Option<&'static str> {
+    words.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .strip_prefix(':')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    })
+}
+
+/// The keys of [`WORD_KEYS`] a tool's words file lacks (each tool's tests expect none).
+pub fn missing_words<D: Docs>() -> Vec<&'static str> {
+    WORD_KEYS
+        .iter()
+        .copied()
+        .filter(|k| word_in(D::WORDS, k).is_none())
+        .collect()
 }
 
 /// `--wait` and `--interval`: the deadline of a wait and the pause between its polls.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct WaitArgs<D: WaitDocs> {
+pub struct WaitArgs<D: Docs> {
     /// The deadline.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help = D::WAIT, help_heading = D::HEADING)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help = D::word("--wait"), help_heading = D::word("[wait]"))]
     pub wait: Option<Duration>,
     /// The pause between polls.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help = D::INTERVAL, help_heading = D::HEADING)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help = D::word("--interval"), help_heading = D::word("[wait]"))]
     pub interval: Option<Duration>,
     #[arg(skip)]
     docs: PhantomData<D>,
@@ -53,7 +110,7 @@ pub struct Wait {
     pub interval: Duration,
 }
 
-impl<D: WaitDocs> WaitArgs<D> {
+impl<D: Docs> WaitArgs<D> {
     /// The flags as given (another tool calling this one as a library sets them so).
     pub fn new(wait: Option<Duration>, interval: Option<Duration>) -> Self {
         Self {
@@ -77,28 +134,18 @@ impl<D: WaitDocs> WaitArgs<D> {
     }
 }
 
-/// Help texts of [`ClusterArg`] and [`ServicesArg`].
-pub trait EcsDocs: Docs {
-    /// The help heading.
-    const HEADING: &'static str;
-    /// `--cluster`.
-    const CLUSTER: &'static str;
-    /// `--service`.
-    const SERVICE: &'static str;
-}
-
 /// `--cluster`: the ECS cluster, else the environment's. A group of its own, apart from
 /// [`ServicesArg`], so each tool keeps the order its help shows them in.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct ClusterArg<D: EcsDocs> {
+pub struct ClusterArg<D: Docs> {
     /// The cluster.
-    #[arg(long, value_name = "NAME", help = D::CLUSTER, help_heading = D::HEADING)]
+    #[arg(long, value_name = "NAME", help = D::word("--cluster"), help_heading = D::word("[ecs]"))]
     pub cluster: Option<String>,
     #[arg(skip)]
     docs: PhantomData<D>,
 }
 
-impl<D: EcsDocs> ClusterArg<D> {
+impl<D: Docs> ClusterArg<D> {
     /// The flag as given.
     pub fn new(cluster: Option<String>) -> Self {
         Self {
@@ -110,15 +157,15 @@ impl<D: EcsDocs> ClusterArg<D> {
 
 /// `--service`, repeated: the ECS services, else the environment's.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct ServicesArg<D: EcsDocs> {
+pub struct ServicesArg<D: Docs> {
     /// The services.
-    #[arg(long = "service", value_name = "NAME", help = D::SERVICE, help_heading = D::HEADING)]
+    #[arg(long = "service", value_name = "NAME", help = D::word("--service"), help_heading = D::word("[ecs]"))]
     pub services: Vec<String>,
     #[arg(skip)]
     docs: PhantomData<D>,
 }
 
-impl<D: EcsDocs> ServicesArg<D> {
+impl<D: Docs> ServicesArg<D> {
     /// The flags as given.
     pub fn new(services: Vec<String>) -> Self {
         Self {
@@ -138,7 +185,7 @@ pub struct EcsScope {
 }
 
 /// The cluster and the services: the flags, else the chosen environment's; both must be known.
-pub fn ecs_scope<D: EcsDocs>(
+pub fn ecs_scope<D: Docs>(
     cluster: &ClusterArg<D>,
     services: &ServicesArg<D>,
     r: &Resolved,
@@ -182,31 +229,21 @@ pub fn ecs_scope<D: EcsDocs>(
     Ok(EcsScope { cluster, services })
 }
 
-/// Help texts of [`MetricArgs`].
-pub trait MetricDocs: Docs {
-    /// The help heading.
-    const HEADING: &'static str;
-    /// `--emit-metric`.
-    const EMIT: &'static str;
-    /// `--metric-namespace`.
-    const NAMESPACE: &'static str;
-}
-
 /// `--emit-metric` and `--metric-namespace`: put the tool's CloudWatch metric (health-check's
 /// Availability, rollback's MTTR), and where.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct MetricArgs<D: MetricDocs> {
+pub struct MetricArgs<D: Docs> {
     /// Put the metric.
-    #[arg(long, help = D::EMIT, help_heading = D::HEADING)]
+    #[arg(long, help = D::word("--emit-metric"), help_heading = D::word("[metric]"))]
     pub emit_metric: bool,
     /// The namespace.
-    #[arg(long, value_name = "NAMESPACE", help = D::NAMESPACE, help_heading = D::HEADING)]
+    #[arg(long, value_name = "NAMESPACE", help = D::word("--metric-namespace"), help_heading = D::word("[metric]"))]
     pub metric_namespace: Option<String>,
     #[arg(skip)]
     docs: PhantomData<D>,
 }
 
-impl<D: MetricDocs> MetricArgs<D> {
+impl<D: Docs> MetricArgs<D> {
     /// The namespace: the flag, else `metrics.namespace` (which defaults to AFU9/Factory).
     pub fn namespace(&self, config: &Config) -> String {
         self.metric_namespace
@@ -215,25 +252,17 @@ impl<D: MetricDocs> MetricArgs<D> {
     }
 }
 
-/// Help texts of [`DiagnoseArgs`].
-pub trait DiagnoseDocs: Docs {
-    /// The help heading.
-    const HEADING: &'static str;
-    /// `--no-diagnose`.
-    const NO_DIAGNOSE: &'static str;
-}
-
 /// `--no-diagnose`: skip gathering why a run failed (crate::diagnose).
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct DiagnoseArgs<D: DiagnoseDocs> {
+pub struct DiagnoseArgs<D: Docs> {
     /// Skip the diagnosis.
-    #[arg(long, help = D::NO_DIAGNOSE, help_heading = D::HEADING)]
+    #[arg(long, help = D::word("--no-diagnose"), help_heading = D::word("[diagnose]"))]
     pub no_diagnose: bool,
     #[arg(skip)]
     docs: PhantomData<D>,
 }
 
-impl<D: DiagnoseDocs> DiagnoseArgs<D> {
+impl<D: Docs> DiagnoseArgs<D> {
     /// Whether a failure is diagnosed.
     pub fn on(&self) -> bool {
         !self.no_diagnose
@@ -271,10 +300,21 @@ mod tests {
 
     #[derive(Debug, Clone, Copy, Default)]
     struct Words;
-    impl EcsDocs for Words {
-        const HEADING: &'static str = "ECS";
-        const CLUSTER: &'static str = "cluster";
-        const SERVICE: &'static str = "service";
+    impl Docs for Words {
+        const WORDS: &'static str =
+            "# a comment: no key\n--cluster: the cluster\n--service:   \n[ecs]: ECS\n";
+    }
+
+    #[test]
+    fn a_word_is_the_rest_of_its_line_and_a_missing_or_empty_one_is_listed() {
+        assert_eq!(Words::word("--cluster"), "the cluster");
+        assert_eq!(Words::word("[ecs]"), "ECS");
+        assert_eq!(Words::word("--service"), "");
+        assert_eq!(Words::word("--clus"), "");
+        let missing = missing_words::<Words>();
+        assert!(missing.contains(&"--service") && missing.contains(&"--wait"));
+        assert!(!missing.contains(&"--cluster") && !missing.contains(&"[ecs]"));
+        assert_eq!(missing.len(), WORD_KEYS.len() - 2);
     }
 
     fn resolved(toml: &str, environment: Option<&str>) -> Resolved {
@@ -337,19 +377,12 @@ mod tests {
 
     #[test]
     fn a_wait_takes_the_flag_else_the_file_else_the_default() {
-        #[derive(Debug, Clone, Copy, Default)]
-        struct W;
-        impl WaitDocs for W {
-            const HEADING: &'static str = "Waiting";
-            const WAIT: &'static str = "wait";
-            const INTERVAL: &'static str = "interval";
-        }
         let s = Duration::from_secs;
         let builtin = Wait {
             deadline: s(300),
             interval: s(2),
         };
-        let flags = WaitArgs::<W>::new(Some(s(9)), None);
+        let flags = WaitArgs::<Words>::new(Some(s(9)), None);
         let got = flags.resolve(Some(s(60)), Some(s(7)), builtin);
         assert_eq!(
             got,
@@ -358,7 +391,7 @@ mod tests {
                 interval: s(7)
             }
         );
-        let none = WaitArgs::<W>::new(None, None).resolve(None::<Duration>, None, builtin);
+        let none = WaitArgs::<Words>::new(None, None).resolve(None::<Duration>, None, builtin);
         assert_eq!(none, builtin);
     }
 }

@@ -20,13 +20,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use deploy_core::aws::AwsArgs;
-use deploy_core::cli::{CommonArgs, Resolved, ServiceArgs};
+use deploy_core::cli::Resolved;
 use deploy_core::config::EMBEDDED_HEALTH;
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::http::{HttpClient, HttpOptions};
 use deploy_core::settings::{
-    ClusterArg, DiagnoseArgs, DiagnoseDocs, EcsDocs, MetricArgs, MetricDocs, ServicesArg, Wait,
-    WaitArgs, WaitDocs,
+    ClusterArg, DiagnoseArgs, Docs, MetricArgs, ProbeArgs, ServicesArg, Wait, WaitArgs,
 };
 use deploy_core::{Exit, Report};
 
@@ -42,13 +41,9 @@ use crate::probe::Ctx;
 #[command(name = "health-check", version, about, long_about = None)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
-    pub service: ServiceArgs,
+    pub probe: ProbeArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
-    #[command(flatten)]
-    pub publish: deploy_core::github::PublishArgs,
     #[command(flatten)]
     pub cert: deploy_core::settings::CertArgs,
 
@@ -64,12 +59,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Waiting")]
     pub request_timeout: Option<Duration>,
     /// Statuses that mean "not yet" and are retried, replacing 408,429,502-504 (add 404 for warm-up).
-    #[arg(
-        long,
-        value_name = "STATUS,...",
-        value_delimiter = ',',
-        help_heading = "Waiting"
-    )]
+    #[arg(long, value_name = "STATUS,...", value_delimiter = ',', help_heading = "Waiting")]
     pub retry_on: Vec<String>,
     /// Retry 401/403 too (normally a wrong token fails at once).
     #[arg(long, help_heading = "Waiting")]
@@ -77,12 +67,7 @@ pub struct Args {
 
     /// The commit the health body must report, in N consecutive responses (catches traffic still
     /// reaching old tasks).
-    #[arg(
-        long,
-        value_name = "SHA",
-        env = "DEPLOY_EXPECT_VERSION",
-        help_heading = "Version"
-    )]
+    #[arg(long, value_name = "SHA", env = "DEPLOY_EXPECT_VERSION", help_heading = "Version")]
     pub expect_version: Option<String>,
     /// Field of the health body carrying the commit (default: health.version_field, else commitSha).
     #[arg(long, value_name = "FIELD", help_heading = "Version")]
@@ -169,38 +154,12 @@ pub struct Args {
 }
 
 /// health-check's words for the settings groups it shares with rollback
-/// ([`deploy_core::settings`]).
+/// ([`deploy_core::settings`]): `words.txt`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Help;
 
-impl WaitDocs for Help {
-    const HEADING: &'static str = "Waiting";
-    const WAIT: &'static str = "Deadline for the whole wait (default: health.wait, else 300s)";
-    const INTERVAL: &'static str = "Pause between polling rounds, start to start, with jitter; \
-        longer only when a server sends Retry-After or refuses connections (default: \
-        health.interval, else 2s)";
-}
-
-impl EcsDocs for Help {
-    const HEADING: &'static str = "ECS";
-    const CLUSTER: &'static str = "ECS cluster (default: the environment's cluster)";
-    const SERVICE: &'static str =
-        "ECS service to verify; repeat (default: the environment's services)";
-}
-
-impl MetricDocs for Help {
-    const HEADING: &'static str = "CloudWatch";
-    const EMIT: &'static str =
-        "Put the Availability metric (1 healthy, 0 not) with dimension Environment (runbook 7)";
-    const NAMESPACE: &'static str =
-        "Namespace of the Availability metric (default: metrics.namespace, else AFU9/Factory)";
-}
-
-impl DiagnoseDocs for Help {
-    const HEADING: &'static str = "Diagnosis";
-    const NO_DIAGNOSE: &'static str = "On failure, skip gathering why (stopped tasks, pending \
-        tasks and events, target health, log lines, alarms): by default it runs on every failure \
-        with AWS in use";
+impl Docs for Help {
+    const WORDS: &'static str = include_str!("words.txt");
 }
 
 /// The built-in wait: 300s, polled every 2s.
@@ -227,9 +186,7 @@ pub async fn check(args: &Args) -> anyhow::Result<Report> {
     if let Some(paths) = &args.checklist {
         return checklist::report(paths);
     }
-    let r = args
-        .common
-        .resolve(&args.service, EMBEDDED_HEALTH, CONFIG_READS)?;
+    let r = args.probe.resolve(EMBEDDED_HEALTH, CONFIG_READS)?;
     if let Some(window) = args.kpi {
         return kpi::report(args, window, &r).await;
     }
@@ -302,15 +259,23 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         Ok(r) => r,
         Err(e) => {
             return Err(args
+                .probe
                 .publish
-                .answer_error(e, &args.common, "health-check")
+                .answer_error(e, &args.probe.common, "health-check")
                 .await);
         }
     };
     // The wait's own duration stands: publishing is not part of it.
     let took = Duration::from_millis(report.duration_ms);
-    let path = args.common.config_label();
-    args.publish
-        .publish_and_emit(report, &args.common, &path, || took)
+    let path = args.probe.common.config_label();
+    args.probe
+        .publish
+        .publish_and_emit(report, &args.probe.common, &path, || took)
         .await
+}
+
+#[cfg(test)]
+#[test]
+fn every_shared_flag_has_its_words() {
+    assert!(deploy_core::settings::missing_words::<Help>().is_empty());
 }

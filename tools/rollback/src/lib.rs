@@ -21,13 +21,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use deploy_core::aws::AwsArgs;
-use deploy_core::cli::{CommonArgs, Resolved, ServiceArgs};
+use deploy_core::cli::Resolved;
 use deploy_core::config::EMBEDDED_HEALTH;
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::github::GithubClient;
 use deploy_core::settings::{
-    ClusterArg, DiagnoseArgs, DiagnoseDocs, EcsDocs, EcsScope, MetricArgs, MetricDocs, ServicesArg,
-    Wait, WaitArgs, WaitDocs, ecs_scope,
+    ClusterArg, DiagnoseArgs, Docs, EcsScope, MetricArgs, ProbeArgs, ServicesArg, Wait, WaitArgs,
+    ecs_scope,
 };
 use deploy_core::{Exit, Report, exit};
 
@@ -53,13 +53,9 @@ pub enum OnFailure {
 #[command(name = "rollback", version, about, long_about = None)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
-    pub service: ServiceArgs,
+    pub probe: ProbeArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
-    #[command(flatten)]
-    pub publish: deploy_core::github::PublishArgs,
 
     /// Where to go: previous (the newest verified revision older than the running one), a
     /// revision number, FAMILY:REV, an ARN, a commit SHA or an image tag; SERVICE=TARGET for one
@@ -135,37 +131,12 @@ pub struct Args {
 }
 
 /// rollback's words for the settings groups it shares with health-check
-/// ([`deploy_core::settings`]).
+/// ([`deploy_core::settings`]): `words.txt`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Help;
 
-impl WaitDocs for Help {
-    const HEADING: &'static str = "Waiting";
-    const WAIT: &'static str =
-        "Deadline for the rollback deployments (default: rollback.wait, else 15m)";
-    const INTERVAL: &'static str =
-        "Pause between polls of the deployments (default: rollback.interval, else 5s)";
-}
-
-impl EcsDocs for Help {
-    const HEADING: &'static str = "Target";
-    const CLUSTER: &'static str = "ECS cluster (default: the environment's)";
-    const SERVICE: &'static str =
-        "Service to roll back; repeat (default: every service of the environment)";
-}
-
-impl MetricDocs for Help {
-    const HEADING: &'static str = "Incident record";
-    const EMIT: &'static str =
-        "Put the MTTR metric (seconds, dimension Environment) when recovered";
-    const NAMESPACE: &'static str =
-        "Namespace of the MTTR metric (default: metrics.namespace, else AFU9/Factory)";
-}
-
-impl DiagnoseDocs for Help {
-    const HEADING: &'static str = "Waiting";
-    const NO_DIAGNOSE: &'static str = "When a service fails, skip gathering why (stopped tasks, \
-        events, target health, log lines, alarms)";
+impl Docs for Help {
+    const WORDS: &'static str = include_str!("words.txt");
 }
 
 /// The built-in wait of the rollback deployments: 15 minutes, polled every 5s.
@@ -190,9 +161,7 @@ struct Settings {
 }
 
 fn settings(args: &Args) -> anyhow::Result<Settings> {
-    let resolved = args
-        .common
-        .resolve(&args.service, EMBEDDED_HEALTH, &config_reads())?;
+    let resolved = args.probe.resolve(EMBEDDED_HEALTH, &config_reads())?;
     let environment = resolved
         .environment
         .clone()
@@ -212,7 +181,7 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
             .transpose()
     };
     let github = if args.github_deployment {
-        Some(GithubClient::new(&args.publish.github)?)
+        Some(GithubClient::new(&args.probe.publish.github)?)
     } else {
         None
     };
@@ -250,7 +219,11 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     match run_rollback(&args).await {
         Ok(exit) => Ok(exit),
         // A run that stops on an error still answers its check run (--publish).
-        Err(e) => Err(args.publish.answer_error(e, &args.common, "rollback").await),
+        Err(e) => Err(args
+            .probe
+            .publish
+            .answer_error(e, &args.probe.common, "rollback")
+            .await),
     }
 }
 
@@ -258,9 +231,10 @@ async fn run_rollback(args: &Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
     let report = rollback(args).await?;
     // `--publish`: a check run `rollback (<environment>)` on the workflow's commit.
-    let path = args.common.config_label();
-    args.publish
-        .publish_and_emit(report, &args.common, &path, || started.elapsed())
+    let path = args.probe.common.config_label();
+    args.probe
+        .publish
+        .publish_and_emit(report, &args.probe.common, &path, || started.elapsed())
         .await
 }
 
@@ -406,4 +380,10 @@ fn chart(plans: &[Plan], outcomes: &act::Outcomes, t: &Times) -> String {
         "Rollback per service, planned, rolling, steady, verified",
         &lanes,
     )
+}
+
+#[cfg(test)]
+#[test]
+fn every_shared_flag_has_its_words() {
+    assert!(deploy_core::settings::missing_words::<Help>().is_empty());
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use deploy_core::cli::CommonArgs;
-use deploy_core::settings::{ClusterArg, ServicesArg, WaitArgs};
+use deploy_core::settings::{ClusterArg, ProbeArgs, ServicesArg, WaitArgs};
 use deploy_core::{Check, Exit, Report};
 
 use crate::act::Outcomes;
@@ -78,12 +78,15 @@ pub(crate) async fn verify(args: &Args, s: &Settings, ok: &[&Plan]) -> anyhow::R
     // health-check as a library: its settings as a struct, the flags rollback shares with it
     // passed as they are (no argv is built and parsed again).
     let hc = health_check::Args {
-        common: CommonArgs {
-            config: args.common.config.clone(),
-            environment: Some(s.environment.clone()),
-            ..CommonArgs::default()
+        probe: ProbeArgs {
+            common: CommonArgs {
+                config: args.probe.common.config.clone(),
+                environment: Some(s.environment.clone()),
+                ..CommonArgs::default()
+            },
+            service: args.probe.service.clone(),
+            ..ProbeArgs::default()
         },
-        service: args.service.clone(),
         aws: args.aws.clone(),
         ecs: true,
         mark_verified: true,

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deploy_core::checks::{self, Policy, Prepared};
-use deploy_core::cli::{CommonArgs, ServiceArgs};
 use deploy_core::config::{Config, EMBEDDED_SMOKE, StatusSet, setting};
 use deploy_core::duration::parse as parse_duration;
 use deploy_core::http::{HttpClient, HttpOptions};
 use deploy_core::retry::{self, Cadence, Deadline, Schedule};
+use deploy_core::settings::ProbeArgs;
 use deploy_core::{Check, Exit, Report, Status, exit};
 
 mod limit;
@@ -25,11 +25,7 @@ pub const DEFAULT_CONCURRENCY: usize = 64;
 #[command(name = "smoke-test", version, about, long_about = None)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
-    pub service: ServiceArgs,
-    #[command(flatten)]
-    pub publish: deploy_core::github::PublishArgs,
+    pub probe: ProbeArgs,
     #[command(flatten)]
     pub cert: deploy_core::settings::CertArgs,
     /// Suite file (TOML with [smoke] and [[smoke.checks]]) instead of deploy.toml's [smoke].
@@ -90,8 +86,9 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         Ok(exit) => Ok(exit),
         // A run that stops on an error still answers its check run (--publish).
         Err(e) => Err(args
+            .probe
             .publish
-            .answer_error(e, &args.common, "smoke-test")
+            .answer_error(e, &args.probe.common, "smoke-test")
             .await),
     }
 }
@@ -135,8 +132,9 @@ async fn suite(args: &Args) -> anyhow::Result<Exit> {
         );
     }
     let path = annotation_path(args);
-    args.publish
-        .publish_and_emit(report, &args.common, &path, || started.elapsed())
+    args.probe
+        .publish
+        .publish_and_emit(report, &args.probe.common, &path, || started.elapsed())
         .await
 }
 
@@ -144,19 +142,15 @@ async fn suite(args: &Args) -> anyhow::Result<Exit> {
 fn plan(args: &Args) -> anyhow::Result<Plan> {
     // With --suite, the embedded default is not needed (nor its ${API_TOKEN}).
     let resolved = match args.suite {
-        Some(_) => args
-            .common
-            .resolve(&args.service, "", &["defaults", "environments"])?,
-        None => args
-            .common
-            .resolve(&args.service, EMBEDDED_SMOKE, CONFIG_READS)?,
+        Some(_) => args.probe.resolve("", &["defaults", "environments"])?,
+        None => args.probe.resolve(EMBEDDED_SMOKE, CONFIG_READS)?,
     };
     let label = resolved.label();
     let cert = args.cert.resolve(&resolved.config);
     let suite = match &args.suite {
         Some(p) => {
             let c = Config::load(p)?;
-            c.require(&["smoke"], args.common.environment.as_deref())?;
+            c.require(&["smoke"], args.probe.common.environment.as_deref())?;
             c.smoke
         }
         None => resolved.config.smoke,
@@ -337,9 +331,10 @@ async fn wait_for(
 
 /// Where a failed check's annotation points: the suite or config file its checks come from.
 fn annotation_path(args: &Args) -> String {
-    args.suite
-        .as_ref()
-        .map_or_else(|| args.common.config_label(), |p| p.display().to_string())
+    args.suite.as_ref().map_or_else(
+        || args.probe.common.config_label(),
+        |p| p.display().to_string(),
+    )
 }
 
 /// One check: attempts until it passes, fails for good, or its window (within the suite
