@@ -1,6 +1,6 @@
 //! The git plumbing sync-check needs, through the real `git` CLI (merge-tree's semantics live
 //! only there): commands with captured output and errors that say which command failed, and
-//! parsers for `merge-tree -z`, `status --porcelain=v2 -z` and `rev-list --left-right --count`.
+//! parsers for `merge-tree -z`, `status --porcelain=v2 -z` and `log --left-right`.
 //!
 //! Porcelain output is parsed by hand rather than with a git library: no library implements
 //! `merge-tree --write-tree`'s conflict semantics, and these `-z` formats are stable, documented
@@ -15,6 +15,8 @@ use deploy_core::exit;
 #[derive(Debug, Clone)]
 pub struct Git {
     dir: PathBuf,
+    /// `rev-parse --git-common-dir`, where the `shallow` file of a shallow clone is.
+    common_dir: PathBuf,
     /// The credentials for the remote (`http.<url>.extraheader`), passed through the environment
     /// (`GIT_CONFIG_*`), never on the command line where other processes could read it, and only
     /// to the fetches and pushes that need them ([`Git::transport`]).
@@ -115,15 +117,18 @@ fn output_or_cancel(
 }
 
 impl Git {
-    /// A repository at `dir` (checked with `rev-parse --git-dir`).
+    /// A repository at `dir` (checked with `rev-parse --git-common-dir`).
     pub fn open(dir: &Path) -> anyhow::Result<Git> {
-        let g = Git {
+        let mut g = Git {
             dir: dir.to_owned(),
+            common_dir: PathBuf::new(),
             credentials: Vec::new(),
             cancel: None,
         };
-        g.ok(&["rev-parse", "--git-dir"])
+        let common = g
+            .ok(&["rev-parse", "--git-common-dir"])
             .map_err(|_| exit::usage(format!("{} is not a git repository", dir.display())))?;
+        g.common_dir = dir.join(common.trim_end_matches(['\n', '\r']));
         Ok(g)
     }
 
@@ -305,10 +310,11 @@ impl Git {
             .filter(|s| !s.is_empty())
     }
 
-    /// Whether the repository is a shallow clone.
+    /// Whether the repository is a shallow clone: it has a non-empty `shallow` file, which is
+    /// what `rev-parse --is-shallow-repository` reads (read here without starting git: a
+    /// deepening asks after every step).
     pub fn is_shallow(&self) -> bool {
-        self.ok(&["rev-parse", "--is-shallow-repository"])
-            .is_ok_and(|s| s.trim() == "true")
+        std::fs::metadata(self.common_dir.join("shallow")).is_ok_and(|m| m.len() > 0)
     }
 
     /// The merge base of two commits, if they share history (so far as it is fetched).
@@ -329,17 +335,29 @@ impl Git {
     }
 }
 
+/// Both sides of `git log --left-right --format=%m%h %s BASE...HEAD`: how many commits are
+/// base-only (`<`, behind) and head-only (`>`, ahead), and the first `keep` base-only ones as
+/// `sha subject`. Lines without a side mark are not counted.
+pub fn parse_sides(out: &str, keep: usize) -> (u64, u64, Vec<String>) {
+    let (mut behind, mut ahead, mut first) = (0, 0, Vec::new());
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix('<') {
+            behind += 1;
+            if first.len() < keep {
+                first.push(rest.to_owned());
+            }
+        } else if line.starts_with('>') {
+            ahead += 1;
+        }
+    }
+    (behind, ahead, first)
+}
+
 /// Parses `git version 2.47.3` (and vendor suffixes) into (2, 47).
 pub fn parse_version(s: &str) -> Option<(u32, u32)> {
     let v = s.split_whitespace().nth(2)?;
     let mut parts = v.split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-}
-
-/// `rev-list --left-right --count BASE...HEAD` -> (behind, ahead).
-pub fn parse_counts(s: &str) -> Option<(u64, u64)> {
-    let mut it = s.split_whitespace();
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 /// What kind of conflict a path has: the conflict types of git's own messages (`merge-ort`).
@@ -898,9 +916,14 @@ mod tests {
             }
 
             #[test]
-            fn version_and_count_parsers_never_panic(s in ".{0,40}") {
+            fn sides_parser_never_panics_and_keeps_at_most_what_it_is_told(s in "([<>x]?[^\n]{0,12}\n){0,30}", keep in 0usize..25) {
+                let (behind, _, first) = parse_sides(&s, keep);
+                prop_assert!(first.len() <= keep && first.len() as u64 <= behind);
+            }
+
+            #[test]
+            fn version_parser_never_panics(s in ".{0,40}") {
                 let _ = parse_version(&s);
-                let _ = parse_counts(&s);
             }
 
             /// A quoted path is one line, and reads back to the path with C unquoting.
@@ -968,12 +991,20 @@ mod tests {
     }
 
     #[test]
-    fn versions_and_counts() {
+    fn both_sides_are_counted_and_the_first_base_commits_kept() {
+        let out = ">abc1234 head work\n<def5678 base one\n<0123456 base two\n<89abcde base three\n";
+        let (behind, ahead, first) = parse_sides(out, 2);
+        assert_eq!((behind, ahead), (3, 1));
+        assert_eq!(first, ["def5678 base one", "0123456 base two"]);
+        assert_eq!(parse_sides("", 20), (0, 0, Vec::new()));
+    }
+
+    #[test]
+    fn versions() {
         assert_eq!(parse_version("git version 2.47.3\n"), Some((2, 47)));
         assert_eq!(
             parse_version("git version 2.39.5 (Apple Git-154)"),
             Some((2, 39))
         );
-        assert_eq!(parse_counts("3\t5\n"), Some((3, 5)));
     }
 }

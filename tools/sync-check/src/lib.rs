@@ -120,6 +120,47 @@ pub struct Findings {
     pub deepened: u32,
 }
 
+/// What a fetch learnt: how many times the clone was deepened, and the merge base it looked for
+/// (`None`: the two share no history so far as it is fetched).
+pub struct Fetched {
+    /// Deepening steps.
+    pub deepened: u32,
+    /// The merge base of the head and the base.
+    pub merge_base: Option<String>,
+    /// The fetch of the merge's trees, still running (see [`prefetch_merge_trees`]).
+    pub trees: Background,
+}
+
+/// A git command on a thread of its own, waited for when dropped (so no git outlives the check).
+#[derive(Default)]
+pub struct Background(Option<std::thread::JoinHandle<()>>);
+
+impl Background {
+    fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> Background {
+        Background(
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(work)
+                .ok(),
+        )
+    }
+
+    /// Waits for it to end.
+    pub fn wait(&mut self) {
+        if let Some(h) = self.0.take()
+            && h.join().is_err()
+        {
+            tracing::debug!("a background git thread panicked");
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.wait();
+    }
+}
+
 /// Fetches the base (deepening a shallow clone until the merge base is present) and makes sure the
 /// head commit is present, filtered as `filter` says. Touches only `refs/remotes/<remote>/<base>`
 /// (and the shallow file; with a filter, also the remote's promisor flag: see [`CommitsOnly`]).
@@ -129,17 +170,30 @@ pub fn fetch(
     target: &event::Target,
     base: &str,
     filter: &CommitsOnly,
-) -> anyhow::Result<u32> {
+) -> anyhow::Result<Fetched> {
     let base_ref = format!("refs/remotes/{}/{base}", args.remote);
     let spec = format!("+refs/heads/{base}:{base_ref}");
     fetch_base(g, args, base, &spec, filter)?;
     fetch_head(g, args, target)?;
     let (deepened, merge_base) =
         deepen_to_merge_base(g, args, &target.head, &base_ref, &spec, filter)?;
-    if let (true, Some(mb)) = (filter.on, merge_base) {
-        prefetch_merge_trees(g, args, &mb, &target.head, &base_ref);
-    }
-    Ok(deepened)
+    // The trees come while inspect counts and labels the two sides, which need commits only;
+    // merge-tree waits for them.
+    let trees = match (filter.on, &merge_base) {
+        (true, Some(mb)) => {
+            let (g, remote) = (g.clone(), args.remote.clone());
+            let revs = [mb.clone(), target.head.clone(), base_ref];
+            Background::spawn("git-prefetch", move || {
+                prefetch_merge_trees(&g, &remote, &revs);
+            })
+        }
+        _ => Background::default(),
+    };
+    Ok(Fetched {
+        deepened,
+        merge_base,
+        trees,
+    })
 }
 
 /// The filter of a shallow clone's fetches: commits only (`--filter=tree:0`). Deepening a
@@ -208,7 +262,8 @@ fn fetch_refspec(
     g.transport(&argv)
 }
 
-/// Fetches the base branch (`--deepen` commits deep in a shallow clone).
+/// Fetches the base branch (`--deepen` commits deep in a shallow clone). Not deeper with the
+/// filter: the server may ignore it, and the head's side is deepened only by later steps.
 fn fetch_base(
     g: &Git,
     args: &Args,
@@ -260,6 +315,9 @@ fn fetch_head(g: &Git, args: &Args, target: &event::Target) -> anyhow::Result<()
     Ok(())
 }
 
+/// How many times `--deepen` a step of a commits-only fetch goes.
+const FILTERED_STEP: u32 = 20;
+
 /// Deepens a shallow clone, by `--deepen` commits and doubling each step, until the merge base of
 /// the head and the base is there; returns the number of steps and the merge base.
 fn deepen_to_merge_base(
@@ -279,7 +337,7 @@ fn deepen_to_merge_base(
     // Commits alone are small: where the server honoured the filter, step 20 times as far and
     // grow 4 times each step (one or two round trips instead of five or six).
     let (mut step, grow) = if filter.on && commits_only(g, base_ref) {
-        (step.saturating_mul(20), 4)
+        (step.saturating_mul(FILTERED_STEP), 4)
     } else {
         (step, 2)
     };
@@ -311,11 +369,8 @@ fn commits_only(g: &Git, rev: &str) -> bool {
 /// After a commits-only fetch: the trees merge-tree reads (the merge base's, the head's and the
 /// base's, each with its subtrees, no file contents) in one fetch, rather than one lazy fetch per
 /// tree. Best effort: what this does not bring, git fetches when merge-tree asks for it.
-fn prefetch_merge_trees(g: &Git, args: &Args, merge_base: &str, head: &str, base_ref: &str) {
-    let trees: Vec<String> = [merge_base, head, base_ref]
-        .iter()
-        .filter_map(|rev| tree_of(g, rev))
-        .collect();
+fn prefetch_merge_trees(g: &Git, remote: &str, revs: &[String; 3]) {
+    let trees = trees_of(g, &revs.each_ref().map(String::as_str));
     let mut argv = vec![
         "-c",
         "fetch.negotiationAlgorithm=noop",
@@ -326,7 +381,7 @@ fn prefetch_merge_trees(g: &Git, args: &Args, merge_base: &str, head: &str, base
         "--no-write-fetch-head",
         "--filter=blob:none",
         "--end-of-options",
-        &args.remote,
+        remote,
     ];
     argv.extend(trees.iter().map(String::as_str));
     if let Err(e) = g.transport(&argv) {
@@ -341,27 +396,87 @@ fn tree_of(g: &Git, rev: &str) -> Option<String> {
         .ok(&["cat-file", "commit", "--end-of-options", rev])
         .ok()?;
     let tree = out.lines().next()?.strip_prefix("tree ")?.trim();
-    (tree.len() >= 40 && tree.chars().all(|c| c.is_ascii_hexdigit())).then(|| tree.to_owned())
+    is_oid(tree).then(|| tree.to_owned())
+}
+
+/// The tree ids of some commits, in one git: `rev-list --no-walk --format=%T` reads the commit
+/// objects alone, as [`tree_of`] does. Empty when git cannot say (the prefetch is best effort).
+fn trees_of(g: &Git, revs: &[&str]) -> Vec<String> {
+    let mut argv = vec![
+        "rev-list",
+        "--no-walk=unsorted",
+        "--format=%T",
+        "--end-of-options",
+    ];
+    argv.extend_from_slice(revs);
+    let Ok(out) = g.ok(&argv) else {
+        return Vec::new();
+    };
+    let mut trees: Vec<String> = out
+        .lines()
+        .filter(|l| !l.starts_with("commit ") && is_oid(l))
+        .map(str::to_owned)
+        .collect();
+    trees.dedup();
+    trees
+}
+
+/// A full object id (SHA-1 or SHA-256), hex.
+fn is_oid(s: &str) -> bool {
+    s.len() >= 40 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// What is known before [`inspect`] runs: the fetch's findings (`None` without a fetch) and the
+/// working tree's state, read on a thread of its own while the fetch ran (`None`: read here).
+#[derive(Default)]
+pub struct Known {
+    /// What the fetch learnt.
+    pub fetched: Option<Fetched>,
+    /// `git status`, started before the fetch.
+    pub tree: Option<std::thread::JoinHandle<anyhow::Result<TreeState>>>,
+}
+
+impl Known {
+    /// Starts reading the working tree's state on its own thread (nothing the fetch writes is in
+    /// it: the fetch touches a remote-tracking ref, objects and the shallow file).
+    pub fn read_tree_meanwhile(
+        g: &Git,
+    ) -> Option<std::thread::JoinHandle<anyhow::Result<TreeState>>> {
+        let g = g.clone();
+        std::thread::Builder::new()
+            .name("git-status".into())
+            .spawn(move || tree_state(&g))
+            .ok()
+    }
 }
 
 /// Computes the findings, read-only (git >= 2.38 for `merge-tree --write-tree`).
-pub fn inspect(g: &Git, head: &str, base_ref: &str, deepened: u32) -> anyhow::Result<Findings> {
+pub fn inspect(g: &Git, head: &str, base_ref: &str, known: Known) -> anyhow::Result<Findings> {
     let head_sha = g
         .commit(head)
         .ok_or_else(|| exit::usage(format!("{head:?} is not a commit")))?;
     let base_sha = g
         .commit(base_ref)
         .ok_or_else(|| exit::usage(format!("base {base_ref:?} is not a commit")))?;
-    let merge_base = g.merge_base(&head_sha, &base_sha);
-    let (behind, ahead) = counts(g, &base_sha, &head_sha)?;
-    let missing = missing_commits(g, &head_sha, &base_sha)?;
+    let deepened = known.fetched.as_ref().map_or(0, |f| f.deepened);
+    let (merge_base, mut trees) = match known.fetched {
+        Some(f) => (f.merge_base, f.trees),
+        None => (g.merge_base(&head_sha, &base_sha), Background::default()),
+    };
+    let (behind, ahead, missing) = sides(g, &base_sha, &head_sha)?;
     let mut merge = if merge_base.is_some() {
-        predict_merge(g, head, &head_sha, base_ref, &base_sha)?
+        let labels = merge_labels(g, head, &head_sha, base_ref, &base_sha);
+        trees.wait();
+        predict_merge(g, &labels)?
     } else {
         MergePrediction::clean(None)
     };
     locate_on_head(g, &head_sha, &mut merge.conflicts);
-    let tree = tree_state(g)?;
+    let tree = match known.tree.map(std::thread::JoinHandle::join) {
+        Some(Ok(state)) => state?,
+        Some(Err(_)) => return Err(exit::dependency("reading git status failed")),
+        None => tree_state(g)?,
+    };
     Ok(Findings {
         head_sha,
         base_ref: base_ref.to_owned(),
@@ -379,36 +494,21 @@ pub fn inspect(g: &Git, head: &str, base_ref: &str, deepened: u32) -> anyhow::Re
     })
 }
 
-/// (behind, ahead): base commits the head lacks, head commits the base lacks.
-fn counts(g: &Git, base_sha: &str, head_sha: &str) -> anyhow::Result<(u64, u64)> {
+/// Base commits the head lacks (behind), head commits the base lacks (ahead), and the first 20
+/// of the former, `sha subject`: one walk of both sides.
+fn sides(g: &Git, base_sha: &str, head_sha: &str) -> anyhow::Result<(u64, u64, Vec<String>)> {
     let range = format!("{base_sha}...{head_sha}");
     let out = g
         .ok(&[
-            "rev-list",
+            "log",
+            "--no-show-signature",
             "--left-right",
-            "--count",
+            "--format=%m%h %s",
             "--end-of-options",
             &range,
         ])
         .map_err(|e| exit::dependency(e.to_string()))?;
-    git::parse_counts(&out)
-        .ok_or_else(|| exit::dependency("couldn't read git rev-list --count output"))
-}
-
-/// The first 20 base commits the head lacks, `sha subject`.
-fn missing_commits(g: &Git, head_sha: &str, base_sha: &str) -> anyhow::Result<Vec<String>> {
-    Ok(g.ok(&[
-        "log",
-        "--format=%h %s",
-        "-n",
-        "20",
-        "--end-of-options",
-        &format!("{head_sha}..{base_sha}"),
-    ])
-    .map_err(|e| exit::dependency(e.to_string()))?
-    .lines()
-    .map(str::to_owned)
-    .collect())
+    Ok(git::parse_sides(&out, 20))
 }
 
 /// What merge-tree says of merging the head into the base.
@@ -434,21 +534,15 @@ impl MergePrediction {
 
 /// Runs `merge-tree --write-tree` on the two sides (they share history): no work tree, index or
 /// ref is touched.
-fn predict_merge(
-    g: &Git,
-    head: &str,
-    head_sha: &str,
-    base_ref: &str,
-    base_sha: &str,
-) -> anyhow::Result<MergePrediction> {
-    let (base_label, head_label) = merge_labels(g, head, head_sha, base_ref, base_sha);
+fn predict_merge(g: &Git, labels: &(String, String)) -> anyhow::Result<MergePrediction> {
+    let (base_label, head_label) = labels;
     let out = g.raw_fetching(&[
         "merge-tree",
         "--write-tree",
         "-z",
         "--end-of-options",
-        &base_label,
-        &head_label,
+        base_label,
+        head_label,
     ])?;
     match out.status.code() {
         Some(0) => Ok(MergePrediction::clean(
@@ -807,10 +901,15 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
     g.cancel_with(Some(cancel.clone()));
     // Dropped when the check ends, after merge-tree's own fetches.
     let filter = CommitsOnly::begin(&g, args);
-    let fetched = if args.no_fetch {
-        Ok(0)
+    let tree = if args.update.is_none() {
+        Known::read_tree_meanwhile(&g)
     } else {
-        fetch(&g, args, &target, &base, &filter)
+        None
+    };
+    let fetched = if args.no_fetch {
+        Ok(None)
+    } else {
+        fetch(&g, args, &target, &base, &filter).map(Some)
     };
     if let Some(signal) = cancel.signal() {
         let stop = Stop {
@@ -819,7 +918,8 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
         };
         return interrupted(args, report, &target.head, stop, started).await;
     }
-    let deepened = fetched?;
+    let fetched = fetched?;
+    let deepened = fetched.as_ref().map_or(0, |f| f.deepened);
     let base_ref = format!("refs/remotes/{}/{base}", args.remote);
 
     if let Some(mode) = args.update {
@@ -836,7 +936,7 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
         return deploy_core::cli::emit(&report, &args.common.output);
     }
 
-    let f = inspect(&g, &target.head, &base_ref, deepened)?;
+    let f = inspect(&g, &target.head, &base_ref, Known { fetched, tree })?;
     if let Some(signal) = cancel.signal() {
         let stop = Stop {
             signal,

@@ -190,7 +190,7 @@ impl<'a> Sync<'a> {
             .current_branch()
             .ok_or_else(|| exit::usage("HEAD is detached: --update needs a checked-out branch"))?;
         let in_progress = UNFINISHED.iter().any(|(name, _)| unfinished(g, name));
-        let f = crate::inspect(g, "HEAD", base_ref, 0)?;
+        let f = crate::inspect(g, "HEAD", base_ref, crate::Known::default())?;
         report.output("behind", f.behind);
         report.output("ahead", f.ahead);
         if refuse_dirty(&f, in_progress, verb, &branch, report) {
