@@ -123,6 +123,8 @@ pub struct Findings {
 /// What a fetch learnt: how many times the clone was deepened, and the merge base it looked for
 /// (`None`: the two share no history so far as it is fetched).
 pub struct Fetched {
+    /// The head's commit.
+    pub head_sha: String,
     /// Deepening steps.
     pub deepened: u32,
     /// The merge base of the head and the base.
@@ -174,7 +176,7 @@ pub fn fetch(
     let base_ref = format!("refs/remotes/{}/{base}", args.remote);
     let spec = format!("+refs/heads/{base}:{base_ref}");
     fetch_base(g, args, base, &spec, filter)?;
-    fetch_head(g, args, target)?;
+    let head_sha = fetch_head(g, args, target)?;
     let (deepened, merge_base) =
         deepen_to_merge_base(g, args, &target.head, &base_ref, &spec, filter)?;
     // The trees come while inspect counts and labels the two sides, which need commits only;
@@ -190,6 +192,7 @@ pub fn fetch(
         _ => Background::default(),
     };
     Ok(Fetched {
+        head_sha,
         deepened,
         merge_base,
         trees,
@@ -240,8 +243,8 @@ impl CommitsOnly {
 
 impl Drop for CommitsOnly {
     fn drop(&mut self) {
+        // The filtered fetches always set it (to tree:0, merge-tree's to blob:none): put back.
         if self.on
-            && self.git.config_get(&self.key) != self.before
             && let Err(e) = self.git.config_set(&self.key, self.before.as_deref())
         {
             tracing::warn!("couldn't restore {}: {e}", self.key);
@@ -293,9 +296,9 @@ fn fetch_base(
 
 /// Makes sure the head commit is here: when it is not local (a checkout of another ref), fetches
 /// it by SHA, or else the PR's head ref.
-fn fetch_head(g: &Git, args: &Args, target: &event::Target) -> anyhow::Result<()> {
-    if g.commit(&target.head).is_some() {
-        return Ok(());
+fn fetch_head(g: &Git, args: &Args, target: &event::Target) -> anyhow::Result<String> {
+    if let Some(sha) = g.commit(&target.head) {
+        return Ok(sha);
     }
     let by_sha = fetch_refspec(g, &[], &args.remote, &target.head);
     if by_sha.is_err()
@@ -306,13 +309,12 @@ fn fetch_head(g: &Git, args: &Args, target: &event::Target) -> anyhow::Result<()
             exit::dependency(format!("couldn't fetch the PR head {}: {e}", target.head))
         })?;
     }
-    if g.commit(&target.head).is_none() {
-        return Err(exit::usage(format!(
+    g.commit(&target.head).ok_or_else(|| {
+        exit::usage(format!(
             "head commit {} is not in the repository",
             target.head
-        )));
-    }
-    Ok(())
+        ))
+    })
 }
 
 /// How many times `--deepen` a step of a commits-only fetch goes.
@@ -359,10 +361,17 @@ fn deepen_to_merge_base(
 /// `--no-lazy-fetch`, git 2.44+, so asking does not fetch it). On an older git, or a server that
 /// ignored the filter and sent the trees, false.
 fn commits_only(g: &Git, rev: &str) -> bool {
-    let Some(tree) = tree_of(g, rev) else {
-        return false;
-    };
-    g.ok(&["--no-lazy-fetch", "cat-file", "-e", &tree]).is_err()
+    // `REV^{tree}` reads the tree object itself, so it fails where only the commit came.
+    let tree = format!("{rev}^{{tree}}");
+    g.ok(&[
+        "--no-lazy-fetch",
+        "rev-parse",
+        "--verify",
+        "-q",
+        "--end-of-options",
+        &tree,
+    ])
+    .is_err()
         && g.ok(&["--no-lazy-fetch", "cat-file", "-t", rev]).is_ok()
 }
 
@@ -389,18 +398,9 @@ fn prefetch_merge_trees(g: &Git, remote: &str, revs: &[String; 3]) {
     }
 }
 
-/// The tree id of a commit, read from the commit object alone (`rev-parse REV^{tree}` would look
-/// for the tree object, which a commits-only fetch did not bring).
-fn tree_of(g: &Git, rev: &str) -> Option<String> {
-    let out = g
-        .ok(&["cat-file", "commit", "--end-of-options", rev])
-        .ok()?;
-    let tree = out.lines().next()?.strip_prefix("tree ")?.trim();
-    is_oid(tree).then(|| tree.to_owned())
-}
-
 /// The tree ids of some commits, in one git: `rev-list --no-walk --format=%T` reads the commit
-/// objects alone, as [`tree_of`] does. Empty when git cannot say (the prefetch is best effort).
+/// objects alone (`rev-parse REV^{tree}` would look for the tree object, which a commits-only
+/// fetch did not bring). Empty when git cannot say (the prefetch is best effort).
 fn trees_of(g: &Git, revs: &[&str]) -> Vec<String> {
     let mut argv = vec![
         "rev-list",
@@ -452,9 +452,12 @@ impl Known {
 
 /// Computes the findings, read-only (git >= 2.38 for `merge-tree --write-tree`).
 pub fn inspect(g: &Git, head: &str, base_ref: &str, known: Known) -> anyhow::Result<Findings> {
-    let head_sha = g
-        .commit(head)
-        .ok_or_else(|| exit::usage(format!("{head:?} is not a commit")))?;
+    let head_sha = match known.fetched.as_ref() {
+        Some(f) => f.head_sha.clone(),
+        None => g
+            .commit(head)
+            .ok_or_else(|| exit::usage(format!("{head:?} is not a commit")))?,
+    };
     let base_sha = g
         .commit(base_ref)
         .ok_or_else(|| exit::usage(format!("base {base_ref:?} is not a commit")))?;
