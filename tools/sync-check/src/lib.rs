@@ -120,8 +120,9 @@ pub struct Findings {
     pub deepened: u32,
 }
 
-/// What a fetch learnt: how many times the clone was deepened, and the merge base it looked for
-/// (`None`: the two share no history so far as it is fetched).
+/// What a fetch learnt: the head's commit, how many times the clone was deepened, the merge base
+/// it looked for (`None`: the two share no history so far as it is fetched), and the fetch of the
+/// merge's trees it started.
 pub struct Fetched {
     /// The head's commit.
     pub head_sha: String,
@@ -133,12 +134,18 @@ pub struct Fetched {
     pub trees: Background,
 }
 
-/// A git command on a thread of its own, waited for when dropped (so no git outlives the check).
-#[derive(Default)]
-pub struct Background(Option<std::thread::JoinHandle<()>>);
+/// Git work on a thread of its own, waited for when dropped (so no git outlives the check).
+pub struct Background<T: Send + 'static = ()>(Option<std::thread::JoinHandle<T>>);
 
-impl Background {
-    fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> Background {
+impl<T: Send + 'static> Default for Background<T> {
+    /// Nothing running.
+    fn default() -> Self {
+        Background(None)
+    }
+}
+
+impl<T: Send + 'static> Background<T> {
+    fn spawn(name: &str, work: impl FnOnce() -> T + Send + 'static) -> Background<T> {
         Background(
             std::thread::Builder::new()
                 .name(name.into())
@@ -147,17 +154,18 @@ impl Background {
         )
     }
 
-    /// Waits for it to end.
-    pub fn wait(&mut self) {
-        if let Some(h) = self.0.take()
-            && h.join().is_err()
-        {
+    /// Waits for it to end: its result, or `None` when nothing ran (the thread could not be
+    /// started, or it panicked); the caller then does the work itself.
+    pub fn wait(&mut self) -> Option<T> {
+        let r = self.0.take()?.join();
+        if r.is_err() {
             tracing::debug!("a background git thread panicked");
         }
+        r.ok()
     }
 }
 
-impl Drop for Background {
+impl<T: Send + 'static> Drop for Background<T> {
     fn drop(&mut self) {
         self.wait();
     }
@@ -433,20 +441,15 @@ pub struct Known {
     /// What the fetch learnt.
     pub fetched: Option<Fetched>,
     /// `git status`, started before the fetch.
-    pub tree: Option<std::thread::JoinHandle<anyhow::Result<TreeState>>>,
+    pub tree: Background<anyhow::Result<TreeState>>,
 }
 
 impl Known {
     /// Starts reading the working tree's state on its own thread (nothing the fetch writes is in
     /// it: the fetch touches a remote-tracking ref, objects and the shallow file).
-    pub fn read_tree_meanwhile(
-        g: &Git,
-    ) -> Option<std::thread::JoinHandle<anyhow::Result<TreeState>>> {
+    pub fn read_tree_meanwhile(g: &Git) -> Background<anyhow::Result<TreeState>> {
         let g = g.clone();
-        std::thread::Builder::new()
-            .name("git-status".into())
-            .spawn(move || tree_state(&g))
-            .ok()
+        Background::spawn("git-status", move || tree_state(&g))
     }
 }
 
@@ -475,9 +478,9 @@ pub fn inspect(g: &Git, head: &str, base_ref: &str, known: Known) -> anyhow::Res
         MergePrediction::clean(None)
     };
     locate_on_head(g, &head_sha, &mut merge.conflicts);
-    let tree = match known.tree.map(std::thread::JoinHandle::join) {
-        Some(Ok(state)) => state?,
-        Some(Err(_)) => return Err(exit::dependency("reading git status failed")),
+    let mut status = known.tree;
+    let tree = match status.wait() {
+        Some(state) => state?,
         None => tree_state(g)?,
     };
     Ok(Findings {
@@ -907,7 +910,7 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
     let tree = if args.update.is_none() {
         Known::read_tree_meanwhile(&g)
     } else {
-        None
+        Background::default()
     };
     let fetched = if args.no_fetch {
         Ok(None)
