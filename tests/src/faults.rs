@@ -11,13 +11,13 @@ use tokio::net::{TcpListener, TcpStream};
 /// Which fault to inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// Answer the first `PATCH` (blob upload) with 500.
+    /// Answer the first blob upload (`PUT .../blobs/uploads/...` with the body) with 500.
     Fail500OnFirstUpload,
     /// Cut the connection carrying the first upload after this many bytes of it.
     DropFirstUploadAfter(u64),
     /// Answer every request with 401.
     Unauthorized,
-    /// Hold every `PATCH` (blob upload) unanswered: a push stays in flight until it is stopped.
+    /// Hold every blob upload unanswered: a push stays in flight until it is stopped.
     StallUploads,
     /// Answer every blob existence check (`HEAD .../blobs/...`) with 500 (and mark the proxy
     /// fired): a push that needs no blob check goes through untouched.
@@ -62,6 +62,16 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
     Proxy { url, fired, task }
 }
 
+/// Whether a request starts here that carries a blob's bytes: ecr-push's `PUT` to an upload
+/// session (a manifest's `PUT` goes to `/manifests/`, a session's `POST` has no body).
+fn is_blob_upload(chunk: &[u8]) -> bool {
+    chunk.starts_with(b"PUT ")
+        && chunk
+            .split(|&b| b == b'\n')
+            .next()
+            .is_some_and(|line| line.windows(15).any(|w| w == b"/blobs/uploads/"))
+}
+
 async fn serve(
     mut client: TcpStream,
     upstream: String,
@@ -98,7 +108,8 @@ async fn serve(
             break;
         }
         let chunk = &buf[..n];
-        if chunk.starts_with(b"PATCH ") && fault == Fault::StallUploads {
+        let upload = is_blob_upload(chunk);
+        if upload && fault == Fault::StallUploads {
             fired.store(true, Ordering::SeqCst);
             down.abort();
             // Keep the connection open, read and drop what comes, never answer.
@@ -118,7 +129,7 @@ async fn serve(
             w.write_all(RESP_500).await?;
             return w.shutdown().await;
         }
-        if chunk.starts_with(b"PATCH ") && !fired.load(Ordering::SeqCst) {
+        if upload && !fired.load(Ordering::SeqCst) {
             match fault {
                 Fault::Fail500OnFirstUpload => {
                     fired.store(true, Ordering::SeqCst);

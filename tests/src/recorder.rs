@@ -20,7 +20,8 @@ pub enum Mode {
     /// Answers 302 to `BASE` + the request's path (the query, which may hold a secret the client
     /// put there for this host, is not passed on).
     RedirectTo(String),
-    /// Forwards to `upstream` (`http://host:port`) and returns its answer.
+    /// Forwards to `upstream` (`http://host:port`) and returns its answer (a `Location` on the
+    /// upstream pointed back at the recorder).
     Forward(String),
     /// Forwards to a registry `upstream`, but the `Location` of an opened upload session points at
     /// `foreign` (`http://other-host:port`) instead: the client must not send it credentials.
@@ -187,13 +188,25 @@ async fn forward(
     )
     .await
     .unwrap_or_default();
-    let moved = foreign
-        .filter(|_| parts.method == "POST" && uri.contains("/blobs/uploads/"))
-        .zip(headers.get(header::LOCATION).and_then(|v| v.to_str().ok()))
-        .map(|(foreign, loc)| {
+    let location = headers.get(header::LOCATION).and_then(|v| v.to_str().ok());
+    let moved = match (foreign, location) {
+        (Some(foreign), Some(loc)) if parts.method == "POST" && uri.contains("/blobs/uploads/") => {
             let path = loc.find("/v2/").map_or(loc, |i| &loc[i..]);
-            format!("{foreign}{path}")
-        });
+            Some(format!("{foreign}{path}"))
+        }
+        // An absolute location on the upstream comes back through the recorder too, so that
+        // what follows it (a blob's PUT) is recorded.
+        (None, Some(loc)) => loc
+            .strip_prefix(upstream)
+            .zip(
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok()),
+            )
+            .map(|(path, host)| format!("http://{host}{path}")),
+        _ => None,
+    };
     if let Some(moved) = moved {
         headers.insert(header::LOCATION, HeaderValue::from_str(&moved).unwrap());
     }

@@ -393,6 +393,52 @@ async fn push_through(fault: Fault, size: usize, seed: u64) -> (Ran, Built, Stri
     (ran, built, r)
 }
 
+/// Each blob goes up in two requests, the monolithic "POST then PUT" (no PATCH, so ECR's chunk
+/// rules never apply): a session is opened, and one PUT with the digest carries all its bytes.
+#[tokio::test]
+async fn each_blob_is_one_post_and_one_put_carrying_its_bytes() {
+    use deploy_action_e2e::recorder::{Mode, Recorder};
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, built) = layout(dir.path(), "a", &[120_000, 70_000], 81);
+    let seen = Recorder::start("127.0.0.1", Mode::Forward(rig::registry_url())).await;
+    let (ran, _) = push_via(
+        dir.path(),
+        &seen.url,
+        &format!("--repository {r} --source {a} --tag v1"),
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let requests = seen.requests();
+    let uploads = format!("/v2/{r}/blobs/uploads/");
+    let opened = requests
+        .iter()
+        .filter(|q| q.method == "POST" && q.uri == uploads)
+        .count();
+    let puts: Vec<_> = requests
+        .iter()
+        .filter(|q| q.method == "PUT" && q.uri.starts_with(&uploads))
+        .collect();
+    // Two layers and the config.
+    assert_eq!((opened, puts.len()), (3, 3), "{requests:?}");
+    assert!(requests.iter().all(|q| q.method != "PATCH"), "{requests:?}");
+    let carried = |size: usize| {
+        puts.iter().any(|q| {
+            q.uri.contains("digest=sha256")
+                && q.headers
+                    .iter()
+                    .any(|(k, v)| k == "content-length" && *v == size.to_string())
+        })
+    };
+    for size in [120_000, 70_000] {
+        assert!(
+            carried(size),
+            "no PUT carried the {size}-byte layer: {puts:?}"
+        );
+    }
+    assert_eq!(skopeo(&r, "v1"), (built.manifest_digest, built.layers));
+}
+
 #[tokio::test]
 async fn a_500_on_the_first_upload_is_retried() {
     let (ran, built, r) = push_through(Fault::Fail500OnFirstUpload, 200_000, 51).await;

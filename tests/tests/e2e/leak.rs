@@ -683,7 +683,7 @@ async fn a_registry_location_on_another_host_receives_no_credential() {
     assert_eq!(ran.code, 3, "{ran:?}");
     let seen = other.requests();
     assert!(
-        seen.iter().any(|r| r.method == "PATCH"),
+        seen.iter().any(|r| r.method == "PUT"),
         "the upload never went to the other host: {seen:?}"
     );
     assert!(

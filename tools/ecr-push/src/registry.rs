@@ -1,7 +1,7 @@
 //! A small OCI distribution client for pushing: blob HEAD checks, cross-repository mounts, one
-//! streamed upload per blob (POST, one PATCH with the whole blob, PUT with the digest: ECR rejects
-//! chunks under 5 MiB but accepts a single last chunk of any size, and answers 201 where the spec
-//! says 202), and manifests pushed as their exact bytes. Credentials go in a sensitive header.
+//! streamed upload per blob (POST a session, PUT the whole blob with its digest: no chunks, so
+//! ECR's chunk rules, parts of 5 MiB or more, never apply), and manifests pushed as their exact
+//! bytes. Credentials go in a sensitive header.
 //!
 //! Hand-written rather than an OCI client crate because each blob is streamed straight from its
 //! offset in the tarball (or from `docker save`) into one request, which is why a cold push beats
@@ -314,13 +314,8 @@ impl Registry {
             tokio::io::AsyncReadExt::take(file, blob.size),
             256 * 1024,
         );
-        self.send_blob(
-            repo,
-            &blob.digest,
-            blob.size,
-            reqwest::Body::wrap_stream(stream),
-        )
-        .await
+        let body = reqwest::Body::wrap_stream(stream);
+        self.send_blob(repo, &blob.digest, blob.size, body).await
     }
 
     /// Uploads one blob from a stream of chunks (a `docker save` entry), once.
@@ -339,8 +334,45 @@ impl Registry {
             .map_err(|(e, _)| e)
     }
 
-    /// POST an upload session, PATCH the whole body, PUT with the digest. The error says whether
-    /// a new attempt can help.
+    /// Opens an upload session for `digest` in `repo` (POST): its location. The error says
+    /// whether a new attempt can help.
+    async fn open_session(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<String, (anyhow::Error, bool)> {
+        let what = format!("upload of {digest} to {repo}");
+        let r = self
+            .send(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &what)
+            .await
+            .map_err(|e| (e, true))?;
+        let status = r.status();
+        if !status.is_success() {
+            let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+            return Err((fail(&what, status, &Self::error_text(r).await), retry));
+        }
+        r.headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                (
+                    exit::dependency(format!("{what}: no upload location")),
+                    true,
+                )
+            })
+    }
+
+    /// POST an upload session, then PUT the whole body with the digest: the distribution spec's
+    /// monolithic "POST then PUT", two requests a blob where a PATCH in between made three.
+    /// Registries must accept it (OCI distribution spec, "Pushing a blob monolithically",
+    /// <https://github.com/opencontainers/distribution-spec/blob/main/spec.md#post-then-put>), and
+    /// ECR does: it is the default upload of clients that push to ECR, such as tart
+    /// (<https://github.com/openai/tart/issues/273>) and mise for layers under 64 MiB
+    /// (<https://github.com/jdx/mise/pull/11376>); ECR's chunk quirks (parts of 5 MiB or more, 201
+    /// for a PATCH) touch only PATCH. The single-POST form is not used: it is optional in the spec,
+    /// and a registry without it (the CNCF registry here) opens a session and drops the body. The
+    /// error says whether a new attempt can help.
     async fn send_blob(
         &self,
         repo: &str,
@@ -349,33 +381,13 @@ impl Registry {
         body: reqwest::Body,
     ) -> Result<(), (anyhow::Error, bool)> {
         let what = format!("upload of {digest} to {repo}");
-        let transient = |e: anyhow::Error| (e, true);
+        let location = self.open_session(repo, digest).await?;
+        let sep = if location.contains('?') { '&' } else { '?' };
         let r = self
-            .send(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &what)
-            .await
-            .map_err(transient)?;
-        let status = r.status();
-        if !status.is_success() {
-            let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-            return Err((fail(&what, status, &Self::error_text(r).await), retry));
-        }
-        let location = r
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                (
-                    exit::dependency(format!("{what}: no upload location")),
-                    true,
-                )
-            })?
-            .to_owned();
-        let r = self
-            .request(Method::PATCH, &location)
+            .request(Method::PUT, &format!("{location}{sep}digest={digest}"))
             .map_err(|e| (e, false))?
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
-            .header("Content-Range", format!("0-{}", size.saturating_sub(1)))
             .body(body)
             .send()
             .await
@@ -385,27 +397,6 @@ impl Registry {
                     true,
                 )
             })?;
-        let status = r.status();
-        if !status.is_success() {
-            return Err((
-                fail(&what, status, &Self::error_text(r).await),
-                status.is_server_error(),
-            ));
-        }
-        let location = r
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map_or(location, str::to_owned);
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let r = self
-            .send(
-                Method::PUT,
-                &format!("{location}{sep}digest={digest}"),
-                &what,
-            )
-            .await
-            .map_err(transient)?;
         let status = r.status();
         if status.is_success() {
             Ok(())
