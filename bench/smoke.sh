@@ -2,7 +2,7 @@
 # Benchmark of smoke-test (issue: health-check and smoke-test), in one run, against the stand-in
 # service with 50 ms added latency per response:
 #   1. the runbook's own bash smoke test (section 4.2: curl + jq, 5 checks) vs smoke-test, same 5 checks
-#   2. 100 checks: smoke-test at its defaults (up to 64 in flight, adaptive) vs the bash loop vs
+#   2. 100 checks: smoke-test at its defaults (up to 128 in flight, adaptive) vs the bash loop vs
 #      hurl 8.0.x at its defaults and with --jobs 16, 32, 64 and 100 (its best counts); target
 #      <= 150 ms
 #   3. smoke-test's peak RSS on the 100 checks, and `smoke-test --version` start-up time

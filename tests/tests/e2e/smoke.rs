@@ -191,7 +191,7 @@ async fn concurrency_is_bounded() {
 #[tokio::test]
 async fn a_server_that_refuses_is_not_hammered() {
     // The server serves 4 requests at once and answers 429 to a fifth; 40 checks start at the
-    // default cap of 64 in flight. Held at 64, every retry round would send every check still
+    // default cap of 128 in flight, all at once. Held there, every retry round would send every check still
     // waiting (36 + 32 + 28 + ... = 180 refusals); backing off halves the requests in flight
     // down to what the server takes, so most retries find room.
     let (s, dir) = standin(Behaviour {

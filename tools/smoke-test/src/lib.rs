@@ -16,9 +16,10 @@ use deploy_core::{Check, Exit, Report, Status, exit};
 
 mod limit;
 
-/// Requests in flight at most unless configured: HTTP checks wait on the network, not the CPU.
-/// Fewer while the server answers 429/503 or slows down ([`limit`]).
-pub const DEFAULT_CONCURRENCY: usize = 64;
+/// Requests in flight at most unless configured: HTTP checks wait on the network, not the CPU,
+/// so a suite of up to 128 checks goes out in one round trip (hurl needs `--jobs 100` for the
+/// same). Fewer while the server answers 429/503 or slows down ([`limit`]).
+pub const DEFAULT_CONCURRENCY: usize = 128;
 
 /// Run a declarative suite of HTTP checks in parallel.
 #[derive(Debug, clap::Parser)]
@@ -32,7 +33,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub suite: Option<PathBuf>,
     /// Requests in flight at most; fewer while the server answers 429/503 or slows down (default:
-    /// smoke.concurrency, else 64).
+    /// smoke.concurrency, else 128).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: Option<u32>,
     /// Deadline of the whole suite (default: smoke.timeout, else 60s).
