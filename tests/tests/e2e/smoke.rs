@@ -191,9 +191,9 @@ async fn concurrency_is_bounded() {
 #[tokio::test]
 async fn a_server_that_refuses_is_not_hammered() {
     // The server serves 4 requests at once and answers 429 to a fifth; 40 checks start at the
-    // default cap of 128 in flight, all at once. Held there, every retry round would send every check still
-    // waiting (36 + 32 + 28 + ... = 180 refusals); backing off halves the requests in flight
-    // down to what the server takes, so most retries find room.
+    // default cap of 128 in flight, all at once. Held there, every retry round would send every
+    // check still waiting (36 + 32 + 28 + ... = 180 refusals); backing off halves the requests
+    // in flight down to what the server takes, so most retries find room.
     let (s, dir) = standin(Behaviour {
         delay_ms: 100,
         max_in_flight: 4,
