@@ -56,7 +56,9 @@ PY
 # The peer is the shell loop users write: fetch the base at depth N, `--deepen=N` until
 # `git merge-base` answers, then merge-tree; N in 50, 200, 1000, and the best N counts. ours:
 # sync-check on the same clone. The origin allows filters, as GitHub does. Target: <= 0.5x the best
-# loop. Every run starts from a fresh copy of the same depth-1 clone (hyperfine --prepare).
+# loop. Every run starts from a fresh copy of the same depth-1 clone (hyperfine --prepare), its index
+# refreshed as a fresh checkout's is (a copy's new inodes and ctimes would make sync-check's
+# `git status` re-read every file).
 git -C "$work/origin.git" config uploadpack.allowFilter true
 d1="$work/depth1"
 if [[ ! -d "$d1" ]]; then
@@ -68,7 +70,7 @@ loop() {
         "$run" "$1" "${2:-}" "${2:-}"
 }
 hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$work/depth1.json" \
-    --prepare "rm -rf $run && cp -a $d1 $run" \
+    --prepare "rm -rf $run && cp -a $d1 $run && git -C $run update-index -q --refresh" \
     -n "shell loop, N=50" "$(loop 50)" \
     -n "shell loop, N=200" "$(loop 200)" \
     -n "shell loop, N=1000" "$(loop 1000)" \

@@ -464,6 +464,165 @@ async fn shallow_clone_fetches_everything_where_the_server_does_not_filter() {
     git(&d1, &["fsck", "--no-progress"]);
 }
 
+/// A depth-1 clone of `feat` whose history below the merge base holds a 20 MB file
+/// (`deep.bin`, added and deleted again there): main is 10 commits past the fork, feat 1, and
+/// `deep.bin` 22 commits below the fork. With `--deepen 4` the step-by-step fetch (4, then 4 and
+/// 8 deeper: 16 commits down each side) reaches the merge base, short of `deep.bin`; the first,
+/// deep fetch (4 x 21 = 84 commits) would reach it. Returns the clone and the big file's blob.
+fn deep_history(r: &Repos, allow_filter: bool) -> (PathBuf, String) {
+    git(
+        &r.origin,
+        &[
+            "config",
+            "uploadpack.allowFilter",
+            &allow_filter.to_string(),
+        ],
+    );
+    // Incompressible bytes (xorshift), so that the server takes a while to pack them.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let big: Vec<u8> = (0..20 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    git(&r.other, &["checkout", "-q", "main"]);
+    write(&r.other, "deep.bin", &big);
+    git(&r.other, &["add", "deep.bin"]);
+    git(&r.other, &["commit", "-qm", "add deep.bin"]);
+    let blob = git(&r.other, &["rev-parse", "HEAD:deep.bin"]);
+    git(&r.other, &["rm", "-q", "deep.bin"]);
+    git(&r.other, &["commit", "-qm", "drop deep.bin"]);
+    for i in 0..20 {
+        let msg = format!("before the fork {i}");
+        git(&r.other, &["commit", "-q", "--allow-empty", "-m", &msg]);
+    }
+    git(&r.other, &["push", "-q", "origin", "main"]);
+    git(&r.work, &["pull", "-q", "--ff-only", "origin", "main"]);
+    commit(&r.work, "feat.txt", "x\n", "feature");
+    git(&r.work, &["push", "-q", "origin", "feat"]);
+    for i in 0..10 {
+        let msg = format!("main {i}");
+        git(&r.other, &["commit", "-q", "--allow-empty", "-m", &msg]);
+    }
+    git(&r.other, &["push", "-q", "origin", "main"]);
+    let url = format!("file://{}", r.origin.display());
+    git(
+        &r.root,
+        &[
+            "clone", "-q", "--depth", "1", "--branch", "feat", &url, "deep",
+        ],
+    );
+    (r.root.join("deep"), blob)
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_filter_is_stopped_before_it_sends_the_deep_history() {
+    let r = repos();
+    let (d1, big) = deep_history(&r, false);
+    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("10", "1"));
+    // The server said it does not filter, so the deep fetch was stopped at once, and the steps
+    // of 4 and 8 commits (everything in them) reached the merge base.
+    assert_eq!(out(&v, "deepened"), "2");
+    assert!(
+        !holds(&d1, &big),
+        "the 20 MB file below the merge base was not downloaded"
+    );
+    assert!(
+        std::fs::read_dir(d1.join(".git/objects/pack"))
+            .unwrap()
+            .all(|e| !e.unwrap().file_name().to_string_lossy().starts_with("tmp_")),
+        "the stopped fetch left no half-written pack"
+    );
+    assert_eq!(
+        git_ok(&d1, &["config", "remote.origin.partialclonefilter"]),
+        None
+    );
+    git(&d1, &["fsck", "--no-progress"]);
+}
+
+#[tokio::test]
+async fn a_filtering_server_sends_the_deep_history_as_commits_in_one_fetch() {
+    let r = repos();
+    let (d1, big) = deep_history(&r, true);
+    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("10", "1"));
+    assert_eq!(out(&v, "deepened"), "1", "one fetch reached the merge base");
+    assert!(!holds(&d1, &big), "commits came, not files");
+    // Both sides went 84 commits deep: the whole history of 35 commits, as commits.
+    assert_eq!(git(&d1, &["rev-parse", "--is-shallow-repository"]), "false");
+    assert_eq!(git(&d1, &["config", "remote.origin.promisor"]), "true");
+    assert_eq!(
+        git_ok(&d1, &["config", "remote.origin.partialclonefilter"]),
+        None
+    );
+    git(&d1, &["fsck", "--no-progress"]);
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_commits_by_id_is_not_filtered() {
+    // Protocol v0 without `uploadpack.allowAnySHA1InWant`: only branch tips can be asked for,
+    // and the checked-out commit is no longer one (feat moved on), so neither the deep fetch nor
+    // a partial clone's later fetches of what it lacks by id would work.
+    let r = repos();
+    let (d1, passing) = shallow_feature(&r, true);
+    git(&d1, &["config", "protocol.version", "0"]);
+    commit(&r.work, "later.txt", "l\n", "feat moves on");
+    git(&r.work, &["push", "-q", "origin", "feat"]);
+    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("33", "1"));
+    assert_eq!(
+        out(&v, "conflicts"),
+        "1",
+        "merge-tree read both sides' f.txt"
+    );
+    assert!(
+        ran.stderr
+            .contains("takes no commit by id: fetching step by step"),
+        "{}",
+        ran.stderr
+    );
+    // Everything came, in the doubling steps: 4, 8, 16, 32 deep.
+    assert_eq!(out(&v, "deepened"), "4");
+    assert!(holds(&d1, &passing));
+    git(&d1, &["fsck", "--no-progress"]);
+}
+
+#[tokio::test]
+async fn a_shallow_end_the_server_lost_falls_back_to_steps_of_commits() {
+    // The clone also fetched a branch at depth 1 that was deleted on the server and pruned since:
+    // its commit is a shallow end the server no longer has, so the deep fetch, which asks for
+    // every shallow end, fails; the step-by-step fetch, still commits only, takes over.
+    let r = repos();
+    let (d1, passing) = shallow_feature(&r, true);
+    git(&r.other, &["checkout", "-q", "-b", "gone"]);
+    commit(&r.other, "gone.txt", "g\n", "gone");
+    git(&r.other, &["push", "-q", "origin", "gone"]);
+    git(&d1, &["fetch", "-q", "--depth", "1", "origin", "gone"]);
+    git(&r.origin, &["branch", "-D", "gone"]);
+    git(&r.origin, &["reflog", "expire", "--expire=now", "--all"]);
+    git(&r.origin, &["gc", "-q", "--prune=now"]);
+    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("33", "1"));
+    assert_eq!(out(&v, "conflicts"), "1");
+    assert!(
+        ran.stderr.contains("the deep fetch failed"),
+        "{}",
+        ran.stderr
+    );
+    // The base at depth 4, then one step of 20 x 4 commits.
+    assert_eq!(out(&v, "deepened"), "1");
+    assert!(!holds(&d1, &passing), "commits came, not files");
+    git(&d1, &["fsck", "--no-progress"]);
+}
+
 #[tokio::test]
 async fn detached_head_is_checked() {
     let r = repos();

@@ -24,6 +24,12 @@ pub struct Git {
     /// When set, a fetch or push in flight is stopped (SIGTERM to git's process group, so git
     /// removes its lock files) once a signal arrives. Unset while an update must finish.
     cancel: Option<deploy_core::cli::Cancel>,
+    /// Set once the repository is known to be a partial clone (a clone never stops being one:
+    /// nothing here removes a promisor), so that is not asked again.
+    partial: std::sync::Arc<std::sync::OnceLock<()>>,
+    /// A config value every git run gets on top of the repository's (through the environment,
+    /// as the credentials), once set: see [`Git::pin_config`].
+    pinned: std::sync::Arc<std::sync::OnceLock<(String, String)>>,
 }
 
 /// A failed git command.
@@ -60,35 +66,58 @@ const TRANSPORT_CONFIG: [&str; 10] = [
 /// would hand credentials to).
 const SCRUBBED_ENV: [&str; 4] = ["GITHUB_TOKEN", "GH_TOKEN", "GIT_ASKPASS", "SSH_ASKPASS"];
 
-/// Runs `cmd` like [`Command::output`], but once `cancel` sees a signal sends SIGTERM to git's
-/// process group (git removes its lock files on SIGTERM) and returns the output so far, whose
-/// status is then a failure.
-fn output_or_cancel(
+/// Runs `cmd` like [`Command::output`], but sends SIGTERM to git's process group (git removes its
+/// lock files on SIGTERM) once `cancel` sees a signal, or as soon as git's stderr says `stop_on`,
+/// and then returns the output so far, whose status is then a failure. The flag: `stop_on` was
+/// seen.
+fn output_or_stop(
     mut cmd: Command,
-    cancel: &deploy_core::cli::Cancel,
-) -> std::io::Result<Output> {
+    cancel: Option<&deploy_core::cli::Cancel>,
+    stop_on: Option<&'static str>,
+) -> std::io::Result<(Output, bool)> {
+    use std::io::Read;
     use std::process::Stdio;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+    let pid = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    let stop = move || {
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+        }
+    };
+    let seen = std::sync::Arc::new(AtomicBool::new(false));
+    let drain = |r: Option<Box<dyn Read + Send>>, watch: Option<&'static str>| {
+        let seen = seen.clone();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
+            let Some(mut r) = r else { return buf };
+            let mut chunk = [0u8; 8192];
+            loop {
+                match r.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                if let Some(p) = watch
+                    && !seen.load(Ordering::Relaxed)
+                    && buf.windows(p.len()).any(|w| w == p.as_bytes())
+                {
+                    seen.store(true, Ordering::Relaxed);
+                    stop();
+                }
             }
             buf
         })
     };
-    let stdout = drain(child.stdout.take().map(|r| Box::new(r) as _));
-    let stderr = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let stdout = drain(child.stdout.take().map(|r| Box::new(r) as _), None);
+    let stderr = drain(child.stderr.take().map(|r| Box::new(r) as _), stop_on);
     // The child is waited for on a thread of its own, so its exit is seen at once; this thread
     // looks for a signal every 20 ms meanwhile.
-    let pid = i32::try_from(child.id())
-        .ok()
-        .and_then(rustix::process::Pid::from_raw);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
@@ -102,34 +131,52 @@ fn output_or_cancel(
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if !signalled && cancel.signal().is_some() {
+        if !signalled && cancel.is_some_and(|c| c.signal().is_some()) {
             signalled = true;
-            if let Some(pid) = pid {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
-            }
+            stop();
         }
     };
-    Ok(Output {
+    let out = Output {
         status,
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
-    })
+    };
+    Ok((out, seen.load(Ordering::Relaxed)))
 }
 
 impl Git {
     /// A repository at `dir` (checked with `rev-parse --git-common-dir`).
     pub fn open(dir: &Path) -> anyhow::Result<Git> {
-        let mut g = Git {
+        let mut g = Git::unchecked(dir);
+        g.common_dir = g.find_common_dir()?;
+        Ok(g)
+    }
+
+    /// A repository at `dir`, not checked yet: [`Git::find_common_dir`] checks it. Until its
+    /// result is set ([`Git::set_common_dir`]), the repository does not look shallow.
+    pub fn unchecked(dir: &Path) -> Git {
+        Git {
             dir: dir.to_owned(),
             common_dir: PathBuf::new(),
             credentials: Vec::new(),
             cancel: None,
-        };
-        let common = g
+            partial: std::sync::Arc::default(),
+            pinned: std::sync::Arc::default(),
+        }
+    }
+
+    /// `rev-parse --git-common-dir`: where the repository's shared files are (a usage error
+    /// where `dir` is no repository).
+    pub fn find_common_dir(&self) -> anyhow::Result<PathBuf> {
+        let common = self
             .ok(&["rev-parse", "--git-common-dir"])
-            .map_err(|_| exit::usage(format!("{} is not a git repository", dir.display())))?;
-        g.common_dir = dir.join(common.trim_end_matches(['\n', '\r']));
-        Ok(g)
+            .map_err(|_| exit::usage(format!("{} is not a git repository", self.dir.display())))?;
+        Ok(self.dir.join(common.trim_end_matches(['\n', '\r'])))
+    }
+
+    /// Sets what [`Git::find_common_dir`] found.
+    pub fn set_common_dir(&mut self, common_dir: PathBuf) {
+        self.common_dir = common_dir;
     }
 
     fn command(&self, args: &[&str], transport: bool) -> Command {
@@ -155,9 +202,17 @@ impl Git {
                 cmd.env_remove(&k);
             }
         }
-        if transport && !self.credentials.is_empty() {
-            cmd.env("GIT_CONFIG_COUNT", self.credentials.len().to_string());
-            for (i, (k, v)) in self.credentials.iter().enumerate() {
+        // The pinned value goes to every git (any may fetch a missing object), the credentials
+        // only to transport commands.
+        let credentials = if transport {
+            &self.credentials[..]
+        } else {
+            &[]
+        };
+        let extra: Vec<&(String, String)> = credentials.iter().chain(self.pinned.get()).collect();
+        if !extra.is_empty() {
+            cmd.env("GIT_CONFIG_COUNT", extra.len().to_string());
+            for (i, (k, v)) in extra.into_iter().enumerate() {
                 cmd.env(format!("GIT_CONFIG_KEY_{i}"), k)
                     .env(format!("GIT_CONFIG_VALUE_{i}"), v);
             }
@@ -187,8 +242,27 @@ impl Git {
 
     /// Whether the repository is a partial clone: some remote is a promisor of objects it lacks.
     pub fn is_partial(&self) -> bool {
-        self.ok(&["config", "--get-regexp", r"^remote\..*\.promisor$"])
-            .is_ok_and(|out| out.lines().any(|l| l.ends_with(" true")))
+        if self.partial.get().is_some() {
+            return true;
+        }
+        let partial = self
+            .ok(&["config", "--get-regexp", r"^remote\..*\.promisor$"])
+            .is_ok_and(|out| out.lines().any(|l| l.ends_with(" true")));
+        if partial {
+            self.became_partial();
+        }
+        partial
+    }
+
+    /// From now on every git run here sees `key` = `value`, whatever the repository's config
+    /// says; the first pin stays.
+    pub fn pin_config(&self, key: &str, value: &str) {
+        let _ = self.pinned.set((key.to_owned(), value.to_owned()));
+    }
+
+    /// Records that the repository is a partial clone now (a filtered fetch made it one).
+    pub fn became_partial(&self) {
+        let _ = self.partial.set(());
     }
 
     /// A config value of the repository (`None` when unset).
@@ -243,13 +317,28 @@ impl Git {
     pub fn transport(&self, args: &[&str]) -> Result<String, GitError> {
         let cmd = self.command(args, true);
         let out = match &self.cancel {
-            Some(cancel) => output_or_cancel(cmd, cancel),
+            Some(cancel) => output_or_stop(cmd, Some(cancel), None).map(|(out, _)| out),
             None => {
                 let mut cmd = cmd;
                 cmd.output()
             }
         };
         self.check(args, out)
+    }
+
+    /// Like [`Git::transport`], but stops git (SIGTERM to its process group) as soon as its
+    /// stderr says `stop_on`; the flag says whether it did (its result is then usually an
+    /// error).
+    pub fn transport_unless(
+        &self,
+        args: &[&str],
+        stop_on: &'static str,
+    ) -> (Result<String, GitError>, bool) {
+        let cmd = self.command(args, true);
+        match output_or_stop(cmd, self.cancel.as_ref(), Some(stop_on)) {
+            Ok((out, seen)) => (self.check(args, Ok(out)), seen),
+            Err(e) => (self.check(args, Err(e)), false),
+        }
     }
 
     /// Makes fetches and pushes stop when `cancel` sees a signal (`None`: they run to the end).
@@ -315,6 +404,20 @@ impl Git {
     /// deepening asks after every step).
     pub fn is_shallow(&self) -> bool {
         std::fs::metadata(self.common_dir.join("shallow")).is_ok_and(|m| m.len() > 0)
+    }
+
+    /// The shallow ends of a shallow clone: the commits in its `shallow` file, whose parents were
+    /// not fetched (empty when it is not shallow, or the file holds anything but object ids).
+    pub fn shallow_ends(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.common_dir.join("shallow")).unwrap_or_default();
+        let ends: Vec<String> = text.lines().map(str::to_owned).collect();
+        let oid =
+            |l: &String| matches!(l.len(), 40 | 64) && l.bytes().all(|b| b.is_ascii_hexdigit());
+        if ends.iter().all(oid) {
+            ends
+        } else {
+            Vec::new()
+        }
     }
 
     /// The merge base of two commits, if they share history (so far as it is fetched).

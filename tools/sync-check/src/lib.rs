@@ -1,8 +1,9 @@
 //! `sync-check`: is this branch up to date with its base, and would it merge cleanly? Read-only by
-//! default: it fetches the base (deepening a shallow clone step by step until the merge base is
-//! there), counts ahead/behind, lists the base commits the branch lacks, finds every conflict with
-//! `git merge-tree --write-tree` (no work tree, index or ref is touched), and reports through the
-//! job summary, annotations, outputs and a `sync-check` check run. `--update rebase|merge` is the
+//! default: it fetches the base (deepening a shallow clone until the merge base is there, commits
+//! only and deep at once where the server allows), counts ahead/behind, lists the base commits the
+//! branch lacks, finds every conflict with `git merge-tree --write-tree` (no work tree, index or ref
+//! is touched), and reports through the job summary, annotations, outputs and a `sync-check` check
+//! run. `--update rebase|merge` is the
 //! runbook's `git pull origin main --rebase` made safe.
 
 pub mod event;
@@ -68,7 +69,8 @@ pub struct Args {
     /// What fails the check.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "conflicts")]
     pub fail_on: Vec<FailOn>,
-    /// Commits to deepen a shallow clone by per step (doubling each step).
+    /// Commits to deepen a shallow clone by per step (doubling each step; a commits-only first
+    /// fetch goes 21 times as deep at once).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub deepen: u32,
     /// Use the refs already fetched; do not fetch.
@@ -178,18 +180,44 @@ pub fn fetch(
     g: &Git,
     args: &Args,
     target: &event::Target,
+    head_here: Option<String>,
     base: &str,
     filter: &CommitsOnly,
 ) -> anyhow::Result<Fetched> {
     let base_ref = format!("refs/remotes/{}/{base}", args.remote);
     let spec = format!("+refs/heads/{base}:{base_ref}");
-    fetch_base(g, args, base, &spec, filter)?;
-    let head_sha = fetch_head(g, args, target)?;
+    let deep = if filter.on {
+        fetch_deep(g, args, base, &spec, filter)?
+    } else {
+        Deep::NotTried
+    };
+    // Where the server ignores filters, asking again only repeats its warning; and the first
+    // filtered fetch set the filter as the remote's default, which `--no-filter` overrides.
+    let filtered = filter.on && deep != Deep::Unfiltered;
+    let options: &[&str] = match (filtered, filter.on) {
+        (true, _) => filter.options(),
+        (false, true) => &["--no-filter"],
+        (false, false) => &[],
+    };
+    if deep != Deep::Done {
+        fetch_base(g, args, base, &spec, options)?;
+    }
+    let head_sha = match head_here {
+        Some(sha) => sha,
+        None => fetch_head(g, args, target)?,
+    };
+    let steps = if deep == Deep::Done {
+        Steps::After(args.deepen.max(1).saturating_mul(FILTERED_STEP))
+    } else if filtered {
+        Steps::Probe
+    } else {
+        Steps::Doubling
+    };
     let (deepened, merge_base) =
-        deepen_to_merge_base(g, args, &target.head, &base_ref, &spec, filter)?;
+        deepen_to_merge_base(g, args, &target.head, &base_ref, &spec, options, steps)?;
     // The trees come while inspect counts and labels the two sides, which need commits only;
     // merge-tree waits for them.
-    let trees = match (filter.on, &merge_base) {
+    let trees = match (filtered, &merge_base) {
         (true, Some(mb)) => {
             let (g, remote) = (g.clone(), args.remote.clone());
             let revs = [mb.clone(), target.head.clone(), base_ref];
@@ -201,10 +229,105 @@ pub fn fetch(
     };
     Ok(Fetched {
         head_sha,
-        deepened,
+        deepened: deepened + u32::from(deep == Deep::Done),
         merge_base,
         trees,
     })
+}
+
+/// What the first, deep commits-only fetch of a shallow clone came to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Deep {
+    /// Not tried: no filter.
+    NotTried,
+    /// Done: the base and the clone's shallow ends, commits only, deep.
+    Done,
+    /// The server said it does not filter (git was stopped before the objects came), or it takes
+    /// no commit by id, which a partial clone's later fetches need.
+    Unfiltered,
+    /// It failed otherwise (a shallow end the server no longer has, a server that refuses wants
+    /// by id): the step-by-step fetch takes over.
+    Failed,
+}
+
+/// What git prints when the server does not allow the filter; it then sends everything.
+const FILTER_IGNORED: &str = "filtering not recognized by server";
+
+/// Most shallow ends a deep fetch asks the server for by id (a clone fetched shallow branch by
+/// branch can have many; then the step-by-step fetch deepens them all).
+const MAX_SHALLOW_WANTS: usize = 16;
+
+/// A shallow clone's first fetch, commits only: the base and the clone's shallow ends (the
+/// checked-out commit in a depth-1 clone), `--deepen` x 21 deep (1,050 commits) in one round trip,
+/// as far as the step-by-step fetch's first two steps reach. Commits alone are small; a shallow
+/// end, asked for by id and `--depth`, is deepened below itself (protocol v2: "Wants can be
+/// anything and are not limited to advertised objects", <https://git-scm.com/docs/protocol-v2>;
+/// GitHub serves reachable commits by id, which `actions/checkout` relies on). A server that does
+/// not allow filters says so before it sends anything (git warns, [`FILTER_IGNORED`]): git is
+/// stopped then, so a server that would send every file does not send 1,050 commits of them.
+fn fetch_deep(
+    g: &Git,
+    args: &Args,
+    base: &str,
+    spec: &str,
+    filter: &CommitsOnly,
+) -> anyhow::Result<Deep> {
+    let ends = g.shallow_ends();
+    if ends.is_empty() || ends.len() > MAX_SHALLOW_WANTS {
+        return Ok(Deep::Failed);
+    }
+    let depth = format!(
+        "--depth={}",
+        args.deepen.max(1).saturating_mul(FILTERED_STEP + 1)
+    );
+    let mut argv = vec![
+        "fetch",
+        "--no-tags",
+        "--quiet",
+        "--no-recurse-submodules",
+        "--no-write-fetch-head",
+        "--no-show-forced-updates",
+        CommitsOnly::OPTION,
+        &depth,
+        "--end-of-options",
+        &args.remote,
+        spec,
+    ];
+    argv.extend(ends.iter().map(String::as_str));
+    match g.transport_unless(&argv, FILTER_IGNORED) {
+        (_, true) => {
+            tracing::info!("{} does not filter: fetching step by step", args.remote);
+            Ok(Deep::Unfiltered)
+        }
+        (Ok(_), false) => {
+            g.became_partial();
+            filter.restore_early();
+            Ok(Deep::Done)
+        }
+        (Err(e), false) if e.stderr.contains("couldn't find remote ref") => {
+            Err(missing_base(base, &args.remote))
+        }
+        // git's own check, before it asks: the server takes no commit by id (protocol v0
+        // without `uploadpack.allowAnySHA1InWant`), so it cannot send a partial clone the
+        // objects it lacks either (merge-tree's trees and files): no filter then.
+        (Err(e), false) if e.stderr.contains("unadvertised object") => {
+            tracing::info!(
+                "{} takes no commit by id: fetching step by step",
+                args.remote
+            );
+            Ok(Deep::Unfiltered)
+        }
+        (Err(e), false) => {
+            tracing::info!("the deep fetch failed ({e}): fetching step by step");
+            Ok(Deep::Failed)
+        }
+    }
+}
+
+fn missing_base(base: &str, remote: &str) -> anyhow::Error {
+    exit::usage(format!(
+        "base branch {base:?} does not exist on remote {remote:?}"
+    ))
 }
 
 /// The filter of a shallow clone's fetches: commits only (`--filter=tree:0`). Deepening a
@@ -226,21 +349,59 @@ pub struct CommitsOnly {
     git: Git,
     key: String,
     before: Option<String>,
+    /// The early restore ([`CommitsOnly::restore_early`]), once started: true when it is done.
+    restoring: std::sync::Mutex<Background<bool>>,
 }
 
 impl CommitsOnly {
     const OPTION: &str = "--filter=tree:0";
 
-    /// Filters the fetches of a shallow clone that `args` does not update or forbid to fetch.
-    pub fn begin(g: &Git, args: &Args) -> CommitsOnly {
-        let on = !args.no_fetch && args.update.is_none() && g.is_shallow();
-        let key = format!("remote.{}.partialclonefilter", args.remote);
-        let before = if on { g.config_get(&key) } else { None };
+    /// Whether the fetches are filtered: in a shallow clone that `args` does not update or forbid
+    /// to fetch.
+    fn wanted(g: &Git, args: &Args) -> bool {
+        !args.no_fetch && args.update.is_none() && g.is_shallow()
+    }
+
+    /// The config key the filtered fetches set.
+    fn key(args: &Args) -> String {
+        format!("remote.{}.partialclonefilter", args.remote)
+    }
+
+    /// Filters the fetches where [`CommitsOnly::wanted`]; `before` is the value of
+    /// [`CommitsOnly::key`] before the check, put back when the guard is dropped.
+    fn begin(g: &Git, args: &Args, before: Option<String>) -> CommitsOnly {
+        let on = Self::wanted(g, args);
         CommitsOnly {
             on,
             git: g.clone(),
-            key,
-            before,
+            key: Self::key(args),
+            before: before.filter(|_| on),
+            restoring: std::sync::Mutex::default(),
+        }
+    }
+
+    /// After the first filtered fetch, which set the filter: unsets it again at once, on a thread
+    /// of its own, rather than after the merge check. Meanwhile every later fetch, and git's own
+    /// fetches of missing objects, see the filter set (pinned, [`Git::pin_config`]): git records
+    /// a filter only where none is set ("partial_clone_register" in git's `list-objects-filter-
+    /// options.c`), so nothing writes it again. Only where it was unset before: a value of the
+    /// user's is put back when the guard is dropped.
+    fn restore_early(&self) {
+        if !self.on || self.before.is_some() {
+            return;
+        }
+        self.git
+            .pin_config(&self.key, &Self::OPTION["--filter=".len()..]);
+        let (g, key) = (self.git.clone(), self.key.clone());
+        let work = Background::spawn("git-config", move || match g.config_set(&key, None) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("couldn't unset {key} early: {e}");
+                false
+            }
+        });
+        if let Ok(mut r) = self.restoring.lock() {
+            *r = work;
         }
     }
 
@@ -251,8 +412,15 @@ impl CommitsOnly {
 
 impl Drop for CommitsOnly {
     fn drop(&mut self) {
+        let restored = self
+            .restoring
+            .get_mut()
+            .ok()
+            .and_then(Background::wait)
+            .unwrap_or(false);
         // The filtered fetches always set it (to tree:0, merge-tree's to blob:none): put back.
         if self.on
+            && !restored
             && let Err(e) = self.git.config_set(&self.key, self.before.as_deref())
         {
             tracing::warn!("couldn't restore {}: {e}", self.key);
@@ -273,17 +441,17 @@ fn fetch_refspec(
     g.transport(&argv)
 }
 
-/// Fetches the base branch (`--deepen` commits deep in a shallow clone). Not deeper with the
-/// filter: the server may ignore it, and the head's side is deepened only by later steps.
+/// Fetches the base branch (`--deepen` commits deep in a shallow clone), with `options` (the
+/// filter or none).
 fn fetch_base(
     g: &Git,
     args: &Args,
     base: &str,
     spec: &str,
-    filter: &CommitsOnly,
+    options: &[&str],
 ) -> anyhow::Result<()> {
     let depth = format!("--depth={}", args.deepen.max(1));
-    let mut options = filter.options().to_vec();
+    let mut options = options.to_vec();
     if g.is_shallow() {
         options.push(&depth);
     }
@@ -291,10 +459,7 @@ fn fetch_base(
         return Ok(());
     };
     if e.stderr.contains("couldn't find remote ref") {
-        return Err(exit::usage(format!(
-            "base branch {base:?} does not exist on remote {:?}",
-            args.remote
-        )));
+        return Err(missing_base(base, &args.remote));
     }
     Err(exit::dependency(format!(
         "couldn't fetch {base} from {}: {e}",
@@ -328,15 +493,29 @@ fn fetch_head(g: &Git, args: &Args, target: &event::Target) -> anyhow::Result<St
 /// How many times `--deepen` a step of a commits-only fetch goes.
 const FILTERED_STEP: u32 = 20;
 
-/// Deepens a shallow clone, by `--deepen` commits and doubling each step, until the merge base of
-/// the head and the base is there; returns the number of steps and the merge base.
+/// How the deepening steps go.
+#[derive(Clone, Copy, Debug)]
+enum Steps {
+    /// `--deepen`, doubling: everything comes.
+    Doubling,
+    /// Commits only, if the first filtered fetch brought commits only ([`commits_only`]): 20 x
+    /// `--deepen`, growing four-fold; else as [`Steps::Doubling`].
+    Probe,
+    /// After the deep fetch: from four times this many commits, growing four-fold.
+    After(u32),
+}
+
+/// Deepens a shallow clone, step by step as `steps` says, with `options` (the filter or none),
+/// until the merge base of the head and the base is there; returns the number of steps and the
+/// merge base.
 fn deepen_to_merge_base(
     g: &Git,
     args: &Args,
     head: &str,
     base_ref: &str,
     spec: &str,
-    filter: &CommitsOnly,
+    options: &[&str],
+    steps: Steps,
 ) -> anyhow::Result<(u32, Option<String>)> {
     let mut deepened = 0;
     let mut merge_base = g.merge_base(head, base_ref);
@@ -346,16 +525,16 @@ fn deepen_to_merge_base(
     let step = args.deepen.max(1);
     // Commits alone are small: where the server honoured the filter, step 20 times as far and
     // grow 4 times each step (one or two round trips instead of five or six).
-    let (mut step, grow) = if filter.on && commits_only(g, base_ref) {
-        (step.saturating_mul(FILTERED_STEP), 4)
-    } else {
-        (step, 2)
+    let (mut step, grow) = match steps {
+        Steps::After(reached) => (reached.saturating_mul(4), 4),
+        Steps::Probe if commits_only(g, base_ref) => (step.saturating_mul(FILTERED_STEP), 4),
+        Steps::Probe | Steps::Doubling => (step, 2),
     };
     while merge_base.is_none() && g.is_shallow() {
         deepened += 1;
         tracing::info!("no merge base yet: deepening the clone by {step} commits");
         let d = format!("--deepen={step}");
-        let mut options = filter.options().to_vec();
+        let mut options = options.to_vec();
         options.push(&d);
         fetch_refspec(g, &options, &args.remote, spec)
             .map_err(|e| exit::dependency(format!("couldn't deepen the clone: {e}")))?;
@@ -388,14 +567,15 @@ fn commits_only(g: &Git, rev: &str) -> bool {
 /// tree. Best effort: what this does not bring, git fetches when merge-tree asks for it.
 fn prefetch_merge_trees(g: &Git, remote: &str, revs: &[String; 3]) {
     let trees = trees_of(g, &revs.each_ref().map(String::as_str));
+    // The one commit offered as had: the checked-out one, whose trees the checkout holds, so the
+    // server sends only the trees it lacks (and may send them as deltas against its trees).
     let mut argv = vec![
-        "-c",
-        "fetch.negotiationAlgorithm=noop",
         "fetch",
         "--no-tags",
         "--quiet",
         "--no-recurse-submodules",
         "--no-write-fetch-head",
+        "--negotiation-tip=HEAD",
         "--filter=blob:none",
         "--end-of-options",
         remote,
@@ -902,11 +1082,18 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
     let started = Instant::now();
     // From here on a cancelled job (SIGINT/SIGTERM) gets a partial report, never a half-done step.
     let cancel = deploy_core::cli::Cancel::watch();
-    let (mut g, target, base) = open(args)?;
-    let mut report = new_report(args, &g, &target, &base);
+    let Opened {
+        mut g,
+        target,
+        base,
+        branch,
+        head_here,
+        filter_before,
+    } = open(args)?;
+    let mut report = new_report(args, branch, &target, &base);
     g.cancel_with(Some(cancel.clone()));
     // Dropped when the check ends, after merge-tree's own fetches.
-    let filter = CommitsOnly::begin(&g, args);
+    let filter = CommitsOnly::begin(&g, args, filter_before);
     let tree = if args.update.is_none() {
         Known::read_tree_meanwhile(&g)
     } else {
@@ -915,7 +1102,7 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
     let fetched = if args.no_fetch {
         Ok(None)
     } else {
-        fetch(&g, args, &target, &base, &filter).map(Some)
+        fetch(&g, args, &target, head_here, &base, &filter).map(Some)
     };
     if let Some(signal) = cancel.signal() {
         let stop = Stop {
@@ -960,9 +1147,23 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
     deploy_core::cli::emit(&report, &args.common.output)
 }
 
+/// What [`open`] found out.
+struct Opened {
+    g: Git,
+    target: event::Target,
+    base: String,
+    /// The checked-out branch (`None`: detached).
+    branch: Option<String>,
+    /// The head commit, where it was already here and no fetch can move it (`HEAD` or an id).
+    head_here: Option<String>,
+    /// `remote.<remote>.partialclonefilter` before the check ([`CommitsOnly`]).
+    filter_before: Option<String>,
+}
+
 /// Checks the arguments and opens the repository: the git version, the commit to check (from the
 /// event or `--head`) and the base branch (flag, event, config, `main`). Nothing is fetched yet.
-fn open(args: &Args) -> anyhow::Result<(Git, event::Target, String)> {
+/// The small gits that ask the repository run at once, each on a thread of its own.
+fn open(args: &Args) -> anyhow::Result<Opened> {
     if args.remote.starts_with('-') || args.remote.is_empty() {
         return Err(exit::usage(format!(
             "--remote {:?}: a remote name or URL cannot be empty or start with '-'",
@@ -972,19 +1173,13 @@ fn open(args: &Args) -> anyhow::Result<(Git, event::Target, String)> {
     if let Some(h) = &args.head {
         validate_rev("--head", h)?;
     }
-    let mut g = Git::open(&args.repo)?;
+    let mut g = Git::unchecked(&args.repo);
     if let Some(token) = &args.github.github_token {
         let server = std::env::var("GITHUB_SERVER_URL")
             .ok()
             .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
             .unwrap_or_else(|| "https://github.com".to_owned());
         g.use_token(&args.remote, &server, token.expose());
-    }
-    let (major, minor) = g.version()?;
-    if (major, minor) < (2, 38) {
-        return Err(exit::dependency(format!(
-            "git {major}.{minor} is too old: sync-check needs git 2.38 or newer for merge-tree --write-tree"
-        )));
     }
     let mut target = event::resolve(
         std::env::var("GITHUB_EVENT_NAME").ok().as_deref(),
@@ -1009,22 +1204,57 @@ fn open(args: &Args) -> anyhow::Result<(Git, event::Target, String)> {
         .or(config_base)
         .unwrap_or_else(|| "main".to_owned());
     validate_rev("the head commit", &target.head)?;
-    if g.ok(&["check-ref-format", &format!("refs/heads/{base}")])
-        .is_err()
-    {
+    let base_ref = format!("refs/heads/{base}");
+    let filter_key = CommitsOnly::key(args);
+    // A fetch moves remote-tracking refs, never HEAD nor what an id names.
+    let fixed_head = target.head == "HEAD" || is_oid(&target.head);
+    let (common_dir, version, valid_base, branch, head_here, filter_before) =
+        std::thread::scope(|s| {
+            let version = s.spawn(|| g.version());
+            let branch = s.spawn(|| g.current_branch());
+            let head = s.spawn(|| fixed_head.then(|| g.commit(&target.head)).flatten());
+            let before = s.spawn(|| g.config_get(&filter_key));
+            let valid_base = s.spawn(|| g.ok(&["check-ref-format", &base_ref]).is_ok());
+            let common_dir = g.find_common_dir();
+            (
+                common_dir,
+                version.join(),
+                valid_base.join().unwrap_or(false),
+                branch.join().ok().flatten(),
+                head.join().ok().flatten(),
+                before.join().ok().flatten(),
+            )
+        });
+    g.set_common_dir(common_dir?);
+    let (major, minor) =
+        version.map_err(|_| exit::dependency("couldn't read git's version".to_owned()))??;
+    if (major, minor) < (2, 38) {
+        return Err(exit::dependency(format!(
+            "git {major}.{minor} is too old: sync-check needs git 2.38 or newer for merge-tree --write-tree"
+        )));
+    }
+    if !valid_base {
         return Err(exit::usage(format!(
             "base branch {base:?} is not a valid branch name"
         )));
     }
-    Ok((g, target, base))
+    Ok(Opened {
+        g,
+        target,
+        base,
+        branch,
+        head_here,
+        filter_before,
+    })
 }
 
-/// The report, named after the branch checked and the base it is checked against.
-fn new_report(args: &Args, g: &Git, target: &event::Target, base: &str) -> Report {
+/// The report, named after the branch checked (`branch`: the checked-out one) and the base it is
+/// checked against.
+fn new_report(args: &Args, branch: Option<String>, target: &event::Target, base: &str) -> Report {
     let head_label = target
         .head_ref
         .clone()
-        .or_else(|| g.current_branch())
+        .or(branch)
         .unwrap_or_else(|| "(detached HEAD)".to_owned());
     let mut report = Report::new(
         "sync-check",
