@@ -66,6 +66,25 @@ const TRANSPORT_CONFIG: [&str; 10] = [
 /// would hand credentials to).
 const SCRUBBED_ENV: [&str; 4] = ["GITHUB_TOKEN", "GH_TOKEN", "GIT_ASKPASS", "SSH_ASKPASS"];
 
+/// The `git` that `PATH` names, found once (a check runs twenty gits or more, and each would
+/// search `PATH` again); plain `git` when none is found, so that spawning it reports the error.
+fn git_program() -> &'static std::ffi::OsStr {
+    static GIT: std::sync::OnceLock<std::ffi::OsString> = std::sync::OnceLock::new();
+    GIT.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .filter(|dir| dir.is_absolute())
+            .map(|dir| dir.join("git"))
+            .find(|p| {
+                std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+            .map_or_else(|| "git".into(), PathBuf::into_os_string)
+    })
+}
+
 /// Runs `cmd` like [`Command::output`], but sends SIGTERM to git's process group (git removes its
 /// lock files on SIGTERM) once `cancel` sees a signal, or as soon as git's stderr says `stop_on`,
 /// and then returns the output so far, whose status is then a failure. The flag: `stop_on` was
@@ -180,7 +199,7 @@ impl Git {
     }
 
     fn command(&self, args: &[&str], transport: bool) -> Command {
-        let mut cmd = Command::new("git");
+        let mut cmd = Command::new(git_program());
         if transport {
             cmd.args(TRANSPORT_CONFIG);
         }
