@@ -3,8 +3,7 @@
 //! only and deep at once where the server allows), counts ahead/behind, lists the base commits the
 //! branch lacks, finds every conflict with `git merge-tree --write-tree` (no work tree, index or ref
 //! is touched), and reports through the job summary, annotations, outputs and a `sync-check` check
-//! run. `--update rebase|merge` is the
-//! runbook's `git pull origin main --rebase` made safe.
+//! run. `--update rebase|merge` is the runbook's `git pull origin main --rebase` made safe.
 
 pub mod event;
 pub mod git;
@@ -180,7 +179,7 @@ pub fn fetch(
     g: &Git,
     args: &Args,
     target: &event::Target,
-    head_here: Option<String>,
+    mut head_here: Background<Option<String>>,
     base: &str,
     filter: &CommitsOnly,
 ) -> anyhow::Result<Fetched> {
@@ -202,7 +201,7 @@ pub fn fetch(
     if deep != Deep::Done {
         fetch_base(g, args, base, &spec, options)?;
     }
-    let head_sha = match head_here {
+    let head_sha = match head_here.wait().flatten() {
         Some(sha) => sha,
         None => fetch_head(g, args, target)?,
     };
@@ -245,8 +244,8 @@ enum Deep {
     /// The server said it does not filter (git was stopped before the objects came), or it takes
     /// no commit by id, which a partial clone's later fetches need.
     Unfiltered,
-    /// It failed otherwise (a shallow end the server no longer has, a server that refuses wants
-    /// by id): the step-by-step fetch takes over.
+    /// It failed otherwise (a shallow end the server no longer has), or was not tried (more
+    /// shallow ends than [`MAX_SHALLOW_WANTS`]): the step-by-step fetch, commits only, takes over.
     Failed,
 }
 
@@ -1086,11 +1085,11 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
         mut g,
         target,
         base,
-        branch,
+        mut version,
+        mut branch,
         head_here,
         filter_before,
     } = open(args)?;
-    let mut report = new_report(args, branch, &target, &base);
     g.cancel_with(Some(cancel.clone()));
     // Dropped when the check ends, after merge-tree's own fetches.
     let filter = CommitsOnly::begin(&g, args, filter_before);
@@ -1104,6 +1103,10 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
     } else {
         fetch(&g, args, &target, head_here, &base, &filter).map(Some)
     };
+    // A git too old says so, rather than how its fetch failed; nothing but the remote-tracking
+    // ref has been touched yet.
+    check_version(version.wait())?;
+    let mut report = new_report(args, branch.wait().flatten(), &target, &base);
     if let Some(signal) = cancel.signal() {
         let stop = Stop {
             signal,
@@ -1147,17 +1150,50 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
     deploy_core::cli::emit(&report, &args.common.output)
 }
 
-/// What [`open`] found out.
+/// What [`open`] found out; the answers that nothing before the first fetch needs come on
+/// threads of their own.
 struct Opened {
     g: Git,
     target: event::Target,
     base: String,
+    /// git's version (checked with [`check_version`] once the fetch is under way or done).
+    version: Background<anyhow::Result<(u32, u32)>>,
     /// The checked-out branch (`None`: detached).
-    branch: Option<String>,
+    branch: Background<Option<String>>,
     /// The head commit, where it was already here and no fetch can move it (`HEAD` or an id).
-    head_here: Option<String>,
+    head_here: Background<Option<String>>,
     /// `remote.<remote>.partialclonefilter` before the check ([`CommitsOnly`]).
     filter_before: Option<String>,
+}
+
+/// git 2.38 or newer (`merge-tree --write-tree`); `None`: the version could not be read.
+fn check_version(version: Option<anyhow::Result<(u32, u32)>>) -> anyhow::Result<()> {
+    let (major, minor) =
+        version.ok_or_else(|| exit::dependency("couldn't read git's version".to_owned()))??;
+    if (major, minor) < (2, 38) {
+        return Err(exit::dependency(format!(
+            "git {major}.{minor} is too old: sync-check needs git 2.38 or newer for merge-tree --write-tree"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `name` is a branch name git certainly takes (`git check-ref-format` rules: no `..`,
+/// `@{`, `//`, control or special characters, no component starting with `.` or ending in
+/// `.lock`, no `/` or `.` at the end): letters, digits and `-_./` only, so git need not be asked.
+fn plainly_valid_branch(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        && !name.starts_with('-')
+        && !name.ends_with(['/', '.'])
+        && !name.contains("..")
+        && !name.contains("//")
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && !c.starts_with('.') && !c.ends_with(".lock"))
 }
 
 /// Checks the arguments and opens the repository: the git version, the commit to check (from the
@@ -1206,42 +1242,42 @@ fn open(args: &Args) -> anyhow::Result<Opened> {
     validate_rev("the head commit", &target.head)?;
     let base_ref = format!("refs/heads/{base}");
     let filter_key = CommitsOnly::key(args);
-    // A fetch moves remote-tracking refs, never HEAD nor what an id names.
-    let fixed_head = target.head == "HEAD" || is_oid(&target.head);
-    let (common_dir, version, valid_base, branch, head_here, filter_before) =
-        std::thread::scope(|s| {
-            let version = s.spawn(|| g.version());
-            let branch = s.spawn(|| g.current_branch());
-            let head = s.spawn(|| fixed_head.then(|| g.commit(&target.head)).flatten());
-            let before = s.spawn(|| g.config_get(&filter_key));
-            let valid_base = s.spawn(|| g.ok(&["check-ref-format", &base_ref]).is_ok());
-            let common_dir = g.find_common_dir();
-            (
-                common_dir,
-                version.join(),
-                valid_base.join().unwrap_or(false),
-                branch.join().ok().flatten(),
-                head.join().ok().flatten(),
-                before.join().ok().flatten(),
-            )
+    let (common_dir, valid_base, filter_before) = std::thread::scope(|s| {
+        let before = s.spawn(|| g.config_get(&filter_key));
+        let valid_base = s.spawn(|| {
+            plainly_valid_branch(&base) || g.ok(&["check-ref-format", &base_ref]).is_ok()
         });
+        let common_dir = g.find_common_dir();
+        (
+            common_dir,
+            valid_base.join().unwrap_or(false),
+            before.join().ok().flatten(),
+        )
+    });
     g.set_common_dir(common_dir?);
-    let (major, minor) =
-        version.map_err(|_| exit::dependency("couldn't read git's version".to_owned()))??;
-    if (major, minor) < (2, 38) {
-        return Err(exit::dependency(format!(
-            "git {major}.{minor} is too old: sync-check needs git 2.38 or newer for merge-tree --write-tree"
-        )));
-    }
     if !valid_base {
         return Err(exit::usage(format!(
             "base branch {base:?} is not a valid branch name"
         )));
     }
+    let on_thread = |name: &str| (g.clone(), name.to_owned());
+    let (gv, name) = on_thread("git-version");
+    let version = Background::spawn(&name, move || gv.version());
+    let (gb, name) = on_thread("git-branch");
+    let branch = Background::spawn(&name, move || gb.current_branch());
+    // A fetch moves remote-tracking refs, never HEAD nor what an id names.
+    let (gh, name) = on_thread("git-head");
+    let head = target.head.clone();
+    let head_here = if head == "HEAD" || is_oid(&head) {
+        Background::spawn(&name, move || gh.commit(&head))
+    } else {
+        Background::default()
+    };
     Ok(Opened {
         g,
         target,
         base,
+        version,
         branch,
         head_here,
         filter_before,
@@ -1330,4 +1366,49 @@ async fn publish(args: &Args, head_sha: &str, report: &mut Report) {
         annotation_path: None,
     };
     deploy_core::github::publish_report(report, &args.github, args.publish, on).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plainly_valid_branch;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+
+    /// Whether git itself takes `refs/heads/<name>`.
+    fn git_takes(name: &str) -> bool {
+        std::process::Command::new("git")
+            .args(["check-ref-format", &format!("refs/heads/{name}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    #[test]
+    fn plain_branch_names_are_taken_without_asking_git() {
+        for name in ["main", "release/1.2", "feat_x-y", "v1.0.1"] {
+            assert!(plainly_valid_branch(name), "{name}");
+        }
+        for name in [
+            "", "a..b", "a//b", ".a", "a/.b", "a.lock", "a/", "a.", "-a", "a b", "a@{0}",
+        ] {
+            assert!(!plainly_valid_branch(name), "{name}");
+        }
+    }
+
+    proptest! {
+        // Seeded, so CI runs the same cases every time.
+        #![proptest_config(Config {
+            rng_seed: RngSeed::Fixed(0x5_13c5),
+            failure_persistence: None,
+            cases: 200,
+            ..Config::default()
+        })]
+
+        /// The shortcut never takes a name git refuses (it may leave git to decide on more).
+        #[test]
+        fn what_the_shortcut_takes_git_takes(name in "[a-zA-Z0-9._/@{}~^: -]{0,24}|(\\.|/|lock|a|-){1,8}") {
+            if plainly_valid_branch(&name) {
+                prop_assert!(git_takes(&name), "{name:?}");
+            }
+        }
+    }
 }
