@@ -376,6 +376,82 @@ async fn blobs_are_mounted_from_another_repository_of_the_run() {
     );
 }
 
+#[tokio::test]
+async fn the_repositories_of_a_run_are_described_in_one_call() {
+    // Through the recording stand-in in front of moto: the ECR calls are counted.
+    let standin = deploy_action_e2e::ecs_standin::EcsStandIn::start(&rig::moto_url())
+        .await
+        .unwrap();
+    let (r1, r2, r3) = (
+        repo(ImageTagMutability::Mutable).await,
+        repo(ImageTagMutability::Immutable).await,
+        repo(ImageTagMutability::Immutable).await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (a, built) = layout(dir.path(), "a", &[50_000], 43);
+    let images = |r: &str, tag: &str| {
+        format!(
+            "[images.one]\nrepository = \"{r1}\"\nsource = \"{a}\"\ntags = [\"{tag}\"]\n\n[images.two]\nrepository = \"{r}\"\nsource = \"{a}\"\ntags = [\"{tag}\"]\n"
+        )
+    };
+    rig::write_config(dir.path(), images(&r2, "v1"));
+    let push_recorded = |extra: &str| {
+        let mut c = push_cmd(
+            dir.path(),
+            &rig::registry_url(),
+            &format!("--format json --sha 22cdb6a41c42366ad165a0fb4c96282304f6f7ae {extra}"),
+        );
+        c.env("AWS_ENDPOINT_URL", &standin.url);
+        run(c)
+    };
+    let ran = push_recorded("").await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let describes = standin.calls_of("AmazonEC2ContainerRegistry_V20150921.DescribeRepositories");
+    assert_eq!(describes.len(), 1, "{describes:?}");
+    let mut names: Vec<&str> = describes[0].body["repositoryNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    names.sort_unstable();
+    let mut want = [r1.as_str(), r2.as_str()];
+    want.sort_unstable();
+    assert_eq!(names, want);
+    // Each repository's own mutability was read from the one answer: v1 on the IMMUTABLE r2 is
+    // refused when it would move, and nothing moves anywhere.
+    let (other, _) = layout(dir.path(), "b", &[60_000], 44);
+    rig::write_config(
+        dir.path(),
+        images(&r2, "v1").replace(
+            &format!("source = \"{a}\""),
+            &format!("source = \"{other}\""),
+        ),
+    );
+    let ran = push_recorded("--allow-retag").await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(ran.stdout.contains("IMMUTABLE"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("move from"), "the MUTABLE one would have moved");
+    assert_eq!(skopeo(&r1, "v1").0, built.manifest_digest);
+    // A repository that does not exist fails the one call: each is then described on its own,
+    // and the missing one is named.
+    let missing = unique("bench/missing");
+    rig::write_config(dir.path(), images(&missing, "v2"));
+    let before = standin
+        .calls_of("AmazonEC2ContainerRegistry_V20150921.DescribeRepositories")
+        .len();
+    let ran = push_recorded("").await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stdout.contains(&missing) || ran.stderr.contains(&missing),
+        "{ran:?}"
+    );
+    let after = standin
+        .calls_of("AmazonEC2ContainerRegistry_V20150921.DescribeRepositories")
+        .len();
+    assert_eq!(after - before, 3, "one call for both, then one for each");
+}
+
 /// Pushes a layout of one `size` byte layer as `v1` through a proxy with `fault`, which must fire,
 /// and then to succeed: what it did, and the layout's image.
 async fn push_through(fault: Fault, size: usize, seed: u64) -> (Ran, Built, String) {

@@ -107,14 +107,63 @@ impl Push<'_> {
 pub(crate) type Described = anyhow::Result<(Mutability, bool)>;
 
 /// Every image's repository described at once (ECR only; the registry's tag lookups follow in
-/// [`Push::plan_all`]).
+/// [`Push::plan_all`]): in one `DescribeRepositories` call naming them all, where there are
+/// several and every one exists; else one call per repository, which names the one missing.
 pub(crate) async fn describe_all(
     ecr: &deploy_core::aws_sdk_ecr::Client,
     create_repo: bool,
     loaded: &[Loaded],
 ) -> Vec<Described> {
+    if let Some(all) = describe_together(ecr, loaded).await {
+        return all;
+    }
     futures_util::future::join_all(loaded.iter().map(|l| repository(ecr, create_repo, &l.job)))
         .await
+}
+
+/// Most repository names one `DescribeRepositories` call takes ("repositoryNames", 1 to 100
+/// items: <https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeRepositories.html>).
+const MAX_NAMES_PER_DESCRIBE: usize = 100;
+
+/// The repositories of several images in one call; `None` when there is one image, too many, or
+/// the call fails (ECR fails the whole call when one named repository does not exist).
+async fn describe_together(
+    ecr: &deploy_core::aws_sdk_ecr::Client,
+    loaded: &[Loaded],
+) -> Option<Vec<Described>> {
+    let mut names: Vec<String> = loaded.iter().map(|l| l.job.repository.clone()).collect();
+    names.sort();
+    names.dedup();
+    if loaded.len() < 2 || names.len() > MAX_NAMES_PER_DESCRIBE {
+        return None;
+    }
+    let out = ecr
+        .describe_repositories()
+        .set_repository_names(Some(names))
+        .send()
+        .await
+        .ok()?;
+    let found: std::collections::HashMap<&str, Mutability> = out
+        .repositories()
+        .iter()
+        .filter_map(|r| Some((r.repository_name()?, mutability_of(r))))
+        .collect();
+    loaded
+        .iter()
+        .map(|l| {
+            found
+                .get(l.job.repository.as_str())
+                .map(|m| Ok((*m, false)))
+        })
+        .collect()
+}
+
+/// A repository's tag mutability (immutable unless ECR says mutable: the safe reading).
+fn mutability_of(r: &deploy_core::aws_sdk_ecr::types::Repository) -> Mutability {
+    match r.image_tag_mutability() {
+        Some(ImageTagMutability::Mutable) => Mutability::Mutable,
+        _ => Mutability::Immutable,
+    }
 }
 
 /// The job's repository: its tag mutability, and whether phase 2 has to create it (a missing
@@ -132,14 +181,9 @@ async fn repository(
         .await;
     match described {
         Ok(out) => Ok((
-            match out
-                .repositories()
+            out.repositories()
                 .first()
-                .and_then(|r| r.image_tag_mutability())
-            {
-                Some(ImageTagMutability::Mutable) => Mutability::Mutable,
-                _ => Mutability::Immutable,
-            },
+                .map_or(Mutability::Immutable, mutability_of),
             false,
         )),
         Err(e)
