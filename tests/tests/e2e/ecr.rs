@@ -382,9 +382,8 @@ async fn the_repositories_of_a_run_are_described_in_one_call() {
     let standin = deploy_action_e2e::ecs_standin::EcsStandIn::start(&rig::moto_url())
         .await
         .unwrap();
-    let (r1, r2, r3) = (
+    let (r1, r2) = (
         repo(ImageTagMutability::Mutable).await,
-        repo(ImageTagMutability::Immutable).await,
         repo(ImageTagMutability::Immutable).await,
     );
     let dir = tempfile::tempdir().unwrap();
@@ -431,7 +430,10 @@ async fn the_repositories_of_a_run_are_described_in_one_call() {
     let ran = push_recorded("--allow-retag").await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert!(ran.stdout.contains("IMMUTABLE"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("move from"), "the MUTABLE one would have moved");
+    assert!(
+        ran.stdout.contains("move from"),
+        "the MUTABLE one would have moved"
+    );
     assert_eq!(skopeo(&r1, "v1").0, built.manifest_digest);
     // A repository that does not exist fails the one call: each is then described on its own,
     // and the missing one is named.
