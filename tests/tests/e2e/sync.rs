@@ -397,19 +397,29 @@ fn shallow_feature(r: &Repos, allow_filter: bool) -> (PathBuf, String) {
     let blob = git(&r.other, &["rev-parse", &format!("{passing}:passing.bin")]);
     git(&r.other, &["rm", "-q", "passing.bin"]);
     git(&r.other, &["commit", "-q", "-m", "drop passing"]);
-    for i in 0..30 {
-        let msg = format!("main {i}");
-        git(&r.other, &["commit", "-q", "--allow-empty", "-m", &msg]);
+    push_empty_commits(&r.other, "main", 30);
+    (depth1_feat(r, "d1"), blob)
+}
+
+/// `n` empty commits named `prefix i` on the checked-out branch of `clone`, pushed to main.
+fn push_empty_commits(clone: &Path, prefix: &str, n: usize) {
+    for i in 0..n {
+        let msg = format!("{prefix} {i}");
+        git(clone, &["commit", "-q", "--allow-empty", "-m", &msg]);
     }
-    git(&r.other, &["push", "-q", "origin", "main"]);
+    git(clone, &["push", "-q", "origin", "main"]);
+}
+
+/// A depth-1 clone of origin's `feat` (as `actions/checkout` makes) at `root/name`.
+fn depth1_feat(r: &Repos, name: &str) -> PathBuf {
     let url = format!("file://{}", r.origin.display());
     git(
         &r.root,
         &[
-            "clone", "-q", "--depth", "1", "--branch", "feat", &url, "d1",
+            "clone", "-q", "--depth", "1", "--branch", "feat", &url, name,
         ],
     );
-    (r.root.join("d1"), blob)
+    r.root.join(name)
 }
 
 /// Whether the clone holds `oid`, asked without fetching it.
@@ -495,27 +505,12 @@ fn deep_history(r: &Repos, allow_filter: bool) -> (PathBuf, String) {
     let blob = git(&r.other, &["rev-parse", "HEAD:deep.bin"]);
     git(&r.other, &["rm", "-q", "deep.bin"]);
     git(&r.other, &["commit", "-qm", "drop deep.bin"]);
-    for i in 0..20 {
-        let msg = format!("before the fork {i}");
-        git(&r.other, &["commit", "-q", "--allow-empty", "-m", &msg]);
-    }
-    git(&r.other, &["push", "-q", "origin", "main"]);
+    push_empty_commits(&r.other, "before the fork", 20);
     git(&r.work, &["pull", "-q", "--ff-only", "origin", "main"]);
     commit(&r.work, "feat.txt", "x\n", "feature");
     git(&r.work, &["push", "-q", "origin", "feat"]);
-    for i in 0..10 {
-        let msg = format!("main {i}");
-        git(&r.other, &["commit", "-q", "--allow-empty", "-m", &msg]);
-    }
-    git(&r.other, &["push", "-q", "origin", "main"]);
-    let url = format!("file://{}", r.origin.display());
-    git(
-        &r.root,
-        &[
-            "clone", "-q", "--depth", "1", "--branch", "feat", &url, "deep",
-        ],
-    );
-    (r.root.join("deep"), blob)
+    push_empty_commits(&r.other, "main", 10);
+    (depth1_feat(r, "deep"), blob)
 }
 
 #[tokio::test]

@@ -279,11 +279,8 @@ fn fetch_deep(
         "--depth={}",
         args.deepen.max(1).saturating_mul(FILTERED_STEP + 1)
     );
-    let mut argv = vec![
-        "fetch",
-        "--no-tags",
-        "--quiet",
-        "--no-recurse-submodules",
+    let mut argv = FETCH.to_vec();
+    argv.extend([
         "--no-write-fetch-head",
         "--no-show-forced-updates",
         CommitsOnly::OPTION,
@@ -291,7 +288,7 @@ fn fetch_deep(
         "--end-of-options",
         &args.remote,
         spec,
-    ];
+    ]);
     argv.extend(ends.iter().map(String::as_str));
     match g.transport_unless(&argv, FILTER_IGNORED) {
         (_, true) => {
@@ -427,6 +424,9 @@ impl Drop for CommitsOnly {
     }
 }
 
+/// Every fetch here: no tags, no submodules, no progress.
+const FETCH: [&str; 4] = ["fetch", "--no-tags", "--quiet", "--no-recurse-submodules"];
+
 /// `git fetch` of one refspec from `remote`, without tags or submodules, with extra `options`.
 fn fetch_refspec(
     g: &Git,
@@ -434,7 +434,7 @@ fn fetch_refspec(
     remote: &str,
     refspec: &str,
 ) -> Result<String, git::GitError> {
-    let mut argv = vec!["fetch", "--no-tags", "--quiet", "--no-recurse-submodules"];
+    let mut argv = FETCH.to_vec();
     argv.extend_from_slice(options);
     argv.extend(["--end-of-options", remote, refspec]);
     g.transport(&argv)
@@ -568,17 +568,14 @@ fn prefetch_merge_trees(g: &Git, remote: &str, revs: &[String; 3]) {
     let trees = trees_of(g, &revs.each_ref().map(String::as_str));
     // The one commit offered as had: the checked-out one, whose trees the checkout holds, so the
     // server sends only the trees it lacks (and may send them as deltas against its trees).
-    let mut argv = vec![
-        "fetch",
-        "--no-tags",
-        "--quiet",
-        "--no-recurse-submodules",
+    let mut argv = FETCH.to_vec();
+    argv.extend([
         "--no-write-fetch-head",
         "--negotiation-tip=HEAD",
         "--filter=blob:none",
         "--end-of-options",
         remote,
-    ];
+    ]);
     argv.extend(trees.iter().map(String::as_str));
     if let Err(e) = g.transport(&argv) {
         tracing::debug!("prefetch of the merge's trees failed (git fetches them lazily): {e}");
