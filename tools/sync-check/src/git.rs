@@ -105,14 +105,21 @@ fn output_or_stop(
     let pid = i32::try_from(child.id())
         .ok()
         .and_then(rustix::process::Pid::from_raw);
-    let stop = move || {
-        if let Some(pid) = pid {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
-        }
+    // Once git is waited for, its process group id may name another group: no signal then.
+    let reaped = std::sync::Arc::new(AtomicBool::new(false));
+    let stop = {
+        let reaped = reaped.clone();
+        std::sync::Arc::new(move || {
+            if let Some(pid) = pid
+                && !reaped.load(Ordering::SeqCst)
+            {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+            }
+        })
     };
     let seen = std::sync::Arc::new(AtomicBool::new(false));
     let drain = |r: Option<Box<dyn Read + Send>>, watch: Option<&'static str>| {
-        let seen = seen.clone();
+        let (seen, stop) = (seen.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             let Some(mut r) = r else { return buf };
@@ -139,7 +146,9 @@ fn output_or_stop(
     // looks for a signal every 20 ms meanwhile.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
+        let status = child.wait();
+        reaped.store(true, Ordering::SeqCst);
+        let _ = tx.send(status);
     });
     let mut signalled = false;
     let status = loop {
@@ -164,13 +173,6 @@ fn output_or_stop(
 }
 
 impl Git {
-    /// A repository at `dir` (checked with `rev-parse --git-common-dir`).
-    pub fn open(dir: &Path) -> anyhow::Result<Git> {
-        let mut g = Git::unchecked(dir);
-        g.common_dir = g.find_common_dir()?;
-        Ok(g)
-    }
-
     /// A repository at `dir`, not checked yet: [`Git::find_common_dir`] checks it. Until its
     /// result is set ([`Git::set_common_dir`]), the repository does not look shallow.
     pub fn unchecked(dir: &Path) -> Git {
