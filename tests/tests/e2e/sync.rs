@@ -590,6 +590,28 @@ async fn a_server_that_refuses_commits_by_id_is_not_filtered() {
 }
 
 #[tokio::test]
+async fn a_v0_server_without_objects_by_id_fails_clearly_where_it_is_not_detected() {
+    // The limit README states: over protocol v0, a server that filters but takes no object by id
+    // cannot send a partial clone a file it lacks. The checked-out commit is still a branch tip,
+    // so the deep fetch works; merge-tree's own fetch of f.txt then fails: exit 3, git's words.
+    let r = repos();
+    let (d1, _) = shallow_feature(&r, true);
+    git(&d1, &["config", "protocol.version", "0"]);
+    let mut c = tool("sync-check", &r.root);
+    c.args([
+        "--repo",
+        d1.to_str().unwrap(),
+        "--deepen",
+        "4",
+        "--publish",
+        "never",
+    ]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 3, "{ran:?}");
+    assert!(ran.stderr.contains("unadvertised object"), "{}", ran.stderr);
+}
+
+#[tokio::test]
 async fn a_shallow_end_the_server_lost_falls_back_to_steps_of_commits() {
     // The clone also fetched a branch at depth 1 that was deleted on the server and pruned since:
     // its commit is a shallow end the server no longer has, so the deep fetch, which asks for
