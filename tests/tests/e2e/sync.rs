@@ -422,6 +422,25 @@ fn depth1_feat(r: &Repos, name: &str) -> PathBuf {
     r.root.join(name)
 }
 
+/// The clone's later fetches are not filtered (`remote.origin.partialclonefilter` unset again),
+/// and git finds it whole.
+fn filter_put_back_and_sound(clone: &Path) {
+    assert_eq!(
+        git_ok(clone, &["config", "remote.origin.partialclonefilter"]),
+        None
+    );
+    git(clone, &["fsck", "--no-progress"]);
+}
+
+/// sync-check on the shallow clone `clone` of `r`, deepening by 4 commits a step.
+async fn sync_deepen_4(r: &Repos, clone: &Path) -> (Ran, Value) {
+    sync(
+        &r.root,
+        &["--repo", clone.to_str().unwrap(), "--deepen", "4"],
+    )
+    .await
+}
+
 /// Whether the clone holds `oid`, asked without fetching it.
 fn holds(clone: &Path, oid: &str) -> bool {
     git_cmd(clone, &["cat-file", "-e", oid])
@@ -435,7 +454,7 @@ fn holds(clone: &Path, oid: &str) -> bool {
 async fn shallow_clone_fetches_commits_only_where_the_server_allows_it() {
     let r = repos();
     let (d1, passing) = shallow_feature(&r, true);
-    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    let (ran, v) = sync_deepen_4(&r, &d1).await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("33", "1"));
     assert_eq!(
@@ -464,7 +483,7 @@ async fn shallow_clone_fetches_commits_only_where_the_server_allows_it() {
 async fn shallow_clone_fetches_everything_where_the_server_does_not_filter() {
     let r = repos();
     let (d1, passing) = shallow_feature(&r, false);
-    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    let (ran, v) = sync_deepen_4(&r, &d1).await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("33", "1"));
     assert_eq!(out(&v, "conflicts"), "1");
@@ -517,7 +536,7 @@ fn deep_history(r: &Repos, allow_filter: bool) -> (PathBuf, String) {
 async fn a_server_that_does_not_filter_is_stopped_before_it_sends_the_deep_history() {
     let r = repos();
     let (d1, big) = deep_history(&r, false);
-    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    let (ran, v) = sync_deepen_4(&r, &d1).await;
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("10", "1"));
     // The server said it does not filter, so the deep fetch was stopped at once, and the steps
@@ -533,18 +552,14 @@ async fn a_server_that_does_not_filter_is_stopped_before_it_sends_the_deep_histo
             .all(|e| !e.unwrap().file_name().to_string_lossy().starts_with("tmp_")),
         "the stopped fetch left no half-written pack"
     );
-    assert_eq!(
-        git_ok(&d1, &["config", "remote.origin.partialclonefilter"]),
-        None
-    );
-    git(&d1, &["fsck", "--no-progress"]);
+    filter_put_back_and_sound(&d1);
 }
 
 #[tokio::test]
 async fn a_filtering_server_sends_the_deep_history_as_commits_in_one_fetch() {
     let r = repos();
     let (d1, big) = deep_history(&r, true);
-    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    let (ran, v) = sync_deepen_4(&r, &d1).await;
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("10", "1"));
     assert_eq!(out(&v, "deepened"), "1", "one fetch reached the merge base");
@@ -552,11 +567,7 @@ async fn a_filtering_server_sends_the_deep_history_as_commits_in_one_fetch() {
     // Both sides went 84 commits deep: the whole history of 35 commits, as commits.
     assert_eq!(git(&d1, &["rev-parse", "--is-shallow-repository"]), "false");
     assert_eq!(git(&d1, &["config", "remote.origin.promisor"]), "true");
-    assert_eq!(
-        git_ok(&d1, &["config", "remote.origin.partialclonefilter"]),
-        None
-    );
-    git(&d1, &["fsck", "--no-progress"]);
+    filter_put_back_and_sound(&d1);
 }
 
 #[tokio::test]
@@ -569,7 +580,7 @@ async fn a_server_that_refuses_commits_by_id_is_not_filtered() {
     git(&d1, &["config", "protocol.version", "0"]);
     commit(&r.work, "later.txt", "l\n", "feat moves on");
     git(&r.work, &["push", "-q", "origin", "feat"]);
-    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    let (ran, v) = sync_deepen_4(&r, &d1).await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("33", "1"));
     assert_eq!(
@@ -625,7 +636,7 @@ async fn a_shallow_end_the_server_lost_falls_back_to_steps_of_commits() {
     git(&r.origin, &["branch", "-D", "gone"]);
     git(&r.origin, &["reflog", "expire", "--expire=now", "--all"]);
     git(&r.origin, &["gc", "-q", "--prune=now"]);
-    let (ran, v) = sync(&r.root, &["--repo", d1.to_str().unwrap(), "--deepen", "4"]).await;
+    let (ran, v) = sync_deepen_4(&r, &d1).await;
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!((out(&v, "behind"), out(&v, "ahead")), ("33", "1"));
     assert_eq!(out(&v, "conflicts"), "1");
