@@ -19,6 +19,9 @@ pub enum Fault {
     Unauthorized,
     /// Hold every blob upload unanswered: a push stays in flight until it is stopped.
     StallUploads,
+    /// Answer the first blob upload with 404 `BLOB_UPLOAD_UNKNOWN`, as a registry does for a
+    /// session it purged or expired.
+    ForgetFirstSession,
     /// Answer every blob existence check (`HEAD .../blobs/...`) with 500 (and mark the proxy
     /// fired): a push that needs no blob check goes through untouched.
     FailBlobChecks,
@@ -40,6 +43,7 @@ impl Drop for Proxy {
 }
 
 const RESP_500: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 55\r\nConnection: close\r\n\r\n{\"errors\":[{\"code\":\"UNKNOWN\",\"message\":\"injected 500\"}]}";
+const RESP_404_UPLOAD: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 75\r\nConnection: close\r\n\r\n{\"errors\":[{\"code\":\"BLOB_UPLOAD_UNKNOWN\",\"message\":\"blob upload unknown\"}]}";
 const RESP_401: &[u8] = b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nWww-Authenticate: Basic realm=\"ecr\"\r\nContent-Length: 60\r\nConnection: close\r\n\r\n{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"bad password\"}]}";
 
 /// Starts a proxy to `upstream` (`127.0.0.1:PORT`).
@@ -131,11 +135,16 @@ async fn serve(
         }
         if upload && !fired.load(Ordering::SeqCst) {
             match fault {
-                Fault::Fail500OnFirstUpload => {
+                Fault::Fail500OnFirstUpload | Fault::ForgetFirstSession => {
                     fired.store(true, Ordering::SeqCst);
                     down.abort();
                     let mut w = cw.lock().await;
-                    w.write_all(RESP_500).await?;
+                    let answer = if fault == Fault::ForgetFirstSession {
+                        RESP_404_UPLOAD
+                    } else {
+                        RESP_500
+                    };
+                    w.write_all(answer).await?;
                     return w.shutdown().await;
                 }
                 Fault::DropFirstUploadAfter(_) => in_upload = true,

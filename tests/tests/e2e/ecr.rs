@@ -528,6 +528,19 @@ async fn a_500_on_the_first_upload_is_retried() {
     assert_eq!(skopeo(&r, "v1").0, built.manifest_digest);
 }
 
+/// Upload sessions are opened ahead of their turn: one the registry has forgotten by then (404
+/// BLOB_UPLOAD_UNKNOWN, as after a purge) is not a failed push but a new session.
+#[tokio::test]
+async fn a_session_the_registry_forgot_is_opened_again() {
+    let (ran, built, r) = push_through(Fault::ForgetFirstSession, 150_000, 53).await;
+    assert!(
+        ran.stderr.contains("BLOB_UPLOAD_UNKNOWN") && ran.stderr.contains("retrying"),
+        "the retry is logged: {}",
+        ran.stderr
+    );
+    assert_eq!(skopeo(&r, "v1"), (built.manifest_digest, built.layers));
+}
+
 #[tokio::test]
 async fn a_connection_dropped_mid_blob_is_retried() {
     let fault = Fault::DropFirstUploadAfter(1_000_000);
@@ -575,6 +588,50 @@ async fn sigterm_mid_upload_moves_no_tag_and_reports_partially() {
     )
     .await;
     assert_eq!(skopeo(&r, "v1").0, built.manifest_digest);
+}
+
+/// While a blob's bytes go up, the next blob is checked and its session opened, so its upload
+/// starts the moment a permit frees; no more than `--concurrency` sessions wait ahead. Seen at
+/// the wire: with `--concurrency 1` and the first upload held unanswered, exactly one more
+/// session is opened and no second upload starts.
+#[tokio::test]
+async fn the_next_blobs_session_is_open_while_a_blob_uploads() {
+    use deploy_action_e2e::recorder::{Mode, Recorder};
+    let r = repo(ImageTagMutability::Immutable).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = layout(dir.path(), "a", &[200_000, 200_000, 200_000], 73);
+    let stall = proxy(Fault::StallUploads).await;
+    let seen = Recorder::start("127.0.0.1", Mode::Forward(stall.url.clone())).await;
+    let args = format!("--concurrency 1 --repository {r} --source {a} --tag v1");
+    let child = rig::spawn(push_cmd(dir.path(), &seen.url, &args));
+    let uploads = format!("/v2/{r}/blobs/uploads/");
+    let count = |method: &str| {
+        seen.requests()
+            .iter()
+            .filter(|q| q.method == method && q.uri.starts_with(&uploads))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count("POST") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second session opened: {:?}",
+            seen.requests()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Time for a wrongly opened third session or second upload to show.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        (count("POST"), count("PUT")),
+        (2, 1),
+        "{:?}",
+        seen.requests()
+    );
+    assert!(stall.fired.load(std::sync::atomic::Ordering::SeqCst));
+    let out = rig::sigterm(child).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(registry(&rig::registry_url()).at(&r, "v1").await, None);
 }
 
 #[tokio::test]

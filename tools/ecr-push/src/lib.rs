@@ -90,8 +90,11 @@ struct Push<'a> {
     args: &'a Args,
     ecr: &'a deploy_core::aws_sdk_ecr::Client,
     registry: &'a Registry,
-    /// `--concurrency` permits, shared by the blobs of every image of the run.
+    /// `--concurrency` permits to send a blob's bytes, shared by the blobs of every image of the
+    /// run.
     blobs_in_flight: Arc<tokio::sync::Semaphore>,
+    /// `--concurrency` permits more, to check the next blobs and open their sessions meanwhile.
+    blobs_ahead: Arc<tokio::sync::Semaphore>,
 }
 
 /// The sections of deploy.toml ecr-push reads: a `${VAR}` elsewhere may be unset.
@@ -127,6 +130,7 @@ async fn push(args: &Args) -> anyhow::Result<Exit> {
         ecr: &ecr,
         registry: &registry,
         blobs_in_flight: Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize)),
+        blobs_ahead: Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize)),
     };
     let mut report = Report::new(
         "ecr-push",

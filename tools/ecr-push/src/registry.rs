@@ -255,9 +255,15 @@ impl Registry {
     }
 
     /// Uploads one blob as one streamed upload, retrying a failed attempt (a 5xx, a dropped
-    /// connection) with backoff in a new session, at most [`Registry::attempts`] times. Never holds
+    /// connection) with backoff in a new session, at most [`Registry::attempts`] times. The first
+    /// attempt uses `session` when one was opened ahead ([`Registry::open_session`]). Never holds
     /// the blob in memory.
-    pub async fn upload(&self, repo: &str, blob: &Blob) -> anyhow::Result<u32> {
+    pub async fn upload(
+        &self,
+        repo: &str,
+        blob: &Blob,
+        session: Option<String>,
+    ) -> anyhow::Result<u32> {
         // No deadline of its own: the attempt cap and each request's timeouts bound it.
         let schedule = Schedule::new(
             Deadline::after(Duration::MAX),
@@ -265,10 +271,14 @@ impl Registry {
         )
         .max_attempts(self.attempts);
         let mut tried = 0;
+        let session = std::sync::Mutex::new(session);
         let outcome = retry::poll(
             schedule,
             std::future::pending(),
-            |_| self.upload_once(repo, blob),
+            |_| {
+                let ahead = session.lock().map(|mut s| s.take()).unwrap_or(None);
+                self.upload_once(repo, blob, ahead)
+            },
             |r| {
                 tried += 1;
                 match r {
@@ -295,7 +305,12 @@ impl Registry {
         }
     }
 
-    async fn upload_once(&self, repo: &str, blob: &Blob) -> Result<(), (anyhow::Error, bool)> {
+    async fn upload_once(
+        &self,
+        repo: &str,
+        blob: &Blob,
+        session: Option<String>,
+    ) -> Result<(), (anyhow::Error, bool)> {
         let Location::File { path, offset } = &blob.at else {
             let e = exit::usage(format!("blob {} is not in a file", blob.digest));
             return Err((e, false));
@@ -315,7 +330,8 @@ impl Registry {
             256 * 1024,
         );
         let body = reqwest::Body::wrap_stream(stream);
-        self.send_blob(repo, &blob.digest, blob.size, body).await
+        self.send_blob(repo, &blob.digest, blob.size, body, session)
+            .await
     }
 
     /// Uploads one blob from a stream of chunks (a `docker save` entry), once.
@@ -329,14 +345,14 @@ impl Registry {
         let stream = futures_util::stream::unfold(chunks, |mut rx| async move {
             rx.recv().await.map(|c| (c, rx))
         });
-        self.send_blob(repo, digest, size, reqwest::Body::wrap_stream(stream))
+        self.send_blob(repo, digest, size, reqwest::Body::wrap_stream(stream), None)
             .await
             .map_err(|(e, _)| e)
     }
 
     /// Opens an upload session for `digest` in `repo` (POST): its location. The error says
     /// whether a new attempt can help.
-    async fn open_session(
+    pub async fn open_session(
         &self,
         repo: &str,
         digest: &str,
@@ -371,17 +387,24 @@ impl Registry {
     /// (<https://github.com/openai/tart/issues/273>) and mise for layers under 64 MiB
     /// (<https://github.com/jdx/mise/pull/11376>); ECR's chunk quirks (parts of 5 MiB or more, 201
     /// for a PATCH) touch only PATCH. The single-POST form is not used: it is optional in the spec,
-    /// and a registry without it (the CNCF registry here) opens a session and drops the body. The
-    /// error says whether a new attempt can help.
+    /// and a registry without it (the CNCF registry here) opens a session and drops the body.
+    /// `session` is one opened ahead, else one is opened now; a session opened ahead that the
+    /// registry no longer knows (404: expired, purged) is worth a new attempt. The error says
+    /// whether a new attempt can help.
     async fn send_blob(
         &self,
         repo: &str,
         digest: &str,
         size: u64,
         body: reqwest::Body,
+        session: Option<String>,
     ) -> Result<(), (anyhow::Error, bool)> {
         let what = format!("upload of {digest} to {repo}");
-        let location = self.open_session(repo, digest).await?;
+        let ahead = session.is_some();
+        let location = match session {
+            Some(l) => l,
+            None => self.open_session(repo, digest).await?,
+        };
         let sep = if location.contains('?') { '&' } else { '?' };
         let r = self
             .request(Method::PUT, &format!("{location}{sep}digest={digest}"))
@@ -401,10 +424,8 @@ impl Registry {
         if status.is_success() {
             Ok(())
         } else {
-            Err((
-                fail(&what, status, &Self::error_text(r).await),
-                status.is_server_error(),
-            ))
+            let again = status.is_server_error() || (ahead && status == StatusCode::NOT_FOUND);
+            Err((fail(&what, status, &Self::error_text(r).await), again))
         }
     }
 
@@ -452,28 +473,28 @@ impl Registry {
             .map_err(|e| exit::dependency(format!("{what}: {e}")))
     }
 
-    /// Ensures a blob is in `repo`: present, mounted from one of `mount_from`, or uploaded.
-    pub async fn ensure_blob(
+    /// Where a blob stands in `repo` before any upload: present, mounted now from one of
+    /// `mount_from`, pending (a daemon image's, streamed later), or missing (to upload).
+    pub async fn locate(
         &self,
         repo: &str,
         blob: &Blob,
         mount_from: &[String],
-    ) -> anyhow::Result<Transfer> {
+    ) -> anyhow::Result<Option<Transfer>> {
         if self.has_blob(repo, &blob.digest).await? {
-            return Ok(Transfer::Present);
+            return Ok(Some(Transfer::Present));
         }
         for from in mount_from.iter().filter(|f| f.as_str() != repo) {
             if self.has_blob(from, &blob.digest).await.unwrap_or(false)
                 && self.mount(repo, &blob.digest, from).await?
             {
-                return Ok(Transfer::Mounted);
+                return Ok(Some(Transfer::Mounted));
             }
         }
         if matches!(blob.at, Location::Daemon { .. }) {
             // Streamed from `docker save` later, in archive order.
-            return Ok(Transfer::Pending);
+            return Ok(Some(Transfer::Pending));
         }
-        self.upload(repo, blob).await?;
-        Ok(Transfer::Uploaded)
+        Ok(None)
     }
 }

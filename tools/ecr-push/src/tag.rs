@@ -12,7 +12,8 @@ use crate::plan::{Plan, TagPlan, plan_check};
 use crate::upload::Transferred;
 
 impl Push<'_> {
-    /// Phase 3 when every upload succeeded: each image's tags, one check per image, and the
+    /// Phase 3 when every upload succeeded: every image's tags at once (each image's in order,
+    /// audited into a report of its own and merged in image order), one check per image, and the
     /// outputs.
     pub(crate) async fn tag_all(
         &self,
@@ -22,15 +23,26 @@ impl Push<'_> {
         report: &mut Report,
     ) {
         let failed = results.iter().any(|(r, _)| r.is_err());
+        let tagged = futures_util::future::join_all(loaded.iter().zip(plans).map(|(l, p)| async {
+            if failed {
+                return (Ok(()), Vec::new());
+            }
+            let mut own = Report::new("ecr-push", "", "");
+            let r = self.tag(l, p, &mut own).await;
+            (r, own.audit)
+        }))
+        .await;
         let (mut pushed_bytes, mut skipped_bytes) = (0u64, 0u64);
         let mut refs = Vec::new();
-        for ((l, p), (r, took)) in loaded.iter().zip(plans).zip(results) {
+        for (((l, p), (r, took)), (tag, audit)) in loaded.iter().zip(plans).zip(results).zip(tagged)
+        {
+            report.audit.extend(audit);
             let check = plan_check(&l.job, &l.image, p);
             let check = match r {
                 Ok(t) if !failed => {
                     pushed_bytes += t.pushed;
                     skipped_bytes += t.skipped;
-                    match self.tag(l, p, report).await {
+                    match tag {
                         Ok(()) => {
                             let r = format!(
                                 "{}/{}@{}",

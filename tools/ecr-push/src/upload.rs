@@ -142,7 +142,10 @@ impl Push<'_> {
             self.stream_from_daemon(repo, &pending, &mut t, report)
                 .await?;
         }
-        self.put_manifests(repo, image).await?;
+        // A blob that was not in the repository (uploaded or mounted now) means no manifest
+        // naming it was either: registries take a manifest only with all its blobs present.
+        let absent = t.present < image.blobs.len() && image.children.is_empty();
+        self.put_manifests(repo, image, absent).await?;
         Ok(t)
     }
 
@@ -192,8 +195,12 @@ impl Push<'_> {
         Ok(())
     }
 
-    /// Every blob, `--concurrency` at once: present, mounted or uploaded. All of them finish
-    /// before the first error is returned; a daemon image's missing ones come back as pending.
+    /// Every blob, `--concurrency` uploads at once: present, mounted or uploaded. The checks of
+    /// the next blobs run while others upload: up to `--concurrency` blobs more are checked (HEAD,
+    /// mounts) and have their upload session open (POST) before an upload permit frees, so each
+    /// permit goes straight to sending bytes, and many small blobs keep the line as busy as a few
+    /// large ones. All of them finish before the first error is returned; a daemon image's missing
+    /// ones come back as pending.
     async fn ensure_blobs(
         &self,
         repo: &str,
@@ -201,18 +208,34 @@ impl Push<'_> {
         run: &[Loaded],
         report: &mut Report,
     ) -> anyhow::Result<(Transferred, Option<Pending>)> {
-        let sem = self.blobs_in_flight.clone();
         let mut set = tokio::task::JoinSet::new();
         for b in image.blobs.clone() {
-            let (registry, sem, repo, mount_from) = (
+            let (registry, sending, ahead, repo, mount_from) = (
                 self.registry.clone(),
-                sem.clone(),
+                self.blobs_in_flight.clone(),
+                self.blobs_ahead.clone(),
                 repo.to_owned(),
                 holders(run, repo, &b.digest),
             );
             set.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                let r = registry.ensure_blob(&repo, &b, &mount_from).await;
+                let r = async {
+                    let checking = ahead.acquire_owned().await;
+                    if let Some(found) = registry.locate(&repo, &b, &mount_from).await? {
+                        return Ok(found);
+                    }
+                    // A session the registry refuses for good fails the blob here; one that
+                    // failed for now is opened again by the upload's own attempts.
+                    let session = match registry.open_session(&repo, &b.digest).await {
+                        Ok(location) => Some(location),
+                        Err((e, false)) => return Err(e),
+                        Err((_, true)) => None,
+                    };
+                    let _sending = sending.acquire_owned().await;
+                    drop(checking);
+                    registry.upload(&repo, &b, session).await?;
+                    Ok(Transfer::Uploaded)
+                }
+                .await;
                 (b, r)
             });
         }
@@ -310,14 +333,22 @@ impl Push<'_> {
         }
     }
 
-    /// Manifests by digest (children of an index first); one already there is not re-put.
-    async fn put_manifests(&self, repo: &str, image: &source::Image) -> anyhow::Result<()> {
+    /// Manifests by digest (children of an index first); one already there is not re-put (ECR
+    /// may refuse an unchanged image with ImageAlreadyExistsException). `absent`: the top manifest
+    /// is known not to be there, so it is put without asking.
+    async fn put_manifests(
+        &self,
+        repo: &str,
+        image: &source::Image,
+        absent: bool,
+    ) -> anyhow::Result<()> {
         for m in image.children.iter().chain(std::iter::once(&image.top)) {
-            if self
-                .registry
-                .manifest_digest(repo, &m.digest)
-                .await?
-                .is_none()
+            if (absent && image.children.is_empty())
+                || self
+                    .registry
+                    .manifest_digest(repo, &m.digest)
+                    .await?
+                    .is_none()
             {
                 self.registry
                     .put_manifest(repo, &m.digest, &m.media_type, &m.bytes)
