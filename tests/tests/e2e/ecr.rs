@@ -339,9 +339,20 @@ async fn adding_a_tag_is_a_manifest_only_retag() {
     let (a, built) = layout(dir.path(), "a", &[80_000, 80_000], 31);
     let args = format!("--repository {r} --source {a} --tag v1");
     pushed(dir.path(), &args).await;
-    let v = pushed(dir.path(), &format!("{args} --tag production")).await;
+    // At the wire: the manifest already there is not put again; the new tag is the one PUT.
+    use deploy_action_e2e::recorder::{Mode, Recorder};
+    let seen = Recorder::start("127.0.0.1", Mode::Forward(rig::registry_url())).await;
+    let (ran, v) = push_via(dir.path(), &seen.url, &format!("{args} --tag production")).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(v["outputs"]["bytes-pushed"], "0");
     assert_eq!(audit_actions(&v), ["registry:create tag"]);
+    let puts: Vec<_> = seen
+        .requests()
+        .into_iter()
+        .filter(|q| q.method == "PUT" || q.method == "POST")
+        .map(|q| format!("{} {}", q.method, q.uri))
+        .collect();
+    assert_eq!(puts, [format!("PUT /v2/{r}/manifests/production")]);
     assert_eq!(skopeo(&r, "production").0, built.manifest_digest);
 }
 
@@ -499,6 +510,21 @@ async fn each_blob_is_one_post_and_one_put_carrying_its_bytes() {
         .collect();
     // Two layers and the config.
     assert_eq!((opened, puts.len()), (3, 3), "{requests:?}");
+    // The manifest goes up by digest (not asked for first: its blobs were not there, so it was
+    // not either), then under its tag.
+    let manifests: Vec<_> = requests
+        .iter()
+        .filter(|q| q.uri.contains("/manifests/"))
+        .map(|q| format!("{} {}", q.method, q.uri))
+        .collect();
+    assert_eq!(
+        manifests,
+        [
+            format!("HEAD /v2/{r}/manifests/v1"),
+            format!("PUT /v2/{r}/manifests/{}", built.manifest_digest),
+            format!("PUT /v2/{r}/manifests/v1"),
+        ]
+    );
     assert!(requests.iter().all(|q| q.method != "PATCH"), "{requests:?}");
     let carried = |size: usize| {
         puts.iter().any(|q| {
