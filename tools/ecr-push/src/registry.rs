@@ -271,14 +271,11 @@ impl Registry {
         )
         .max_attempts(self.attempts);
         let mut tried = 0;
-        let session = std::sync::Mutex::new(session);
+        let mut session = session;
         let outcome = retry::poll(
             schedule,
             std::future::pending(),
-            |_| {
-                let ahead = session.lock().map(|mut s| s.take()).unwrap_or(None);
-                self.upload_once(repo, blob, ahead)
-            },
+            |_| self.upload_once(repo, blob, session.take()),
             |r| {
                 tried += 1;
                 match r {

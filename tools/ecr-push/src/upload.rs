@@ -334,8 +334,8 @@ impl Push<'_> {
     }
 
     /// Manifests by digest (children of an index first); one already there is not re-put (ECR
-    /// may refuse an unchanged image with ImageAlreadyExistsException). `absent`: the top manifest
-    /// is known not to be there, so it is put without asking.
+    /// may refuse an unchanged image with ImageAlreadyExistsException). `absent`: the image is one
+    /// manifest, known not to be there, so it is put without asking.
     async fn put_manifests(
         &self,
         repo: &str,
@@ -343,7 +343,7 @@ impl Push<'_> {
         absent: bool,
     ) -> anyhow::Result<()> {
         for m in image.children.iter().chain(std::iter::once(&image.top)) {
-            if (absent && image.children.is_empty())
+            if absent
                 || self
                     .registry
                     .manifest_digest(repo, &m.digest)
