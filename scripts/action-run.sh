@@ -54,11 +54,15 @@ if [[ -n "${INPUT_ARGS:-}" ]]; then
 fi
 
 # The token goes only to a run that talks to GitHub: a publishing tool whose --publish (the last
-# one given; sync-check defaults to auto, the others to never) is not never, or rollback with
-# --github-deployment. Otherwise neither the input's nor a job-level GITHUB_TOKEN reaches the tool.
+# one given; sync-check defaults to auto, the others to never) is not never, rollback with
+# --github-deployment, and sync-check unless it neither fetches (--no-fetch) nor pushes (--push):
+# its git fetch and push carry the token, so that `persist-credentials: false` works for private
+# repositories whatever --publish says. Otherwise neither the input's nor a job-level GITHUB_TOKEN
+# reaches the tool.
 publish=never
 if [[ "$tool" == sync-check ]]; then publish=auto; fi
 wants_github=false
+git_network=true
 next_is_publish=false
 for a in ${args[@]+"${args[@]}"}; do
     if [[ "$next_is_publish" == true ]]; then
@@ -70,9 +74,14 @@ for a in ${args[@]+"${args[@]}"}; do
     --publish=*) publish="${a#--publish=}" ;;
     --publish) next_is_publish=true ;;
     --github-deployment) [[ "$tool" != rollback ]] || wants_github=true ;;
+    --no-fetch) git_network=false ;;
     esac
 done
+for a in ${args[@]+"${args[@]}"}; do
+    if [[ "$a" == --push ]]; then git_network=true; fi
+done
 if [[ "$PUBLISHING_TOOLS" == *" $tool "* && "$publish" != never ]]; then wants_github=true; fi
+if [[ "$tool" == sync-check && "$git_network" == true ]]; then wants_github=true; fi
 if [[ "$wants_github" == true ]]; then
     if [[ -n "${INPUT_GITHUB_TOKEN:-}" ]]; then export GITHUB_TOKEN="$INPUT_GITHUB_TOKEN"; fi
 else

@@ -20,6 +20,8 @@ pub enum Mode {
     /// Answers 302 to `BASE` + the request's path (the query, which may hold a secret the client
     /// put there for this host, is not passed on).
     RedirectTo(String),
+    /// As [`Mode::RedirectTo`], with this status (307 and 308 keep the method and the body).
+    RedirectWith(u16, String),
     /// Forwards to `upstream` (`http://host:port`) and returns its answer (a `Location` on the
     /// upstream pointed back at the recorder).
     Forward(String),
@@ -144,6 +146,11 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
             .into_response(),
         Mode::RedirectTo(base) => (
             StatusCode::FOUND,
+            [(header::LOCATION, format!("{base}{}", parts.uri.path()))],
+        )
+            .into_response(),
+        Mode::RedirectWith(status, base) => (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::FOUND),
             [(header::LOCATION, format!("{base}{}", parts.uri.path()))],
         )
             .into_response(),

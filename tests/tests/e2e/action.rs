@@ -316,9 +316,9 @@ fn the_token_reaches_only_publishing_tools_and_empty_inputs_leave_job_values() {
     assert!(!env.contains("GITHUB_TOKEN"), "{env}");
 }
 
-/// Issue 17: the token reaches a tool only when it publishes (or records a GitHub deployment):
-/// `--publish never`, in either spelling, and a tool's default of never keep it away, the job's
-/// GITHUB_TOKEN included.
+/// Issue 17: the token reaches a tool only when it talks to GitHub: it publishes, records a GitHub
+/// deployment, or (sync-check) fetches or pushes. `--publish never`, in either spelling, and a
+/// tool's default of never keep it away from the others, the job's GITHUB_TOKEN included.
 #[test]
 fn the_token_reaches_a_tool_only_when_it_publishes() {
     let token = "\nGITHUB_TOKEN=ghs_input_token_4567\n";
@@ -339,7 +339,15 @@ fn the_token_reaches_a_tool_only_when_it_publishes() {
         ("smoke-test", "--publish\nalways", true),
         ("health-check", "--ecs\n--mark-verified", false),
         ("sync-check", "--base=main", true),
-        ("sync-check", "--base=main\n--publish=never", false),
+        // Its fetch carries the token (a private repository checked out with
+        // `persist-credentials: false`), whatever --publish says.
+        ("sync-check", "--base=main\n--publish=never", true),
+        ("sync-check", "--no-fetch\n--publish=never", false),
+        (
+            "sync-check",
+            "--no-fetch\n--publish\nnever\n--update=rebase\n--push",
+            true,
+        ),
         ("rollback", "--incident-file=i.json", false),
         ("rollback", "--github-deployment", true),
         ("ecr-push", "--tag=x\n--publish=auto", true),

@@ -49,6 +49,27 @@ async fn every_tool_answers_help_and_version() {
             r.stdout
         );
         insta::assert_snapshot!(format!("help-{name}"), r.stdout);
+
+        // URLs from the environment with credentials in them: --help names the variables, never
+        // their values.
+        let mut c = tool(name, dir.path());
+        c.arg("--help");
+        for var in [
+            "DEPLOY_BASE_URL",
+            "DEPLOY_REGISTRY_URL",
+            "AWS_ENDPOINT_URL",
+            "GITHUB_API_URL",
+            "DEPLOY_NOTIFY_URL",
+        ] {
+            c.env(var, "https://deploy:help-canary-pw@h.example/");
+        }
+        let r = run(c).await;
+        assert_eq!(r.code, 0, "{name} --help: {r:?}");
+        assert!(
+            !r.stdout.contains("help-canary-pw"),
+            "{name} --help shows a URL's password:\n{}",
+            r.stdout
+        );
     }
 }
 

@@ -227,16 +227,28 @@ impl Case {
     }
 }
 
-/// Runs every case twice (default logging, then `DEPLOY_LOG=trace`), each with fresh sinks, and
-/// checks each run's exit code and every channel. `github` records what reached the GitHub API.
+/// `DEPLOY_LOG` asking for every HTTP, AWS SDK and GitHub client crate at trace: they go no
+/// further than debug, where none prints a credential (at trace the SDK prints ECR's password).
+const DEPS_TRACE: &str = "trace,aws_smithy_runtime=trace,aws_smithy_runtime_api=trace,\
+aws_smithy_http_client=trace,aws_sdk_ecr=trace,aws_sdk_ecs=trace,aws_sdk_cloudwatch=trace,\
+aws_config=trace,hyper=trace,hyper_util=trace,reqwest=trace,h2=trace,octocrab=trace";
+
+/// Runs every case three times (default logging, `DEPLOY_LOG=trace`, and [`DEPS_TRACE`]), each
+/// with fresh sinks, and checks each run's exit code and every channel. `github` records what
+/// reached the GitHub API.
 async fn run_cases(cases: Vec<Case>, conf_dir: &Path, github: &Recorder) {
     for case in cases {
-        for trace in [false, true] {
+        for log in [None, Some("trace"), Some(DEPS_TRACE)] {
+            let trace = log == Some("trace");
             let label = format!(
                 "{} {}{}",
                 case.tool,
                 case.label,
-                if trace { " (trace)" } else { "" }
+                match log {
+                    None => "",
+                    Some("trace") => " (trace)",
+                    Some(_) => " (dependencies at trace)",
+                }
             );
             let sinks = Sinks::new();
             let cwd = case.cwd.clone().unwrap_or_else(|| conf_dir.to_owned());
@@ -249,8 +261,8 @@ async fn run_cases(cases: Vec<Case>, conf_dir: &Path, github: &Recorder) {
             for (k, v) in &case.env {
                 cmd.env(k, v);
             }
-            if trace {
-                cmd.env("DEPLOY_LOG", "trace");
+            if let Some(log) = log {
+                cmd.env("DEPLOY_LOG", log);
             }
             let ran = match case.sigterm {
                 None => rig::run(cmd).await,
@@ -568,6 +580,21 @@ async fn sync_check_leaks_nothing_and_leaves_no_token_in_git() {
             &["--repo", &w, "--remote", "stuck", "--publish", "always"],
         )
         .sigterm(Duration::from_millis(1000)),
+        // A remote given as a URL with credentials, on a port nothing listens on: the fetch
+        // fails and its error, the summary and the report name the remote without them.
+        Case::new(
+            "remote URL with credentials",
+            "sync-check",
+            3,
+            &[
+                "--repo",
+                &w,
+                "--remote",
+                &format!("{}/origin.git", userinfo_url(&closed_port_url())),
+                "--publish",
+                "always",
+            ],
+        ),
     ]
     .into_iter()
     .map(|c| c.cwd(root.path()))
@@ -632,6 +659,52 @@ async fn a_redirect_to_another_host_receives_no_credential() {
         "{seen:?}"
     );
     assert_clean("redirect", &ran, &sinks, &[]);
+}
+
+/// A 307 or 308 to another origin would send the request body again: a body that carries a
+/// secret (the POST check's `key=${LEAK_VAR}`) is not sent there, and the check says why; the
+/// check without a body follows the redirect as before.
+#[tokio::test]
+async fn a_body_with_a_secret_does_not_follow_a_redirect_to_another_host() {
+    for status in [307, 308] {
+        let other = Recorder::start(
+            "localhost",
+            Mode::Answer(200, r#"{"status":"ok","workflows":[]}"#.into()),
+        )
+        .await;
+        let redirecting =
+            Recorder::start("127.0.0.1", Mode::RedirectWith(status, other.url.clone())).await;
+        let conf = configured(&redirecting.url);
+        let sinks = Sinks::new();
+        let gh = github().await;
+        let mut cmd = tool("smoke-test", conf.path());
+        sinks.apply(&mut cmd, &gh.url);
+        cmd.args(["-e", "leak", "--retry-for", "0s"]);
+        let ran = rig::run(cmd).await;
+        assert_eq!(ran.code, 1, "{status}: {ran:?}");
+        let seen = other.requests();
+        assert!(
+            seen.iter().all(|r| r.method == "GET"),
+            "{status}: the POST reached the other host: {seen:?}"
+        );
+        assert_eq!(seen.len(), 1, "{status}: {seen:?}");
+        let text = other.text();
+        for c in CANARIES {
+            assert!(
+                !text.contains(c),
+                "{status}: {c} reached the other host:\n{text}"
+            );
+        }
+        assert!(
+            ran.stderr.contains(&format!(
+                "redirected ({status}) to another origin, {}: the request body carries a secret",
+                other.url.trim_end_matches('/')
+            )),
+            "{status}: {}",
+            ran.stderr
+        );
+        assert_clean("redirect with a body", &ran, &sinks, &[]);
+    }
 }
 
 /// A registry whose upload `Location` points at another host gets the upload there without the

@@ -13,7 +13,7 @@ pub struct AwsArgs {
     #[arg(long, env = "AWS_REGION", value_name = "REGION")]
     pub region: Option<String>,
     /// Send AWS API calls to this endpoint instead of AWS (e.g. a local moto server).
-    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    #[arg(long, env = "AWS_ENDPOINT_URL", hide_env_values = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Named profile from ~/.aws/config.
     #[arg(long, env = "AWS_PROFILE", value_name = "NAME")]

@@ -55,7 +55,7 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServiceArgs {
     /// Base URL of the service (overrides the environment's base_url).
-    #[arg(long, env = "DEPLOY_BASE_URL", value_name = "URL")]
+    #[arg(long, env = "DEPLOY_BASE_URL", hide_env_values = true, value_name = "URL")]
     pub base_url: Option<String>,
 }
 
@@ -200,9 +200,11 @@ const OWN_CRATES: [&str; 8] = [
 ];
 
 /// The log filter for a `DEPLOY_LOG`/`RUST_LOG` value: a bare level (`debug`) applies to our
-/// crates only; directives naming a target are kept as written; third-party crates stay at
-/// `warn` (the AWS SDK's credential-chain chatter at `error`), and octocrab off (it logs its own
-/// request errors, which ours repeat with context).
+/// crates only; directives naming a target are kept as written, but a third-party crate goes no
+/// further than `debug` (at `trace` the AWS SDK prints whole responses, ECR's registry password
+/// among them, before the tool can register it as a secret); third-party crates stay at `warn`
+/// unless named (the AWS SDK's credential-chain chatter at `error`), and octocrab off (it logs its
+/// own request errors, which ours repeat with context).
 pub fn log_filter(spec: Option<&str>) -> String {
     let mut parts: Vec<String> = vec![
         "warn".into(),
@@ -218,7 +220,7 @@ pub fn log_filter(spec: Option<&str>) -> String {
         Some(spec) => {
             for d in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
                 if d.contains('=') || d.contains('[') || d.contains("::") {
-                    parts.push(d.to_owned());
+                    parts.push(at_most_debug_for_others(d));
                 } else {
                     parts.extend(own_level(d));
                 }
@@ -226,6 +228,26 @@ pub fn log_filter(spec: Option<&str>) -> String {
         }
     }
     parts.join(",")
+}
+
+/// A directive as written when it names one of our crates; else the same directive with a level
+/// of `trace` (or none, which means `trace`) lowered to `debug`.
+fn at_most_debug_for_others(d: &str) -> String {
+    // `target[span{field=value}]=level`: the level follows the last `=` outside the brackets.
+    let (lhs, level) = match d.rsplit_once('=') {
+        Some((l, v)) if !v.contains([']', '}']) => (l, Some(v.trim())),
+        _ => (d, None),
+    };
+    let target = lhs.split('[').next().unwrap_or("").trim();
+    let own = OWN_CRATES
+        .iter()
+        .any(|c| target == *c || target.starts_with(&format!("{c}::")));
+    let too_verbose = level.is_none_or(|l| l.eq_ignore_ascii_case("trace") || l == "5");
+    if own || !too_verbose {
+        d.to_owned()
+    } else {
+        format!("{lhs}=debug")
+    }
 }
 
 /// Logs go to stderr through [`RedactingStderr`]; `DEPLOY_LOG` (or `RUST_LOG`) sets the filter
@@ -615,6 +637,29 @@ mod tests {
         // Asked for by name: kept.
         assert!(log_filter(Some("info,hyper=debug")).contains("hyper=debug"));
         assert!(log_filter(None).contains("smoke_test=info"));
+    }
+
+    #[test]
+    fn third_party_crates_go_no_further_than_debug() {
+        for (spec, want) in [
+            ("aws_smithy_runtime=trace", "aws_smithy_runtime=debug"),
+            ("aws_smithy_runtime=TRACE", "aws_smithy_runtime=debug"),
+            ("hyper::proto", "hyper::proto=debug"),
+            ("reqwest[send{url=x}]=trace", "reqwest[send{url=x}]=debug"),
+            ("aws_sdk_ecr[op{a=b}]", "aws_sdk_ecr[op{a=b}]=debug"),
+            ("h2=5", "h2=debug"),
+            // Not more verbose than debug, or one of ours: as written.
+            ("hyper=debug", "hyper=debug"),
+            ("ecr_push=trace", "ecr_push=trace"),
+            ("deploy_core::http=trace", "deploy_core::http=trace"),
+        ] {
+            let f = log_filter(Some(spec));
+            assert!(f.split(',').any(|d| d == want), "{spec}: {f}");
+            assert!(
+                tracing_subscriber::EnvFilter::try_new(&f).is_ok(),
+                "{spec}: {f}"
+            );
+        }
     }
 
     #[test]

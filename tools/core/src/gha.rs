@@ -155,8 +155,8 @@ impl<W: Write> Actions<W> {
             return Ok(());
         }
         for piece in mask_pieces(value) {
-            if !already_masked(piece) {
-                writeln!(self.commands, "::add-mask::{}", escape_data(piece))?;
+            if !already_masked(&piece) {
+                writeln!(self.commands, "::add-mask::{}", escape_data(&piece))?;
             }
         }
         Ok(())
@@ -248,7 +248,7 @@ impl<W: Write> Actions<W> {
 }
 
 /// The lines of a secret the runner is told to mask.
-fn mask_pieces(value: &str) -> Vec<&str> {
+fn mask_pieces(value: &str) -> Vec<String> {
     secret::pieces(value)
         .into_iter()
         .filter(|p| !p.contains(['\n', '\r']))
@@ -279,8 +279,8 @@ pub fn install_mask_hook() {
         let mut set = stderr_masked().lock().unwrap_or_else(|p| p.into_inner());
         let mut err = io::stderr().lock();
         for piece in mask_pieces(value) {
-            if set.insert(piece.to_owned()) {
-                let _ = writeln!(err, "::add-mask::{}", escape_data(piece));
+            if set.insert(piece.clone()) {
+                let _ = writeln!(err, "::add-mask::{}", escape_data(&piece));
             }
         }
     });

@@ -22,6 +22,7 @@ pub struct GithubArgs {
     #[arg(
         long,
         env = "GITHUB_API_URL",
+        hide_env_values = true,
         default_value = "https://api.github.com",
         value_name = "URL"
     )]

@@ -345,12 +345,29 @@ impl HttpClient {
             }
             hops += 1;
             let next = redirect_target(&hop.url, &location, &hop_url)?;
-            if !same_origin(&hop.url, &next) {
+            let cross_origin = !same_origin(&hop.url, &next);
+            if cross_origin {
                 // Credentials were meant for the origin they were configured for, never for
                 // whatever host a response points at.
                 send_secrets = false;
             }
             hop.redirect(code, next);
+            // A 307 or 308 sends the body again: one that carries a secret (a login's password
+            // from ${VAR}) does not go to another origin either.
+            if cross_origin
+                && hop
+                    .body
+                    .as_deref()
+                    .is_some_and(crate::secret::contains_secret)
+            {
+                return Err(HttpError::Invalid {
+                    url: hop_url,
+                    message: format!(
+                        "redirected ({code}) to another origin, {}: the request body carries a secret and is not sent there",
+                        redact(&origin_of(&hop.url))
+                    ),
+                });
+            }
         }
     }
 
@@ -456,6 +473,11 @@ impl HeaderMaps {
         }
         map
     }
+}
+
+/// `scheme://host:port` of `u`, for messages.
+fn origin_of(u: &reqwest::Url) -> String {
+    u.origin().ascii_serialization()
 }
 
 /// Whether two URLs have the same origin (scheme, host, port).

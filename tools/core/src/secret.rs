@@ -46,9 +46,17 @@ impl std::str::FromStr for Secret {
 /// are still never printed through [`Secret`].) README says so.
 pub const MIN_REDACT_LEN: usize = 4;
 
-fn registry() -> &'static Mutex<Vec<String>> {
-    static REG: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    REG.get_or_init(|| Mutex::new(Vec::new()))
+/// The secrets registered, and every piece of them longest first (worked out once, when a secret
+/// is registered, not on every line redacted).
+#[derive(Default)]
+struct Registry {
+    secrets: Vec<String>,
+    pieces: Vec<String>,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static REG: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REG.get_or_init(Default::default)
 }
 
 /// Called with every newly registered secret (the binaries install one that writes
@@ -70,15 +78,114 @@ pub fn on_register(f: impl Fn(&str) + Send + Sync + 'static) {
 }
 
 /// The pieces of a secret that are masked and redacted: the whole value and each of its lines,
-/// trimmed, when at least [`MIN_REDACT_LEN`] long.
-pub fn pieces(secret: &str) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
+/// trimmed, when at least [`MIN_REDACT_LEN`] long; and each piece as it reads once escaped the
+/// ways an error or report may print it: Rust's `{:?}` and JSON (`\"`, `\\`), and percent-encoded
+/// as a URL's query, path or form value (`%20`, `+`), so that a value quoted or put in a URL by the
+/// code that shows it is scrubbed too.
+pub fn pieces(secret: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |p: &str| {
+        if p.len() >= MIN_REDACT_LEN && !out.iter().any(|o| o == p) {
+            out.push(p.to_owned());
+        }
+    };
     for piece in std::iter::once(secret.trim()).chain(secret.lines().map(str::trim)) {
-        if piece.len() >= MIN_REDACT_LEN && !out.contains(&piece) {
-            out.push(piece);
+        add(piece);
+        for escaped in escaped_forms(piece) {
+            add(&escaped);
         }
     }
     out
+}
+
+/// `piece` as `{:?}`, JSON and URL encodings write it (without the quotes around it).
+fn escaped_forms(piece: &str) -> Vec<String> {
+    let unquote = |q: String| {
+        q.strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .map(str::to_owned)
+            .unwrap_or(q)
+    };
+    let mut forms = vec![unquote(format!("{piece:?}"))];
+    if let Ok(j) = serde_json::to_string(piece) {
+        forms.push(unquote(j));
+    }
+    if let Ok(mut u) = reqwest::Url::parse("http://h/") {
+        u.set_query(Some(piece));
+        forms.extend(u.query().map(str::to_owned));
+        u.set_query(None);
+        u.query_pairs_mut().append_pair("k", piece);
+        forms.extend(
+            u.query()
+                .and_then(|q| q.strip_prefix("k="))
+                .map(str::to_owned),
+        );
+        u.set_query(None);
+        u.set_path(piece);
+        forms.push(u.path().trim_start_matches('/').to_owned());
+    }
+    forms.retain(|f| f != piece);
+    forms
+}
+
+/// Registers the credentials a URL-like string carries (`scheme://user:password@host`), so that
+/// wherever it is shown (an error, a log line, a summary) they are scrubbed: the password, or
+/// the user name when there is no password and it is as long as a token (`https://<token>@host`;
+/// a short name such as `git` is an identity, not a secret). A plain string does nothing.
+pub fn register_url_credentials(s: &str) {
+    if let Ok(u) = reqwest::Url::parse(s) {
+        match u.password() {
+            Some(p) => register_decoded(p),
+            None if u.username().len() >= TOKEN_AS_USER_LEN => register_decoded(u.username()),
+            None => {}
+        }
+        return;
+    }
+    // Not a URL the parser takes (a password with `/` or `#` in it): everything between the
+    // scheme and the last `@` is the user information.
+    if let (Some(at), Some(start)) = (s.rfind('@'), s.find("://")) {
+        let info = &s[start + 3..at.max(start + 3)];
+        let password = info.split_once(':').map_or(info, |(_, p)| p);
+        register(password);
+    }
+}
+
+/// A user name without a password at least this long is taken for a token.
+const TOKEN_AS_USER_LEN: usize = 12;
+
+/// Registers a URL component as given and percent-decoded.
+fn register_decoded(component: &str) {
+    register(component);
+    if let Ok(d) = percent_decode(component) {
+        register(&d);
+    }
+}
+
+/// `%XX` sequences decoded (UTF-8); an error for a malformed one.
+fn percent_decode(s: &str) -> Result<String, ()> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or(())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ())
+}
+
+/// Whether `bytes` hold any registered secret (or one of its [`pieces`]): a request body that
+/// must not follow a redirect to another origin.
+pub fn contains_secret(bytes: &[u8]) -> bool {
+    let reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+    reg.pieces
+        .iter()
+        .any(|p| !p.is_empty() && bytes.windows(p.len()).any(|w| w == p.as_bytes()))
 }
 
 /// Remembers a secret so [`redact`] removes it from text and the Actions module masks it.
@@ -88,12 +195,17 @@ pub fn register(value: &str) {
     }
     let added = {
         let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
-        if reg.iter().any(|v| v == value) {
+        if reg.secrets.iter().any(|v| v == value) {
             false
         } else {
-            reg.push(value.to_owned());
-            // Longest first, so a secret that contains another is replaced whole.
-            reg.sort_by_key(|v| std::cmp::Reverse(v.len()));
+            reg.secrets.push(value.to_owned());
+            for p in pieces(value) {
+                if !reg.pieces.contains(&p) {
+                    reg.pieces.push(p);
+                }
+            }
+            // Longest first, so a piece that contains another is replaced whole.
+            reg.pieces.sort_by_key(|v| std::cmp::Reverse(v.len()));
             true
         }
     };
@@ -104,19 +216,21 @@ pub fn register(value: &str) {
 
 /// Every secret registered so far (for `::add-mask::`).
 pub fn registered() -> Vec<String> {
-    registry().lock().unwrap_or_else(|p| p.into_inner()).clone()
+    registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .secrets
+        .clone()
 }
 
-/// Replaces every registered secret (and each of its lines) in `text` with `***`.
+/// Replaces every registered secret (each of its lines, and their escaped forms: [`pieces`]) in
+/// `text` with `***`.
 pub fn redact(text: &str) -> String {
     let reg = registry().lock().unwrap_or_else(|p| p.into_inner());
     let mut out = text.to_owned();
-    // Every piece of every secret, longest first, so a piece containing another goes whole.
-    let mut all: Vec<&str> = reg.iter().flat_map(|s| pieces(s)).collect();
-    all.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for piece in all {
-        if out.contains(piece) {
-            out = out.replace(piece, "***");
+    for piece in &reg.pieces {
+        if out.contains(piece.as_str()) {
+            out = out.replace(piece.as_str(), "***");
         }
     }
     out
@@ -140,6 +254,33 @@ mod tests {
         register("line-one-secret\nline-two-secret");
         let text = "auth failed for hunter2-very-secret; saw line-two-secret";
         assert_eq!(redact(text), "auth failed for ***; saw ***");
+    }
+
+    #[test]
+    fn escaped_and_encoded_forms_are_scrubbed() {
+        let v = "tok\"QUOTED\\ sp#ce";
+        register(v);
+        let debug = format!("got {v:?}");
+        let json = serde_json::to_string(v).unwrap();
+        let mut u = reqwest::Url::parse("http://h/p").unwrap();
+        u.query_pairs_mut().append_pair("key", v);
+        let mut q = reqwest::Url::parse("http://h/p").unwrap();
+        q.set_query(Some(&format!("key={v}")));
+        for shown in [debug, json, u.to_string(), q.to_string()] {
+            let r = redact(&shown);
+            assert!(!r.contains("QUOTED"), "{shown} -> {r}");
+        }
+    }
+
+    #[test]
+    fn url_credentials_are_registered_even_when_the_url_does_not_parse() {
+        register_url_credentials("http://deploy:pw-first-9a8b@127.0.0.1:1/r.git");
+        register_url_credentials("https://deploy:pw-second/x#y@h.example/");
+        register_url_credentials("https://ghp_tokenasuser0001@github.com/o/r");
+        let text = "pw-first-9a8b pw-second/x#y ghp_tokenasuser0001";
+        assert_eq!(redact(text), "*** *** ***");
+        assert!(contains_secret(b"{\"password\": \"pw-first-9a8b\"}"));
+        assert!(!contains_secret(b"nothing here"));
     }
 
     #[test]

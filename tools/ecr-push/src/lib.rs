@@ -66,7 +66,7 @@ pub struct Args {
     #[arg(long, value_name = "SHA")]
     pub sha: Option<String>,
     /// Registry URL (default: ECR's proxy endpoint from GetAuthorizationToken).
-    #[arg(long, env = "DEPLOY_REGISTRY_URL", value_name = "URL")]
+    #[arg(long, env = "DEPLOY_REGISTRY_URL", hide_env_values = true, value_name = "URL")]
     pub registry_url: Option<String>,
     /// Create a missing repository with the image's mutability and scan-on-push.
     #[arg(long)]

@@ -1206,6 +1206,9 @@ fn open(args: &Args) -> anyhow::Result<Opened> {
     if let Some(h) = &args.head {
         validate_rev("--head", h)?;
     }
+    // A remote given as a URL with credentials: they are scrubbed wherever the remote is shown
+    // (errors, logs, the report and summary); git gets it as given.
+    deploy_core::secret::register_url_credentials(&args.remote);
     let mut g = Git::unchecked(&args.repo);
     if let Some(token) = &args.github.github_token {
         let server = std::env::var("GITHUB_SERVER_URL")
