@@ -1068,6 +1068,47 @@ async fn sigterm_mid_wait_gives_a_partial_report_and_an_incomplete_record() {
     assert_eq!(inc["outcome"], "interrupted");
 }
 
+/// A cancel while planning (here ECS accepts the connection and never answers) still ends with
+/// a report and the step outputs, and changes nothing: no incident opened, no service touched.
+#[tokio::test]
+async fn sigterm_while_planning_changes_nothing_and_still_reports() {
+    let e = env(1, 3).await;
+    e.verified(0, 2, "c0ffee0").await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let outputs = e.dir.path().join("outputs.txt");
+    let mut c = e.cmd(&["--incident-file", "incident.json"]);
+    c.env(
+        "AWS_ENDPOINT_URL",
+        format!("http://{}", silent.local_addr().unwrap()),
+    )
+    .env("GITHUB_ACTIONS", "true")
+    .env("GITHUB_OUTPUT", &outputs)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let out = rig::sigterm(child).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted by SIGTERM while planning: nothing was changed"),
+        "{report:#}"
+    );
+    assert!(
+        report["audit"].as_array().is_none_or(Vec::is_empty),
+        "{report:#}"
+    );
+    assert!(!e.dir.path().join("incident.json").exists());
+    assert!(e.ecs_standin.calls_of("UpdateService").is_empty());
+    let outputs = std::fs::read_to_string(&outputs).unwrap();
+    for key in ["outcome", "exit-code", "report"] {
+        assert!(outputs.contains(&format!("{key}<<")), "{key}: {outputs}");
+    }
+}
+
 /// `health-check --preflight` as a deploy's first step, against the records a real rollback
 /// wrote to moto's CloudWatch Logs: refused while the rollback runs and after it failed, allowed
 /// with `--allow-open-incident`; the fix's `--mark-verified` resolves the incident, and a deploy

@@ -366,12 +366,17 @@ pub(crate) async fn act_all(
     plans: &[Plan],
     reason: &str,
     on_failure: OnFailure,
+    cancel: &deploy_core::cli::Cancel,
 ) -> (
     Outcomes,
     Option<&'static str>,
     Vec<deploy_core::report::AuditEvent>,
 ) {
     let log: Audit = Arc::new(Mutex::new(Vec::new()));
+    // A signal that came while the incident was being opened: no service is touched.
+    if let Some(sig) = cancel.signal() {
+        return (Outcomes::new(), Some(sig), Vec::new());
+    }
     let deadline = Deadline::after(s.wait.deadline);
     let mut set = tokio::task::JoinSet::new();
     for p in plans {
@@ -393,7 +398,7 @@ pub(crate) async fn act_all(
     }
     let mut outcomes = Outcomes::new();
     let mut interrupted = None;
-    let mut signal = std::pin::pin!(deploy_core::cli::interrupted());
+    let mut signal = std::pin::pin!(cancel.arrived());
     loop {
         tokio::select! {
             r = set.join_next() => match r {

@@ -242,6 +242,10 @@ async fn run_rollback(args: &Args) -> anyhow::Result<Exit> {
 /// them back, verify the environment, and record the incident.
 async fn rollback(args: &Args) -> anyhow::Result<Report> {
     let started = Instant::now();
+    // From here on SIGINT and SIGTERM no longer end the process: each phase below answers them
+    // (planning stops with nothing changed; once the incident is open, the run records how far
+    // it got), so a cancelled job never leaves an in-progress record behind.
+    let cancel = deploy_core::cli::Cancel::watch();
     let s = settings(args)?;
     let region = s.resolved.region();
     let sdk = deploy_core::aws::sdk_config(&args.aws, region).await?;
@@ -252,7 +256,17 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
         format!("{} (cluster {})", s.environment, s.cluster),
     );
     report.dry_run = args.dry_run;
-    let planned = plan_all(&ecs, &sdk, &s, args.allow_unverified).await?;
+    let planned = tokio::select! {
+        p = plan_all(&ecs, &sdk, &s, args.allow_unverified) => p?,
+        sig = cancel.arrived() => {
+            report.interrupted(
+                sig,
+                format!("interrupted by {sig} while planning: nothing was changed"),
+            );
+            report.finish(started.elapsed());
+            return Ok(report);
+        }
+    };
     let refused = planned
         .iter()
         .filter(|p| matches!(p, Planned::Refused { .. }))
@@ -277,7 +291,7 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     let gh = start_github_deployment(&s, &plans, &mut report).await;
     let acting_at = started.elapsed();
     let (outcomes, interrupted, audit) =
-        act_all(&ecs, &s, &plans, &args.reason, args.on_failure).await;
+        act_all(&ecs, &s, &plans, &args.reason, args.on_failure, &cancel).await;
     report.audit.extend(audit);
     for p in &plans {
         report.push(service_check(p, outcomes.get(&p.service), interrupted));
@@ -293,7 +307,7 @@ async fn rollback(args: &Args) -> anyhow::Result<Report> {
     let verifying_at = started.elapsed();
     let (recovered_at, interrupted) = match interrupted {
         Some(sig) => (None, Some(sig)),
-        None => match verify_environment(args, &s, &plans, &outcomes, &mut report).await {
+        None => match verify_environment(args, &s, &plans, &outcomes, &mut report, &cancel).await {
             Ok(v) => v,
             Err(e) => {
                 // The in-progress record must not outlive this run: it ends as failed.

@@ -20,6 +20,7 @@ pub(crate) async fn verify_environment(
     plans: &[Plan],
     outcomes: &Outcomes,
     report: &mut Report,
+    cancel: &deploy_core::cli::Cancel,
 ) -> anyhow::Result<(Option<SystemTime>, Option<&'static str>)> {
     let ok: Vec<&Plan> = plans
         .iter()
@@ -28,7 +29,7 @@ pub(crate) async fn verify_environment(
     if ok.is_empty() {
         return Ok((None, None));
     }
-    match verify(args, s, &ok).await? {
+    match verify(args, s, &ok, cancel).await? {
         Verified::Report(v) => {
             for c in v.checks.clone() {
                 report.push(Check {
@@ -74,7 +75,12 @@ pub(crate) enum Verified {
 
 /// The health-check engine over the same config: HTTP checks, the rolled-back services on their
 /// targets, the alarms; on success it tags the targets verified again (`--mark-verified`).
-pub(crate) async fn verify(args: &Args, s: &Settings, ok: &[&Plan]) -> anyhow::Result<Verified> {
+pub(crate) async fn verify(
+    args: &Args,
+    s: &Settings,
+    ok: &[&Plan],
+    cancel: &deploy_core::cli::Cancel,
+) -> anyhow::Result<Verified> {
     // health-check as a library: its settings as a struct, the flags rollback shares with it
     // passed as they are (no argv is built and parsed again).
     let hc = health_check::Args {
@@ -104,9 +110,8 @@ pub(crate) async fn verify(args: &Args, s: &Settings, ok: &[&Plan]) -> anyhow::R
         ..health_check::Args::default()
     };
     tracing::info!("verifying {} with the health checks", s.environment);
-    let mut signal = std::pin::pin!(deploy_core::cli::interrupted());
     tokio::select! {
         r = health_check::check(&hc) => Ok(Verified::Report(Box::new(r?))),
-        sig = &mut signal => Ok(Verified::Interrupted(sig)),
+        sig = cancel.arrived() => Ok(Verified::Interrupted(sig)),
     }
 }
