@@ -616,6 +616,33 @@ async fn sigterm_mid_upload_moves_no_tag_and_reports_partially() {
     assert_eq!(skopeo(&r, "v1").0, built.manifest_digest);
 }
 
+/// A push cut short by a signal still audits every call it made: here the repository it
+/// created (`--create-repo`) before its uploads stalled.
+#[tokio::test]
+async fn a_cancelled_push_still_audits_the_calls_it_made() {
+    let r = unique("afu9/created");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = layout(dir.path(), "a", &[300_000], 75);
+    let proxy = proxy(Fault::StallUploads).await;
+    let args = format!("--format json --create-repo --repository {r} --source {a} --tag v1");
+    let child = rig::spawn(push_cmd(dir.path(), &proxy.url, &args));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !proxy.fired.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let out = rig::sigterm(child).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let audit = v["audit"].as_array().cloned().unwrap_or_default();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "ecr:CreateRepository" && e["outcome"] == "done"),
+        "{v:#}"
+    );
+}
+
 /// While a blob's bytes go up, the next blob is checked and its session opened, so its upload
 /// starts the moment a permit frees; no more than `--concurrency` sessions wait ahead. Seen at
 /// the wire: with `--concurrency 1` and the first upload held unanswered, exactly one more

@@ -168,10 +168,18 @@ async fn push(args: &Args) -> anyhow::Result<Exit> {
     }
 
     // Phase 2: repositories, blobs and manifests of every image. Phase 3: only then any tag.
+    let audits: Vec<tokio::sync::Mutex<Report>> = loaded
+        .iter()
+        .map(|_| tokio::sync::Mutex::new(Report::new("ecr-push", "", "")))
+        .collect();
     let uploaded = tokio::select! {
-        r = ctx.upload_all(&loaded, &plans, &mut report) => Ok(r),
+        r = ctx.upload_all(&loaded, &plans, &audits) => Ok(r),
         signal = cancel.arrived() => Err(signal),
     };
+    // Every call made, in image order, whether the uploads finished or a signal cut them short.
+    for a in audits {
+        report.audit.extend(a.into_inner().audit);
+    }
     let results = match uploaded {
         Ok(results) => results,
         Err(signal) => {

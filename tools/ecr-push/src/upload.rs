@@ -64,41 +64,37 @@ impl Push<'_> {
     /// `--concurrency`: four images of 50 MB take about the time of one of 200 MB. Images that do
     /// share one go in order, so a later image mounts what an earlier one uploaded instead of
     /// sending it twice (and after a failure the rest are not pushed). A failed image moves no tag
-    /// of any image (phase 3 tags only when all succeeded). Each image audits into a report of its own, merged in image order, so the
-    /// record does not depend on which upload finished first.
+    /// of any image (phase 3 tags only when all succeeded). Each image audits into `audits[i]`, a
+    /// report of its own that the caller owns and merges in image order, so the record does not
+    /// depend on which upload finished first, and a push cut short by a signal (this future
+    /// dropped) still reports every call it made.
     pub(crate) async fn upload_all(
         &self,
         loaded: &[Loaded],
         plans: &[Plan],
-        report: &mut Report,
+        audits: &[tokio::sync::Mutex<Report>],
     ) -> Vec<(anyhow::Result<Transferred>, Duration)> {
-        let upload = |l, p| async move {
+        let upload = |i: usize| async move {
             let t0 = Instant::now();
-            let mut own = Report::new("ecr-push", "", "");
-            let r = self.upload(l, p, loaded, &mut own).await;
-            (r, t0.elapsed(), own.audit)
+            let mut own = audits[i].lock().await;
+            let r = self.upload(&loaded[i], &plans[i], loaded, &mut own).await;
+            (r, t0.elapsed())
         };
-        let done = if shares_blobs(loaded) {
-            let mut done: Vec<(anyhow::Result<Transferred>, Duration, _)> = Vec::new();
-            for (l, p) in loaded.iter().zip(plans) {
-                if done.iter().any(|(r, _, _)| r.is_err()) {
+        let n = loaded.len().min(plans.len()).min(audits.len());
+        if shares_blobs(loaded) {
+            let mut done: Vec<(anyhow::Result<Transferred>, Duration)> = Vec::new();
+            for i in 0..n {
+                if done.iter().any(|(r, _)| r.is_err()) {
                     let skipped = Err(exit::dependency("not pushed: an earlier image failed"));
-                    done.push((skipped, Duration::ZERO, Vec::new()));
+                    done.push((skipped, Duration::ZERO));
                 } else {
-                    done.push(upload(l, p).await);
+                    done.push(upload(i).await);
                 }
             }
             done
         } else {
-            futures_util::future::join_all(loaded.iter().zip(plans).map(|(l, p)| upload(l, p)))
-                .await
-        };
-        done.into_iter()
-            .map(|(r, took, audit)| {
-                report.audit.extend(audit);
-                (r, took)
-            })
-            .collect()
+            futures_util::future::join_all((0..n).map(upload)).await
+        }
     }
 
     /// Phase 2: create the repository if planned, then every blob and manifest (no tag).
