@@ -641,6 +641,13 @@ async fn a_cancelled_push_still_audits_the_calls_it_made() {
             .any(|e| e["action"] == "ecr:CreateRepository" && e["outcome"] == "done"),
         "{v:#}"
     );
+    // The time taken is an output of every report, an interrupted push's too.
+    assert!(
+        v["outputs"]["duration-seconds"]
+            .as_str()
+            .is_some_and(|d| d.parse::<f64>().is_ok()),
+        "{v:#}"
+    );
 }
 
 /// While a blob's bytes go up, the next blob is checked and its session opened, so its upload

@@ -101,8 +101,12 @@ async fn up_to_date_and_ahead() {
     let r = repos();
     commit(&r.work, "new.txt", "x\n", "feature work");
     let head = git(&r.work, &["rev-parse", "HEAD"]);
+    let fetch_head = || std::fs::read(r.work.join(".git/FETCH_HEAD")).ok();
+    let before = fetch_head();
     let (ran, v) = r.sync("").await;
     assert_eq!(ran.code, 0, "{ran:?}");
+    // Read-only: FETCH_HEAD included.
+    assert_eq!(fetch_head(), before);
     assert_eq!(
         (out(&v, "ahead"), out(&v, "behind"), out(&v, "conflicts")),
         ("1", "0", "0")
@@ -849,6 +853,9 @@ async fn a_rebase_whose_replayed_patch_gains_new_context_is_kept() {
             .trim_end()
     );
     assert_eq!(out(&v, "new-head"), git(&r.work, &["rev-parse", "HEAD"]));
+    // The counts are the branch's after the update: one commit of its own, none missing.
+    assert_eq!(out(&v, "behind"), "0");
+    assert_eq!(out(&v, "ahead"), "1");
 }
 
 #[tokio::test]

@@ -504,32 +504,38 @@ pub fn emit_to<W: Write>(
     Ok(report.outcome)
 }
 
-/// Writes the JSON report to `--report`, or inside Actions to a file in `RUNNER_TEMP`; its path.
+/// Writes the JSON report to `--report`, and inside Actions also to a file in `RUNNER_TEMP`
+/// (where `health-check --checklist` reads every report of the job, whether or not `--report`
+/// was given); its path (`--report`'s when given).
 fn report_file(
     report: &Report,
     out: &OutputArgs,
     in_actions: bool,
 ) -> anyhow::Result<Option<PathBuf>> {
-    let path = out.report.clone().or_else(|| {
-        in_actions.then(|| {
-            let dir =
-                std::env::var_os("RUNNER_TEMP").map_or_else(std::env::temp_dir, PathBuf::from);
-            dir.join(format!(
-                "deploy-action-{}-{}.json",
-                report.tool,
-                std::process::id()
-            ))
-        })
-    });
-    if let Some(path) = &path {
-        std::fs::write(path, render::json(report)).map_err(|e| {
+    let json = render::json(report);
+    let write = |path: &PathBuf| {
+        std::fs::write(path, &json).map_err(|e| {
             exit::usage(format!(
                 "couldn't write report file {}: {e}",
                 path.display()
             ))
-        })?;
+        })
+    };
+    if let Some(path) = &out.report {
+        write(path)?;
     }
-    Ok(path)
+    let temp = in_actions.then(|| {
+        let dir = std::env::var_os("RUNNER_TEMP").map_or_else(std::env::temp_dir, PathBuf::from);
+        dir.join(format!(
+            "deploy-action-{}-{}.json",
+            report.tool,
+            std::process::id()
+        ))
+    });
+    if let Some(path) = &temp {
+        write(path)?;
+    }
+    Ok(out.report.clone().or(temp))
 }
 
 /// The report's own annotations, then one per check that did not pass (an error for a failed

@@ -194,10 +194,6 @@ async fn push(args: &Args) -> anyhow::Result<Exit> {
             format!("interrupted by {signal}: every image's tags were finished first"),
         );
     }
-    report.output(
-        "duration-seconds",
-        format!("{:.2}", started.elapsed().as_secs_f64()),
-    );
     publish_and_emit(args, report, started).await
 }
 
@@ -280,7 +276,16 @@ fn interrupted(mut report: Report, loaded: &[Loaded], signal: &str, step: &str) 
 }
 
 /// The common `--publish` (a check run `ecr-push (<environment>)`), then every other sink.
-async fn publish_and_emit(args: &Args, report: Report, started: Instant) -> anyhow::Result<Exit> {
+async fn publish_and_emit(
+    args: &Args,
+    mut report: Report,
+    started: Instant,
+) -> anyhow::Result<Exit> {
+    // Every report carries the time taken: a refusal and an interrupted push included.
+    report.output(
+        "duration-seconds",
+        format!("{:.2}", started.elapsed().as_secs_f64()),
+    );
     let path = args.common.config_label();
     args.publish
         .publish_and_emit(report, &args.common, &path, || started.elapsed())

@@ -435,6 +435,8 @@ fn fetch_refspec(
     refspec: &str,
 ) -> Result<String, git::GitError> {
     let mut argv = FETCH.to_vec();
+    // FETCH_HEAD is a ref of sorts too: left as it was (README: read-only but the fetched refs).
+    argv.push("--no-write-fetch-head");
     argv.extend_from_slice(options);
     argv.extend(["--end-of-options", remote, refspec]);
     g.transport(&argv)

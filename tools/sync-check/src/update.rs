@@ -137,6 +137,9 @@ pub fn run(
         return Ok(());
     }
     let ahead_now = only_in(g, &new_head, base_ref)?.len();
+    // The outputs say where the branch stands now, not where it stood before the update.
+    report.output("ahead", ahead_now);
+    report.output("behind", 0);
     report.summary = format!(
         "{}d {} onto {}: {ahead_now} commits ahead, 0 behind",
         sync.verb, sync.branch, sync.base_name
