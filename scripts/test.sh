@@ -67,6 +67,11 @@ run_tests() {
 # The end-to-end tests run the tools' binaries, which `cargo test` alone does not build.
 # One binary holds the five tools; their names are links to it (scripts/link-tools.sh).
 if [[ "${SKIP_LINT:-0}" != 1 ]]; then
+    # A minimal rustup profile has neither rustfmt nor clippy: add them (the toolchain's own).
+    if ! cargo fmt --version >/dev/null 2>&1 || [[ ! -x "$(rustc --print sysroot)/bin/clippy-driver" ]]; then
+        command -v rustup >/dev/null || { echo "test.sh: rustfmt/clippy missing and no rustup to add them" >&2; exit 1; }
+        rustup component add rustfmt clippy >&2
+    fi
     phase fmt cargo fmt --all -- --check
     # Clippy lints while the build compiles, instead of in a `cargo clippy` pass of its own:
     # that pass checks every dependency (the AWS SDK) once more, only to throw the result away.

@@ -57,7 +57,12 @@ async fn the_checklist_ticks_what_the_job_s_reports_passed_and_leaves_the_rest_m
     .unwrap();
     let notify = format!("--notify {}/services/x/hook-0000", hook.url);
     // A report of its own (`--report`) as well: the checklist still sees the run.
-    let r = run(step("smoke-test", dir.path(), "-e staging --report smoke.json")).await;
+    let r = run(step(
+        "smoke-test",
+        dir.path(),
+        "-e staging --report smoke.json",
+    ))
+    .await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(dir.path().join("smoke.json").is_file());
     let r = run(step(

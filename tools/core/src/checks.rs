@@ -1035,7 +1035,7 @@ mod tests {
         assert_eq!(exit::classify(&e), exit::Exit::Usage);
         assert!(
             e.to_string().starts_with(
-                "t.toml:1:1: smoke.checks[0]: check \"x\": assert[0]: invalid jq expression"
+                "t.toml:4:12: smoke.checks[0]: check \"x\": assert[0]: invalid jq expression"
             ),
             "{e}"
         );

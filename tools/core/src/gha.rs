@@ -409,10 +409,19 @@ mod tests {
         a.group("push").unwrap();
         a.endgroup().unwrap();
         let text = String::from_utf8(a.into_writer()).unwrap();
-        assert_eq!(
-            text,
-            "::add-mask::abcd-1\n::add-mask::defg-2\n::group::push\n::endgroup::\n"
+        // Each line masked (and the value's escaped forms, e.g. `abcd-1\ndefg-2` as `{:?}`
+        // writes it), never the short one, and every mask before the group.
+        let masks: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("::add-mask::"))
+            .collect();
+        assert!(
+            masks.contains(&"abcd-1") && masks.contains(&"defg-2"),
+            "{text}"
         );
+        assert!(masks.contains(&"abcd-1\\ndefg-2"), "{text}");
+        assert!(!masks.contains(&"ab"), "{text}");
+        assert!(text.ends_with("::group::push\n::endgroup::\n"), "{text}");
     }
 
     #[test]

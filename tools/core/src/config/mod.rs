@@ -253,6 +253,58 @@ fn unset_vars(
     }
 }
 
+/// Where the error `span` points at is: the expression `message` quotes (`expression "..."`, as
+/// `{:?}` writes it), else its first quoted value, when it stands in the file as written in the
+/// table the span heads. An invalid jq assertion is a line of its check's table.
+fn narrow(
+    text: &str,
+    span: std::ops::Range<usize>,
+    key: &str,
+    message: &str,
+) -> std::ops::Range<usize> {
+    let at = message
+        .find("expression \"")
+        .map(|i| i + "expression ".len())
+        .or_else(|| message.find('"'));
+    let Some(q) = at else {
+        return span;
+    };
+    let quoted = serde_json::Deserializer::from_str(&message[q..])
+        .into_iter::<String>()
+        .next()
+        .and_then(Result::ok)
+        .filter(|v| v.len() >= 2);
+    // toml gives a table's header (`[[smoke.checks]]`) as the span of an error in the table:
+    // look through that table, up to the next header. Any other span already is the value.
+    let header = text.get(span.clone()).unwrap_or_default();
+    if !header.starts_with('[') {
+        return span;
+    }
+    // `smoke.checks[1]`: the second `[[smoke.checks]]` (toml points at the first).
+    let nth = key
+        .split_once('[')
+        .and_then(|(_, r)| r.split_once(']'))
+        .and_then(|(n, _)| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut start = span.start;
+    for _ in 0..nth {
+        match text.get(start + 1..).and_then(|t| t.find(header)) {
+            Some(i) => start += 1 + i,
+            None => return span,
+        }
+    }
+    let after = start + header.len();
+    let end = text
+        .get(after..)
+        .and_then(|t| t.find("\n["))
+        .map_or(text.len(), |i| after + i);
+    let region = text.get(start..end).unwrap_or_default();
+    match quoted.and_then(|v| region.find(&v).map(|i| (i, v.len()))) {
+        Some((i, n)) => start + i..start + i + n,
+        None => span,
+    }
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
@@ -306,7 +358,9 @@ impl Config {
                 return unset_error(path, u);
             }
             let inner = e.into_inner();
-            invalid(inner.span(), key, inner.message().trim().to_owned())
+            let message = inner.message().trim().to_owned();
+            let span = inner.span().map(|s| narrow(text, s, &key, &message));
+            invalid(span, key, message)
         })?;
         cfg.source = path.to_owned();
         cfg.unset = unset;
@@ -619,7 +673,15 @@ mod tests {
     fn a_bad_assertion_is_located() {
         let e = err("[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nassert = [\".a == \"]\n");
         assert!(
-            e.starts_with("deploy.toml:1:1: smoke.checks[0]: check \"a\": assert[0]: invalid jq"),
+            e.starts_with("deploy.toml:4:12: smoke.checks[0]: check \"a\": assert[0]: invalid jq"),
+            "{e}"
+        );
+        // The second check's second assertion: its own line, not the first check's.
+        let e = err(
+            "[[smoke.checks]]\nname = \"one\"\npath = \"/\"\n\n[[smoke.checks]]\nname = \"two\"\npath = \"/\"\nassert = [\".ok\",\n  \".x ==\"]\n",
+        );
+        assert!(
+            e.starts_with("deploy.toml:9:4: smoke.checks[1]: check \"two\": assert[1]: invalid jq"),
             "{e}"
         );
     }
