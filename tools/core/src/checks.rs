@@ -63,10 +63,13 @@ impl Assertion {
         match verdict {
             Ok(true) => Ok(()),
             Ok(false) => {
-                let saw = match &self.lhs {
-                    Some((l, p)) => format!("`{l}` is {}", shown(p.run(body))),
-                    None => format!("it gave {}", shown(self.program.run(body))),
-                };
+                // What it saw, on a budgeted thread too (its big stack, its deadline).
+                let (lhs, program, input) = (self.lhs.clone(), self.program.clone(), body.clone());
+                let saw = budgeted(move || match &lhs {
+                    Some((l, p)) => format!("`{l}` is {}", shown(p.run(&input))),
+                    None => format!("it gave {}", shown(program.run(&input))),
+                })
+                .unwrap_or_else(|e| format!("what it saw {e}"));
                 Err(format!("assertion `{}` failed: {saw}", self.expr))
             }
             Err(e) => Err(format!("assertion `{}` failed: {e}", self.expr)),

@@ -56,33 +56,96 @@ fn found(part: &str) -> String {
     }
 }
 
-/// Whether `expr` defines a function (`def name: ...;`), outside string literals.
+/// Whether `expr` defines a function (`def name: ...;`) anywhere it is code: outside string
+/// literals, and inside a string's interpolations (`"\(def f: [f]; f)"`), however nested.
 fn defines_function(expr: &str) -> bool {
+    /// Where the scanner is: code (with the parentheses open in it, when it is an
+    /// interpolation), or a string.
+    enum At {
+        Code(usize),
+        Str,
+    }
+    let mut stack = vec![At::Code(0)];
     let mut chars = expr.chars().peekable();
     let mut word = String::new();
-    let mut in_string = false;
     while let Some(c) = chars.next() {
-        if in_string {
-            match c {
+        let nested = stack.len() > 1;
+        match stack.last_mut() {
+            Some(At::Str) => match c {
+                '\\' if chars.peek() == Some(&'(') => {
+                    chars.next();
+                    stack.push(At::Code(1));
+                }
                 '\\' => {
                     chars.next();
                 }
-                '"' => in_string = false,
+                '"' => {
+                    stack.pop();
+                }
                 _ => {}
+            },
+            Some(At::Code(open)) => {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '$' {
+                    word.push(c);
+                    continue;
+                }
+                if word == "def" {
+                    return true;
+                }
+                word.clear();
+                match c {
+                    '"' => stack.push(At::Str),
+                    '(' => *open += 1,
+                    ')' if *open == 1 && nested => {
+                        // The end of an interpolation: back in its string.
+                        stack.pop();
+                    }
+                    ')' => *open = open.saturating_sub(1),
+                    _ => {}
+                }
             }
-            continue;
+            None => return false,
         }
-        if c.is_ascii_alphanumeric() || c == '_' || c == '$' {
-            word.push(c);
-            continue;
-        }
-        if word == "def" {
-            return true;
-        }
-        word.clear();
-        in_string = c == '"';
     }
     word == "def"
+}
+
+/// Deepest nesting `fromjson` reads (serde_json's limit): a body field holding `[[[[...` a
+/// million deep is an error of the assertion, not a stack overflow that ends the tool.
+const FROMJSON_DEPTH: &str = "128";
+
+/// jq's `fromjson`, read by serde_json (which stops at [`FROMJSON_DEPTH`] levels) instead of
+/// jaq's reader (which recurses without a limit).
+fn fromjson(cv: jaq_core::Cv<'_, D>) -> jaq_core::ValXs<'_, Val> {
+    let r = match &cv.1 {
+        Val::TStr(b) | Val::BStr(b) => serde_json::from_slice::<Value>(b)
+            .map(|v| to_val(&v))
+            .map_err(|e| {
+                let nested = if e.to_string().contains("recursion limit") {
+                    format!(" (nested deeper than {FROMJSON_DEPTH} levels)")
+                } else {
+                    String::new()
+                };
+                jaq_core::Error::str(format!("cannot parse the string as JSON{nested}: {e}"))
+            }),
+        other => Err(jaq_core::Error::str(format!(
+            "cannot parse {} as JSON: not a string",
+            crate::jq::type_name(other)
+        ))),
+    };
+    jaq_core::native::bome(r)
+}
+
+/// The jq type of a value, for messages.
+fn type_name(v: &Val) -> &'static str {
+    match v {
+        Val::Null => "null",
+        Val::Bool(_) => "a boolean",
+        Val::Num(_) => "a number",
+        Val::TStr(_) | Val::BStr(_) => "a string",
+        Val::Arr(_) => "an array",
+        Val::Obj(_) => "an object",
+    }
 }
 
 /// The standard library's definitions, parsed once: parsing them is most of the compile cost.
@@ -163,7 +226,12 @@ impl Program {
         let funs = jaq_core::funs()
             .chain(jaq_std::funs())
             .chain(jaq_json::funs())
-            .filter(|f| f.0 != "env");
+            .filter(|f| f.0 != "env" && f.0 != "fromjson")
+            .chain(std::iter::once(jaq_core::native::run::<D>((
+                "fromjson",
+                jaq_core::native::v(0),
+                fromjson,
+            ))));
         let arena = Arena::default();
         let file = File {
             code: expr,
@@ -302,6 +370,43 @@ mod tests {
 
     fn t(expr: &str, v: serde_json::Value) -> bool {
         Program::compile(expr).unwrap().truthy(&v).unwrap()
+    }
+
+    #[test]
+    fn a_def_is_refused_wherever_it_is_code() {
+        for expr in [
+            "def f: [f]; f",
+            r#""\(def f: [f]; f)" | true"#,
+            r#""a \("b" | "\(def g: 1; g)")" | true"#,
+            r#"("\(1)" | length) as $n | "\((def h: h; h))""#,
+        ] {
+            let e = Program::compile(expr).unwrap_err();
+            assert!(e.contains("may not define functions"), "{expr}: {e}");
+        }
+        // In a string it is text, and around an interpolation too.
+        for expr in [
+            r#".x == "def""#,
+            r#""\(.a) def" | length > 0"#,
+            r#""\("(") def \(")")" | length > 0"#,
+        ] {
+            assert!(Program::compile(expr).is_ok(), "{expr}");
+        }
+    }
+
+    #[test]
+    fn fromjson_of_a_deeply_nested_string_is_an_error_not_a_crash() {
+        let deep = "[".repeat(1_000_000);
+        let p = Program::compile(".s | fromjson").unwrap();
+        let e = p.truthy(&json!({ "s": deep })).unwrap_err();
+        assert!(e.contains("nested deeper than 128 levels"), "{e}");
+        assert!(t(".s | try fromjson catch true", json!({ "s": deep })));
+        assert!(t(
+            r#".s | fromjson | .a == 1"#,
+            json!({ "s": "{\"a\": 1}" })
+        ));
+        assert!(t(r#"[.s | fromjson] == [[1, 2]]"#, json!({ "s": "[1,2]" })));
+        assert!(!t(".s | try fromjson catch false", json!({ "s": "1 2" })));
+        assert!(!t(". | try fromjson catch false", json!(5)));
     }
 
     #[test]

@@ -290,9 +290,30 @@ fn jq_expr() -> impl Strategy<Value = String> {
             "all",
             "first",
             "last",
+            "fromjson",
+            "tojson",
+            "try",
+            "catch",
+            ".s",
+            "\"\\(",
+            ")\"",
+            "\"\\(def f: [f]; f)\"",
+            "def",
         ][..],
     );
     prop::collection::vec(tok, 1..12).prop_map(|t| t.join(" "))
+}
+
+/// A body whose field `s` may hold JSON text, some of it nested far deeper than any parser's
+/// stack allows (what a hostile server can answer), for `.s | fromjson`.
+fn body_with_text() -> impl Strategy<Value = serde_json::Value> {
+    prop_oneof![
+        json(),
+        (1usize..1_000_000, "[\\[{\"a:0-9 ]{0,3}").prop_map(|(n, tail)| {
+            serde_json::json!({ "s": format!("{}{tail}", "[".repeat(n)) })
+        }),
+        json().prop_map(|v| serde_json::json!({ "s": v.to_string() })),
+    ]
 }
 
 fn json() -> impl Strategy<Value = serde_json::Value> {
@@ -318,8 +339,25 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
 proptest! {
     #![proptest_config(config(3000))]
 
+    /// What a server answers is read by `fromjson` however deep it nests: an error at worst.
     #[test]
-    fn jq_compile_and_evaluate_never_panic(expr in jq_expr(), input in json()) {
+    fn fromjson_of_any_body_never_crashes(
+        expr in prop::sample::select(&[
+            ".s | fromjson",
+            ".s | try fromjson catch true",
+            "[.s | fromjson] | length > 0",
+            ".s | fromjson | tojson | length > 0",
+        ][..]),
+        input in body_with_text(),
+    ) {
+        let a = crate::checks::Assertion::compile(expr).unwrap();
+        if let Err(reason) = a.check(&input) {
+            prop_assert!(reason.starts_with("assertion `"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn jq_compile_and_evaluate_never_panic(expr in jq_expr(), input in body_with_text()) {
         match crate::checks::Assertion::compile(&expr) {
             Ok(a) => {
                 // Pass or a reason naming the assertion; never a panic.
