@@ -387,3 +387,37 @@ fn workspace_root_has_the_documented_layout() {
         assert!(root.join(p).exists(), "{p} is missing");
     }
 }
+
+/// A base URL with a query or fragment would send every check to the same place (the path is
+/// added to it): refused, from the flag and from the config, before any request.
+#[tokio::test]
+async fn a_base_url_with_a_query_or_fragment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "[environments.s]\nbase_url = \"http://127.0.0.1:9/api?x=1\"\n",
+    )
+    .unwrap();
+    for name in ["health-check", "smoke-test"] {
+        let mut c = tool(name, dir.path());
+        c.args(["--base-url", "http://127.0.0.1:9/api?x=1#frag"]);
+        let r = run(c).await;
+        assert_eq!(r.code, 2, "{name}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("--base-url: a base URL takes no query (?) or fragment (#)"),
+            "{name}: {}",
+            r.stderr
+        );
+        let mut c = tool(name, dir.path());
+        c.args(["-e", "s"]);
+        let r = run(c).await;
+        assert_eq!(r.code, 2, "{name}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("environments.s.base_url: a base URL takes no query"),
+            "{name}: {}",
+            r.stderr
+        );
+    }
+}

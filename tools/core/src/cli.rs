@@ -134,16 +134,24 @@ impl CommonArgs {
             }
         };
         let env_url = match &self.environment {
-            Some(n) => config
-                .environment(n)?
-                .base_url
-                .as_ref()
-                .map(|u| u.base().to_owned()),
+            Some(n) => match config.environment(n)?.base_url.as_ref() {
+                Some(u) => {
+                    crate::urls::validate_base_url(u.base()).map_err(|e| {
+                        exit::usage(format!(
+                            "{}: environments.{n}.base_url: {e}: {:?}",
+                            config.source,
+                            crate::urls::shown_url(u.base())
+                        ))
+                    })?;
+                    Some(u.base().to_owned())
+                }
+                None => None,
+            },
             None => None,
         };
         let base_url = match &service.base_url {
             Some(u) => {
-                crate::urls::validate_url(u).map_err(|e| {
+                crate::urls::validate_base_url(u).map_err(|e| {
                     exit::usage(format!("--base-url: {e}: {:?}", crate::urls::shown_url(u)))
                 })?;
                 Some(u.trim_end_matches('/').to_owned())

@@ -26,6 +26,19 @@ pub fn validate_url(s: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+/// [`validate_url`], and no query or fragment: a base URL that each check's path is added to
+/// (`https://host/api?x=1` would send every check to `/api`, whatever its path).
+pub fn validate_base_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = validate_url(s)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(
+            "a base URL takes no query (?) or fragment (#): each check's path is added to it"
+                .into(),
+        );
+    }
+    Ok(url)
+}
+
 /// `s` for messages, with anything that may be URL credentials replaced by `***@`, so a refused
 /// URL never echoes its password: an http(s) URL the parser reads without credentials is shown as
 /// it is;
@@ -75,6 +88,16 @@ mod tests {
             );
             assert!(validate_url(url).is_err(), "{url}");
         }
+        for base in [
+            "http://127.0.0.1:1?x=1#frag",
+            "https://h.example/api?x",
+            "https://h/#f",
+        ] {
+            assert!(validate_url(base).is_ok(), "{base}");
+            let e = validate_base_url(base).unwrap_err();
+            assert!(e.contains("no query (?) or fragment (#)"), "{base}: {e}");
+        }
+        assert!(validate_base_url("https://h.example/api/").is_ok());
         // A URL without credentials is shown as it is, an `@` in its path included.
         for url in ["https://h.example/a@b", "http://127.0.0.1:8080/x?y=1"] {
             assert_eq!(shown_url(url), url);

@@ -112,7 +112,7 @@ pub struct Args {
     #[arg(long, value_name = "WINDOW", value_parser = deploy_core::duration::parse_window, help_heading = "KPIs")]
     pub kpi: Option<Duration>,
     /// Lowest acceptable uptime in percent for --kpi (default: kpi.uptime_target).
-    #[arg(long, value_name = "PERCENT", requires = "kpi", help_heading = "KPIs")]
+    #[arg(long, value_name = "PERCENT", value_parser = deploy_core::config::parse_percent_arg, requires = "kpi", help_heading = "KPIs")]
     pub uptime_target: Option<f64>,
     /// Longest acceptable average MTTR for --kpi (default: kpi.mttr_target).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "kpi", help_heading = "KPIs")]

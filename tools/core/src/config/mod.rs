@@ -305,6 +305,24 @@ fn narrow(
     }
 }
 
+/// A percentage: finite, from 0 to 100 (`[kpi] uptime_target`, `--uptime-target`).
+pub fn parse_percent(p: f64) -> Result<f64, String> {
+    if p.is_finite() && (0.0..=100.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{p} is not a percentage from 0 to 100"))
+    }
+}
+
+/// [`parse_percent`] of a flag's text.
+pub fn parse_percent_arg(s: &str) -> Result<f64, String> {
+    let p: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    parse_percent(p)
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
@@ -656,6 +674,49 @@ mod tests {
             e.contains("smoke.checks[0].status") && e.contains("invalid HTTP status"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn numbers_out_of_their_range_name_key_and_range() {
+        for (text, key, why) in [
+            (
+                "[smoke]\nconcurrency = 9223372036854775807\n",
+                "smoke.concurrency",
+                "out of range: 1 to 256",
+            ),
+            (
+                "[smoke]\nconcurrency = 0\n",
+                "smoke.concurrency",
+                "out of range: 1 to 256",
+            ),
+            (
+                "[health]\nsuccess_threshold = 0\n",
+                "health.success_threshold",
+                "out of range: 1 to 100",
+            ),
+            (
+                "[health]\nsuccess_threshold = 4294967295\n",
+                "health.success_threshold",
+                "out of range: 1 to 100",
+            ),
+            (
+                "[kpi]\nuptime_target = nan\n",
+                "kpi.uptime_target",
+                "not a percentage",
+            ),
+            (
+                "[kpi]\nuptime_target = 500.0\n",
+                "kpi.uptime_target",
+                "not a percentage",
+            ),
+        ] {
+            let e = err(text);
+            assert!(
+                e.starts_with("deploy.toml:2:") && e.contains(key) && e.contains(why),
+                "{text}: {e}"
+            );
+        }
+        assert!(parse_percent_arg("150").is_err() && parse_percent_arg("99.5") == Ok(99.5));
     }
 
     #[test]

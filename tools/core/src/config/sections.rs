@@ -1,7 +1,7 @@
 //! The schema of each section of `deploy.toml`: `[defaults]`, `[environments.NAME]`,
 //! `[images.NAME]`, `[health]`, `[smoke]`, `[rollback]`, `[kpi]`, `[metrics]`, `[alarms]`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de::Error as _};
 
 use super::check_spec::{CheckSpec, StatusSet};
 use super::expand::{Dur, Text, UrlText, expanded, expanded_opt, expanded_vec};
@@ -86,7 +86,8 @@ pub struct Health {
     pub wait: Option<Dur>,
     /// Steady pause between polling rounds (health-check defaults to 2s).
     pub interval: Option<Dur>,
-    /// Passes in a row each check needs.
+    /// Passes in a row each check needs (1 to 100, as `--success-threshold`).
+    #[serde(default, deserialize_with = "success_threshold")]
     pub success_threshold: Option<u32>,
     /// Delay before the first poll.
     pub stabilize: Option<Dur>,
@@ -112,7 +113,9 @@ pub struct Health {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Smoke {
-    /// Requests in flight at most (smoke-test backs off below it while the server refuses).
+    /// Requests in flight at most (smoke-test backs off below it while the server refuses): 1 to
+    /// 256, as `--concurrency`.
+    #[serde(default, deserialize_with = "concurrency")]
     pub concurrency: Option<usize>,
     /// Deadline of the whole suite.
     pub timeout: Option<Dur>,
@@ -143,7 +146,8 @@ pub struct Rollback {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kpi {
-    /// Lowest acceptable uptime, percent (e.g. 99.5).
+    /// Lowest acceptable uptime, percent (e.g. 99.5): 0 to 100.
+    #[serde(default, deserialize_with = "percent")]
     pub uptime_target: Option<f64>,
     /// Longest acceptable average MTTR (e.g. "15m").
     pub mttr_target: Option<Dur>,
@@ -180,4 +184,32 @@ pub struct Alarms {
     /// Alarm-name prefix.
     #[serde(default, deserialize_with = "expanded_opt")]
     pub prefix: Option<String>,
+}
+
+/// A whole number in `lo..=hi`, or an error saying the range (a negative one fails as a type).
+fn ranged<'de, D: Deserializer<'de>>(d: D, lo: u64, hi: u64) -> Result<Option<u64>, D::Error> {
+    match Option::<u64>::deserialize(d)? {
+        Some(n) if !(lo..=hi).contains(&n) => Err(D::Error::custom(format!(
+            "{n} is out of range: {lo} to {hi}"
+        ))),
+        n => Ok(n),
+    }
+}
+
+fn concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    Ok(ranged(d, 1, 256)?.map(|n| n as usize))
+}
+
+fn success_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    Ok(ranged(d, 1, 100)?.map(|n| n as u32))
+}
+
+/// A percentage: a finite number from 0 to 100.
+fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        Some(p) => crate::config::parse_percent(p)
+            .map(Some)
+            .map_err(D::Error::custom),
+        None => Ok(None),
+    }
 }
