@@ -421,3 +421,34 @@ async fn a_base_url_with_a_query_or_fragment_is_refused() {
         );
     }
 }
+
+/// A file a tool writes at its end, in a directory that does not exist: a usage error when the
+/// flags are read, before any change (a push, a rollback) could happen.
+#[tokio::test]
+async fn an_output_file_in_a_missing_directory_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = dir.path().join("outputs");
+    for name in TOOLS {
+        for flag in ["--junit", "--report"] {
+            std::fs::write(&outputs, "").unwrap();
+            let mut c = tool(name, dir.path());
+            c.args([flag, "/no-such-dir-7e1/out.xml"])
+                .env("GITHUB_OUTPUT", &outputs);
+            let r = run(c).await;
+            assert_eq!(r.code, 2, "{name} {flag}: {r:?}");
+            assert!(
+                r.stderr
+                    .contains("directory /no-such-dir-7e1 does not exist"),
+                "{name} {flag}: {}",
+                r.stderr
+            );
+            let out = std::fs::read_to_string(&outputs).unwrap();
+            assert!(out.contains("exit-code<<"), "{name} {flag}: {out}");
+        }
+    }
+    let mut c = tool("rollback", dir.path());
+    c.args(["--incident-file", "/no-such-dir-7e1/incident.json"]);
+    let r = run(c).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--incident-file"), "{}", r.stderr);
+}

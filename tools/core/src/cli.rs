@@ -30,11 +30,32 @@ pub struct OutputArgs {
     #[arg(long, value_enum, default_value_t = Format::Human, env = "DEPLOY_FORMAT")]
     pub format: Format,
     /// Also write the report as JUnit XML to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = output_file)]
     pub junit: Option<PathBuf>,
     /// Also write the JSON report to FILE (in Actions, default: under RUNNER_TEMP).
-    #[arg(long, value_name = "FILE", env = "DEPLOY_REPORT")]
+    #[arg(long, value_name = "FILE", env = "DEPLOY_REPORT", value_parser = output_file)]
     pub report: Option<PathBuf>,
+}
+
+/// A file a tool writes when it ends (`--junit`, `--report`, rollback's `--incident-file`):
+/// checked when the flags are read, so that a typo in its directory is a usage error before
+/// anything changes, not after a push or a rollback already happened.
+pub fn output_file(s: &str) -> Result<PathBuf, String> {
+    if s.trim().is_empty() {
+        return Err("an empty path".into());
+    }
+    let p = PathBuf::from(s);
+    if p.is_dir() {
+        return Err(format!("{s} is a directory, not a file"));
+    }
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!("directory {} does not exist", dir.display()));
+    }
+    Ok(p)
 }
 
 /// Target flags shared by every tool.

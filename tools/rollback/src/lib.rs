@@ -105,7 +105,7 @@ pub struct Args {
     #[arg(long, value_name = "TIME", help_heading = "Incident record")]
     pub detected_at: Option<String>,
     /// Write the incident record (JSON) to FILE.
-    #[arg(long, value_name = "FILE", help_heading = "Incident record")]
+    #[arg(long, value_name = "FILE", value_parser = deploy_core::cli::output_file, help_heading = "Incident record")]
     pub incident_file: Option<PathBuf>,
     /// CloudWatch Logs group for the record, stream `incidents` (default: rollback.incident_log_group).
     #[arg(long, value_name = "GROUP", help_heading = "Incident record")]
