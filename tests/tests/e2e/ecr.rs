@@ -856,7 +856,7 @@ fn scripted_docker(dir: &Path, archive: &Path) -> std::path::PathBuf {
         dir,
         "docker",
         &format!(
-            "[ \"$1\" = save ] || exit 64\n[ \"$2\" = afu9/daemon:v1 ] || {{ echo \"Error response from daemon: reference does not exist\" >&2; exit 1; }}\nexec cat '{}'",
+            "[ \"$1\" = save ] && [ \"$2\" = -- ] || exit 64\n[ \"$3\" = afu9/daemon:v1 ] || {{ echo \"Error response from daemon: reference does not exist\" >&2; exit 1; }}\nexec cat '{}'",
             archive.display()
         ),
     )
@@ -869,6 +869,24 @@ fn push_docker(dir: &Path, docker: &Path, extra: &str, repo: &str, image: &str) 
     let mut c = push_cmd(dir, &rig::registry_url(), &args);
     c.env("DEPLOY_DOCKER", docker);
     c
+}
+
+/// `docker:` takes an image name, never an option of `docker save` (`-o FILE` would write
+/// anywhere) and never nothing: refused before docker runs (it would exit 64 here).
+#[tokio::test]
+async fn a_docker_source_that_is_not_an_image_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("saved.tar");
+    let docker = scripted_docker(dir.path(), &archive);
+    for image in ["-o/tmp/x", "--output=/tmp/x", ""] {
+        let ran = run(push_docker(dir.path(), &docker, "", "afu9/never", image)).await;
+        assert_eq!(ran.code, 2, "{image:?}: {ran:?}");
+        assert!(
+            ran.stderr.contains("`docker:` needs an image name"),
+            "{image:?}: {}",
+            ran.stderr
+        );
+    }
 }
 
 #[tokio::test]

@@ -193,7 +193,19 @@ pub(crate) fn load_all(args: &Args, cfg: Option<&Config>) -> anyhow::Result<Vec<
             _ => (PathBuf::from(&job.source), None),
         };
         let image = match job.source.strip_prefix("docker:") {
-            Some(name) => source::load_daemon(name)?,
+            Some(name) => {
+                // An image name, never an option of `docker save` (`docker:-o/tmp/x`).
+                if name.trim().is_empty()
+                    || name.starts_with('-')
+                    || name.contains(char::is_whitespace)
+                {
+                    return Err(exit::usage(format!(
+                        "source {:?}: `docker:` needs an image name (NAME[:TAG]), not empty, an option or spaces",
+                        job.source
+                    )));
+                }
+                source::load_daemon(name)?
+            }
             None => source::load(&path, reference.as_deref())?,
         };
         let mut tags: Vec<String> = Vec::new();

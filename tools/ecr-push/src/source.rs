@@ -510,7 +510,7 @@ impl Save {
 /// Starts `docker save NAME` with its stdout piped.
 pub fn docker_save(name: &str) -> anyhow::Result<Save> {
     let mut child = std::process::Command::new(docker_binary())
-        .args(["save", name])
+        .args(["save", "--", name])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
