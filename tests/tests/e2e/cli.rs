@@ -452,3 +452,28 @@ async fn an_output_file_in_a_missing_directory_is_refused_before_anything_runs()
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("--incident-file"), "{}", r.stderr);
 }
+
+/// An endless input file (`/dev/zero`) is an error saying it is too large, not a tool that
+/// fills the memory: the config of every tool, and sync-check's event payload.
+#[tokio::test]
+async fn an_endless_config_or_event_file_is_refused_not_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in TOOLS {
+        let mut c = tool(name, dir.path());
+        c.args(["--config", "/dev/zero"]);
+        let r = run(c).await;
+        assert_eq!(r.code, 2, "{name}: {r:?}");
+        assert!(
+            r.stderr.contains("larger than 8 MiB"),
+            "{name}: {}",
+            r.stderr
+        );
+    }
+    let mut c = tool("sync-check", dir.path());
+    c.args(["--publish", "never"])
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", "/dev/zero");
+    let r = run(c).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("larger than 64 MiB"), "{}", r.stderr);
+}

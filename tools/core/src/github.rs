@@ -556,7 +556,7 @@ pub fn check_name(tool: &str, environment: Option<&str>) -> String {
 /// merge commit in `GITHUB_SHA`), a merge group's head, else `GITHUB_SHA`.
 pub fn head_sha_from_env() -> Option<String> {
     let from_event = std::env::var_os("GITHUB_EVENT_PATH")
-        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|p| crate::read_file_capped(std::path::Path::new(&p), 64 * 1024 * 1024).ok())
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| {
             v.pointer("/pull_request/head/sha")

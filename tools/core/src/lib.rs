@@ -57,3 +57,21 @@ pub use aws_sdk_ecr;
 pub use aws_sdk_ecs;
 #[cfg(feature = "github")]
 pub use octocrab;
+
+/// Reads a file of at most `limit` bytes: a larger one (or an endless one, `/dev/zero`) is an
+/// `InvalidData` error saying so, after reading no more than `limit + 1` bytes, instead of
+/// filling the memory.
+pub fn read_file_capped(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", limit / (1024 * 1024)),
+        ));
+    }
+    Ok(bytes)
+}

@@ -28,10 +28,10 @@ pub(crate) fn read_reports(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, Re
     files
         .into_iter()
         .map(|f| {
-            let text = std::fs::read_to_string(&f).map_err(|e| {
+            let bytes = deploy_core::read_file_capped(&f, 64 * 1024 * 1024).map_err(|e| {
                 exit::usage(format!("--checklist: cannot read {}: {e}", f.display()))
             })?;
-            let r: Report = serde_json::from_str(&text).map_err(|e| {
+            let r: Report = serde_json::from_slice(&bytes).map_err(|e| {
                 exit::usage(format!(
                     "--checklist: {} is not a deploy-action JSON report: {e}",
                     f.display()

@@ -44,13 +44,14 @@ pub fn resolve(
                 "GITHUB_EVENT_PATH is not set: the event payload is needed to find the PR head",
             )
         })?;
-        let text = std::fs::read_to_string(p).map_err(|e| {
+        // GitHub's payloads are at most 25 MB; an endless file must not fill the memory.
+        let bytes = deploy_core::read_file_capped(p, 64 * 1024 * 1024).map_err(|e| {
             exit::usage(format!(
                 "couldn't read the event payload {}: {e}",
                 p.display()
             ))
         })?;
-        serde_json::from_str(&text)
+        serde_json::from_slice(&bytes)
             .map_err(|e| exit::usage(format!("event payload {} is not JSON: {e}", p.display())))
     };
     let branch_of = |r: &str| r.strip_prefix("refs/heads/").map(str::to_owned);

@@ -331,6 +331,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The largest config file read (a deploy.toml is a few KiB; `--config /dev/zero` must not fill
+/// the memory).
+pub const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+
 impl Config {
     /// Parses `text`, read from `path` (for messages), reading `${VAR}` from the process environment.
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
@@ -387,9 +391,11 @@ impl Config {
 
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
+        let bytes = crate::read_file_capped(path, MAX_CONFIG_BYTES).map_err(|source| {
+            ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }
         })?;
         let text = String::from_utf8(bytes).map_err(|e| {
             // Say where: the line and column of the first byte that is not UTF-8.
