@@ -269,13 +269,31 @@ impl TryFrom<RawCheck> for CheckSpec {
         ) {
             return Err(format!("check {:?}: unsupported method {method:?}", r.name));
         }
-        for h in r.headers.keys() {
-            if h.is_empty()
-                || !h
+        let valid_name = |h: &str| {
+            !h.is_empty()
+                && h
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-            {
+        };
+        for (h, v) in &r.headers {
+            if !valid_name(h) {
                 return Err(format!("check {:?}: invalid header name {h:?}", r.name));
+            }
+            // Said here, with the file and line, rather than as a failed request per check; the
+            // value itself is not shown (it may be a secret).
+            if reqwest::header::HeaderValue::from_str(v.expose()).is_err() {
+                return Err(format!(
+                    "check {:?}: header {h}: the value is not a valid HTTP header value (a newline, NUL or another control character)",
+                    r.name
+                ));
+            }
+        }
+        for h in r.expect_headers.keys() {
+            if !valid_name(h) {
+                return Err(format!(
+                    "check {:?}: expect_headers: invalid header name {h:?}",
+                    r.name
+                ));
             }
         }
         // A bad jq expression is refused here, so the message names the file, line and key.

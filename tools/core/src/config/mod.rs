@@ -683,6 +683,24 @@ mod tests {
     }
 
     #[test]
+    fn header_values_and_expected_header_names_are_checked_when_read() {
+        let e = Config::parse_with(
+            "[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nheaders = { X-Key = \"${K}\" }\n",
+            "deploy.toml",
+            |_| Some("line-one\nline-two-secret".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("deploy.toml:1:1: smoke.checks[0]: check \"a\": header X-Key: the value is not a valid HTTP header value"),
+            "{e}"
+        );
+        assert!(!e.contains("line-two-secret"), "{e}");
+        let e = err("[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nexpect_headers = { \"bad name\" = \"x\" }\n");
+        assert!(e.contains("expect_headers: invalid header name \"bad name\""), "{e}");
+    }
+
+    #[test]
     fn numbers_out_of_their_range_name_key_and_range() {
         for (text, key, why) in [
             (
