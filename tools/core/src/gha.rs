@@ -111,8 +111,13 @@ impl<W: Write> Actions<W> {
                 break d;
             }
         };
-        let mut f = OpenOptions::new().create(true).append(true).open(path)?;
-        write!(f, "{name}<<{delimiter}\n{value}\n{delimiter}\n")?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| named("GITHUB_OUTPUT", path, e))?;
+        write!(f, "{name}<<{delimiter}\n{value}\n{delimiter}\n")
+            .map_err(|e| named("GITHUB_OUTPUT", path, e))?;
         Ok(())
     }
 
@@ -143,8 +148,13 @@ impl<W: Write> Actions<W> {
             tracing::warn!("job summary is full; not appending");
             return Ok(());
         };
-        let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| named("GITHUB_STEP_SUMMARY", path, e))?;
         f.write_all(text.as_bytes())
+            .map_err(|e| named("GITHUB_STEP_SUMMARY", path, e))
     }
 
     /// Tells the runner to mask a value (each line separately, as the runner matches per line).
@@ -245,6 +255,11 @@ impl<W: Write> Actions<W> {
         }
         Ok(())
     }
+}
+
+/// An I/O error on a file the runner named in `var`, saying which.
+fn named(var: &str, path: &std::path::Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{var} ({}): {e}", path.display()))
 }
 
 /// The lines of a secret the runner is told to mask.

@@ -70,6 +70,30 @@ pub fn render_tag(t: &str, vars: &BTreeMap<&str, Option<String>>) -> anyhow::Res
     Ok(out)
 }
 
+/// ECR's rule for a repository name (CreateRepository's pattern, 2 to 256 characters): parts of
+/// lowercase letters and digits joined by single `.`, `_` or `-`, separated by `/`. Checked here,
+/// so a typo is exit 2 before any call, not an AWS error (exit 3).
+pub(crate) fn valid_repository(name: &str) -> anyhow::Result<()> {
+    let part_ok = |p: &str| {
+        let mut prev_sep = true;
+        for c in p.chars() {
+            let sep = matches!(c, '.' | '_' | '-');
+            if sep && prev_sep || !(sep || c.is_ascii_lowercase() || c.is_ascii_digit()) {
+                return false;
+            }
+            prev_sep = sep;
+        }
+        !p.is_empty() && !prev_sep
+    };
+    if (2..=256).contains(&name.len()) && name.split('/').all(part_ok) {
+        return Ok(());
+    }
+    Err(exit::usage(format!(
+        "repository {name:?} is not a valid ECR repository name: 2 to 256 characters, parts of \
+         lowercase letters and digits joined by single '.', '_' or '-', separated by '/'"
+    )))
+}
+
 fn jobs(args: &Args, cfg: Option<&Config>) -> anyhow::Result<Vec<Job>> {
     if let Some(repo) = &args.repository {
         let source = args
@@ -180,6 +204,9 @@ fn template_vars(args: &Args, needs_sha: bool) -> BTreeMap<&'static str, Option<
 /// Loads every source and renders every tag before any network call: bad input stops here.
 pub(crate) fn load_all(args: &Args, cfg: Option<&Config>) -> anyhow::Result<Vec<Loaded>> {
     let jobs = jobs(args, cfg)?;
+    for j in &jobs {
+        valid_repository(&j.repository)?;
+    }
     let needs_sha = jobs
         .iter()
         .any(|j| j.tags.iter().chain(&j.moving).any(|t| t.contains("{sha")));
@@ -272,5 +299,24 @@ mod tests {
                 .to_string()
                 .contains("not a valid image tag")
         );
+    }
+}
+
+#[cfg(test)]
+mod repository_name_tests {
+    use super::valid_repository;
+
+    #[test]
+    fn ecr_repository_names() {
+        for ok in ["ab", "afu9/control-center", "a/b/c", "x.y_z-1"] {
+            assert!(valid_repository(ok).is_ok(), "{ok}");
+        }
+        // `app__x`: one separator at a time, as ECR's pattern has it.
+        for bad in [
+            "", "a", "UPPER", "a//b", "/a", "a/", "-a", "a-", "a b", "ä/b", "app__x",
+        ] {
+            let e = valid_repository(bad).unwrap_err().to_string();
+            assert!(e.contains("not a valid ECR repository name"), "{bad}: {e}");
+        }
     }
 }

@@ -271,8 +271,7 @@ impl TryFrom<RawCheck> for CheckSpec {
         }
         let valid_name = |h: &str| {
             !h.is_empty()
-                && h
-                    .bytes()
+                && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
         };
         for (h, v) in &r.headers {

@@ -228,8 +228,16 @@ fn unset_vars(
                 Some(String::new())
             });
             for var in missing.into_inner() {
+                // The first use on a line that is not a comment (a `# uses ${TOKEN}` above the
+                // key is not where it is read).
+                let needle = format!("${{{var}}}");
                 let (line, column) = text
-                    .find(&format!("${{{var}}}"))
+                    .match_indices(&needle)
+                    .map(|(i, _)| i)
+                    .find(|&i| {
+                        let start = text[..i].rfind('\n').map_or(0, |n| n + 1);
+                        !text[start..i].trim_start().starts_with('#')
+                    })
                     .map_or((1, 1), |i| line_col(text, i));
                 out.push(Unset {
                     key: key.to_owned(),
@@ -696,8 +704,25 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("line-two-secret"), "{e}");
-        let e = err("[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nexpect_headers = { \"bad name\" = \"x\" }\n");
-        assert!(e.contains("expect_headers: invalid header name \"bad name\""), "{e}");
+        let e = err(
+            "[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nexpect_headers = { \"bad name\" = \"x\" }\n",
+        );
+        assert!(
+            e.contains("expect_headers: invalid header name \"bad name\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unset_variable_is_located_where_it_is_read_not_in_a_comment() {
+        let cfg = Config::parse_with(
+            "# needs ${NOPE_TOKEN} from the job\n[environments.s]\nbase_url = \"https://${NOPE_TOKEN}.example\"\n",
+            "deploy.toml",
+            |_| None,
+        )
+        .unwrap();
+        let u = &cfg.unset[0];
+        assert_eq!((u.var.as_str(), u.line, u.column), ("NOPE_TOKEN", 3, 21));
     }
 
     #[test]
