@@ -755,6 +755,24 @@ async fn missing_or_corrupt_sources_are_usage_errors() {
         "{}",
         ran.stderr
     );
+
+    // A layer with one byte changed (same size): the registry hashes what arrives and refuses
+    // it; a usage error that says the source is corrupt, and no tag.
+    let (b, built) = layout(dir.path(), "b", &[10_000], 82);
+    let blob = Path::new(&b)
+        .join("blobs/sha256")
+        .join(built.layers[0].trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[5000] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let ran = push_plain(dir.path(), &from(&b)).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr.contains("the source is corrupt"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(registry(&rig::registry_url()).at(&r, "v1").await, None);
 }
 
 #[tokio::test]

@@ -422,7 +422,19 @@ impl Registry {
             Ok(())
         } else {
             let again = status.is_server_error() || (ahead && status == StatusCode::NOT_FOUND);
-            Err((fail(&what, status, &Self::error_text(r).await), again))
+            let text = Self::error_text(r).await;
+            // The bytes sent are not the blob the manifest names: the source is corrupt (bit rot,
+            // an edited layer), which the registry found by hashing what arrived. A usage error,
+            // like the other corrupt sources; sending it again cannot help.
+            if status == StatusCode::BAD_REQUEST && text.contains("DIGEST_INVALID") {
+                return Err((
+                    exit::usage(format!(
+                        "{what}: the source's bytes for this blob do not hash to {digest}: the source is corrupt (the registry refused it: {text})"
+                    )),
+                    false,
+                ));
+            }
+            Err((fail(&what, status, &text), again))
         }
     }
 
