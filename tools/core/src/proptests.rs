@@ -438,3 +438,19 @@ proptest! {
         prop_assert!(open(&healed, "staging").is_empty());
     }
 }
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    /// A task definition name or ARN from ECS or a flag: `family:revision` with a positive
+    /// revision and a non-empty family, or nothing; never a panic.
+    #[test]
+    fn task_definition_names_split_or_are_refused(
+        s in "\\PC{0,40}|(arn:aws:ecs:[a-z0-9-]{0,12}:[0-9]{0,12}:task-definition/)?[a-zA-Z0-9_:-]{0,16}:-?[0-9]{0,12}"
+    ) {
+        if let Some((family, rev)) = crate::taskdef::parse_name(&s) {
+            prop_assert!(!family.is_empty() && rev > 0, "{s:?}");
+            prop_assert!(s.contains(family), "{s:?}");
+        }
+    }
+}

@@ -67,7 +67,8 @@ pub fn mttr(messages: &[String], environment: &str) -> (Mttr, usize) {
     m.incidents = newest.len();
     for s in newest.iter().filter_map(|r| r.mttr_seconds) {
         m.recovered += 1;
-        total += s;
+        // A record claiming an absurd MTTR (u64::MAX) must not overflow the sum.
+        total = total.saturating_add(s);
         m.max = Some(m.max.map_or(s, |x| x.max(s)));
     }
     if m.recovered > 0 {

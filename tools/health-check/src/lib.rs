@@ -13,6 +13,8 @@ mod kpi;
 mod plan;
 mod preflight;
 mod probe;
+#[cfg(test)]
+mod proptests;
 mod report;
 mod wait;
 

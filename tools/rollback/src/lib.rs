@@ -13,6 +13,8 @@ mod deployment;
 mod images;
 mod incident;
 mod plan;
+#[cfg(test)]
+mod proptests;
 mod record;
 mod target;
 mod verify;

@@ -162,3 +162,65 @@ mod tests {
         assert_eq!(exit::classify(&e), exit::Exit::Usage);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    //! The event payload is outside input (`GITHUB_EVENT_PATH`): any bytes, any JSON shape, any
+    //! event name. Never a panic; a payload it cannot use is a usage error.
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        let sha = prop_oneof![
+            "[0-9a-f]{40}".prop_map(serde_json::Value::from),
+            "\\PC{0,12}".prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+        ];
+        prop_oneof![
+            (sha.clone(), "[a-z/-]{0,12}", prop::option::of(any::<u32>())).prop_map(
+                |(sha, base, number)| {
+                    serde_json::json!({
+                        "number": number,
+                        "pull_request": { "head": { "sha": sha }, "base": { "ref": base } },
+                        "merge_group": { "head_sha": "x", "base_ref": base },
+                    })
+                    .to_string()
+                    .into_bytes()
+                }
+            ),
+            prop::collection::vec(any::<u8>(), 0..200),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(Config {
+            cases: deploy_core::testing::proptest_cases(1000),
+            rng_seed: RngSeed::Fixed(0x5eed_e7e7),
+            failure_persistence: None,
+            ..Config::default()
+        })]
+
+        #[test]
+        fn any_payload_resolves_or_is_a_usage_error(
+            bytes in payload(),
+            name in prop_oneof![
+                Just("pull_request"),
+                Just("pull_request_target"),
+                Just("merge_group"),
+                Just("push"),
+                Just("workflow_dispatch"),
+            ],
+            sha in prop::option::of("[0-9a-f]{40}"),
+            git_ref in prop::option::of("refs/(heads|pull|tags)/[a-z0-9/-]{0,12}"),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("event.json");
+            std::fs::write(&path, &bytes).unwrap();
+            if let Err(e) = super::resolve(Some(name), Some(&path), sha.as_deref(), git_ref.as_deref()) {
+                prop_assert_eq!(deploy_core::exit::classify(&e), deploy_core::exit::Exit::Usage, "{:#}", e);
+            }
+        }
+    }
+}
