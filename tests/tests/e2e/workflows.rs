@@ -208,17 +208,25 @@ fn secrets_are_found_in_step_env_and_with() {
     );
 }
 
-/// GitHub's documented concurrency rule, as a model. Per group at most one run is in progress and
-/// one pending; with `cancel-in-progress: false`, "any existing pending job or workflow in the same
-/// concurrency group ... will be canceled and the new queued job or workflow will take its place"
-/// (https://docs.github.com/en/actions/writing-workflows/choosing-what-your-workflow-does/control-the-concurrency-of-workflows-and-jobs).
+/// GitHub's documented concurrency rule, as a model. Per group at most one run is in progress;
+/// with `cancel-in-progress: false` and no `queue`, one is pending, and "any existing pending job
+/// or workflow in the same concurrency group ... will be canceled and the new queued job or
+/// workflow will take its place"
+/// (https://docs.github.com/en/actions/writing-workflows/choosing-what-your-workflow-does/control-the-concurrency-of-workflows-and-jobs);
+/// with `queue: max`, up to 100 wait in order and none is cancelled
+/// (https://github.blog/changelog/2026-05-07-github-actions-concurrency-groups-now-allow-larger-queues).
 /// A run waiting for an environment's approval already holds its group: it counts as running here
 /// (the run started, its job waits), so the rule only ever drops a pending run.
 #[derive(Default)]
 struct Concurrency {
     running: std::collections::BTreeMap<String, usize>,
-    pending: std::collections::BTreeMap<String, usize>,
+    pending: std::collections::BTreeMap<String, Vec<usize>>,
+    /// The groups declared with `queue: max`.
+    queued: BTreeSet<String>,
 }
+
+/// How many runs `queue: max` keeps waiting in one group.
+const MAX_QUEUE: usize = 100;
 
 impl Concurrency {
     /// Queues run `run` in `group`; returns the run it cancelled, if any.
@@ -227,12 +235,20 @@ impl Concurrency {
             self.running.insert(group.to_owned(), run);
             return None;
         }
-        self.pending.insert(group.to_owned(), run)
+        let waiting = self.pending.entry(group.to_owned()).or_default();
+        if self.queued.contains(group) && waiting.len() < MAX_QUEUE {
+            waiting.push(run);
+            return None;
+        }
+        let gone = (!waiting.is_empty()).then(|| waiting.remove(0));
+        waiting.push(run);
+        gone
     }
 }
 
-/// The workflow-level concurrency group a workflow declares, for a dispatch to `environment`.
-fn group_of(workflow: &Yaml, environment: &str) -> String {
+/// The workflow-level concurrency group a workflow declares, for a dispatch to `environment`, and
+/// whether it queues (`queue: max`).
+fn group_of(workflow: &Yaml, environment: &str) -> (String, bool) {
     let group = workflow["concurrency"]["group"]
         .as_str()
         .expect("a workflow-level concurrency group");
@@ -249,9 +265,15 @@ fn group_of(workflow: &Yaml, environment: &str) -> String {
             .all(|j| j["concurrency"].is_badvalue()),
         "the model covers workflow-level groups only"
     );
-    group
+    let queue = &workflow["concurrency"]["queue"];
+    assert!(
+        queue.is_badvalue() || queue.as_str() == Some("max"),
+        "queue is max or not set: {queue:?}"
+    );
+    let group = group
         .replace("${{ inputs.environment }}", environment)
-        .replace("${{inputs.environment}}", environment)
+        .replace("${{inputs.environment}}", environment);
+    (group, queue.as_str() == Some("max"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -262,7 +284,11 @@ enum Kind {
 
 /// Every sequence of up to `len` queued runs of the two kinds, run through the model with the
 /// given groups; returns each cancellation as (cancelled kind, kind that replaced it, sequence).
-fn cancellations(deploy: &str, rollback: &str, len: u32) -> Vec<(Kind, Kind, Vec<Kind>)> {
+fn cancellations(
+    (deploy, deploy_queues): (&str, bool),
+    (rollback, rollback_queues): (&str, bool),
+    len: u32,
+) -> Vec<(Kind, Kind, Vec<Kind>)> {
     let mut found = Vec::new();
     for n in 1..=len {
         for bits in 0..(1u32 << n) {
@@ -276,6 +302,11 @@ fn cancellations(deploy: &str, rollback: &str, len: u32) -> Vec<(Kind, Kind, Vec
                 })
                 .collect();
             let mut model = Concurrency::default();
+            for (g, q) in [(deploy, deploy_queues), (rollback, rollback_queues)] {
+                if q {
+                    model.queued.insert(g.to_owned());
+                }
+            }
             for (run, kind) in seq.iter().enumerate() {
                 let group = if *kind == Kind::Deploy {
                     deploy
@@ -291,12 +322,14 @@ fn cancellations(deploy: &str, rollback: &str, len: u32) -> Vec<(Kind, Kind, Vec
     found
 }
 
-/// Issue 17: no deploy queued after a pending rollback cancels it, and no rollback cancels a
-/// pending deploy (a production deploy waiting behind one awaiting approval); a newer deploy
-/// replacing a pending older deploy is intended. The groups are the ones the examples declare;
-/// the old design (rollback.yml in `deploy-<env>`) fails the same check.
+/// Issue 17: no deploy queued after a pending rollback cancels it, no rollback cancels a pending
+/// deploy (a production deploy waiting behind one awaiting approval), and no rollback is dropped
+/// at all: rollback.yml queues (`queue: max`), so a second rollback asked for while one is pending
+/// waits too. A newer deploy replacing a pending older deploy is intended. The groups are the ones
+/// the examples declare; the old designs (rollback.yml in `deploy-<env>`; its own group without
+/// `queue`) fail the same check.
 #[test]
-fn no_deploy_can_replace_a_pending_rollback() {
+fn no_rollback_is_ever_dropped_and_no_rollback_drops_a_deploy() {
     let root = rig::workspace_root();
     let read =
         |f: &str| yaml(&std::fs::read_to_string(root.join("workflows-examples").join(f)).unwrap());
@@ -308,25 +341,29 @@ fn no_deploy_can_replace_a_pending_rollback() {
         let deploy = group_of(&read(deploy_file), environment);
         let roll = group_of(&rollback, environment);
         assert_ne!(
-            deploy, roll,
+            deploy.0, roll.0,
             "{environment}: one group for deploy and rollback"
         );
-        let found = cancellations(&deploy, &roll, 5);
+        assert!(roll.1, "{environment}: rollback.yml does not queue");
+        let found = cancellations((&deploy.0, deploy.1), (&roll.0, roll.1), 6);
         for (gone, by, seq) in &found {
-            assert_eq!(
-                gone, by,
+            assert!(
+                *gone == Kind::Deploy && *by == Kind::Deploy,
                 "{environment}: a {by:?} cancelled a pending {gone:?}: {seq:?}"
             );
         }
         // Intended: the newest deploy replaces a pending older deploy.
+        assert!(!found.is_empty(), "{found:?}");
+        // Its own group without `queue`: a third rollback drops the pending second.
+        let unqueued = cancellations((&deploy.0, deploy.1), (&roll.0, false), 3);
         assert!(
-            found
-                .iter()
-                .any(|(g, b, _)| *g == Kind::Deploy && *b == Kind::Deploy),
-            "{found:?}"
+            unqueued.iter().any(|(g, b, seq)| *g == Kind::Rollback
+                && *b == Kind::Rollback
+                && seq == &[Kind::Rollback, Kind::Rollback, Kind::Rollback]),
+            "{unqueued:?}"
         );
         // The old design, one shared group: rollback pending, then a deploy queued, drops it.
-        let old = cancellations(&deploy, &deploy, 3);
+        let old = cancellations((&deploy.0, deploy.1), (&deploy.0, deploy.1), 3);
         assert!(
             old.iter().any(|(g, b, seq)| *g == Kind::Rollback
                 && *b == Kind::Deploy
@@ -338,6 +375,14 @@ fn no_deploy_can_replace_a_pending_rollback() {
                 .any(|(g, b, _)| *g == Kind::Deploy && *b == Kind::Rollback)
         );
     }
+    // Past the documented 100 waiting runs the model falls back to the default rule (the oldest
+    // pending run goes): GitHub does not say what happens there, so no example relies on it.
+    let mut m = Concurrency::default();
+    m.queued.insert("g".into());
+    for run in 0..=MAX_QUEUE {
+        assert_eq!(m.queue("g", run), None);
+    }
+    assert_eq!(m.queue("g", MAX_QUEUE + 1), Some(1));
 }
 
 /// A deploy refuses while an incident is open: in each deploy example, the deploy job's first
