@@ -858,6 +858,34 @@ async fn a_rebase_whose_replayed_patch_gains_new_context_is_kept() {
     assert_eq!(out(&v, "ahead"), "1");
 }
 
+/// An ignored file the base adds as a tracked one (a local `.env`): git's rebase would replace it
+/// without a word, so the update refuses, naming it, and nothing moves.
+#[tokio::test]
+async fn an_ignored_file_the_base_would_replace_stops_the_update() {
+    let r = repos();
+    commit(&r.work, "w.txt", "w\n", "feat work");
+    std::fs::write(r.work.join(".git/info/exclude"), "local.env\n").unwrap();
+    std::fs::write(r.work.join("local.env"), "MY_SECRET_SETTING=1\n").unwrap();
+    r.main_commit("local.env", "FROM_MAIN=1\n", "main adds local.env");
+    let head = git(&r.work, &["rev-parse", "HEAD"]);
+    for mode in ["rebase", "merge"] {
+        let (ran, v) = r.sync(&format!("--update {mode}")).await;
+        assert_eq!(ran.code, 1, "{ran:?}");
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "No ignored file in the way")
+            .unwrap_or_else(|| panic!("{v:#}"));
+        assert!(c["reason"].as_str().unwrap().contains("local.env"), "{c}");
+        untouched(&r.work, &head);
+        assert_eq!(
+            std::fs::read_to_string(r.work.join("local.env")).unwrap(),
+            "MY_SECRET_SETTING=1\n"
+        );
+    }
+}
+
 #[tokio::test]
 async fn push_rejected_by_the_lease_loses_nothing() {
     let r = repos();

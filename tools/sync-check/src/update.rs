@@ -199,6 +199,9 @@ impl<'a> Sync<'a> {
         if refuse_dirty(&f, in_progress, verb, &branch, report) {
             return Ok(None);
         }
+        if refuse_overwritten(g, &f, base_ref, verb, &branch, report)? {
+            return Ok(None);
+        }
         report.output("old-head", &f.head_sha);
         if stop_before_update(&f, verb, &branch, &base_name, report) {
             return Ok(None);
@@ -489,6 +492,62 @@ fn refuse_dirty(
     );
     report.summary = format!("refused to {verb} {branch}: the working tree is not clean");
     true
+}
+
+/// Files the base added since the merge base that sit in the work tree untracked: ignored ones,
+/// since a clean tree has no other untracked files (`.env`, a local build output). git's rebase or
+/// merge replaces an ignored file with the base's without a word, so the sync refuses, as for a
+/// dirty tree, naming them; true when it did.
+fn refuse_overwritten(
+    g: &Git,
+    f: &crate::Findings,
+    base_ref: &str,
+    verb: &str,
+    branch: &str,
+    report: &mut Report,
+) -> anyhow::Result<bool> {
+    let Some(merge_base) = &f.merge_base else {
+        return Ok(false);
+    };
+    let git_err = |e: crate::git::GitError| exit::dependency(e.to_string());
+    let added = g
+        .ok(&[
+            "diff",
+            "--name-only",
+            "-z",
+            "--no-renames",
+            "--diff-filter=A",
+            "--end-of-options",
+            merge_base,
+            base_ref,
+        ])
+        .map_err(git_err)?;
+    let here: Vec<&str> = added
+        .split('\0')
+        .filter(|p| !p.is_empty() && g.path(p).symlink_metadata().is_ok())
+        .collect();
+    if here.is_empty() {
+        return Ok(false);
+    }
+    let mut argv = vec!["ls-files", "-z", "--"];
+    argv.extend(here.iter().copied());
+    let tracked = g.ok(&argv).map_err(git_err)?;
+    let tracked: std::collections::HashSet<&str> = tracked.split('\0').collect();
+    let over: Vec<&str> = here.into_iter().filter(|p| !tracked.contains(p)).collect();
+    if over.is_empty() {
+        return Ok(false);
+    }
+    let mut c = Check::new("No ignored file in the way", Status::Failed).reason(format!(
+        "refusing to {verb}: the base adds {} that this work tree has as untracked (ignored) files, which git would replace: move them away first",
+        over.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+            + if over.len() > 5 { ", ..." } else { "" }
+    ));
+    for p in &over {
+        c = c.detail(*p, "ignored here, added by the base");
+    }
+    report.push(c);
+    report.summary = format!("refused to {verb} {branch}: ignored files in the way");
+    Ok(true)
 }
 
 /// Stops a sync that cannot or need not run (unrelated histories, conflicts predicted by
