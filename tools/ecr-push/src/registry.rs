@@ -114,6 +114,10 @@ impl Registry {
     fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {
             path.to_owned()
+        } else if path.starts_with("//") {
+            // A network-path reference (RFC 3986, 4.2): another host, this scheme; not a path
+            // on the registry. [`Registry::request`] then sends it no credentials.
+            format!("{}:{path}", self.origin.scheme())
         } else {
             format!("{}{path}", self.base)
         }
@@ -505,5 +509,48 @@ impl Registry {
             return Ok(Some(Transfer::Pending));
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+
+    #[test]
+    fn a_location_is_resolved_as_rfc_3986_says_and_credentials_stay_home() {
+        let r = Registry::new(
+            "https://reg.example:5000",
+            "AWS",
+            &Secret::new("pw-loc-1234"),
+        )
+        .unwrap();
+        let cases = [
+            (
+                "/v2/a/blobs/uploads/x",
+                "https://reg.example:5000/v2/a/blobs/uploads/x",
+                true,
+            ),
+            (
+                "//other.example/upload/x",
+                "https://other.example/upload/x",
+                false,
+            ),
+            ("https://other.example/u", "https://other.example/u", false),
+            (
+                "https://reg.example:5000/v2/x",
+                "https://reg.example:5000/v2/x",
+                true,
+            ),
+        ];
+        for (location, want, with_auth) in cases {
+            assert_eq!(r.url(location), want, "{location}");
+            let req = r.request(Method::PUT, location).unwrap().build().unwrap();
+            assert_eq!(req.url().as_str(), want, "{location}");
+            assert_eq!(
+                req.headers().contains_key(AUTHORIZATION),
+                with_auth,
+                "{location}"
+            );
+        }
     }
 }

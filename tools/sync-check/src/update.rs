@@ -522,18 +522,39 @@ fn refuse_overwritten(
             base_ref,
         ])
         .map_err(git_err)?;
+    // The paths are the top level's; `--repo` may be a directory below it.
+    let top = g
+        .ok(&["rev-parse", "--show-toplevel"])
+        .map_err(git_err)?
+        .trim_end_matches('\n')
+        .to_owned();
     let here: Vec<&str> = added
         .split('\0')
-        .filter(|p| !p.is_empty() && g.path(p).symlink_metadata().is_ok())
+        .filter(|p| {
+            !p.is_empty()
+                && std::path::Path::new(&top)
+                    .join(p)
+                    .symlink_metadata()
+                    .is_ok()
+        })
         .collect();
     if here.is_empty() {
         return Ok(false);
     }
-    let mut argv = vec!["ls-files", "-z", "--"];
+    // What of it is tracked: a path itself, or (a directory the base turns into a file) the
+    // files under it. Those the rebase or merge handles as tracked changes.
+    let mut argv = vec!["-C", &top, "--literal-pathspecs", "ls-files", "-z", "--"];
     argv.extend(here.iter().copied());
     let tracked = g.ok(&argv).map_err(git_err)?;
-    let tracked: std::collections::HashSet<&str> = tracked.split('\0').collect();
-    let over: Vec<&str> = here.into_iter().filter(|p| !tracked.contains(p)).collect();
+    let tracked: Vec<&str> = tracked.split('\0').filter(|t| !t.is_empty()).collect();
+    let over: Vec<&str> = here
+        .into_iter()
+        .filter(|p| {
+            !tracked
+                .iter()
+                .any(|t| t == p || t.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+        })
+        .collect();
     if over.is_empty() {
         return Ok(false);
     }
