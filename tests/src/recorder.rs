@@ -17,10 +17,9 @@ use axum::response::{IntoResponse, Response};
 pub enum Mode {
     /// Answers every request with this status and JSON body.
     Answer(u16, String),
-    /// Answers 302 to `BASE` + the request's path (the query, which may hold a secret the client
-    /// put there for this host, is not passed on).
-    RedirectTo(String),
-    /// As [`Mode::RedirectTo`], with this status (307 and 308 keep the method and the body).
+    /// Answers this redirect status (302; 307 and 308 keep the method and the body) to `BASE` +
+    /// the request's path (the query, which may hold a secret the client put there for this host,
+    /// is not passed on).
     RedirectWith(u16, String),
     /// Forwards to `upstream` (`http://host:port`) and returns its answer (a `Location` on the
     /// upstream pointed back at the recorder).
@@ -142,11 +141,6 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
             StatusCode::from_u16(*status).unwrap(),
             [(header::CONTENT_TYPE, "application/json")],
             text.clone(),
-        )
-            .into_response(),
-        Mode::RedirectTo(base) => (
-            StatusCode::FOUND,
-            [(header::LOCATION, format!("{base}{}", parts.uri.path()))],
         )
             .into_response(),
         Mode::RedirectWith(status, base) => (

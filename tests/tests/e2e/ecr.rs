@@ -574,6 +574,20 @@ async fn a_connection_dropped_mid_blob_is_retried() {
     assert_eq!(skopeo(&r, "v1"), (built.manifest_digest, built.layers));
 }
 
+/// ecr-push with `args` through `proxy` (which stalls uploads), cancelled like GitHub does once
+/// an upload started: exit 1, and its JSON report.
+async fn cancelled_mid_upload(dir: &Path, proxy: &faults::Proxy, args: &str) -> Value {
+    let child = rig::spawn(push_cmd(dir, &proxy.url, args));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !proxy.fired.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let out = rig::sigterm(child).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
 /// A cancelled job (SIGTERM) in the middle of an upload: a partial report, exit 1, and no tag in
 /// the registry (read back with plain HTTP); a re-run then pushes normally.
 #[tokio::test]
@@ -585,15 +599,7 @@ async fn sigterm_mid_upload_moves_no_tag_and_reports_partially() {
     let args = format!(
         "--format json --sha 22cdb6a41c42366ad165a0fb4c96282304f6f7ae --repository {r} --source {a} --tag v1"
     );
-    let child = rig::spawn(push_cmd(dir.path(), &proxy.url, &args));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !proxy.fired.load(std::sync::atomic::Ordering::SeqCst) {
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let out = rig::sigterm(child).await;
-    assert_eq!(out.code, 1, "{out:?}");
-    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let v = cancelled_mid_upload(dir.path(), &proxy, &args).await;
     assert_eq!(v["outcome"], "failed", "{v}");
     let error = v["error"].as_str().unwrap_or_default();
     assert!(
@@ -625,15 +631,7 @@ async fn a_cancelled_push_still_audits_the_calls_it_made() {
     let (a, _) = layout(dir.path(), "a", &[300_000], 75);
     let proxy = proxy(Fault::StallUploads).await;
     let args = format!("--format json --create-repo --repository {r} --source {a} --tag v1");
-    let child = rig::spawn(push_cmd(dir.path(), &proxy.url, &args));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !proxy.fired.load(std::sync::atomic::Ordering::SeqCst) {
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let out = rig::sigterm(child).await;
-    assert_eq!(out.code, 1, "{out:?}");
-    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let v = cancelled_mid_upload(dir.path(), &proxy, &args).await;
     let audit = v["audit"].as_array().cloned().unwrap_or_default();
     assert!(
         audit

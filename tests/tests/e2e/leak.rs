@@ -623,23 +623,31 @@ async fn sync_check_leaks_nothing_and_leaves_no_token_in_git() {
     }
 }
 
-/// A secret header is never sent across a redirect to another origin (here `127.0.0.1` to
-/// `localhost`): the other host records what it got.
-#[tokio::test]
-async fn a_redirect_to_another_host_receives_no_credential() {
+/// smoke-test on `leak` with every secret channel set, its base URL a host (`127.0.0.1`) that
+/// answers every request with a `status` redirect to another (`localhost`, answering 200): what
+/// ran, its sinks, and what each host received.
+async fn smoke_through_a_redirect(status: u16) -> (Ran, Sinks, Recorder, Recorder) {
     let other = Recorder::start(
         "localhost",
         Mode::Answer(200, r#"{"status":"ok","workflows":[]}"#.into()),
     )
     .await;
-    let redirecting = Recorder::start("127.0.0.1", Mode::RedirectTo(other.url.clone())).await;
+    let redirecting =
+        Recorder::start("127.0.0.1", Mode::RedirectWith(status, other.url.clone())).await;
     let conf = configured(&redirecting.url);
     let sinks = Sinks::new();
     let gh = github().await;
     let mut cmd = tool("smoke-test", conf.path());
     sinks.apply(&mut cmd, &gh.url);
     cmd.args(["-e", "leak", "--retry-for", "0s"]);
-    let ran = rig::run(cmd).await;
+    (rig::run(cmd).await, sinks, redirecting, other)
+}
+
+/// A secret header is never sent across a redirect to another origin (here `127.0.0.1` to
+/// `localhost`): the other host records what it got.
+#[tokio::test]
+async fn a_redirect_to_another_host_receives_no_credential() {
+    let (ran, sinks, redirecting, other) = smoke_through_a_redirect(302).await;
     assert_eq!(ran.code, 0, "{ran:?}");
     // The redirect was followed (the other host answered every check)...
     let seen = other.requests();
@@ -667,20 +675,7 @@ async fn a_redirect_to_another_host_receives_no_credential() {
 #[tokio::test]
 async fn a_body_with_a_secret_does_not_follow_a_redirect_to_another_host() {
     for status in [307, 308] {
-        let other = Recorder::start(
-            "localhost",
-            Mode::Answer(200, r#"{"status":"ok","workflows":[]}"#.into()),
-        )
-        .await;
-        let redirecting =
-            Recorder::start("127.0.0.1", Mode::RedirectWith(status, other.url.clone())).await;
-        let conf = configured(&redirecting.url);
-        let sinks = Sinks::new();
-        let gh = github().await;
-        let mut cmd = tool("smoke-test", conf.path());
-        sinks.apply(&mut cmd, &gh.url);
-        cmd.args(["-e", "leak", "--retry-for", "0s"]);
-        let ran = rig::run(cmd).await;
+        let (ran, sinks, _, other) = smoke_through_a_redirect(status).await;
         assert_eq!(ran.code, 1, "{status}: {ran:?}");
         let seen = other.requests();
         assert!(

@@ -1033,6 +1033,20 @@ async fn the_incident_record_reaches_every_sink() {
     assert!(!raw.contains(CANARY_TOKEN) && !raw.contains("ghs_canarytoken0123456789"));
 }
 
+/// SIGTERM to `child` after `ms`, as GitHub cancels a job: exit 1, and its JSON report, whose
+/// error says `why`.
+async fn sigterm_after(child: std::process::Child, ms: u64, why: &str) -> Value {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    let out = rig::sigterm(child).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        report["error"].as_str().unwrap().contains(why),
+        "{report:#}"
+    );
+    report
+}
+
 #[tokio::test]
 async fn sigterm_mid_wait_gives_a_partial_report_and_an_incomplete_record() {
     let e = env(1, 3).await;
@@ -1042,17 +1056,7 @@ async fn sigterm_mid_wait_gives_a_partial_report_and_an_incomplete_record() {
     let child = e
         .start_rolling(e.cmd(&["--incident-file", "incident.json"]))
         .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let out = rig::sigterm(child).await;
-    assert_eq!(out.code, 1, "{out:?}");
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert!(
-        report["error"]
-            .as_str()
-            .unwrap()
-            .contains("interrupted by SIGTERM"),
-        "{report:#}"
-    );
+    let report = sigterm_after(child, 400, "interrupted by SIGTERM").await;
     assert!(
         report["audit"]
             .as_array()
@@ -1085,18 +1089,12 @@ async fn sigterm_while_planning_changes_nothing_and_still_reports() {
     .env("GITHUB_OUTPUT", &outputs)
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let out = rig::sigterm(child).await;
-    assert_eq!(out.code, 1, "{out:?}");
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert!(
-        report["error"]
-            .as_str()
-            .unwrap()
-            .contains("interrupted by SIGTERM while planning: nothing was changed"),
-        "{report:#}"
-    );
+    let report = sigterm_after(
+        c.spawn().unwrap(),
+        1000,
+        "interrupted by SIGTERM while planning: nothing was changed",
+    )
+    .await;
     assert!(
         report["audit"].as_array().is_none_or(Vec::is_empty),
         "{report:#}"
