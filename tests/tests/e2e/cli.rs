@@ -477,3 +477,29 @@ async fn an_endless_config_or_event_file_is_refused_not_read_whole() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("larger than 64 MiB"), "{}", r.stderr);
 }
+
+/// A `${VAR}` set to bytes that are not UTF-8 is named as such, not as unset (and never sent as a
+/// lossy copy of what may be a secret).
+#[tokio::test]
+async fn a_variable_that_is_not_utf8_is_named_as_such() {
+    use std::os::unix::ffi::OsStringExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "[environments.s]\nbase_url = \"http://127.0.0.1:9\"\n\n[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nheaders = { Authorization = \"Bearer ${API_TOKEN}\" }\n",
+    )
+    .unwrap();
+    let mut c = tool("smoke-test", dir.path());
+    c.args(["-e", "s"]).env(
+        "API_TOKEN",
+        std::ffi::OsString::from_vec(b"tok\xff\xfe".to_vec()),
+    );
+    let r = run(c).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("environment variable API_TOKEN is set but not valid UTF-8"),
+        "{}",
+        r.stderr
+    );
+}

@@ -253,6 +253,26 @@ pub fn judge(svc: &Service, expected_td: Option<&str>) -> Rollout {
             "PRIMARY deployment runs {primary_td}, not the expected {expected}: the new deployment was rolled back or replaced"
         ));
     }
+    // No task definition to expect: a newer deployment that FAILED while the PRIMARY runs
+    // another revision is the circuit breaker rolling back (or done rolling back, the FAILED one
+    // still listed), never a rollout to wait out.
+    if expected_td.is_none()
+        && let Some(failed) = svc.deployments.iter().find(|d| {
+            d.status != DeploymentStatus::Primary
+                && d.rollout_state == Some(RolloutState::Failed)
+                && !td_matches(&d.task_definition, &primary.task_definition)
+        })
+    {
+        return Rollout::Failed(format!(
+            "deployment {} of {} FAILED ({}); ECS rolled back to {primary_td} (circuit breaker)",
+            failed.id,
+            family_revision(&failed.task_definition),
+            failed
+                .rollout_state_reason
+                .as_deref()
+                .unwrap_or("no reason given")
+        ));
+    }
     if state == Some(&RolloutState::Failed) {
         return Rollout::Failed(format!(
             "deployment {} of {primary_td} FAILED: {}",
@@ -530,6 +550,15 @@ mod tests {
         let r = judge(&fixture("circuit-breaker"), Some("afu9-control-center:43"));
         assert!(
             matches!(&r, Rollout::Failed(m) if m.contains("FAILED (ECS deployment circuit breaker: tasks failed to start.)") && m.contains("rolled back to afu9-control-center:42")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_circuit_breaker_rolling_back_fails_at_once_without_an_expected_revision() {
+        let r = judge(&fixture("circuit-breaker"), None);
+        assert!(
+            matches!(&r, Rollout::Failed(m) if m.contains("of afu9-control-center:43 FAILED") && m.contains("rolled back to afu9-control-center:42 (circuit breaker)")),
             "{r:?}"
         );
     }

@@ -277,6 +277,32 @@ pub fn judge_wait(svc: &Service, target: &str, deployment: Option<&str>) -> Verd
             }
             Some(_) => {}
         }
+    } else if let Some(p) = svc.primary()
+        && !ecs::td_matches(&p.task_definition, target)
+    {
+        // A native rollback (StopServiceDeployment) creates no deployment to follow: ECS puts the
+        // previous one back as PRIMARY in its own time. Until it does, that is waiting, not a
+        // failure; a deployment of the target that FAILED is one.
+        if let Some(f) = svc.deployments.iter().find(|d| {
+            ecs::td_matches(&d.task_definition, target)
+                && d.rollout_state == Some(RolloutState::Failed)
+        }) {
+            return Verdict::Fatal {
+                reason: format!(
+                    "deployment {} of {} FAILED: {}",
+                    f.id,
+                    ecs::family_revision(target),
+                    f.rollout_state_reason
+                        .as_deref()
+                        .unwrap_or("no reason given")
+                ),
+            };
+        }
+        return Verdict::retry(format!(
+            "waiting for ECS to make {} PRIMARY again (PRIMARY runs {})",
+            ecs::family_revision(target),
+            ecs::family_revision(&p.task_definition)
+        ));
     }
     match ecs::judge(svc, Some(target)) {
         Rollout::Completed => Verdict::Pass,
@@ -510,7 +536,24 @@ mod tests {
         assert!(
             matches!(judge_wait(&demoted, "web:3", Some("d2")), Verdict::Fatal { reason } if reason.contains("was replaced"))
         );
-        // Native rollback: judged by what PRIMARY runs.
+        // Native rollback: judged by what PRIMARY runs, waiting while ECS has not put the
+        // target back yet, failing when a deployment of the target FAILED.
         assert_eq!(judge_wait(&done, "web:3", None), Verdict::Pass);
+        let stopping = svc(vec![
+            dep("d5", "PRIMARY", "web:5", "IN_PROGRESS"),
+            dep("d2", "ACTIVE", "web:3", "COMPLETED"),
+        ]);
+        assert!(
+            matches!(judge_wait(&stopping, "web:3", None), Verdict::Retry { .. }),
+            "{:?}",
+            judge_wait(&stopping, "web:3", None)
+        );
+        let back_failed = svc(vec![
+            dep("d5", "PRIMARY", "web:5", "COMPLETED"),
+            dep("d6", "ACTIVE", "web:3", "FAILED"),
+        ]);
+        assert!(
+            matches!(judge_wait(&back_failed, "web:3", None), Verdict::Fatal { reason } if reason.contains("d6 of web:3 FAILED"))
+        );
     }
 }

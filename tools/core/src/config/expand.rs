@@ -119,8 +119,7 @@ pub fn expand(
                     "invalid variable name {name:?} (use ${{NAME}} with letters, digits and _)"
                 ));
             }
-            let value =
-                lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            let value = lookup(name).ok_or_else(|| super::unset_message(name))?;
             // The variable's own value is a secret too, not only the text it is part of
             // (`Bearer ${API_TOKEN}`): the runner must mask the bare token wherever it shows.
             secret::register(&value);

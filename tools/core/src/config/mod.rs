@@ -186,7 +186,17 @@ fn unset_error(path: &str, u: &Unset) -> ConfigError {
         line: u.line,
         column: u.column,
         key: u.key.clone(),
-        message: format!("environment variable {} is not set", u.var),
+        message: unset_message(&u.var),
+    }
+}
+
+/// Why `${var}` has no value: not set, or set to bytes that are not UTF-8 (which no config value
+/// can hold, and which must not be sent as a lossy copy of a secret).
+pub fn unset_message(var: &str) -> String {
+    if std::env::var_os(var).is_some() {
+        format!("environment variable {var} is set but not valid UTF-8")
+    } else {
+        format!("environment variable {var} is not set")
     }
 }
 
