@@ -480,6 +480,32 @@ async fn ecs_primary_on_another_task_definition_is_a_failure_not_stable() {
     );
 }
 
+/// A service given by its ARN is found (ECS answers with its name and its ARN).
+#[tokio::test]
+async fn ecs_service_given_by_arn_is_found() {
+    let (cluster, service) = (unique("afu9"), unique("web"));
+    let ecs = ecs_service(&cluster, &service).await;
+    let arn = ecs
+        .describe_services()
+        .cluster(&cluster)
+        .services(&service)
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .service_arn()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let args = format!("--ecs --cluster {cluster} --service {arn} --interval 50ms --wait 10s");
+    let (r, report) = health_aws(dir.path(), &args).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        check(&report, &format!("ECS service {arn}"))["status"],
+        "passed"
+    );
+}
+
 #[tokio::test]
 async fn ecs_missing_service_is_named() {
     let (cluster, service) = (unique("afu9"), unique("web"));

@@ -34,15 +34,25 @@ pub async fn firing_alarms(
 ) -> anyhow::Result<Vec<Firing>> {
     let mut found = Found::default();
     for chunk in names.chunks(100) {
-        // No state filter: the answer also tells which names exist.
-        let resp = client
-            .describe_alarms()
-            .set_alarm_names(Some(chunk.to_vec()))
-            .set_alarm_types(Some(ALARM_TYPES.to_vec()))
-            .send()
-            .await
-            .map_err(|e| error("couldn't describe CloudWatch alarms", &e))?;
-        found.add(&resp);
+        // No state filter: the answer also tells which names exist. DescribeAlarms pages its
+        // answer (MaxRecords, 50 unless set) and says so with NextToken: every page is read, or
+        // an alarm on a later one would read as missing, or firing unseen.
+        let mut token = None;
+        loop {
+            let resp = client
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .set_alarm_types(Some(ALARM_TYPES.to_vec()))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| error("couldn't describe CloudWatch alarms", &e))?;
+            found.add(&resp);
+            token = resp.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
     }
     if let Some(prefix) = prefix {
         firing_with_prefix(client, prefix, &mut found).await?;

@@ -471,10 +471,11 @@ mod fetch {
             .iter()
             .map(|(i, name)| {
                 let (i, name) = (*i, name.as_str());
+                // Asked for by name or by ARN: ECS answers with both.
                 let found = resp
                     .services()
                     .iter()
-                    .find(|s| s.service_name() == Some(name));
+                    .find(|s| s.service_name() == Some(name) || s.service_arn() == Some(name));
                 let r = match found {
                     Some(s) => Ok(Service::from(s)),
                     None => {
