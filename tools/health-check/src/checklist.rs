@@ -210,6 +210,9 @@ fn newest<'a>(
         .iter()
         .map(|(_, r)| r)
         .filter(|r| r.tool == tool && env.is_none_or(|e| r.target.starts_with(e)))
+        // health-check's own results only: not its --preflight, --kpi or --checklist reports,
+        // which check no health (only a checking run sets `healthy`).
+        .filter(|r| r.tool != "health-check" || r.outputs.contains_key("healthy"))
         .max_by(|a, b| a.started_at.cmp(&b.started_at))
 }
 
@@ -341,4 +344,28 @@ pub(crate) fn report(paths: &[PathBuf]) -> anyhow::Result<Report> {
     report.summary =
         format!("checklist: {ticked} ticked, {crossed} crossed, {open} manual or not run");
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `--preflight` (or `--kpi`, `--checklist`) report of health-check checked no health: the
+    /// checklist's health items read a checking run's report only.
+    #[test]
+    fn only_a_checking_run_answers_for_health_check() {
+        let mut preflight = Report::new("health-check", "1", "staging before a deploy");
+        preflight.started_at = "2026-12-07T10:00:00Z".into();
+        let mut checking = Report::new("health-check", "1", "staging (https://staging.example)");
+        checking.started_at = "2026-12-07T09:00:00Z".into();
+        checking.output("healthy", true);
+        let only_preflight = vec![(PathBuf::from("a.json"), preflight.clone())];
+        assert!(newest(&only_preflight, "health-check", Some("staging")).is_none());
+        let both = vec![
+            (PathBuf::from("a.json"), preflight),
+            (PathBuf::from("b.json"), checking),
+        ];
+        let r = newest(&both, "health-check", Some("staging")).unwrap();
+        assert!(r.outputs.contains_key("healthy"));
+    }
 }
