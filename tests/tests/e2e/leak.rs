@@ -855,8 +855,24 @@ wait = "30s"
     };
     let incident = conf.path().join("incident.json");
     let incident = incident.to_str().unwrap();
+    // Two more sinks: the changelog and the notification webhook (whose headline names the
+    // target, here the cluster holding the config canary).
+    let changelog = conf.path().join("CHANGELOG.md");
+    let hook = Recorder::start("127.0.0.1", Mode::Answer(200, "{}".into())).await;
+    let notify = format!("{}/services/leak/hook-0001", hook.url);
     let cases = vec![
-        case("pass", 0, &["--incident-file", incident]),
+        case(
+            "pass",
+            0,
+            &[
+                "--incident-file",
+                incident,
+                "--changelog",
+                changelog.to_str().unwrap(),
+                "--notify",
+                &notify,
+            ],
+        ),
         case(
             "check failure (no verified revision)",
             1,
@@ -873,8 +889,13 @@ wait = "30s"
     ];
     run_cases(cases, conf.path(), &gh).await;
     let record = std::fs::read_to_string(conf.path().join("incident.json")).unwrap();
+    let entry = std::fs::read_to_string(&changelog).unwrap();
+    let sent = hook.text();
+    assert!(sent.contains("rollback"), "the webhook got nothing: {sent}");
     for c in CANARIES {
         assert!(!record.contains(c), "{c} in the incident record:\n{record}");
+        assert!(!entry.contains(c), "{c} in the changelog:\n{entry}");
+        assert!(!sent.contains(c), "{c} sent to the webhook:\n{sent}");
     }
     assert!(
         gh.requests().iter().any(|r| r.uri.contains("/deployments")),

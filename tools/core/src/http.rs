@@ -140,9 +140,10 @@ impl Response {
 
     /// A short, redacted, single-line excerpt of the body for reports.
     pub fn excerpt(&self, max_chars: usize) -> String {
-        let text = String::from_utf8_lossy(&self.body);
-        let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let red = redact(&one_line);
+        // Redacted first, as it came: a secret with two spaces or a tab in it would no longer
+        // match once the whitespace is collapsed.
+        let text = redact(&String::from_utf8_lossy(&self.body));
+        let red: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
         if red.chars().count() > max_chars {
             let cut: String = red.chars().take(max_chars).collect();
             format!("{}…", cut.trim_end())

@@ -51,6 +51,9 @@ fn found(part: &str) -> String {
     let s: String = part.chars().take(20).collect();
     if s.is_empty() {
         "end of input".into()
+    } else if crate::secret::holds_part_of_a_secret(&s) {
+        // Cut out of a `${VAR}` value: part of a secret, which the redactor would not know.
+        "part of a secret (not shown)".into()
     } else {
         format!("{s:?}")
     }

@@ -173,7 +173,7 @@ pub fn headline(report: &Report) -> String {
         crate::Exit::Passed => "passed",
         _ => "FAILED",
     };
-    format!("{} {verdict}: {}", report.tool, report.target)
+    crate::secret::redact(&format!("{} {verdict}: {}", report.tool, report.target))
 }
 
 /// Up to five lines under the headline: the summary, then the checks that did not pass.

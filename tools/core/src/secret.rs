@@ -124,7 +124,55 @@ fn escaped_forms(piece: &str) -> Vec<String> {
         u.set_path(piece);
         forms.push(u.path().trim_start_matches('/').to_owned());
     }
+    // As an HTML error page echoes it.
+    let html = piece
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    forms.push(html.replace('\'', "&#39;"));
+    forms.push(html.replace('\'', "&#x27;"));
+    forms.extend(base64_forms(piece.as_bytes()));
     forms.retain(|f| f != piece);
+    forms
+}
+
+/// `bytes` as base64 (standard and URL-safe alphabets) wherever it may sit in an encoded text:
+/// for each of the three alignments, the characters that only its bytes decide (a secret base64'd
+/// inside `user:token`, or alone, with or without padding).
+fn base64_forms(bytes: &[u8]) -> Vec<String> {
+    const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let encode = |data: &[u8]| -> String {
+        let mut out = String::new();
+        for c in data.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            let chars = [18, 12, 6, 0].map(|s| STD[(n >> s & 63) as usize] as char);
+            out.extend(&chars[..c.len() + 1]);
+        }
+        out
+    };
+    let mut forms = Vec::new();
+    for k in 0..3usize {
+        let mut data = vec![0u8; k];
+        data.extend_from_slice(bytes);
+        let enc = encode(&data);
+        // Characters that mix in the prefix (the first group when k > 0) or whatever follows
+        // (a last group that is not whole) are not the secret's alone.
+        let start = if k == 0 { 0 } else { 4 };
+        let end = if data.len() % 3 == 0 {
+            enc.len()
+        } else {
+            enc.len().saturating_sub(enc.len() % 4)
+        };
+        // A short core would be a few letters that also turn up in unrelated text (a digest).
+        if end >= start + 12 {
+            let core = &enc[start..end];
+            forms.push(core.to_owned());
+            forms.push(core.replace('+', "-").replace('/', "_"));
+        }
+    }
     forms
 }
 
@@ -134,10 +182,12 @@ fn escaped_forms(piece: &str) -> Vec<String> {
 /// a short name such as `git` is an identity, not a secret). A plain string does nothing.
 pub fn register_url_credentials(s: &str) {
     if let Ok(u) = reqwest::Url::parse(s) {
-        match u.password() {
-            Some(p) => register_decoded(p),
-            None if u.username().len() >= TOKEN_AS_USER_LEN => register_decoded(u.username()),
-            None => {}
+        if let Some(p) = u.password() {
+            register_decoded(p);
+        }
+        // `https://<token>@host` and `https://<token>:x-oauth-basic@host`: the token is the user.
+        if u.username().len() >= TOKEN_AS_USER_LEN {
+            register_decoded(u.username());
         }
         return;
     }
@@ -233,7 +283,36 @@ pub fn redact(text: &str) -> String {
             out = out.replace(piece.as_str(), "***");
         }
     }
+    // A server may echo a value in other case (a header upper-cased): pieces of 8 characters
+    // or more are also matched without regard to ASCII case (byte offsets stay the same).
+    let mut lower = out.to_ascii_lowercase();
+    for piece in reg.pieces.iter().filter(|p| p.len() >= CASELESS_LEN) {
+        let needle = piece.to_ascii_lowercase();
+        while let Some(at) = lower.find(&needle) {
+            out.replace_range(at..at + needle.len(), "***");
+            lower.replace_range(at..at + needle.len(), "***");
+        }
+    }
     out
+}
+
+/// Pieces this long are also redacted whatever their ASCII case.
+const CASELESS_LEN: usize = 8;
+
+/// Whether `excerpt` (a few characters cut out of a text: a parser's "found ..." snippet) holds
+/// part of a registered secret, at least `MIN_REDACT_LEN + 2` characters of one: an excerpt cut
+/// through a secret shows a piece that [`redact`] does not know as a whole.
+pub fn holds_part_of_a_secret(excerpt: &str) -> bool {
+    let window = MIN_REDACT_LEN + 2;
+    let chars: Vec<char> = excerpt.chars().collect();
+    if chars.len() < window {
+        return false;
+    }
+    let reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+    chars.windows(window).any(|w| {
+        let w: String = w.iter().collect();
+        reg.pieces.iter().any(|p| p.contains(&w))
+    })
 }
 
 #[cfg(test)]
@@ -277,10 +356,40 @@ mod tests {
         register_url_credentials("http://deploy:pw-first-9a8b@127.0.0.1:1/r.git");
         register_url_credentials("https://deploy:pw-second/x#y@h.example/");
         register_url_credentials("https://ghp_tokenasuser0001@github.com/o/r");
-        let text = "pw-first-9a8b pw-second/x#y ghp_tokenasuser0001";
-        assert_eq!(redact(text), "*** *** ***");
+        register_url_credentials("https://ghp_tokenuser0002:x-oauth-basic@github.com/o/r");
+        let text = "pw-first-9a8b pw-second/x#y ghp_tokenasuser0001 ghp_tokenuser0002";
+        assert_eq!(redact(text), "*** *** *** ***");
         assert!(contains_secret(b"{\"password\": \"pw-first-9a8b\"}"));
         assert!(!contains_secret(b"nothing here"));
+    }
+
+    #[test]
+    fn html_base64_and_other_case_echoes_are_scrubbed() {
+        let v = "can&ary\"<h>-sec1-x";
+        register(v);
+        for echoed in [
+            "can&amp;ary&quot;&lt;h&gt;-sec1-x".to_owned(),
+            "CAN&ARY\"<H>-SEC1-X".to_owned(),
+        ] {
+            assert!(
+                !redact(&echoed).contains("sec1"),
+                "{echoed} -> {}",
+                redact(&echoed)
+            );
+        }
+        register("token-b64-secret-77");
+        // Alone, and inside `user:token` as Basic auth encodes it (another alignment).
+        for plain in [
+            "token-b64-secret-77",
+            "AWS:token-b64-secret-77",
+            "ab:token-b64-secret-77",
+        ] {
+            let enc = super::base64_forms(plain.as_bytes())[0].clone();
+            let shown = redact(&format!("Authorization: Basic {enc}"));
+            assert!(shown.len() < 40, "{plain}: {shown}");
+        }
+        assert!(holds_part_of_a_secret("found \"b64-secret-\""));
+        assert!(!holds_part_of_a_secret("found \"end of input\""));
     }
 
     #[test]

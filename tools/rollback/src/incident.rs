@@ -138,7 +138,8 @@ pub fn append_changelog(path: &std::path::Path, i: &Incident) -> std::io::Result
         .create(true)
         .append(true)
         .open(path)?;
-    f.write_all(changelog_entry(i).as_bytes())
+    // Like every other sink: no secret (a `${VAR}` in a service name, the reason) in the file.
+    f.write_all(deploy_core::secret::redact(&changelog_entry(i)).as_bytes())
 }
 
 #[cfg(test)]
