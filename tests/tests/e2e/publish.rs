@@ -308,3 +308,50 @@ async fn sync_check_answers_its_check_on_a_failed_fetch_and_on_a_cancelled_job()
     );
     assert!(!out.all().contains(TOKEN), "token leaked");
 }
+
+/// A report past GitHub's limits on a check run: 200 failed checks with long non-ASCII names.
+/// The first request carries 50 annotations and updates of the check run carry the other 150
+/// (GitHub takes 50 a request); the summary fits 65,535 bytes, not characters, and each
+/// annotation title 255 bytes; Prism accepts every request, and the run ends as a check failure
+/// (exit 1), not a refused publication.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_past_github_s_limits_is_published_whole_and_within_them() {
+    let (s, dir) = staging(Behaviour {
+        ready: false,
+        ..Behaviour::default()
+    })
+    .await;
+    let long = "é".repeat(150);
+    let mut text = format!("[environments.staging]\nbase_url = \"{}\"\n", s.url);
+    for i in 0..200 {
+        text.push_str(&format!(
+            "\n[[smoke.checks]]\nname = \"{long} {i}\"\npath = \"/api/ready\"\nassert = [\".ready == true\"]\n"
+        ));
+    }
+    std::fs::write(dir.path().join("deploy.toml"), text).unwrap();
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let ran = publish("smoke-test", dir.path(), &tap.url, "--retry-for 0s", &[]).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let runs = check_runs(&tap);
+    assert_eq!(runs.len(), 1, "{:?}", tap.requests());
+    assert_eq!(runs[0].status, 201, "{:?}", runs[0]);
+    let updates: Vec<Recorded> = tap
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "PATCH" && r.path.starts_with("/repos/afu9/control-center/check-runs/")
+        })
+        .collect();
+    assert_eq!(updates.len(), 3, "{updates:?}");
+    let mut annotations = 0;
+    for r in runs.iter().chain(&updates) {
+        assert!(r.status < 300, "Prism refused: {r:?}");
+        let output = &r.body["output"];
+        assert!(output["summary"].as_str().unwrap().len() <= 65_535);
+        for a in output["annotations"].as_array().unwrap() {
+            assert!(a["title"].as_str().unwrap().len() <= 255, "{a}");
+            annotations += 1;
+        }
+    }
+    assert_eq!(annotations, 200);
+}

@@ -126,7 +126,7 @@ pub struct CheckAnnotation {
     pub message: String,
 }
 
-/// GitHub takes at most 50 annotations per check-run request; the rest are counted in the summary.
+/// GitHub takes at most 50 annotations per check-run request; the rest go in updates of the run.
 pub const MAX_CHECK_ANNOTATIONS: usize = 50;
 
 /// What to publish on a commit.
@@ -167,7 +167,23 @@ pub struct GithubClient {
     repo: String,
 }
 
-const MAX_SUMMARY_CHARS: usize = 65_535;
+/// GitHub's limits on a check run's output, in bytes: the summary ("exceeds a maximum bytesize of
+/// 65535" is its 422), an annotation's title (255) and message (64 KB).
+const MAX_SUMMARY_BYTES: usize = 65_535;
+const MAX_TITLE_BYTES: usize = 255;
+const MAX_ANNOTATION_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// `s` cut to at most `max` bytes (at a character boundary), `note` ending what was cut.
+fn cut_bytes(s: &str, max: usize, note: &str) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut cut = max.saturating_sub(note.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{note}", &s[..cut])
+}
 
 impl GithubClient {
     /// Builds a client from the flags. Needs a token and a repository.
@@ -216,56 +232,78 @@ impl GithubClient {
         route: String,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, GithubError> {
-        self.octo
+        let r = self
+            .octo
             .post::<_, serde_json::Value>(route, Some(&body))
-            .await
-            .map_err(|e| match e {
-                octocrab::Error::GitHub { source, .. } => GithubError::Api {
-                    call: call.to_owned(),
-                    status: source.status_code.as_u16(),
-                    message: crate::secret::redact(&source.message),
-                },
-                other => GithubError::Transport {
-                    call: call.to_owned(),
-                    message: crate::http::error_chain(&other),
-                },
-            })
+            .await;
+        Self::answer(call, r)
     }
 
-    /// Creates a completed check run; returns its id.
+    async fn patch(
+        &self,
+        call: &str,
+        route: String,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, GithubError> {
+        let r = self
+            .octo
+            .patch::<serde_json::Value, _, _>(route, Some(&body))
+            .await;
+        Self::answer(call, r)
+    }
+
+    fn answer(
+        call: &str,
+        r: octocrab::Result<serde_json::Value>,
+    ) -> Result<serde_json::Value, GithubError> {
+        r.map_err(|e| match e {
+            octocrab::Error::GitHub { source, .. } => GithubError::Api {
+                call: call.to_owned(),
+                status: source.status_code.as_u16(),
+                message: crate::secret::redact(&source.message),
+            },
+            other => GithubError::Transport {
+                call: call.to_owned(),
+                message: crate::http::error_chain(&other),
+            },
+        })
+    }
+
+    /// Creates a completed check run; returns its id. GitHub takes 50 annotations a request
+    /// ("To create more than 50 annotations, you have to make multiple requests to the Update a
+    /// check run endpoint", <https://docs.github.com/en/rest/checks/runs#update-a-check-run>):
+    /// the rest follow in updates of 50.
     pub async fn create_check_run(&self, r: &CommitReport) -> Result<u64, GithubError> {
-        let mut summary = crate::secret::redact(&r.summary);
-        if summary.chars().count() > MAX_SUMMARY_CHARS {
-            summary = summary.chars().take(MAX_SUMMARY_CHARS - 40).collect();
-            summary.push_str("\n\n(truncated: see the job summary)");
-        }
+        let summary = cut_bytes(
+            &crate::secret::redact(&r.summary),
+            MAX_SUMMARY_BYTES,
+            "\n\n(truncated: see the job summary)",
+        );
+        let title = cut_bytes(&crate::secret::redact(&r.title), MAX_TITLE_BYTES, "…");
+        let annotation = |a: &CheckAnnotation| {
+            json!({
+                "path": a.path,
+                "start_line": a.line,
+                "end_line": a.line,
+                "annotation_level": a.level,
+                "title": cut_bytes(&crate::secret::redact(&a.title), MAX_TITLE_BYTES, "…"),
+                "message": cut_bytes(&crate::secret::redact(&a.message), MAX_ANNOTATION_MESSAGE_BYTES, "…"),
+            })
+        };
         let mut body = json!({
             "name": r.name,
             "head_sha": r.head_sha,
             "status": "completed",
             "conclusion": r.conclusion.check_run(),
             "completed_at": crate::report::now_rfc3339(),
-            "output": { "title": crate::secret::redact(&r.title), "summary": summary },
+            "output": { "title": title, "summary": summary },
         });
         if let Some(u) = &r.details_url {
             body["details_url"] = json!(u);
         }
-        if !r.annotations.is_empty() {
-            body["output"]["annotations"] = r
-                .annotations
-                .iter()
-                .take(MAX_CHECK_ANNOTATIONS)
-                .map(|a| {
-                    json!({
-                        "path": a.path,
-                        "start_line": a.line,
-                        "end_line": a.line,
-                        "annotation_level": a.level,
-                        "title": crate::secret::redact(&a.title),
-                        "message": crate::secret::redact(&a.message),
-                    })
-                })
-                .collect::<serde_json::Value>();
+        let mut batches = r.annotations.chunks(MAX_CHECK_ANNOTATIONS);
+        if let Some(first) = batches.next() {
+            body["output"]["annotations"] = first.iter().map(annotation).collect();
         }
         let v = self
             .post(
@@ -274,7 +312,23 @@ impl GithubClient {
                 body,
             )
             .await?;
-        Ok(v.get("id").and_then(|i| i.as_u64()).unwrap_or_default())
+        let id = v.get("id").and_then(|i| i.as_u64()).unwrap_or_default();
+        for batch in batches {
+            let more = json!({
+                "output": {
+                    "title": title,
+                    "summary": summary,
+                    "annotations": batch.iter().map(annotation).collect::<serde_json::Value>(),
+                }
+            });
+            self.patch(
+                "PATCH check-runs",
+                format!("/repos/{}/{}/check-runs/{id}", self.owner, self.repo),
+                more,
+            )
+            .await?;
+        }
+        Ok(id)
     }
 
     /// Creates a commit status.
