@@ -16,11 +16,26 @@ CONFIRM_TOOLS=" ecr-push rollback "
 PUBLISHING_TOOLS=" sync-check ecr-push health-check smoke-test rollback "
 
 out() { printf '%s=%s\n' "$1" "$2" >>"${GITHUB_OUTPUT:-/dev/null}"; }
+# A workflow command's message, escaped as the runner's escapeData does (% CR LF), so an input's
+# value cannot end the line and start a command of its own.
+escape_data() {
+    local s="${1//%/%25}"
+    s="${s//$'\r'/%0D}"
+    printf '%s' "${s//$'\n'/%0A}"
+}
 usage() {
-    printf '::error title=deploy-action::%s\n' "$1"
+    printf '::error title=deploy-action::%s\n' "$(escape_data "$1")"
     out outcome 'usage error'
     out exit-code 2
     exit 2
+}
+# An input the tool cannot take: said here, and the flag that carries it still goes to the tool,
+# which refuses it (exit 2, its outputs) and, when the run would publish, answers its check run:
+# a required check never waits at "Expected" for a mistyped input.
+refused=""
+refuse() {
+    [[ -n "$refused" ]] || refused="$1"
+    args+=("${@:2}")
 }
 
 bin="${DEPLOY_TOOL_BIN:-}"
@@ -34,16 +49,18 @@ if [[ -n "${INPUT_BASE_URL:-}" ]]; then export DEPLOY_BASE_URL="$INPUT_BASE_URL"
 args=()
 case "${INPUT_DRY_RUN:-false}" in
 true)
-    [[ "$DRY_RUN_TOOLS" == *" $tool "* ]] ||
-        usage "input 'dry-run' applies to sync-check (with --update), ecr-push and rollback, not to $tool"
-    args+=(--dry-run)
+    if [[ "$DRY_RUN_TOOLS" == *" $tool "* ]]; then
+        args+=(--dry-run)
+    else
+        refuse "input 'dry-run' applies to sync-check (with --update), ecr-push and rollback, not to $tool" --dry-run
+    fi
     ;;
 false | "") ;;
-*) usage "input 'dry-run' must be true or false (got '${INPUT_DRY_RUN}')" ;;
+*) refuse "input 'dry-run' must be true or false (got '${INPUT_DRY_RUN}')" "--dry-run=${INPUT_DRY_RUN}" ;;
 esac
 if [[ -n "${INPUT_CONFIRM:-}" ]]; then
     [[ "$CONFIRM_TOOLS" == *" $tool "* ]] ||
-        usage "input 'confirm' applies to ecr-push and rollback, not to $tool"
+        refused="${refused:-input 'confirm' applies to ecr-push and rollback, not to $tool}"
     args+=(--confirm "$INPUT_CONFIRM")
 fi
 if [[ -n "${INPUT_ARGS:-}" ]]; then
@@ -89,5 +106,8 @@ else
 fi
 unset INPUT_GITHUB_TOKEN
 
+if [[ -n "$refused" ]]; then
+    printf '::error title=deploy-action::%s\n' "$(escape_data "$refused")"
+fi
 # (The +-form keeps an empty list safe under set -u in the bash 3.2 of macOS.)
 exec "$bin" ${args[@]+"${args[@]}"}

@@ -286,6 +286,34 @@ fn run_sh(tool: &str, inputs: &[(&str, &str)]) -> String {
     format!("\n{}", String::from_utf8_lossy(&o.stdout))
 }
 
+/// An input the tool cannot take is said (its value escaped: it cannot start a workflow command
+/// of its own) and still goes to the tool as the flag that carries it, so the tool refuses it and,
+/// when it publishes, answers its check run.
+#[test]
+fn a_refused_input_is_escaped_and_reaches_the_tool_as_its_flag() {
+    let out = run_sh(
+        "health-check",
+        &[("INPUT_DRY_RUN", "yes 100%\n::warning::injected")],
+    );
+    assert!(
+        out.contains("\n::error title=deploy-action::input 'dry-run' must be true or false (got 'yes 100%25%0A::warning::injected')\n"),
+        "{out}"
+    );
+    assert!(out.contains("\nARG --dry-run=yes 100%\n"), "{out}");
+    let out = run_sh(
+        "smoke-test",
+        &[("INPUT_DRY_RUN", "true"), ("INPUT_CONFIRM", "production")],
+    );
+    assert!(
+        out.contains("::error title=deploy-action::input 'dry-run' applies to sync-check (with --update), ecr-push and rollback, not to smoke-test\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nARG --dry-run\n") && out.contains("\nARG --confirm\nARG production\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn the_token_reaches_only_publishing_tools_and_empty_inputs_leave_job_values() {
     let env = run_sh(

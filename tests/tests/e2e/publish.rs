@@ -237,6 +237,53 @@ async fn every_tool_answers_its_check_when_it_stops_on_bad_input() {
     }
 }
 
+/// A mistyped flag stops a tool before it has its settings: the check run is answered all the
+/// same when the run would have published (`--publish` on the command line; sync-check by
+/// default inside Actions), and not at all when it would not have.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_flag_still_answers_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let ran = publish("smoke-test", dir.path(), &tap.url, "--no-such-flag", &[]).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    let mut c = tool("sync-check", dir.path());
+    c.args(["--no-such-flag"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_API_URL", &tap.url)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "afu9/control-center")
+        .env("GITHUB_SHA", SHA);
+    let ran = run(c).await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    // Never asked to publish: nothing posted.
+    let mut c = tool("health-check", dir.path());
+    c.args(["--no-such-flag"])
+        .env("GITHUB_API_URL", &tap.url)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "afu9/control-center");
+    assert_eq!(run(c).await.code, 2);
+    let runs = check_runs(&tap);
+    let names: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r.body["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["smoke-test (staging)", "sync-check"],
+        "{:?}",
+        tap.requests()
+    );
+    for r in &runs {
+        assert_eq!(r.status, 201, "Prism accepted it: {r:?}");
+        assert_eq!(r.body["conclusion"], "failure", "{r:?}");
+        let title = r.body["output"]["title"].as_str().unwrap();
+        assert!(
+            title.contains("the flags were refused") && title.contains("--no-such-flag"),
+            "{title}"
+        );
+    }
+}
+
 /// sync-check posts `sync-check` on the pull request's head (not the merge commit in
 /// GITHUB_SHA) when the fetch fails, and `cancelled` when the job is cancelled mid-fetch.
 #[tokio::test(flavor = "multi_thread")]
@@ -354,4 +401,29 @@ async fn a_report_past_github_s_limits_is_published_whole_and_within_them() {
         }
     }
     assert_eq!(annotations, 200);
+}
+
+/// A run that published and then cannot write a file of its own (its JUnit file, here in /proc)
+/// fails its step (exit 2) without posting a second, contradicting check run.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_after_publishing_posts_no_second_check_run() {
+    let (_s, dir) = staging(Behaviour::default()).await;
+    let tap = Tap::start(rig::prism_url(), &[]).await;
+    let ran = publish(
+        "smoke-test",
+        dir.path(),
+        &tap.url,
+        "--junit /proc/deploy-action-junit.xml",
+        &[],
+    )
+    .await;
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr.contains("couldn't write JUnit file"),
+        "{}",
+        ran.stderr
+    );
+    let runs = check_runs(&tap);
+    assert_eq!(runs.len(), 1, "{:?}", tap.requests());
+    assert_eq!(runs[0].body["conclusion"], "success");
 }

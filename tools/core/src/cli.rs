@@ -201,6 +201,17 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    parse_reporting(args).map_err(|(exit, _)| exit)
+}
+
+/// [`parse_from`], and for refused flags the line that says why (for the check run that must
+/// still answer: [`crate::github::answer_refused_flags`]).
+pub fn parse_reporting<A, I, T>(args: I) -> Result<A, (Exit, Option<String>)>
+where
+    A: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     A::try_parse_from(args).map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
@@ -208,9 +219,17 @@ where
             let mut gha = Actions::from_env();
             let _ = gha.set_output("outcome", &Exit::Usage.to_string());
             let _ = gha.set_output("exit-code", &Exit::Usage.code().to_string());
-            Exit::Usage
+            let why = e
+                .render()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("the flags were refused")
+                .trim_start_matches("error: ")
+                .to_owned();
+            (Exit::Usage, Some(why))
         } else {
-            Exit::Passed
+            (Exit::Passed, None)
         }
     })
 }
@@ -364,6 +383,17 @@ fn panic_line(payload: &str, at: Option<&str>) -> String {
         redact(payload),
         tool_name()
     )
+}
+
+/// `body`, with a panic in it turned into a dependency error ("internal error") where the tool
+/// can still answer its check run with it; the panic hook has already printed the redacted line.
+pub async fn catching<T>(body: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(body)).await {
+        Ok(r) => r,
+        Err(_) => Err(exit::dependency(
+            "internal error (see the line above); the run stopped",
+        )),
+    }
 }
 
 /// Runs a tool's body: installs the mask hook (inside Actions, `::add-mask::` the moment a
@@ -672,6 +702,15 @@ mod tests {
         // Asked for by name: kept.
         assert!(log_filter(Some("info,hyper=debug")).contains("hyper=debug"));
         assert!(log_filter(None).contains("smoke_test=info"));
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_a_tool_body_is_an_error_the_tool_can_still_answer_with() {
+        let r: anyhow::Result<()> = catching(async { panic!("boom") }).await;
+        let e = r.unwrap_err();
+        assert_eq!(exit::classify(&e), Exit::Dependency);
+        assert!(e.to_string().contains("internal error"), "{e}");
+        assert_eq!(catching(async { Ok(7) }).await.unwrap(), 7);
     }
 
     #[test]

@@ -575,6 +575,11 @@ pub async fn publish_error(
     when: Publish,
     on: On<'_>,
 ) {
+    if ANSWERED.load(std::sync::atomic::Ordering::SeqCst) {
+        // The report was published before this error (one writing the report's files): one
+        // check run per run; the error is the step's (its log, outputs and exit code).
+        return;
+    }
     let code = exit::classify(err);
     let line = crate::secret::redact(&format!("{err:#}"));
     let mut report = Report::new(tool, env!("CARGO_PKG_VERSION"), on.name);
@@ -604,6 +609,80 @@ pub fn check_name(tool: &str, environment: Option<&str>) -> String {
         Some(e) => format!("{tool} ({e})"),
         None => tool.to_owned(),
     }
+}
+
+/// The flags were refused, so the run never began: when it would have published (its
+/// `--publish` on the command line, else the tool's default: sync-check `auto`, the others
+/// `never`), the refusal is still answered as a failed check run on the head commit, named as the
+/// run's would have been, so a required check never waits at "Expected". The GitHub settings come
+/// from the environment (`GITHUB_TOKEN`, `GITHUB_API_URL`, `GITHUB_REPOSITORY`), as the flags'
+/// defaults do.
+pub async fn answer_refused_flags(tool: &str, argv: &[std::ffi::OsString], why: &str) {
+    use clap::ValueEnum;
+    let args: Vec<String> = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut publish = if tool == "sync-check" {
+        Publish::Auto
+    } else {
+        Publish::Never
+    };
+    let mut environment = std::env::var("DEPLOY_ENVIRONMENT")
+        .ok()
+        .filter(|e| !e.is_empty());
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let next = args.get(i + 1).cloned();
+        let (flag, value) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (a.as_str(), None),
+        };
+        match flag {
+            "--publish" => {
+                if let Some(p) = value
+                    .or(next)
+                    .and_then(|v| Publish::from_str(&v, true).ok())
+                {
+                    publish = p;
+                }
+            }
+            "--environment" | "-e" => environment = value.or(next).or(environment),
+            _ => {}
+        }
+        i += 1;
+    }
+    if publish == Publish::Never {
+        return;
+    }
+    let github = GithubArgs {
+        github_token: std::env::var("GITHUB_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+        github_api_url: std::env::var("GITHUB_API_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "https://api.github.com".to_owned()),
+        github_repository: std::env::var("GITHUB_REPOSITORY")
+            .ok()
+            .filter(|r| !r.is_empty()),
+    };
+    // sync-check's check run has one name; the others' name their environment.
+    let name = if tool == "sync-check" {
+        tool.to_owned()
+    } else {
+        check_name(tool, environment.as_deref())
+    };
+    let on = On {
+        name: &name,
+        head_sha: None,
+        annotation_path: None,
+    };
+    let err = exit::usage(format!("the flags were refused: {why}"));
+    publish_error(&err, tool, &github, publish, on).await;
 }
 
 /// The commit a report belongs to inside Actions: a pull request's head (never the synthetic
@@ -659,6 +738,9 @@ pub fn annotations_of(report: &Report, path: Option<&str>) -> Vec<CheckAnnotatio
     out
 }
 
+/// Whether this process has published its report (a check run, a status, or tried to).
+static ANSWERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Publishes a finished report on the head commit, the common `--publish` of every tool: a check
 /// run named `name` with the report's Markdown as its summary and its findings as annotations;
 /// a commit status when the token may not write checks; nothing (a warning, the job summary
@@ -696,6 +778,9 @@ pub async fn publish_report(report: &mut Report, github: &GithubArgs, when: Publ
             return;
         }
     };
+    // From here on this run has answered its check (or tried): an error after it (writing the
+    // report's files) must not post a second, contradicting one.
+    ANSWERED.store(true, std::sync::atomic::Ordering::SeqCst);
     let failed = report.outcome != Exit::Passed
         || report
             .checks

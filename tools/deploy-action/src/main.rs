@@ -37,24 +37,29 @@ fn main() -> ExitCode {
 
 async fn run(tool: &'static str, argv: Vec<OsString>) -> ExitCode {
     match tool {
-        "sync-check" => tool_main(argv, sync_check::run).await,
-        "ecr-push" => tool_main(argv, ecr_push::run).await,
-        "health-check" => tool_main(argv, health_check::run).await,
-        "smoke-test" => tool_main(argv, smoke_test::run).await,
-        "rollback" => tool_main(argv, rollback::run).await,
+        "sync-check" => tool_main(tool, argv, sync_check::run).await,
+        "ecr-push" => tool_main(tool, argv, ecr_push::run).await,
+        "health-check" => tool_main(tool, argv, health_check::run).await,
+        "smoke-test" => tool_main(tool, argv, smoke_test::run).await,
+        "rollback" => tool_main(tool, argv, rollback::run).await,
         other => usage_or_dependency(Exit::Usage, &format!("error: no tool {other}")),
     }
 }
 
 /// What each tool's own `main` was: parse (never exiting), run, map the outcome to the exit code.
-async fn tool_main<A, F>(argv: Vec<OsString>, run: impl FnOnce(A) -> F) -> ExitCode
+/// Refused flags are still answered on GitHub when the run would have published.
+async fn tool_main<A, F>(tool: &str, argv: Vec<OsString>, run: impl FnOnce(A) -> F) -> ExitCode
 where
     A: clap::Parser,
     F: Future<Output = anyhow::Result<Exit>>,
 {
-    match deploy_core::cli::parse_from::<A, _, _>(argv) {
+    match deploy_core::cli::parse_reporting::<A, _, _>(argv.clone()) {
         Ok(args) => deploy_core::cli::run(run(args)).await,
-        Err(exit) => exit.into(),
+        Err((exit, Some(why))) => {
+            deploy_core::github::answer_refused_flags(tool, &argv, &why).await;
+            exit.into()
+        }
+        Err((exit, None)) => exit.into(),
     }
 }
 

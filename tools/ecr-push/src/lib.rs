@@ -103,7 +103,7 @@ const CONFIG_READS: &[&str] = &["defaults", "environments", "images"];
 /// Runs the tool: load and check every source and tag (no network), then plan every image
 /// (reads only), upload every blob and manifest, and only then create or move tags.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    match push(&args).await {
+    match deploy_core::cli::catching(push(&args)).await {
         Ok(exit) => Ok(exit),
         // A run that stops on an error still answers its check run (--publish).
         Err(e) => Err(args.publish.answer_error(e, &args.common, "ecr-push").await),

@@ -257,7 +257,7 @@ fn connect(
 /// Runs the tool: waits, publishes the report when asked (`--publish`), then writes it
 /// everywhere else it belongs.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    let report = match check(&args).await {
+    let report = match deploy_core::cli::catching(check(&args)).await {
         Ok(r) => r,
         Err(e) => {
             return Err(args

@@ -218,7 +218,7 @@ pub fn config_reads() -> Vec<&'static str> {
 
 /// Runs the tool.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    match run_rollback(&args).await {
+    match deploy_core::cli::catching(run_rollback(&args)).await {
         Ok(exit) => Ok(exit),
         // A run that stops on an error still answers its check run (--publish).
         Err(e) => Err(args

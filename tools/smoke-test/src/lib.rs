@@ -83,7 +83,7 @@ struct Plan {
 
 /// Runs the tool: plan the suite, run its checks, report.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    match suite(&args).await {
+    match deploy_core::cli::catching(suite(&args)).await {
         Ok(exit) => Ok(exit),
         // A run that stops on an error still answers its check run (--publish).
         Err(e) => Err(args

@@ -1059,14 +1059,19 @@ fn findings_outputs(f: &Findings, report: &mut Report) {
 /// failed, a usage or dependency error, and a cancelled job (`cancelled`, with the signal), so a
 /// required check never waits at "Expected".
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    match check(&args).await {
+    match deploy_core::cli::catching(check(&args)).await {
         Ok(exit) => Ok(exit),
         // `--update` is a local sync, not the pull request's check: it publishes nothing.
         Err(e) if args.update.is_some() => Err(e),
         Err(e) => {
             let on = deploy_core::github::On {
                 name: "sync-check",
-                head_sha: args.head.clone(),
+                // GitHub takes a check run on a commit SHA only: `--head feature/x` (a ref not
+                // resolved before the error) leaves it to the event's head commit.
+                head_sha: args
+                    .head
+                    .clone()
+                    .filter(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit())),
                 annotation_path: None,
             };
             deploy_core::github::publish_error(&e, "sync-check", &args.github, args.publish, on)
