@@ -1014,3 +1014,57 @@ async fn mark_verified_tags_the_running_revision_only_when_healthy() {
     .await;
     assert_eq!(r.code, 2);
 }
+
+/// A cancelled job before the wait begins (AWS credentials still being fetched from an STS that
+/// never answers) and in --preflight (CloudWatch Logs never answering): a report that says it
+/// was interrupted, exit 1, and the step outputs, not a process killed with nothing written.
+#[tokio::test]
+async fn sigterm_before_the_wait_and_in_preflight_still_reports() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "[environments.staging]\nbase_url = \"http://127.0.0.1:9\"\ncluster = \"c\"\nservices = [\"s\"]\n",
+    )
+    .unwrap();
+    let token = dir.path().join("web-identity-token");
+    std::fs::write(&token, "not-a-real-token").unwrap();
+    let outputs = dir.path().join("outputs");
+    for (args, when) in [
+        ("-e staging --ecs", "before the wait began"),
+        (
+            "-e staging --preflight --incident-log-group /afu9/incidents",
+            "before the deploy's checks",
+        ),
+    ] {
+        std::fs::write(&outputs, "").unwrap();
+        let mut c = aws_cmd(dir.path(), &format!("{args} --format json"));
+        c.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", &outputs)
+            .env("AWS_ENDPOINT_URL", &silent_url)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if args.contains("--ecs") {
+            // Credentials from a web identity, fetched from an STS that never answers.
+            c.env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
+                .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
+                .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/deploy");
+        }
+        let child = c.spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let out = deploy_action_e2e::rig::sigterm(child).await;
+        assert_eq!(out.code, 1, "{args}: {out:?}");
+        let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("interrupted by SIGTERM {when}")),
+            "{args}: {v:#}"
+        );
+        let written = std::fs::read_to_string(&outputs).unwrap();
+        assert!(written.contains("exit-code<<"), "{args}: {written}");
+    }
+}

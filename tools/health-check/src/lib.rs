@@ -42,6 +42,10 @@ use crate::probe::Ctx;
 #[derive(Debug, Default, clap::Parser)]
 #[command(name = "health-check", version, about, long_about = None)]
 pub struct Args {
+    /// The signal watch of a caller that runs health-check as a library (rollback's
+    /// verification): one watch, so the caller sees the same signal. Else one of its own.
+    #[arg(skip)]
+    pub cancel: Option<deploy_core::cli::Cancel>,
     #[command(flatten)]
     pub probe: ProbeArgs,
     #[command(flatten)]
@@ -188,12 +192,36 @@ pub async fn check(args: &Args) -> anyhow::Result<Report> {
     if let Some(paths) = &args.checklist {
         return checklist::report(paths);
     }
+    // SIGINT and SIGTERM are answered from here on, in every mode: before the wait (AWS
+    // credentials can take seconds), during it, and in --kpi and --preflight, a cancelled job
+    // gets a report saying so (and its check run `cancelled`), not a killed process.
+    let cancel = args
+        .cancel
+        .clone()
+        .unwrap_or_else(deploy_core::cli::Cancel::watch);
     let r = args.probe.resolve(EMBEDDED_HEALTH, CONFIG_READS)?;
+    let cancelled = |sig: &str, when: &str| {
+        let mut report = Report::new("health-check", env!("CARGO_PKG_VERSION"), r.label());
+        report.interrupted(
+            sig,
+            format!("interrupted by {sig} {when}: nothing was checked"),
+        );
+        report.finish(started.elapsed());
+        report
+    };
     if let Some(window) = args.kpi {
-        return kpi::report(args, window, &r).await;
+        return tokio::select! {
+            biased;
+            sig = cancel.arrived() => Ok(cancelled(sig, "while reading the KPIs")),
+            r = kpi::report(args, window, &r) => r,
+        };
     }
     if args.preflight {
-        return preflight::report(args, &r).await;
+        return tokio::select! {
+            biased;
+            sig = cancel.arrived() => Ok(cancelled(sig, "before the deploy's checks")),
+            r = preflight::report(args, &r) => r,
+        };
     }
     if args.incident_log_group.is_some() && !args.mark_verified {
         return Err(deploy_core::exit::usage(
@@ -202,10 +230,14 @@ pub async fn check(args: &Args) -> anyhow::Result<Report> {
     }
     // Plan: what each round polls, how long, how often; usage errors before any request.
     let plan = plan::plan(args, &r)?;
-    let sdk = aws(args, &r, &plan).await?;
+    let sdk = tokio::select! {
+        biased;
+        sig = cancel.arrived() => return Ok(cancelled(sig, "before the wait began")),
+        sdk = aws(args, &r, &plan) => sdk?,
+    };
     let ctx = connect(args, &plan, sdk.as_ref())?;
     // Act: poll until healthy, then the gates that count only after it.
-    let mut interrupt = std::pin::pin!(deploy_core::cli::interrupted());
+    let mut interrupt = std::pin::pin!(cancel.arrived());
     let waited = wait::until_healthy(&ctx, &plan, interrupt.as_mut()).await?;
     let gates = gates::after_wait(&ctx, &plan, &waited, interrupt.as_mut()).await?;
     // Report: each probe's last word, the gates, the metric, the verified tags, why it failed.

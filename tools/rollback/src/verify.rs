@@ -107,11 +107,15 @@ pub(crate) async fn verify(
         expect_version: None,
         // This rollback's own record says how it ended; its verification resolves no incident.
         keep_incidents_open: true,
+        // One watch for the signal: the rollback's.
+        cancel: Some(cancel.clone()),
         ..health_check::Args::default()
     };
     tracing::info!("verifying {} with the health checks", s.environment);
+    // Biased: once the signal is in, it is the rollback's to answer, whatever the check makes of it.
     tokio::select! {
-        r = health_check::check(&hc) => Ok(Verified::Report(Box::new(r?))),
+        biased;
         sig = cancel.arrived() => Ok(Verified::Interrupted(sig)),
+        r = health_check::check(&hc) => Ok(Verified::Report(Box::new(r?))),
     }
 }
