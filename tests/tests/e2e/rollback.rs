@@ -584,6 +584,49 @@ async fn a_deployment_in_flight_is_rolled_back_natively_and_one_on_target_is_a_n
     );
 }
 
+/// Rollback called while the circuit breaker is already rolling back (PRIMARY: the good revision
+/// 2, in progress; revision 3's deployment FAILED): revision 3 is the one rolled back from and
+/// tagged bad, the target is 2, and 2 is neither tagged bad nor passed over for 1.
+#[tokio::test]
+async fn during_a_circuit_breaker_rollback_the_failed_revision_is_the_bad_one() {
+    let e = env(1, 3).await;
+    e.verified(0, 1, "1111111").await;
+    e.verified(0, 2, "2222222").await;
+    let svc = &e.services[0];
+    let breaking = json!({
+        "taskDefinition": e.arn(0, 2),
+        "deployments": [
+            { "id": "ecs-svc/back", "status": "PRIMARY", "taskDefinition": e.arn(0, 2), "desiredCount": 1, "runningCount": 0, "pendingCount": 1, "rolloutState": "IN_PROGRESS" },
+            { "id": "ecs-svc/bad", "status": "ACTIVE", "taskDefinition": e.arn(0, 3), "desiredCount": 0, "runningCount": 0, "failedTasks": 3, "rolloutState": "FAILED", "rolloutStateReason": "ECS deployment circuit breaker: tasks failed to start." }
+        ]
+    });
+    let steady = json!({
+        "taskDefinition": e.arn(0, 2),
+        "deployments": [
+            { "id": "{new}", "status": "PRIMARY", "taskDefinition": e.arn(0, 2), "desiredCount": 1, "runningCount": 1, "rolloutState": "COMPLETED" }
+        ]
+    });
+    e.ecs_standin
+        .script(svc, Script::in_flight(breaking, vec![steady]));
+    let (r, report) = e.rollback(&["--verify-wait", "5s"]).await;
+    assert!(
+        e.tag_value(0, 3, "deploy-action:bad").await.is_some(),
+        "{r:?} {report:#}"
+    );
+    assert_eq!(
+        e.tag_value(0, 2, "deploy-action:bad").await,
+        None,
+        "{report:#}"
+    );
+    let updates = e.ecs_standin.calls_of("UpdateService");
+    assert!(
+        updates
+            .iter()
+            .all(|c| c.body.to_string().contains(&format!("{}:2", svc))),
+        "{updates:?}"
+    );
+}
+
 fn failed_frame(e: &Env, s: usize) -> Value {
     json!({
         "deployments": [

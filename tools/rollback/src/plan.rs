@@ -193,6 +193,31 @@ async fn running(
         )));
     }
     let primary = svc.primary();
+    // The circuit breaker already rolling back: the PRIMARY is the older revision ECS is putting
+    // back, and a newer one's deployment FAILED. That newer one is the bad revision to go back
+    // from (and to tag bad), not the PRIMARY, which may well be the good one.
+    let failed_newer = primary.and_then(|p| {
+        let (family, rev) = deploy_core::taskdef::parse_name(&p.task_definition)?;
+        svc.deployments
+            .iter()
+            .filter(|d| {
+                d.status != ecs::DeploymentStatus::Primary
+                    && d.rollout_state == Some(ecs::RolloutState::Failed)
+            })
+            .filter_map(|d| {
+                let (f, r) = deploy_core::taskdef::parse_name(&d.task_definition)?;
+                (f == family && r > rev).then(|| (r, d.task_definition.clone()))
+            })
+            .max_by_key(|(r, _)| *r)
+            .map(|(_, td)| td)
+    });
+    if let Some(td) = failed_newer {
+        tracing::warn!(
+            "{service}: the circuit breaker is rolling back from {}: that is the revision rolled back from",
+            ecs::family_revision(&td)
+        );
+        return Ok(Ok((svc, td)));
+    }
     match primary
         .map(|d| d.task_definition.clone())
         .or_else(|| svc.task_definition.clone())
