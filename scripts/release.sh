@@ -113,23 +113,38 @@ printf 'header = "Authorization: Bearer %s"\nheader = "Accept: application/vnd.g
 api_call() {
     local method=$1 url=$2 code
     shift 2
-    code="$(curl --proto '=https' --tlsv1.2 -sS -K "$work/curl-auth" -X "$method" \
-        -o "$work/body" -w '%{http_code}' "$@" "$url")" || {
+    # Bounded: a stalled request fails (and the undo runs) within the job's time. Run in the
+    # background and waited for, so that a signal (a cancelled run) runs the undo at once: bash
+    # runs a trap only when a foreground command ends, but `wait` returns when a signal comes.
+    curl --proto '=https' --tlsv1.2 -sS --connect-timeout 30 --max-time 600 -K "$work/curl-auth" -X "$method" \
+        -o "$work/body" -w '%{http_code}' "$@" "$url" >"$work/code" &
+    curl_pid=$!
+    if ! wait "$curl_pid"; then
+        curl_pid=""
         printf 'release: %s %s: curl failed\n' "$method" "$url" >&2
         return 1
-    }
+    fi
+    curl_pid=""
+    code="$(cat "$work/code")"
     if [[ "$code" != 2?? ]]; then
         printf 'release: %s %s: HTTP %s: %s\n' "$method" "$url" "$code" "$(head -c 2000 "$work/body")" >&2
         return 1
     fi
 }
+curl_pid=""
 
 release_id=""
 tag_pushed=false
 published=false
 undo() {
     local rc=$?
-    trap - ERR
+    trap - ERR INT TERM
+    # A signal (a cancelled run, or its timeout) undoes the same: it exits 130/143.
+    [[ "$rc" != 0 ]] || rc=1
+    if [[ -n "$curl_pid" ]]; then
+        kill "$curl_pid" 2>/dev/null || true
+        curl_pid=""
+    fi
     if [[ "$published" == false ]]; then
         if [[ -n "$release_id" ]]; then
             printf 'release: failed before publishing; deleting the draft release %s\n' "$release_id" >&2
@@ -149,6 +164,8 @@ undo() {
     exit "$rc"
 }
 trap undo ERR
+trap '(exit 130); undo' INT
+trap '(exit 143); undo' TERM
 
 # ---- c. the tag -------------------------------------------------------------------------------
 # An annotated tag on the release commit; pushed without --force, so a tag that appeared on the
@@ -194,12 +211,14 @@ done
 api_call PATCH "$api/repos/$repo/releases/$release_id" -H 'Content-Type: application/json' \
     --data-binary '{"draft":false}'
 published=true
-trap - ERR
+trap - ERR INT TERM
 printf 'published %s\n' "$tag"
 
 # ---- f. the major tag -----------------------------------------------------------------------------
 # vN follows the newest vN.*.* on the remote (this one included); an older patch release leaves it.
-newest="$(git ls-remote --tags "$remote" "refs/tags/$major.*" | sed -n 's#.*refs/tags/\(v[0-9]*\.[0-9]*\.[0-9]*\)$#\1#p' |
+tags="$(git ls-remote --tags "$remote" "refs/tags/$major.*")" ||
+    die "$tag is published, but reading the tags of $remote to move $major failed: move it by hand (README.md, Releasing)"
+newest="$(printf '%s\n' "$tags" | sed -n 's#.*refs/tags/\(v[0-9]*\.[0-9]*\.[0-9]*\)$#\1#p' |
     sort -V | tail -n 1)"
 if [[ "$newest" != "$tag" ]]; then
     printf '%s stays where it is: %s is newer than %s\n' "$major" "$newest" "$tag"
@@ -209,7 +228,8 @@ fi
 # (v1.0.0) belongs to an immutable release; the major tag (v1) is tied to no release and is
 # force-pushed to the newest release it covers.
 # https://docs.github.com/en/actions/how-tos/create-and-publish-actions/using-immutable-releases-and-tags-to-manage-your-actions-releases
-git tag -f -a "$major" -m "deploy-action $tag" "$release_commit" >/dev/null
+git tag -f -a "$major" -m "deploy-action $tag" "$release_commit" >/dev/null ||
+    die "$tag is published, but tagging $major locally failed: move it by hand (README.md, Releasing)"
 git push --force "$remote" "refs/tags/$major:refs/tags/$major" ||
     die "$tag is published, but moving $major failed: move it by hand (README.md, Releasing)"
 printf '%s now points at %s (%s)\n' "$major" "$tag" "$release_commit"

@@ -25,6 +25,8 @@ pub enum Mode {
     FailUpload,
     /// Publishing (PATCH draft=false) answers 500.
     FailPublish,
+    /// Asset uploads are never answered (a stalled upload, for a cancelled run).
+    StallUpload,
     /// Downloads: anonymous 404, with the token a 302 to the objects listener.
     Private,
 }
@@ -142,6 +144,8 @@ class Api(Base):
         m = re.fullmatch(r"/uploads/repos/([^/]+)/([^/]+)/releases/(\d+)/assets", p)
         if m and self.command == "POST":
             if mode == "fail-upload": return self.send(500, {"message": "Server Error"})
+            if mode == "stall-upload":
+                import time; time.sleep(3600)
             rid = int(m.group(3))
             if rid not in releases: return self.send(404, {"message": "Not Found"})
             name = urllib.parse.parse_qs(u.query).get("name", [""])[0]
@@ -194,6 +198,7 @@ impl ReleaseHost {
             Mode::Normal => "normal",
             Mode::FailUpload => "fail-upload",
             Mode::FailPublish => "fail-publish",
+            Mode::StallUpload => "stall-upload",
             Mode::Private => "private",
         };
         let (pem, key) = (cert_dir.join("server.pem"), cert_dir.join("server.key"));

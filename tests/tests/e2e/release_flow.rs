@@ -122,22 +122,25 @@ impl Project {
         log
     }
 
-    /// Runs scripts/release.sh (this tree's) in the checkout against `host`.
-    fn release(&self, host: &ReleaseHost, tag: &str) -> (bool, String) {
+    /// scripts/release.sh (this tree's) in the checkout against `host`, ready to run.
+    fn release_cmd(&self, host: &ReleaseHost, tag: &str) -> Command {
         let mut cmd = Command::new("bash");
         cmd.arg(rig::workspace_root().join("scripts/release.sh"))
             .arg(tag)
             .arg(&self.dist)
             .current_dir(&self.checkout);
         scrub(&mut cmd);
-        let out = cmd
-            .env("GH_TOKEN", TOKEN)
+        cmd.env("GH_TOKEN", TOKEN)
             .env("GITHUB_API_URL", &host.url)
             .env("GITHUB_REPOSITORY", REPO)
             .env("CURL_CA_BUNDLE", &host.ca)
-            .env("EXPECT_ARCHIVES", "4")
-            .output()
-            .unwrap();
+            .env("EXPECT_ARCHIVES", "4");
+        cmd
+    }
+
+    /// Runs scripts/release.sh (this tree's) in the checkout against `host`.
+    fn release(&self, host: &ReleaseHost, tag: &str) -> (bool, String) {
+        let out = self.release_cmd(host, tag).output().unwrap();
         let log = text(&out);
         eprintln!("release.sh {tag}:\n{log}");
         assert!(!log.contains(TOKEN), "the token was printed:\n{log}");
@@ -388,6 +391,35 @@ fn a_failed_upload_deletes_the_draft_and_the_pushed_tag() {
     let methods: Vec<String> = host.requests().iter().map(|r| r.method.clone()).collect();
     assert_eq!(methods.first().map(String::as_str), Some("POST"));
     assert_eq!(methods.last().map(String::as_str), Some("DELETE"));
+}
+
+/// A run cancelled mid-upload (SIGTERM, as a cancelled job or its timeout sends) undoes like a
+/// failure: the draft and the tag it pushed are deleted, so the version can be released again.
+#[test]
+fn a_cancelled_release_deletes_the_draft_and_the_pushed_tag() {
+    let (host, p) = start(Mode::StallUpload, "1.0.0", "v1.0.0");
+    let mut cmd = p.release_cmd(&host, "v1.0.0");
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !host.requests().iter().any(|r| r.path.contains("/uploads/")) {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SIGTERM to the script (curl, its child, is killed with it by the runner; here the script's
+    // own trap must do the undo).
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("deleting the draft release"), "{log}");
+    assert!(log.contains("deleting the tag v1.0.0"), "{log}");
+    assert_nothing_released(&p, &host);
 }
 
 #[test]

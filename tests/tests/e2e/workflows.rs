@@ -456,6 +456,14 @@ fn the_release_archive_holds_what_the_install_accepts() {
         release.contains("cargo build --release --locked --target \"$TARGET\" -p deploy-action")
     );
     assert!(release.contains("bash scripts/link-tools.sh \"$dir\""));
+    // x86_64 musl builds are static PIE: `file` says "static-pie linked" (a check for
+    // "statically linked" alone failed every release).
+    assert!(release.contains("grep -qE 'statically linked|static-pie linked'"));
+    // Every build on the one commit the resolve job settled.
+    let wf = deploy_action_e2e::contract::yaml(&release);
+    assert_eq!(wf["jobs"]["build"]["needs"].as_str(), Some("resolve"));
+    let checkout = &wf["jobs"]["build"]["steps"][0]["with"]["ref"];
+    assert_eq!(checkout.as_str(), Some("${{ needs.resolve.outputs.sha }}"));
     for t in deploy_action_e2e::release::TOOLS {
         assert!(release.contains(t), "release.yml does not check {t}");
     }
