@@ -103,10 +103,16 @@ async fn up_to_date_and_ahead() {
     let head = git(&r.work, &["rev-parse", "HEAD"]);
     let fetch_head = || std::fs::read(r.work.join(".git/FETCH_HEAD")).ok();
     let before = fetch_head();
+    // A file touched a second later: `git status` would refresh (rewrite) the index for it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(r.work.join("a.txt"), "a\n").unwrap();
+    let index = || std::fs::read(r.work.join(".git/index")).unwrap();
+    let index_before = index();
     let (ran, v) = r.sync("").await;
     assert_eq!(ran.code, 0, "{ran:?}");
-    // Read-only: FETCH_HEAD included.
+    // Read-only: FETCH_HEAD and the index included.
     assert_eq!(fetch_head(), before);
+    assert!(index() == index_before, "the index was rewritten");
     assert_eq!(
         (out(&v, "ahead"), out(&v, "behind"), out(&v, "conflicts")),
         ("1", "0", "0")
@@ -884,6 +890,103 @@ async fn an_ignored_file_the_base_would_replace_stops_the_update() {
             "MY_SECRET_SETTING=1\n"
         );
     }
+    // An ignored file where the base adds a directory (`build` against `build/x.txt`).
+    let r = repos();
+    commit(&r.work, "w.txt", "w\n", "feat work");
+    std::fs::write(r.work.join(".git/info/exclude"), "build\n").unwrap();
+    std::fs::write(r.work.join("build"), "precious\n").unwrap();
+    r.main_commit("build/x.txt", "x\n", "main adds build/x.txt");
+    let (ran, v) = r.sync("--update rebase").await;
+    assert_eq!(ran.code, 1, "{ran:?} {v:#}");
+    assert_eq!(
+        std::fs::read_to_string(r.work.join("build")).unwrap(),
+        "precious\n"
+    );
+}
+
+/// Changes a rebase would drop although every commit's patch is "in" the result: a merge
+/// commit's own change (a rebase without --rebase-merges linearises it away), and a commit
+/// whose patch the base applied and then reverted (skipped as applied). The result's tree is not
+/// the merge of both sides, so the update is undone (exit 1), nothing moves, and merge keeps all.
+#[tokio::test]
+async fn a_rebase_that_would_drop_a_change_is_undone() {
+    // The evil merge: a merge commit on the branch that adds a file of its own.
+    let r = repos();
+    git(&r.work, &["checkout", "-q", "-b", "side", "main"]);
+    commit(&r.work, "side.txt", "side\n", "side work");
+    git(&r.work, &["checkout", "-q", "feat"]);
+    git(&r.work, &["merge", "-q", "--no-ff", "--no-commit", "side"]);
+    std::fs::write(r.work.join("own.txt"), "only in the merge\n").unwrap();
+    git(&r.work, &["add", "own.txt"]);
+    git(
+        &r.work,
+        &["commit", "-qm", "merge side, with a change of its own"],
+    );
+    r.main_commit("m.txt", "m\n", "main moves on");
+    let head = git(&r.work, &["rev-parse", "HEAD"]);
+    let (ran, v) = r.sync("--update rebase").await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    untouched(&r.work, &head);
+    assert!(r.work.join("own.txt").exists());
+    assert!(
+        check(&v, "Update")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--update merge keeps every change"),
+        "{v:#}"
+    );
+    let (ran, _) = r.sync("--update merge").await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(r.work.join("own.txt").exists() && r.work.join("m.txt").exists());
+
+    // The base took the branch's commit and reverted it: a rebase skips it as applied.
+    let r = repos();
+    let c = commit(&r.work, "feature.txt", "feature\n", "feature");
+    commit(&r.work, "more.txt", "more\n", "more");
+    git(&r.other, &["checkout", "-q", "main"]);
+    git(&r.other, &["fetch", "-q", "origin"]);
+    git(&r.other, &["fetch", "-q", r.work.to_str().unwrap(), "feat"]);
+    // main moves first, so the pick is a commit of its own (not the branch's, fast-forwarded).
+    commit(&r.other, "m0.txt", "m0\n", "main moves on");
+    git(&r.other, &["cherry-pick", &c]);
+    git(&r.other, &["revert", "--no-edit", "HEAD"]);
+    git(&r.other, &["push", "-q", "origin", "main"]);
+    let head = git(&r.work, &["rev-parse", "HEAD"]);
+    let (ran, _) = r.sync("--update rebase").await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    untouched(&r.work, &head);
+    assert!(r.work.join("feature.txt").exists());
+}
+
+/// A remote given as a URL (no remote of that name): its base is fetched under
+/// `refs/remotes/sync-check/`, and the check runs as for `origin`.
+#[tokio::test]
+async fn a_remote_given_as_a_url_is_checked() {
+    let r = repos();
+    commit(&r.work, "new.txt", "x\n", "feature work");
+    r.main_commit("m.txt", "m\n", "main moves on");
+    let url = format!("file://{}", r.origin.display());
+    let (ran, v) = r.sync(&format!("--remote {url}")).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!((out(&v, "ahead"), out(&v, "behind")), ("1", "1"));
+    assert!(!git(&r.work, &["rev-parse", "refs/remotes/sync-check/main"]).is_empty());
+}
+
+/// Two syncs in the same second keep both backups: the second gets `-2`, never overwrites.
+#[tokio::test]
+async fn two_syncs_in_one_second_keep_both_backups() {
+    let r = repos();
+    commit(&r.work, "w.txt", "w\n", "feat work");
+    r.main_commit("m1.txt", "1\n", "main 1");
+    let (ran, v1) = r.sync("--update rebase").await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    r.main_commit("m2.txt", "2\n", "main 2");
+    let (ran, v2) = r.sync("--update rebase").await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let (b1, b2) = (out(&v1, "backup-ref"), out(&v2, "backup-ref"));
+    assert_ne!(b1, b2);
+    assert_eq!(git(&r.work, &["rev-parse", b1]), out(&v1, "old-head"));
+    assert_eq!(git(&r.work, &["rev-parse", b2]), out(&v2, "old-head"));
 }
 
 #[tokio::test]

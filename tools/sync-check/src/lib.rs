@@ -183,7 +183,7 @@ pub fn fetch(
     base: &str,
     filter: &CommitsOnly,
 ) -> anyhow::Result<Fetched> {
-    let base_ref = format!("refs/remotes/{}/{base}", args.remote);
+    let base_ref = format!("refs/remotes/{}/{base}", remote_namespace(&args.remote));
     let spec = format!("+refs/heads/{base}:{base_ref}");
     let deep = if filter.on {
         fetch_deep(g, args, base, &spec, filter)?
@@ -424,6 +424,17 @@ impl Drop for CommitsOnly {
     }
 }
 
+/// Where a remote's branches are kept: `refs/remotes/<name>/` for a named remote; a remote given
+/// as a URL (or a path) has no name, and its branches go under `refs/remotes/sync-check/`.
+pub(crate) fn remote_namespace(remote: &str) -> &str {
+    let plain = !remote.is_empty()
+        && remote
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !remote.starts_with('.');
+    if plain { remote } else { "sync-check" }
+}
+
 /// Every fetch here: no tags, no submodules, no progress.
 const FETCH: [&str; 4] = ["fetch", "--no-tags", "--quiet", "--no-recurse-submodules"];
 
@@ -478,7 +489,10 @@ fn fetch_head(g: &Git, args: &Args, target: &event::Target) -> anyhow::Result<St
     if by_sha.is_err()
         && let Some(n) = target.pr_number
     {
-        let pr = format!("+refs/pull/{n}/head:refs/remotes/{}/pr/{n}", args.remote);
+        let pr = format!(
+            "+refs/pull/{n}/head:refs/remotes/{}/pr/{n}",
+            remote_namespace(&args.remote)
+        );
         fetch_refspec(g, &[], &args.remote, &pr).map_err(|e| {
             exit::dependency(format!("couldn't fetch the PR head {}: {e}", target.head))
         })?;
@@ -758,7 +772,15 @@ fn predict_merge(g: &Git, labels: &(String, String)) -> anyhow::Result<MergePred
 
 /// The working tree's state (empty when git cannot tell).
 fn tree_state(g: &Git) -> anyhow::Result<TreeState> {
-    let status = g.raw(&["status", "--porcelain=v2", "-z", "--untracked-files=normal"])?;
+    // --no-optional-locks: `git status` would otherwise refresh and rewrite the index, and this
+    // check is read-only.
+    let status = g.raw(&[
+        "--no-optional-locks",
+        "status",
+        "--porcelain=v2",
+        "-z",
+        "--untracked-files=normal",
+    ])?;
     Ok(if status.status.success() {
         git::parse_status(&status.stdout)
     } else {
@@ -1120,7 +1142,7 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
     }
     let fetched = fetched?;
     let deepened = fetched.as_ref().map_or(0, |f| f.deepened);
-    let base_ref = format!("refs/remotes/{}/{base}", args.remote);
+    let base_ref = format!("refs/remotes/{}/{base}", remote_namespace(&args.remote));
 
     if let Some(mode) = args.update {
         // The update runs to its end (or its restore): a signal is only reported afterwards.

@@ -16,6 +16,19 @@ fn timestamp() -> String {
     deploy_core::report::now_rfc3339().replace(['-', ':'], "")
 }
 
+/// `refs/sync-backup/<branch>/<UTC timestamp>`, with `-2`, `-3`... when a sync in the same second
+/// already wrote that one: a backup is never overwritten.
+fn free_backup_ref(g: &Git, branch: &str) -> String {
+    let first = format!("refs/sync-backup/{branch}/{}", timestamp());
+    let mut name = first.clone();
+    let mut n = 1;
+    while g.commit(&name).is_some() {
+        n += 1;
+        name = format!("{first}-{n}");
+    }
+    name
+}
+
 /// Commits of `from` not in `to`, as full SHAs.
 fn only_in(g: &Git, from: &str, to: &str) -> anyhow::Result<Vec<String>> {
     Ok(
@@ -189,10 +202,20 @@ impl<'a> Sync<'a> {
             UpdateMode::Merge => ("merge", AuditAction::GitMerge),
         };
         let base_name = base_ref.trim_start_matches("refs/remotes/").to_owned();
+        // A rebase in progress detaches HEAD: say that (exit 1, like a dirty tree), not "detached".
+        let in_progress = UNFINISHED.iter().any(|(name, _)| unfinished(g, name));
+        if in_progress && g.current_branch().is_none() {
+            report.push(
+                Check::new("Working tree clean", Status::Failed).reason(format!(
+                    "refusing to {verb}: a rebase or merge is in progress; finish or abort it first"
+                )),
+            );
+            report.summary = format!("refused to {verb}: a rebase or merge is in progress");
+            return Ok(None);
+        }
         let branch = g
             .current_branch()
             .ok_or_else(|| exit::usage("HEAD is detached: --update needs a checked-out branch"))?;
-        let in_progress = UNFINISHED.iter().any(|(name, _)| unfinished(g, name));
         let f = crate::inspect(g, "HEAD", base_ref, crate::Known::default())?;
         report.output("behind", f.behind);
         report.output("ahead", f.ahead);
@@ -206,7 +229,10 @@ impl<'a> Sync<'a> {
         if stop_before_update(&f, verb, &branch, &base_name, report) {
             return Ok(None);
         }
-        let tracking = format!("refs/remotes/{}/{branch}", args.remote);
+        let tracking = format!(
+            "refs/remotes/{}/{branch}",
+            crate::remote_namespace(&args.remote)
+        );
         let lease_value = g.commit(&tracking).unwrap_or_default();
         Ok(Some(Sync {
             args,
@@ -214,7 +240,7 @@ impl<'a> Sync<'a> {
             verb,
             action,
             base_ref,
-            backup: format!("refs/sync-backup/{branch}/{}", timestamp()),
+            backup: free_backup_ref(g, &branch),
             lease: format!("--force-with-lease=refs/heads/{branch}:{lease_value}"),
             lease_value,
             merged_tree: f.merged_tree,
@@ -264,7 +290,8 @@ impl<'a> Sync<'a> {
 
     /// The backup ref, before anything moves.
     fn backup(&self, g: &Git, report: &mut Report) -> anyhow::Result<()> {
-        g.ok(&["update-ref", &self.backup, &self.start])
+        // The empty old value: created only if it does not exist yet (never an overwrite).
+        g.ok(&["update-ref", &self.backup, &self.start, ""])
             .map_err(|e| {
                 exit::dependency(format!("couldn't write backup ref {}: {e}", self.backup))
             })?;
@@ -361,8 +388,8 @@ impl<'a> Sync<'a> {
         if let Some(last) = report.audit.last_mut() {
             last.outcome = AuditOutcome::Failed;
             last.detail = Some(format!(
-                "{start} -> {new_head}, undone: the changes of {} commits were missing",
-                lost.len()
+                "{start} -> {new_head}, undone: changes were missing ({})",
+                lost.first().map(String::as_str).unwrap_or_default()
             ));
         }
         report.output("new-head", start);
@@ -371,8 +398,13 @@ impl<'a> Sync<'a> {
             self.backup
         );
         report.push(Check::new("Update", Status::Failed).reason(format!(
-            "{} commits' changes would be missing after the {verb}; restored {branch} to {start}",
-            lost.len()
+            "changes would be missing after the {verb} ({}); restored {branch} to {start}{}",
+            lost.first().map(String::as_str).unwrap_or_default(),
+            if self.mode == UpdateMode::Rebase {
+                "; --update merge keeps every change"
+            } else {
+                ""
+            }
         )));
         Ok(false)
     }
@@ -528,16 +560,23 @@ fn refuse_overwritten(
         .map_err(git_err)?
         .trim_end_matches('\n')
         .to_owned();
-    let here: Vec<&str> = added
-        .split('\0')
-        .filter(|p| {
-            !p.is_empty()
-                && std::path::Path::new(&top)
-                    .join(p)
-                    .symlink_metadata()
-                    .is_ok()
-        })
-        .collect();
+    // The path itself, and any directory above it that is a file here (`build` where the base
+    // adds `build/x.txt`): git replaces either.
+    let mut here: Vec<&str> = Vec::new();
+    for p in added.split('\0').filter(|p| !p.is_empty()) {
+        let in_the_way = |q: &str| {
+            std::path::Path::new(&top)
+                .join(q)
+                .symlink_metadata()
+                .is_ok_and(|m| q == p || !m.is_dir())
+        };
+        let ancestors = p.match_indices('/').map(|(i, _)| &p[..i]);
+        for q in ancestors.chain(std::iter::once(p)) {
+            if in_the_way(q) && !here.contains(&q) {
+                here.push(q);
+            }
+        }
+    }
     if here.is_empty() {
         return Ok(false);
     }
@@ -627,12 +666,13 @@ fn update_argv(identity: bool, mode: UpdateMode, base_ref: &str) -> Vec<&str> {
     argv
 }
 
-/// The original commits whose change is missing from `new_head` (`cherry`'s `+` lines).
-///
-/// The result holds every change of both sides when its tree is the one merge-tree predicted for
-/// merging them. Otherwise (a rebase can end on another tree, replaying commit by commit) each old
-/// commit must have its patch in the result. Patch ids alone would not do: a replayed commit's
-/// patch changes when the base renamed or edited nearby lines, though nothing is lost.
+/// What is missing from `new_head` of the two sides' changes: nothing when its tree is the one
+/// merge-tree predicted for merging them. A rebase that ends on another tree has lost something
+/// even when every commit's patch is found in it (`git cherry`): a merge commit's own changes
+/// (a rebase without `--rebase-merges` drops them), or a commit whose patch the base applied and
+/// then reverted (the rebase skips it as applied). So a different tree undoes the update; the
+/// commits `cherry` cannot find are named, else the tree's difference is. Without a prediction,
+/// `cherry` alone decides.
 fn lost_changes(g: &Git, predicted: Option<&str>, new_head: &str, start: &str) -> Vec<String> {
     let new_tree = g.ok(&[
         "rev-parse",
@@ -643,10 +683,17 @@ fn lost_changes(g: &Git, predicted: Option<&str>, new_head: &str, start: &str) -
     if matches!((predicted, &new_tree), (Some(p), Ok(t)) if p == t.trim()) {
         return Vec::new();
     }
-    g.ok(&["cherry", new_head, start])
+    let mut lost: Vec<String> = g
+        .ok(&["cherry", new_head, start])
         .unwrap_or_default()
         .lines()
         .filter(|l| l.starts_with('+'))
         .map(str::to_owned)
-        .collect()
+        .collect();
+    if lost.is_empty() && predicted.is_some() {
+        lost.push(
+            "the result's files differ from the merge of both sides (a merge commit's own changes, or a change the base applied and reverted)".to_owned(),
+        );
+    }
+    lost
 }
