@@ -29,6 +29,9 @@ fail() {
     out exit-code "$code"
     exit "$code"
 }
+# Any other command that fails (a tool cache that is not a directory, a full disk) is a failed
+# install too, with the same outputs: never a bare exit 1 with nothing written.
+trap 'rc=$?; [[ $BASH_SUBSHELL != 0 ]] || fail 3 "install failed at line $LINENO (exit $rc): see the line above"' ERR
 
 tool="${INPUT_TOOL:-}"
 case "$tool" in
@@ -158,11 +161,12 @@ base_url="${DEPLOY_ACTION_RELEASE_URL:-https://github.com/afu9/deploy-action/rel
 [[ "$base_url" == https://* ]] || fail 2 "DEPLOY_ACTION_RELEASE_URL must be an https:// URL (got '${base_url}')"
 url="${base_url%/}/${version}/${asset}"
 
+tmp="" staging=""
+cleanup() { rm -rf ${tmp:+"$tmp"} ${staging:+"$staging"}; }
+trap cleanup EXIT
 mkdir -p "$temp_root" "$version_dir"
 tmp="$(mktemp -d "$temp_root/deploy-action-download.XXXXXX")"
 staging="$(mktemp -d "$version_dir/.${cache_arch}.partial.XXXXXX")"
-cleanup() { rm -rf "$tmp" "$staging"; }
-trap cleanup EXIT
 
 curl_opts=(--proto '=https' --tlsv1.2 --retry 3 --retry-delay 2 --connect-timeout 10 --max-time 300)
 printf 'deploy-action: downloading %s\n' "$url" >&2
@@ -256,11 +260,33 @@ tar --no-same-owner -xzf "$tmp/$asset" -C "$staging" || fail 3 "couldn't extract
 # The five tools are links to it, made in the staging directory, so they appear with it.
 link_tools "$staging"
 
-# Atomic for readers: the complete directory appears under its final name in one rename, and the
+# Jobs on one runner share the tool cache: one installs at a time (a lock directory; mkdir is
+# atomic), and an install that is there and complete is never removed, since another job may be
+# about to run it. The complete directory appears under its final name in one rename, and the
 # marker is written only after it.
-rm -rf "$dest" "$marker"
-mv "$staging" "$dest"
-printf '%s' "$sum" >"$marker.tmp.$$"
-mv "$marker.tmp.$$" "$marker"
-printf 'deploy-action: installed %s into %s\n' "$asset" "$dest" >&2
-emit "$dest/$tool"
+installed() { [[ -f "$marker" && "$(cat "$marker")" == "$sum" && -x "$dest/$tool" ]]; }
+if installed; then
+    printf 'deploy-action: %s %s was installed meanwhile by another job\n' "$tool" "$version" >&2
+    emit "$dest/$tool"
+elif mkdir "$dest.lock" 2>/dev/null; then
+    if installed; then
+        rmdir "$dest.lock"
+        emit "$dest/$tool"
+    else
+        rm -rf "$dest" "$marker"
+        mv "$staging" "$dest"
+        staging=""
+        printf '%s' "$sum" >"$marker.tmp.$$"
+        mv "$marker.tmp.$$" "$marker"
+        rmdir "$dest.lock"
+        printf 'deploy-action: installed %s into %s\n' "$asset" "$dest" >&2
+        emit "$dest/$tool"
+    fi
+else
+    # Another job is installing this version right now: run this job's own verified copy and
+    # leave theirs alone (this copy stays in the tool cache's version directory, as .partial).
+    printf 'deploy-action: another job is installing into %s; using this job'"'"'s own copy\n' "$dest" >&2
+    kept="$staging"
+    staging=""
+    emit "$kept/$tool"
+fi

@@ -609,3 +609,78 @@ async fn build_from_source_runs_cargo_without_credentials_in_a_log_group() {
         run.took.as_millis()
     );
 }
+
+/// The install script run as a step would run it, with `tool_cache` shared: its exit code, its
+/// log and its outputs.
+fn install_into(f: &Fixture, tool_cache: &Path) -> std::process::Child {
+    let temp = tempfile::tempdir().unwrap().keep();
+    let arch = if host_target().starts_with("aarch64") {
+        "ARM64"
+    } else {
+        "X64"
+    };
+    std::process::Command::new("bash")
+        .arg(f.action.path().join("scripts/action-install.sh"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("GITHUB_OUTPUT", temp.join("outputs"))
+        .env("RUNNER_TEMP", &temp)
+        .env("RUNNER_TOOL_CACHE", tool_cache)
+        .env("RUNNER_OS", "Linux")
+        .env("RUNNER_ARCH", arch)
+        .env("GITHUB_ACTION_PATH", f.action.path())
+        .env("INPUT_TOOL", "smoke-test")
+        .env("DEPLOY_ACTION_RELEASE_URL", &f.server.url)
+        .env("CURL_CA_BUNDLE", &f.server.ca)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Jobs on one runner share its tool cache: eight installs of one release at once all succeed,
+/// and each job's binary runs (none removed an install another job had already checked).
+#[test]
+fn parallel_installs_into_one_tool_cache_all_succeed() {
+    let bytes = archive();
+    let f = Fixture::new(bytes, &sha256_hex(bytes));
+    let cache = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..8).map(|_| install_into(&f, cache.path())).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        // The line that names the binary it runs: `deploy-action: <its --version> (<path>)`.
+        let bin = log
+            .lines()
+            .filter(|l| l.starts_with("deploy-action: ") && l.ends_with(')'))
+            .find_map(|l| {
+                l.rsplit_once(" (/")
+                    .map(|(_, p)| format!("/{}", p.trim_end_matches(')')))
+            })
+            .unwrap_or_else(|| panic!("no binary named: {log}"));
+        let ran = std::process::Command::new(&bin)
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(ran.status.success(), "{bin}: {ran:?}");
+    }
+}
+
+/// A failure the script does not foresee (the tool cache is a file, not a directory) still
+/// writes the outputs and exits 3, not a bare exit 1 with nothing written.
+#[test]
+fn an_unforeseen_install_failure_sets_the_outputs() {
+    let bytes = archive();
+    let f = Fixture::new(bytes, &sha256_hex(bytes));
+    let not_a_dir = tempfile::NamedTempFile::new().unwrap();
+    let child = install_into(&f, not_a_dir.path());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{log}");
+    assert!(
+        log.contains("::error title=deploy-action install::install failed at line"),
+        "{log}"
+    );
+}
