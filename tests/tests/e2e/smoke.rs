@@ -473,3 +473,39 @@ async fn a_name_no_earlier_check_captures_is_a_usage_error() {
     let says = "health check \"h\": capture is for smoke checks";
     assert!(r.stderr.contains(says), "{}", r.stderr);
 }
+
+/// The suite's deadline (`--timeout`) is a deadline for the checks still waiting for a slot
+/// too: one at a time against answers of 300 ms, a 1 s deadline lets a few run, and the rest are
+/// not sent at all (they said so), rather than each starting one more request after it.
+#[tokio::test]
+async fn checks_still_waiting_when_the_suite_deadline_passes_are_not_sent() {
+    let (s, dir) = standin(Behaviour {
+        delay_ms: 300,
+        ..Behaviour::default()
+    })
+    .await;
+    let suite = health_suite(dir.path(), "", 12);
+    let args = format!(
+        "--suite {} --base-url {} --concurrency 1 --timeout 1s --retry-for 0s",
+        suite.display(),
+        s.url
+    );
+    let (r, report) = smoke(dir.path(), "t", &args).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let sent = s.shared.hits().get("/api/health").copied().unwrap_or(0);
+    assert!(
+        sent <= 5,
+        "{sent} requests for a 1 s deadline at 300 ms each"
+    );
+    let not_sent = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["reason"].as_str().is_some_and(|r| {
+                r.contains("the suite's deadline (--timeout) passed while it waited for a slot")
+            })
+        })
+        .count();
+    assert!(not_sent >= 7, "{report:#}");
+}

@@ -23,6 +23,19 @@ pub struct HttpOptions {
     pub max_redirects: usize,
 }
 
+impl HttpOptions {
+    /// For health and smoke checks: every request carries its own timeout (the check's `timeout`,
+    /// else `--request-timeout`), which is the whole bound; the client adds none shorter, so a
+    /// check's `timeout = "25s"` is 25 s, not cut at a client-wide 15 s.
+    pub fn for_checks() -> Self {
+        HttpOptions {
+            read_timeout: Duration::from_secs(24 * 3600),
+            request_timeout: Duration::from_secs(24 * 3600),
+            ..HttpOptions::default()
+        }
+    }
+}
+
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {

@@ -272,7 +272,7 @@ fn connect(
     sdk: Option<&deploy_core::aws_config::SdkConfig>,
 ) -> anyhow::Result<Ctx> {
     Ok(Ctx {
-        http: HttpClient::new("health-check", HttpOptions::default())?,
+        http: HttpClient::new("health-check", HttpOptions::for_checks())?,
         policy: plan.policy.clone(),
         ecs: match (sdk, &plan.cluster) {
             (Some(c), Some(cl)) => Some((deploy_core::aws::ecs(c), cl.clone())),

@@ -240,7 +240,7 @@ type Results = (
 /// Runs every check, at most `concurrency` requests in flight, until all finished or a signal
 /// comes.
 async fn run_all(args: &Args, plan: Plan) -> anyhow::Result<Results> {
-    let client = HttpClient::new("smoke-test", HttpOptions::default())?;
+    let client = HttpClient::new("smoke-test", HttpOptions::for_checks())?;
     let names: Vec<String> = plan.checks.iter().map(|p| p.spec.name.clone()).collect();
     let mut results: Vec<Option<Check>> = vec![None; plan.checks.len()];
     let limiter = Arc::new(limit::Limiter::new(plan.concurrency));
@@ -339,8 +339,9 @@ fn annotation_path(args: &Args) -> String {
 }
 
 /// One check: attempts until it passes, fails for good, or its window (within the suite
-/// deadline) closes. Pauses grow from 250 ms to 2 s: a smoke check retries a failure, it does not
-/// wait for a rollout.
+/// deadline) closes, with a last attempt at the window's end when the next pause would pass it.
+/// Pauses grow from 250 ms to 2 s: a smoke check retries a failure, it does not wait for a
+/// rollout.
 async fn run_check(
     (client, limiter): (&HttpClient, &limit::Limiter),
     check: &Prepared,
@@ -352,14 +353,21 @@ async fn run_check(
     let schedule = Schedule::new(
         Deadline::after(window.min(suite.remaining())),
         Cadence::exponential(Duration::from_millis(250), Duration::from_secs(2)),
-    )
-    .no_last_look();
+    );
     // Signals are the suite's business (`run` stops every check at once).
     let outcome = retry::poll(
         schedule,
         std::future::pending(),
         |_| async {
             let slot = limiter.acquire().await;
+            // A check that waited for a slot past the suite's deadline is not sent at all: the
+            // deadline is the suite's, not a time to start one more request after.
+            if suite.remaining().is_zero() {
+                limiter.release(slot, limit::Signal::Neither);
+                return checks::Attempt::without_response(retry::Verdict::Fatal {
+                    reason: "not run: the suite's deadline (--timeout) passed while it waited for a slot".into(),
+                });
+            }
             let a = checks::attempt(client, check, policy, Some(suite.remaining())).await;
             limiter.release(slot, limit::Signal::of(a.status, a.latency));
             a

@@ -2,7 +2,9 @@
 //! the cap (`--concurrency`, `smoke.concurrency`, else [`crate::DEFAULT_CONCURRENCY`]) and
 //! follows the server the way TCP follows a network (additive increase, multiplicative decrease):
 //! an answer 429 or 503, or one that took more than twice the fastest answer seen plus 50 ms,
-//! halves the limit (once per round trip, so one burst of refusals counts once); every other
+//! halves the limit once for all the requests in flight when it came (an answer to a request
+//! sent before the last cut is of the old window, as TCP counts one loss per window, so one burst
+//! of refusals counts once however long its answers take to come back); every other
 //! answer grows it by one per limit's worth of answers, back up to the cap. A slot is held for one
 //! attempt, not for a check's pauses between attempts.
 
@@ -31,6 +33,12 @@ impl Signal {
             None => Signal::Neither,
         }
     }
+}
+
+/// A slot held for one request, and when that request went out.
+pub(crate) struct Slot<'a> {
+    permit: Option<SemaphorePermit<'a>>,
+    sent: Instant,
 }
 
 /// The adaptive limit (see the module's documentation).
@@ -65,8 +73,6 @@ pub(crate) struct Summary {
 
 /// An answer this much slower than the fastest seen (and twice as slow) means queueing.
 const SLOW_MARGIN: Duration = Duration::from_millis(50);
-/// A round trip, before any answer came.
-const FIRST_ROUND: Duration = Duration::from_millis(100);
 
 impl Limiter {
     pub(crate) fn new(cap: usize) -> Limiter {
@@ -91,23 +97,28 @@ impl Limiter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for a slot. `None` only if the semaphore were closed, which it never is.
-    pub(crate) async fn acquire(&self) -> Option<SemaphorePermit<'_>> {
-        self.slots.acquire().await.ok()
+    /// Waits for a slot (its permit is `None` only if the semaphore were closed, which it never
+    /// is), stamped with when its request goes out.
+    pub(crate) async fn acquire(&self) -> Slot<'_> {
+        Slot {
+            permit: self.slots.acquire().await.ok(),
+            sent: Instant::now(),
+        }
     }
 
     /// Gives the slot back, with what the attempt's answer said.
-    pub(crate) fn release(&self, permit: Option<SemaphorePermit<'_>>, signal: Signal) {
+    pub(crate) fn release(&self, slot: Slot<'_>, signal: Signal) {
+        let Slot { permit, sent } = slot;
         let mut st = self.state();
         match signal {
-            Signal::Overloaded => self.cut(&mut st),
+            Signal::Overloaded => self.cut(&mut st, sent),
             Signal::Answered(latency) => {
                 let floor = *st.floor.get_or_insert(latency);
                 if latency < floor {
                     st.floor = Some(latency);
                 }
                 if latency > floor * 2 + SLOW_MARGIN {
-                    self.cut(&mut st);
+                    self.cut(&mut st, sent);
                 } else {
                     self.grow(&mut st);
                 }
@@ -122,11 +133,9 @@ impl Limiter {
         }
     }
 
-    fn cut(&self, st: &mut State) {
-        let round = st
-            .floor
-            .map_or(FIRST_ROUND, |f| f.max(Duration::from_millis(10)));
-        if st.last_cut.is_some_and(|t| t.elapsed() < round) || st.limit == 1 {
+    fn cut(&self, st: &mut State, sent: Instant) {
+        // Sent before the last cut: that cut already answered for it.
+        if st.last_cut.is_some_and(|t| sent <= t) || st.limit == 1 {
             return;
         }
         let new = (st.limit / 2).max(1);
@@ -183,7 +192,7 @@ mod tests {
         assert_eq!(l.slots.available_permits(), 0);
     }
 
-    async fn futures_held(l: &Limiter, n: usize) -> Vec<Option<SemaphorePermit<'_>>> {
+    async fn futures_held(l: &Limiter, n: usize) -> Vec<Slot<'_>> {
         let mut v = Vec::new();
         for _ in 0..n {
             v.push(l.acquire().await);
@@ -212,6 +221,25 @@ mod tests {
         assert_eq!(l.slots.available_permits(), 0);
         l.release(held.pop().unwrap(), FAST);
         assert_eq!(l.slots.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn refusals_that_come_back_late_still_count_once() {
+        let l = Limiter::new(128);
+        let mut held = futures_held(&l, 50).await;
+        // The first refusal cuts; the others, of requests sent before it, come back over the
+        // next half second and do not cut again.
+        l.release(held.pop().unwrap(), Signal::Overloaded);
+        std::thread::sleep(Duration::from_millis(150));
+        while let Some(s) = held.pop() {
+            l.release(s, Signal::Overloaded);
+        }
+        assert_eq!(l.summary().cuts, 1);
+        assert_eq!(l.state().limit, 64);
+        // A request sent after the cut and refused cuts again.
+        let s = l.acquire().await;
+        l.release(s, Signal::Overloaded);
+        assert_eq!(l.state().limit, 32);
     }
 
     #[tokio::test]
