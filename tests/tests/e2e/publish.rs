@@ -76,6 +76,17 @@ fn check_runs(tap: &Tap) -> Vec<Recorded> {
         .collect()
 }
 
+/// The check runs posted through `tap`, which must be named `names` in that order.
+fn runs_named(tap: &Tap, names: &[&str]) -> Vec<Recorded> {
+    let runs = check_runs(tap);
+    let got: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r.body["name"].as_str())
+        .collect();
+    assert_eq!(got, names, "one check run per tool: {:?}", tap.requests());
+    runs
+}
+
 fn outputs(ran: &Ran) -> Value {
     let v: Value = serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("{e}: {ran:?}"));
     v["outputs"].clone()
@@ -205,21 +216,14 @@ async fn every_tool_answers_its_check_when_it_stops_on_bad_input() {
         assert_eq!(ran.code, 2, "{name}: {ran:?}");
         assert!(!ran.all().contains(TOKEN), "{name}: token leaked");
     }
-    let runs = check_runs(&tap);
-    let names: Vec<&str> = runs
-        .iter()
-        .filter_map(|r| r.body["name"].as_str())
-        .collect();
-    assert_eq!(
-        names,
-        [
+    let runs = runs_named(
+        &tap,
+        &[
             "health-check (staging)",
             "smoke-test (staging)",
             "rollback (staging)",
-            "ecr-push (staging)"
+            "ecr-push (staging)",
         ],
-        "one check run per tool: {:?}",
-        tap.requests()
     );
     for r in &runs {
         assert_eq!(r.status, 201, "Prism accepted it: {r:?}");
@@ -262,17 +266,7 @@ async fn a_refused_flag_still_answers_the_check() {
         .env("GITHUB_TOKEN", TOKEN)
         .env("GITHUB_REPOSITORY", "afu9/control-center");
     assert_eq!(run(c).await.code, 2);
-    let runs = check_runs(&tap);
-    let names: Vec<&str> = runs
-        .iter()
-        .filter_map(|r| r.body["name"].as_str())
-        .collect();
-    assert_eq!(
-        names,
-        ["smoke-test (staging)", "sync-check"],
-        "{:?}",
-        tap.requests()
-    );
+    let runs = runs_named(&tap, &["smoke-test (staging)", "sync-check"]);
     for r in &runs {
         assert_eq!(r.status, 201, "Prism accepted it: {r:?}");
         assert_eq!(r.body["conclusion"], "failure", "{r:?}");

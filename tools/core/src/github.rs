@@ -232,11 +232,7 @@ impl GithubClient {
         route: String,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, GithubError> {
-        let r = self
-            .octo
-            .post::<_, serde_json::Value>(route, Some(&body))
-            .await;
-        Self::answer(call, r)
+        self.send_json(call, true, route, body).await
     }
 
     async fn patch(
@@ -245,10 +241,26 @@ impl GithubClient {
         route: String,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, GithubError> {
-        let r = self
-            .octo
-            .patch::<serde_json::Value, _, _>(route, Some(&body))
-            .await;
+        self.send_json(call, false, route, body).await
+    }
+
+    /// POST (`post`) or PATCH a JSON body to `route`.
+    async fn send_json(
+        &self,
+        call: &str,
+        post: bool,
+        route: String,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, GithubError> {
+        let r = if post {
+            self.octo
+                .post::<_, serde_json::Value>(route, Some(&body))
+                .await
+        } else {
+            self.octo
+                .patch::<serde_json::Value, _, _>(route, Some(&body))
+                .await
+        };
         Self::answer(call, r)
     }
 
