@@ -356,9 +356,29 @@ impl Git {
         stop_on: &'static str,
     ) -> (Result<String, GitError>, bool) {
         let cmd = self.command(args, true);
+        let started = std::time::SystemTime::now();
         match output_or_stop(cmd, self.cancel.as_ref(), Some(stop_on)) {
-            Ok((out, seen)) => (self.check(args, Ok(out)), seen),
+            Ok((out, seen)) => {
+                if seen {
+                    self.drop_lock_left_by_the_stop(started);
+                }
+                (self.check(args, Ok(out)), seen)
+            }
             Err(e) => (self.check(args, Err(e)), false),
+        }
+    }
+
+    /// git creates `shallow.lock` and only then arms the handler that removes it on a signal: a
+    /// fetch stopped in between leaves it behind, and the next fetch fails on it ("File
+    /// exists"). Once the stopped git and everything it started are gone (its pipes closed), a
+    /// `shallow.lock` made since it started is that one's, and goes.
+    fn drop_lock_left_by_the_stop(&self, started: std::time::SystemTime) {
+        let lock = self.common_dir.join("shallow.lock");
+        let ours = std::fs::metadata(&lock)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= started);
+        if ours && std::fs::remove_file(&lock).is_ok() {
+            tracing::debug!("removed the shallow.lock the stopped fetch left");
         }
     }
 
