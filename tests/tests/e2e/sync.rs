@@ -958,6 +958,23 @@ async fn a_rebase_that_would_drop_a_change_is_undone() {
     assert!(r.work.join("feature.txt").exists());
 }
 
+/// `--head` naming a branch the clone does not have: fetched from the remote and checked (the
+/// README's `--head feature/x`).
+#[tokio::test]
+async fn a_head_branch_only_on_the_remote_is_fetched_and_checked() {
+    let r = repos();
+    git(
+        &r.other,
+        &["checkout", "-q", "-b", "feature/x", "origin/main"],
+    );
+    let tip = commit(&r.other, "x.txt", "x\n", "feature x");
+    git(&r.other, &["push", "-q", "origin", "feature/x"]);
+    let (ran, v) = r.sync("--head feature/x").await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(out(&v, "head-sha"), tip);
+    assert_eq!(out(&v, "ahead"), "1");
+}
+
 /// A remote given as a URL (no remote of that name): its base is fetched under
 /// `refs/remotes/sync-check/`, and the check runs as for `origin`.
 #[tokio::test]

@@ -213,13 +213,13 @@ pub fn fetch(
         Steps::Doubling
     };
     let (deepened, merge_base) =
-        deepen_to_merge_base(g, args, &target.head, &base_ref, &spec, options, steps)?;
+        deepen_to_merge_base(g, args, &head_sha, &base_ref, &spec, options, steps)?;
     // The trees come while inspect counts and labels the two sides, which need commits only;
     // merge-tree waits for them.
     let trees = match (filtered, &merge_base) {
         (true, Some(mb)) => {
             let (g, remote) = (g.clone(), args.remote.clone());
-            let revs = [mb.clone(), target.head.clone(), base_ref];
+            let revs = [mb.clone(), head_sha.clone(), base_ref];
             Background::spawn("git-prefetch", move || {
                 prefetch_merge_trees(&g, &remote, &revs);
             })
@@ -497,12 +497,20 @@ fn fetch_head(g: &Git, args: &Args, target: &event::Target) -> anyhow::Result<St
             exit::dependency(format!("couldn't fetch the PR head {}: {e}", target.head))
         })?;
     }
-    g.commit(&target.head).ok_or_else(|| {
-        exit::usage(format!(
-            "head commit {} is not in the repository",
-            target.head
-        ))
-    })
+    // A branch name fetched from a named remote lands in its remote-tracking ref.
+    let tracking = format!(
+        "refs/remotes/{}/{}",
+        remote_namespace(&args.remote),
+        target.head
+    );
+    g.commit(&target.head)
+        .or_else(|| g.commit(&tracking))
+        .ok_or_else(|| {
+            exit::usage(format!(
+                "head commit {} is not in the repository",
+                target.head
+            ))
+        })
 }
 
 /// How many times `--deepen` a step of a commits-only fetch goes.
@@ -1158,7 +1166,12 @@ async fn check(args: &Args) -> anyhow::Result<Exit> {
         return deploy_core::cli::emit(&report, &args.common.output);
     }
 
-    let f = inspect(&g, &target.head, &base_ref, Known { fetched, tree })?;
+    // The commit the fetch found (a `--head` branch the clone lacked is only a remote-tracking
+    // ref now), else the head as given.
+    let head_rev = fetched
+        .as_ref()
+        .map_or_else(|| target.head.clone(), |f| f.head_sha.clone());
+    let f = inspect(&g, &head_rev, &base_ref, Known { fetched, tree })?;
     if let Some(signal) = cancel.signal() {
         let stop = Stop {
             signal,
