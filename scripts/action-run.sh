@@ -59,9 +59,11 @@ false | "") ;;
 *) refuse "input 'dry-run' must be true or false (got '${INPUT_DRY_RUN}')" "--dry-run=${INPUT_DRY_RUN}" ;;
 esac
 if [[ -n "${INPUT_CONFIRM:-}" ]]; then
-    [[ "$CONFIRM_TOOLS" == *" $tool "* ]] ||
-        refused="${refused:-input 'confirm' applies to ecr-push and rollback, not to $tool}"
-    args+=(--confirm "$INPUT_CONFIRM")
+    if [[ "$CONFIRM_TOOLS" == *" $tool "* ]]; then
+        args+=(--confirm "$INPUT_CONFIRM")
+    else
+        refuse "input 'confirm' applies to ecr-push and rollback, not to $tool" --confirm "$INPUT_CONFIRM"
+    fi
 fi
 if [[ -n "${INPUT_ARGS:-}" ]]; then
     while IFS= read -r line; do

@@ -285,8 +285,12 @@ pub fn redact(text: &str) -> String {
     }
     // A server may echo a value in other case (a header upper-cased): pieces of 8 characters
     // or more are also matched without regard to ASCII case (byte offsets stay the same).
+    let long = || reg.pieces.iter().filter(|p| p.len() >= CASELESS_LEN);
+    if long().next().is_none() {
+        return out;
+    }
     let mut lower = out.to_ascii_lowercase();
-    for piece in reg.pieces.iter().filter(|p| p.len() >= CASELESS_LEN) {
+    for piece in long() {
         let needle = piece.to_ascii_lowercase();
         while let Some(at) = lower.find(&needle) {
             out.replace_range(at..at + needle.len(), "***");
